@@ -1,0 +1,208 @@
+"""The frozen model side: token ids + a prompt tensor in, loss or per-label scores out.
+
+A :class:`Backbone` knows nothing about how the prompt was produced (that is the prompt module's
+job) nor about optimisation (the trainer's). Each family lives in its own file and registers
+itself in :data:`BACKBONES`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from functools import cached_property
+from typing import ClassVar
+
+import torch
+from torch import nn
+
+from promptvec.errors import ConfigError
+from promptvec.tasks.spec import Example, TaskSpec
+
+BACKBONES: dict[str, type[Backbone]] = {}
+
+
+def register_backbone(cls: type[Backbone]) -> type[Backbone]:
+    BACKBONES[cls.family] = cls
+    return cls
+
+
+@dataclass
+class LabelSet:
+    """Token ids of every label verbalization of a task, as this backbone scores them."""
+
+    names: list[str]
+    token_ids: list[list[int]]
+
+
+@dataclass
+class Encoded:
+    """One example, tokenized: input ids (already truncated) and the gold label's index."""
+
+    input_ids: list[int]
+    label_index: int
+
+
+@dataclass
+class Batch:
+    """Padded tensors of one batch; ``targets`` only for training batches."""
+
+    input_ids: torch.Tensor
+    attention_mask: torch.Tensor
+    label_index: torch.Tensor
+    targets: torch.Tensor | None = None
+
+    def to(self, device: torch.device) -> Batch:
+        return Batch(*(t.to(device) if t is not None else None for t in
+                       (self.input_ids, self.attention_mask, self.label_index, self.targets)))
+
+    @property
+    def size(self) -> int:
+        return self.input_ids.shape[0]
+
+
+class Backbone(ABC):
+    """A frozen Hugging Face model that accepts a soft prompt ``[B, R, d]`` before its input."""
+
+    family: ClassVar[str]
+    supports_generation: ClassVar[bool] = True
+
+    def __init__(self, model: nn.Module, tokenizer, name: str, max_length: int = 256) -> None:
+        self.model = model
+        self.tokenizer = tokenizer
+        self.name = name
+        self.max_length = max_length
+        model.requires_grad_(False)
+        model.eval()
+        self._label_sets: dict[str, LabelSet] = {}
+
+    # ---- identity -----------------------------------------------------------------------
+    @property
+    def embedding(self) -> nn.Embedding:
+        return self.model.get_input_embeddings()
+
+    @property
+    def dim(self) -> int:
+        return self.embedding.weight.shape[1]
+
+    @property
+    def device(self) -> torch.device:
+        return self.embedding.weight.device
+
+    @cached_property
+    def fingerprint(self) -> str:
+        """sha256 of the input-embedding matrix (fp32): identifies *these* weights, not a name."""
+        weight = self.embedding.weight.detach().to("cpu", torch.float32).contiguous()
+        return hashlib.sha256(weight.numpy().tobytes()).hexdigest()
+
+    # ---- tokenization (shared by every family) ----------------------------------------
+    def label_set(self, task: TaskSpec) -> LabelSet:
+        if task.task not in self._label_sets:
+            self._label_sets[task.task] = LabelSet(
+                names=task.label_names, token_ids=[self.tokenize_label(task, v) for v in task.verbalizations]
+            )
+            empty = [n for n, ids in zip(task.label_names, self._label_sets[task.task].token_ids, strict=True)
+                     if not ids]
+            if empty:
+                raise ConfigError(f"task '{task.task}': label verbalization(s) {empty} tokenize to nothing",
+                                  "give every label a non-empty verbalization")
+        return self._label_sets[task.task]
+
+    def label_index(self, task: TaskSpec, example: Example) -> int:
+        if isinstance(example.label, float):
+            return task.label_names.index(task.bin_of(example.label))
+        return task.label_names.index(example.label) if example.label in task.label_names else -1
+
+    @abstractmethod
+    def tokenize_label(self, task: TaskSpec, verbalization: str) -> list[int]:
+        """Token ids the model must produce for this label."""
+
+    def tokenize_input(self, text: str) -> list[int]:
+        return self.tokenizer(text, add_special_tokens=True)["input_ids"]
+
+    def encode(self, task: TaskSpec, examples: list[Example], prompt_length: int) -> list[Encoded]:
+        """Tokenize inputs, truncating the *input fields* (never the template's tail or the label)
+        so that prompt + input + label fit in ``max_length``."""
+        labels = self.label_set(task)
+        longest_label = max(len(ids) for ids in labels.token_ids)
+        budget = self.max_length - prompt_length - self.label_budget(longest_label)
+        if budget < 8:
+            raise ConfigError(f"max_length {self.max_length} leaves no room for the input after a prompt of "
+                              f"{prompt_length} rows", "raise --max-length or shorten the prompt")
+        out = []
+        for ex in examples:
+            ids = self.tokenize_input(ex.text or task.render(ex.fields, ex.source))
+            if len(ids) > budget:
+                ids = self._truncate_fields(task, ex, budget)
+            out.append(Encoded(ids, self.label_index(task, ex)))
+        return out
+
+    def label_budget(self, longest_label: int) -> int:
+        """Positions the label takes inside the model's sequence (causal LMs: all of it)."""
+        return 0
+
+    def _truncate_fields(self, task: TaskSpec, ex: Example, budget: int) -> list[int]:
+        fields = dict(ex.fields)
+        for _ in range(8):
+            ids = self.tokenize_input(task.render(fields, ex.source))
+            excess = len(ids) - budget
+            if excess <= 0:
+                return ids
+            longest = max(fields, key=lambda f: len(str(fields[f])))
+            field_ids = self.tokenizer(str(fields[longest]), add_special_tokens=False)["input_ids"]
+            keep = max(0, len(field_ids) - excess - 1)
+            fields[longest] = self.tokenizer.decode(field_ids[:keep])
+        return ids[:budget]
+
+    # ---- the model side -----------------------------------------------------------------
+    @abstractmethod
+    def collate(self, task: TaskSpec, items: list[Encoded], train: bool) -> Batch:
+        """Pad a list of encoded examples into a batch (with training targets if ``train``)."""
+
+    @abstractmethod
+    def loss(self, task: TaskSpec, batch: Batch, prompt: torch.Tensor) -> torch.Tensor:
+        """Mean training loss on the label tokens, given the prompt ``[B, R, d]``."""
+
+    @abstractmethod
+    def label_scores(self, task: TaskSpec, batch: Batch, prompt: torch.Tensor,
+                     length_normalize: bool = False) -> torch.Tensor:
+        """``[B, C]`` score of every label (log-likelihood or similarity) for rank classification."""
+
+    def generate(self, task: TaskSpec, batch: Batch, prompt: torch.Tensor, max_new_tokens: int) -> list[str]:
+        """Greedy decoding; returns the generated text per example."""
+        raise ConfigError(f"generation mode needs a causal LM or seq2seq backbone, not a {self.family}",
+                          "use --mode rank")
+
+    def input_embeds(self, input_ids: torch.Tensor) -> torch.Tensor:
+        return self.embedding(input_ids)
+
+    def token_lengths(self, items: list[Encoded]) -> list[int]:
+        return [len(i.input_ids) for i in items]
+
+
+def left_pad(seqs: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+    width = max(len(s) for s in seqs)
+    ids = torch.full((len(seqs), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(seqs), width), dtype=torch.long)
+    for i, s in enumerate(seqs):
+        if s:
+            ids[i, width - len(s):] = torch.tensor(s)
+            mask[i, width - len(s):] = 1
+    return ids, mask
+
+
+def right_pad(seqs: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+    width = max(len(s) for s in seqs)
+    ids = torch.full((len(seqs), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(seqs), width), dtype=torch.long)
+    for i, s in enumerate(seqs):
+        ids[i, : len(s)] = torch.tensor(s)
+        mask[i, : len(s)] = 1
+    return ids, mask
+
+
+def pad_token_id(tokenizer) -> int:
+    for candidate in (tokenizer.pad_token_id, tokenizer.eos_token_id, tokenizer.unk_token_id):
+        if candidate is not None:
+            return int(candidate)
+    return 0

@@ -1,0 +1,127 @@
+"""Decoder-only language models (Llama, GPT-2, Qwen, SmolLM, ...).
+
+Layout of every sequence: ``[prompt (R)] [left padding] [templated input] [label tokens]``.
+The prompt sits at the front and padding after it; the attention mask hides the padding and
+explicit position ids number the real tokens contiguously, which is equivalent to left-padding
+the whole sequence and keeps the label tokens at the end — so only the last ``k + 1`` positions
+need logits (``logits_to_keep``), never the whole vocabulary at every position.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from promptvec.backbones.base import Backbone, Batch, Encoded, left_pad, pad_token_id, register_backbone
+from promptvec.tasks.spec import TaskSpec
+
+
+def _with_prompt(embeds: torch.Tensor, mask: torch.Tensor, prompt: torch.Tensor):
+    batch, rows = embeds.shape[0], prompt.shape[1]
+    full = torch.cat([prompt.to(embeds.dtype).expand(batch, -1, -1), embeds], dim=1)
+    full_mask = torch.cat([mask.new_ones(batch, rows), mask], dim=1)
+    positions = (full_mask.cumsum(-1) - 1).clamp(min=0)
+    return full, full_mask, positions
+
+
+@register_backbone
+class CausalLMBackbone(Backbone):
+    family = "causal"
+
+    def tokenize_label(self, task: TaskSpec, verbalization: str) -> list[int]:
+        return self.tokenizer(task.target_delimiter + verbalization, add_special_tokens=False)["input_ids"]
+
+    def label_budget(self, longest_label: int) -> int:
+        return longest_label
+
+    def collate(self, task: TaskSpec, items: list[Encoded], train: bool) -> Batch:
+        pad = pad_token_id(self.tokenizer)
+        label_index = torch.tensor([i.label_index for i in items], dtype=torch.long)
+        if not train:
+            ids, mask = left_pad([i.input_ids for i in items], pad)
+            return Batch(ids, mask, label_index)
+        label_ids = [self.label_set(task).token_ids[i.label_index] for i in items]
+        ids, mask = left_pad([i.input_ids + lab for i, lab in zip(items, label_ids, strict=True)], pad)
+        longest = max(len(lab) for lab in label_ids)
+        # targets[:, j] is the token predicted by the j-th of the last (longest + 1) positions
+        targets = torch.full((len(items), longest + 1), -100, dtype=torch.long)
+        for row, lab in enumerate(label_ids):
+            targets[row, longest - len(lab): longest] = torch.tensor(lab)
+        return Batch(ids, mask, label_index, targets)
+
+    def loss(self, task: TaskSpec, batch: Batch, prompt: torch.Tensor) -> torch.Tensor:
+        embeds, mask, positions = _with_prompt(self.input_embeds(batch.input_ids), batch.attention_mask, prompt)
+        keep = batch.targets.shape[1]
+        out = self.model(inputs_embeds=embeds, attention_mask=mask, position_ids=positions,
+                         logits_to_keep=keep, use_cache=False)
+        logits = out.logits.float()
+        return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), batch.targets.reshape(-1), ignore_index=-100)
+
+    def _prefill(self, batch: Batch, prompt: torch.Tensor):
+        embeds, mask, positions = _with_prompt(self.input_embeds(batch.input_ids), batch.attention_mask, prompt)
+        out = self.model(inputs_embeds=embeds, attention_mask=mask, position_ids=positions,
+                         logits_to_keep=1, use_cache=True)
+        return out, mask, positions
+
+    @torch.no_grad()
+    def label_scores(self, task: TaskSpec, batch: Batch, prompt: torch.Tensor,
+                     length_normalize: bool = False) -> torch.Tensor:
+        """One pass over prompt + input; label continuations reuse its key/value cache."""
+        labels = self.label_set(task).token_ids
+        n_labels, size = len(labels), batch.size
+        out, mask, positions = self._prefill(batch, prompt)
+        first = torch.log_softmax(out.logits[:, -1].float(), dim=-1)
+        scores = first[:, [lab[0] for lab in labels]]
+        longest = max(len(lab) for lab in labels)
+        if longest > 1:
+            pad = pad_token_id(self.tokenizer)
+            steps = longest - 1
+            cont = torch.full((n_labels, steps), pad, dtype=torch.long, device=batch.input_ids.device)
+            target = torch.full((n_labels, steps), -1, dtype=torch.long, device=batch.input_ids.device)
+            for c, lab in enumerate(labels):
+                if len(lab) > 1:
+                    cont[c, : len(lab) - 1] = torch.tensor(lab[:-1])
+                    target[c, : len(lab) - 1] = torch.tensor(lab[1:])
+            cache = out.past_key_values
+            cache.batch_repeat_interleave(n_labels)
+            cont_mask = torch.cat([mask.repeat_interleave(n_labels, 0),
+                                   mask.new_ones(size * n_labels, steps)], dim=1)
+            cont_pos = positions[:, -1:].repeat_interleave(n_labels, 0) + torch.arange(
+                1, steps + 1, device=mask.device)
+            cont_out = self.model(input_ids=cont.repeat(size, 1), attention_mask=cont_mask,
+                                  position_ids=cont_pos, past_key_values=cache, use_cache=False)
+            logp = torch.log_softmax(cont_out.logits.float(), dim=-1).view(size, n_labels, steps, -1)
+            tgt = target.clamp(min=0).unsqueeze(0).expand(size, -1, -1).unsqueeze(-1)
+            picked = logp.gather(-1, tgt).squeeze(-1) * (target >= 0)
+            scores = scores + picked.sum(-1)
+        if length_normalize:
+            scores = scores / torch.tensor([len(lab) for lab in labels], device=scores.device)
+        return scores
+
+    @torch.no_grad()
+    def generate(self, task: TaskSpec, batch: Batch, prompt: torch.Tensor, max_new_tokens: int) -> list[str]:
+        out, mask, positions = self._prefill(batch, prompt)
+        eos = self.tokenizer.eos_token_id
+        cache, last_pos = out.past_key_values, positions[:, -1:]
+        token = out.logits[:, -1].argmax(-1, keepdim=True)
+        produced = [token]
+        done = token.squeeze(-1) == eos if eos is not None else torch.zeros_like(token.squeeze(-1), dtype=torch.bool)
+        for _ in range(max_new_tokens - 1):
+            if bool(done.all()):
+                break
+            mask = torch.cat([mask, mask.new_ones(batch.size, 1)], dim=1)
+            last_pos = last_pos + 1
+            step = self.model(input_ids=token, attention_mask=mask, position_ids=last_pos,
+                              past_key_values=cache, use_cache=True)
+            cache = step.past_key_values
+            token = step.logits[:, -1].argmax(-1, keepdim=True)
+            produced.append(token)
+            if eos is not None:
+                done |= token.squeeze(-1) == eos
+        tokens = torch.cat(produced, dim=1).tolist()
+        texts = []
+        for seq in tokens:
+            if eos is not None and eos in seq:
+                seq = seq[: seq.index(eos)]
+            texts.append(self.tokenizer.decode(seq, skip_special_tokens=True))
+        return texts

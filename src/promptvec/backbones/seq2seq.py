@@ -1,0 +1,70 @@
+"""Encoder-decoder models (T5 family): the prompt goes before the **encoder** input only.
+
+Labels are decoder targets (verbalization + EOS); rank classification runs the encoder once and
+scores every label with the decoder from the same encoder states.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from promptvec.backbones.base import Backbone, Batch, Encoded, pad_token_id, register_backbone, right_pad
+from promptvec.tasks.spec import TaskSpec
+
+
+@register_backbone
+class Seq2SeqBackbone(Backbone):
+    family = "seq2seq"
+
+    def tokenize_label(self, task: TaskSpec, verbalization: str) -> list[int]:
+        return self.tokenizer(verbalization, add_special_tokens=True)["input_ids"]
+
+    def collate(self, task: TaskSpec, items: list[Encoded], train: bool) -> Batch:
+        ids, mask = right_pad([i.input_ids for i in items], pad_token_id(self.tokenizer))
+        label_index = torch.tensor([i.label_index for i in items], dtype=torch.long)
+        targets = None
+        if train:
+            label_ids = [self.label_set(task).token_ids[i.label_index] for i in items]
+            targets, label_mask = right_pad(label_ids, 0)
+            targets[label_mask == 0] = -100
+        return Batch(ids, mask, label_index, targets)
+
+    def _encoder_inputs(self, batch: Batch, prompt: torch.Tensor):
+        embeds = self.input_embeds(batch.input_ids)
+        full = torch.cat([prompt.to(embeds.dtype).expand(batch.size, -1, -1), embeds], dim=1)
+        mask = torch.cat([batch.attention_mask.new_ones(batch.size, prompt.shape[1]), batch.attention_mask], 1)
+        return full, mask
+
+    def loss(self, task: TaskSpec, batch: Batch, prompt: torch.Tensor) -> torch.Tensor:
+        embeds, mask = self._encoder_inputs(batch, prompt)
+        out = self.model(inputs_embeds=embeds, attention_mask=mask, labels=batch.targets, use_cache=False)
+        logits = out.logits.float()
+        return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), batch.targets.reshape(-1), ignore_index=-100)
+
+    @torch.no_grad()
+    def label_scores(self, task: TaskSpec, batch: Batch, prompt: torch.Tensor,
+                     length_normalize: bool = False) -> torch.Tensor:
+        labels = self.label_set(task).token_ids
+        n_labels = len(labels)
+        embeds, mask = self._encoder_inputs(batch, prompt)
+        hidden = self.model.get_encoder()(inputs_embeds=embeds, attention_mask=mask).last_hidden_state
+        targets, label_mask = right_pad(labels, 0)
+        targets = targets.to(hidden.device)
+        targets[label_mask.to(hidden.device) == 0] = -100
+        rep_targets = targets.repeat(batch.size, 1)
+        out = self.model(encoder_outputs=(hidden.repeat_interleave(n_labels, 0),),
+                         attention_mask=mask.repeat_interleave(n_labels, 0), labels=rep_targets, use_cache=False)
+        logp = torch.log_softmax(out.logits.float(), dim=-1)
+        picked = logp.gather(-1, rep_targets.clamp(min=0).unsqueeze(-1)).squeeze(-1) * (rep_targets >= 0)
+        scores = picked.sum(-1).view(batch.size, n_labels)
+        if length_normalize:
+            scores = scores / torch.tensor([len(lab) for lab in labels], device=scores.device)
+        return scores
+
+    @torch.no_grad()
+    def generate(self, task: TaskSpec, batch: Batch, prompt: torch.Tensor, max_new_tokens: int) -> list[str]:
+        embeds, mask = self._encoder_inputs(batch, prompt)
+        out = self.model.generate(inputs_embeds=embeds, attention_mask=mask, max_new_tokens=max_new_tokens,
+                                  do_sample=False, num_beams=1)
+        return self.tokenizer.batch_decode(out, skip_special_tokens=True)

@@ -1,0 +1,43 @@
+"""One exception family for everything a user can get wrong.
+
+Every error carries *what* went wrong and *how to fix it*, so that the CLI can print a single
+readable message instead of a traceback from deep inside torch or transformers.
+"""
+
+from __future__ import annotations
+
+
+class PromptvecError(Exception):
+    """Base class: a problem the user can fix. ``hint`` says how."""
+
+    def __init__(self, message: str, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+    def __str__(self) -> str:
+        return self.message if not self.hint else f"{self.message}\n  fix: {self.hint}"
+
+
+class ConfigError(PromptvecError):
+    """An invalid option, configuration file or combination of settings."""
+
+
+class TaskError(PromptvecError):
+    """Unknown task, malformed task YAML, or a task that cannot be used as asked."""
+
+
+class DataError(PromptvecError):
+    """Missing, unreadable or inconsistent data (e.g. a label the task does not know)."""
+
+
+class ModelLoadError(PromptvecError):
+    """A backbone that cannot be found or loaded (offline, wrong path, missing package)."""
+
+
+class CheckpointError(PromptvecError):
+    """A prompt/checkpoint file that is corrupted, unsafe, or incompatible with the backbone."""
+
+
+class OutputExistsError(PromptvecError):
+    """An output folder already holds a different run."""

@@ -1,0 +1,107 @@
+"""Evaluation: rank classification (default) or greedy generation with exact match.
+
+Rank classification scores every label verbalization from one shared pass over prompt + input
+and takes the best, so it never produces an invalid output. Generation decodes greedily, keeps
+the text up to the first newline, strips it and matches it exactly against the verbalizations;
+anything else is an invalid output and counts as wrong (the papers' behaviour).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+import torch
+
+from promptvec.backbones.base import Backbone
+from promptvec.evaluation.metrics import compute_metrics
+from promptvec.tasks.spec import Example, TaskSpec
+
+EvalMode = Literal["rank", "generate"]
+
+
+@dataclass
+class EvalResult:
+    metrics: dict[str, float]
+    n: int
+    invalid: int = 0
+    predictions: list[str | float] = field(default_factory=list)
+    scores: list[list[float]] = field(default_factory=list)
+
+    def summary(self) -> dict:
+        return {"metrics": self.metrics, "n": self.n, "invalid": self.invalid}
+
+
+def _prompt_for(prompt, batch, backbone: Backbone) -> torch.Tensor:
+    """Resolve what the caller passed as a prompt into a ``[B, R, d]`` tensor."""
+    if prompt is None:
+        return torch.zeros(batch.size, 0, backbone.dim, device=backbone.device)
+    if isinstance(prompt, torch.Tensor):
+        p = prompt.to(backbone.device)
+        return p.unsqueeze(0).expand(batch.size, -1, -1) if p.dim() == 2 else p
+    return prompt(batch)
+
+
+def match_generation(text: str, verbalizations: list[str]) -> int:
+    answer = text.split("\n", 1)[0].strip()
+    for index, verbalization in enumerate(verbalizations):
+        if answer == verbalization.strip():
+            return index
+    return -1
+
+
+@torch.no_grad()
+def predict(backbone: Backbone, task: TaskSpec, examples: list[Example], prompt=None, mode: EvalMode = "rank",
+            batch_size: int = 32, length_normalize: bool = False, max_new_tokens: int | None = None,
+            autocast: bool = False) -> tuple[list[int], list[list[float]], list[float] | None]:
+    """Predicted label index per example (-1 = invalid), label scores, and regression values."""
+    rows = prompt.shape[-2] if isinstance(prompt, torch.Tensor) else (prompt.rows if prompt is not None else 0)
+    encoded = backbone.encode(task, examples, rows)
+    order = sorted(range(len(encoded)), key=lambda i: len(encoded[i].input_ids))
+    pred = [0] * len(encoded)
+    scores: list[list[float]] = [[] for _ in encoded]
+    values: list[float] | None = [0.0] * len(encoded) if task.is_regression else None
+    labels = backbone.label_set(task)
+    new_tokens = max_new_tokens or max(len(t) for t in labels.token_ids) + 2
+    bins = torch.tensor([float(v) for v in task.label_names]) if task.is_regression else None
+    device_type = backbone.device.type
+    for start in range(0, len(order), batch_size):
+        idx = order[start: start + batch_size]
+        batch = backbone.collate(task, [encoded[i] for i in idx], train=False).to(backbone.device)
+        with torch.autocast(device_type, dtype=torch.bfloat16, enabled=autocast):
+            p = _prompt_for(prompt, batch, backbone)
+            if mode == "generate":
+                texts = backbone.generate(task, batch, p, new_tokens)
+                for i, text in zip(idx, texts, strict=True):
+                    pred[i] = match_generation(text, task.verbalizations)
+                continue
+            s = backbone.label_scores(task, batch, p, length_normalize=length_normalize).float().cpu()
+        best = s.argmax(-1).tolist()
+        for row, i in enumerate(idx):
+            pred[i] = best[row]
+            scores[i] = s[row].tolist()
+            if values is not None:
+                values[i] = float(torch.softmax(s[row], -1) @ bins)
+    return pred, scores, values
+
+
+def evaluate(backbone: Backbone, task: TaskSpec, examples: list[Example], prompt=None, mode: EvalMode = "rank",
+             batch_size: int = 32, length_normalize: bool = False, max_new_tokens: int | None = None,
+             autocast: bool = False) -> EvalResult:
+    """Score ``examples`` with ``prompt`` (a tensor, a prompt module, or None for no prompt)."""
+    pred, scores, values = predict(backbone, task, examples, prompt, mode, batch_size, length_normalize,
+                                   max_new_tokens, autocast)
+    if task.is_regression and mode == "rank":
+        gold = [float(e.label) for e in examples]
+        metrics = compute_metrics(task.metrics, gold, values, len(task.label_names))
+        return EvalResult(metrics, len(examples), 0, list(values), scores)
+    gold = [backbone.label_index(task, e) for e in examples]
+    if task.is_regression:  # generated bins compared to gold values
+        predicted = [float(task.label_names[p]) if p >= 0 else 0.0 for p in pred]
+        metrics = compute_metrics(task.metrics, [float(e.label) for e in examples], predicted,
+                                  len(task.label_names))
+    else:
+        metrics = compute_metrics(task.metrics, gold, pred, len(task.label_names))
+    invalid = sum(1 for p in pred if p < 0)
+    names = [task.label_names[p] if p >= 0 else "<invalid>" for p in pred]
+    return EvalResult(metrics, len(examples), invalid, names, scores)

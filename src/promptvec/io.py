@@ -1,0 +1,187 @@
+"""Safe, atomic file IO.
+
+Two rules hold for every file promptvec touches:
+
+* **Writes are atomic**: data goes to a temporary file in the same folder, is flushed and fsynced,
+  then renamed over the target, so a crash leaves either the old file or the new one — never half
+  of one.
+* **Reads never unpickle**: only safetensors, JSON and YAML are read. Safetensors headers are
+  validated (size, offsets, dtypes) before any tensor memory is allocated, so a corrupted or
+  hostile file yields a :class:`CheckpointError`, not a crash or an out-of-memory.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import struct
+import tempfile
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load as st_load
+from safetensors.torch import save as st_save
+
+from promptvec.errors import CheckpointError
+
+# A safetensors header larger than this is not a prompt file (PEFT prompt headers are < 1 KiB).
+MAX_HEADER_BYTES = 16 * 1024 * 1024
+PICKLE_SUFFIXES = {".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt"}
+_DTYPE_BYTES = {
+    "F64": 8, "F32": 4, "F16": 2, "BF16": 2, "I64": 8, "I32": 4, "I16": 2, "I8": 1, "U8": 1, "BOOL": 1,
+}
+
+
+def _fsync_dir(path: Path) -> None:
+    with contextlib.suppress(OSError):
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
+    """Write ``data`` to ``path`` atomically (temp file + fsync + rename)."""
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, target)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    _fsync_dir(target.parent)
+
+
+def atomic_write_text(path: str | os.PathLike, text: str) -> None:
+    atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def atomic_write_json(path: str | os.PathLike, obj: Any) -> None:
+    atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=False, default=str) + "\n")
+
+
+def read_json(path: str | os.PathLike, what: str = "JSON file") -> Any:
+    p = Path(path)
+    if not p.is_file():
+        raise CheckpointError(f"{what} not found: {p}", "check the path")
+    try:
+        return json.loads(p.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise CheckpointError(
+            f"{what} {p} is not valid JSON ({exc})", "the file is corrupted; restore or recreate it"
+        ) from None
+
+
+def save_tensors(path: str | os.PathLike, tensors: Mapping[str, torch.Tensor],
+                 metadata: Mapping[str, str] | None = None) -> None:
+    """Save tensors as safetensors, atomically. Metadata values must be strings."""
+    clean = {k: v.detach().to("cpu").contiguous() for k, v in tensors.items()}
+    atomic_write_bytes(path, st_save(clean, metadata=dict(metadata) if metadata else None))
+
+
+def refuse_pickle(path: Path) -> None:
+    if path.suffix.lower() in PICKLE_SUFFIXES:
+        raise CheckpointError(
+            f"{path} is a pickle-based PyTorch file; promptvec never unpickles user files "
+            "because unpickling can execute arbitrary code",
+            "convert it once with `promptvec convert` (weights-only loader) or re-save it as safetensors",
+        )
+
+
+def read_safetensors_header(path: str | os.PathLike) -> tuple[dict[str, Any], dict[str, str]]:
+    """Validate and return (tensor entries, metadata) without loading any tensor data."""
+    p = Path(path)
+    refuse_pickle(p)
+    if not p.is_file():
+        raise CheckpointError(f"safetensors file not found: {p}", "check the path")
+    size = p.stat().st_size
+    with p.open("rb") as handle:
+        raw = handle.read(8)
+        if len(raw) < 8:
+            raise CheckpointError(f"{p} is truncated (no safetensors header)", "re-create or re-download it")
+        (header_len,) = struct.unpack("<Q", raw)
+        if header_len > MAX_HEADER_BYTES or header_len + 8 > size:
+            raise CheckpointError(
+                f"{p} has an invalid safetensors header (claims {header_len} bytes; file is {size})",
+                "the file is truncated or not a safetensors file; re-create it",
+            )
+        header_bytes = handle.read(header_len)
+    try:
+        header = json.loads(header_bytes)
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise CheckpointError(f"{p} has a corrupted safetensors header", "re-create the file") from None
+    if not isinstance(header, dict):
+        raise CheckpointError(f"{p} has a malformed safetensors header", "re-create the file")
+    metadata = header.pop("__metadata__", None) or {}
+    data_len = size - 8 - header_len
+    for name, entry in header.items():
+        try:
+            begin, end = entry["data_offsets"]
+            n_elems = 1
+            for dim in entry["shape"]:
+                n_elems *= int(dim)
+            expected = n_elems * _DTYPE_BYTES[entry["dtype"]]
+        except (KeyError, TypeError, ValueError):
+            raise CheckpointError(f"{p}: tensor '{name}' has a malformed header entry", "re-create the file") \
+                from None
+        if not (0 <= begin <= end <= data_len) or end - begin != expected:
+            raise CheckpointError(
+                f"{p}: tensor '{name}' points outside the file or has the wrong byte size",
+                "the file is truncated or corrupted; re-create it",
+            )
+    return header, metadata
+
+
+def load_tensors(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """Load a safetensors file after validating its header. Returns (tensors, metadata)."""
+    _, metadata = read_safetensors_header(path)
+    try:
+        tensors = st_load(Path(path).read_bytes())
+    except Exception as exc:  # safetensors raises its own error types for corrupted payloads
+        raise CheckpointError(f"{path} could not be read as safetensors ({exc})", "re-create the file") \
+            from None
+    return tensors, metadata
+
+
+@contextlib.contextmanager
+def atomic_directory(target: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temporary sibling folder; on success it replaces ``target`` in one rename."""
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
+    try:
+        yield tmp
+        if target.exists():
+            old = target.with_name(f".{target.name}.old")
+            if old.exists():
+                shutil.rmtree(old)
+            os.replace(target, old)
+            os.replace(tmp, target)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, target)
+        _fsync_dir(target.parent)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    import hashlib
+
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()

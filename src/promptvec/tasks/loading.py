@@ -1,0 +1,272 @@
+"""Read a task's splits from a local folder / files or the Hugging Face Hub.
+
+Resolution order for built-in tasks: the local data folder (``--data-dir`` or the environment
+variable ``PROMPTVEC_DATA_DIR``, layout ``<dir>/<task>/{train,validation,test}.jsonl``), then the
+Hub when online. User tasks read their ``data_files`` (or the Hub when they name a dataset).
+Every row is validated on the way in: a bad row is reported by file and line.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import random
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from promptvec.errors import DataError
+from promptvec.tasks.spec import Example, TaskSpec
+
+DATA_DIR_ENV = "PROMPTVEC_DATA_DIR"
+SPLITS = ("train", "validation", "test")
+_EXTENSIONS = (".jsonl", ".json", ".csv", ".tsv", ".parquet")
+CARVE_SEED = 42
+
+
+def resolve_data_dir(data_dir: str | os.PathLike | None) -> Path | None:
+    value = data_dir if data_dir is not None else os.environ.get(DATA_DIR_ENV)
+    if not value:
+        return None
+    path = Path(value).expanduser()
+    if not path.is_dir():
+        raise DataError(f"data folder not found: {path}",
+                        f"pass an existing folder with --data-dir or set {DATA_DIR_ENV}")
+    return path
+
+
+def hub_offline() -> bool:
+    return any(os.environ.get(v, "").lower() in {"1", "true", "yes", "on"}
+               for v in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE"))
+
+
+def _rows_from_file(path: Path) -> Iterable[tuple[dict[str, Any], str]]:
+    """Yield (row, 'file:line') from a local file; malformed lines raise DataError."""
+    suffix = path.suffix.lower()
+    if suffix == ".jsonl":
+        with path.open(encoding="utf-8") as handle:
+            for lineno, line in enumerate(handle, start=1):
+                if not line.strip():
+                    continue
+                try:
+                    row = json.loads(line)
+                except json.JSONDecodeError as exc:
+                    raise DataError(f"{path}:{lineno}: not valid JSON ({exc.msg})",
+                                    "each line of a .jsonl file must be one JSON object") from None
+                if not isinstance(row, dict):
+                    raise DataError(f"{path}:{lineno}: expected a JSON object, got {type(row).__name__}",
+                                    "each line of a .jsonl file must be one JSON object")
+                yield row, f"{path}:{lineno}"
+    elif suffix == ".json":
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except json.JSONDecodeError as exc:
+            raise DataError(f"{path}:{exc.lineno}: not valid JSON ({exc.msg})", "fix the file") from None
+        if not isinstance(data, list) or not all(isinstance(r, dict) for r in data):
+            raise DataError(f"{path}: a .json data file must hold a list of objects", "or use .jsonl")
+        for i, row in enumerate(data):
+            yield row, f"{path}[{i}]"
+    elif suffix in (".csv", ".tsv"):
+        with path.open(encoding="utf-8", newline="") as handle:
+            reader = csv.DictReader(handle, delimiter="\t" if suffix == ".tsv" else ",")
+            for lineno, row in enumerate(reader, start=2):
+                if None in row:
+                    raise DataError(f"{path}:{lineno}: more values than header columns", "fix the row")
+                yield dict(row), f"{path}:{lineno}"
+    elif suffix == ".parquet":
+        import pyarrow.parquet as pq
+
+        try:
+            table = pq.read_table(path)
+        except Exception as exc:  # pyarrow raises many types for corrupted files
+            raise DataError(f"{path}: not a readable parquet file ({exc})", "re-create the file") from None
+        for i, row in enumerate(table.to_pylist()):
+            yield row, f"{path}[row {i}]"
+    else:
+        raise DataError(f"{path}: unsupported data file type '{suffix}'", f"use one of {', '.join(_EXTENSIONS)}")
+
+
+def _to_example(spec: TaskSpec, row: dict[str, Any], source: str) -> Example:
+    row = {field: row[col] for field, col in spec.columns.items() if col in row} | {
+        k: v for k, v in row.items() if k not in spec.columns.values()
+    }
+    if spec.doc_to_target not in row:
+        raise DataError(f"{source}: row has no label column '{spec.doc_to_target}'",
+                        f"add it or set doc_to_target to the label column (row keys: {sorted(row)})")
+    missing = [f for f in spec.template_fields if f not in row]
+    if missing:
+        raise DataError(f"{source}: row lacks the input field(s) {missing} used by the template",
+                        f"row keys are {sorted(row)}; fix the data or the task's doc_to_text/columns")
+    fields = {f: row[f] for f in spec.template_fields}
+    for f, value in fields.items():
+        if value is None:
+            raise DataError(f"{source}: input field '{f}' is empty (null)", "fix or drop that row")
+    label = spec.canonical_label(row[spec.doc_to_target], source)
+    return Example(fields=fields, label=label, source=source, text=spec.render(fields, source))
+
+
+def _read_local(spec: TaskSpec, path: Path) -> list[Example]:
+    if not path.is_file():
+        raise DataError(f"data file not found: {path}", "check the task's data_files / the data folder")
+    examples = [_to_example(spec, row, src) for row, src in _rows_from_file(path)]
+    if not examples:
+        raise DataError(f"{path}: no rows", "the file is empty")
+    return examples
+
+
+def _find_split_file(folder: Path, split: str) -> Path | None:
+    for ext in _EXTENSIONS:
+        candidate = folder / f"{split}{ext}"
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def _read_hub(spec: TaskSpec, split: str) -> list[Example]:
+    if not spec.dataset_path:
+        raise DataError(f"task '{spec.task}' has no local data and names no Hugging Face dataset",
+                        f"pass --data-dir (or set {DATA_DIR_ENV}) or give the task data_files")
+    if hub_offline():
+        raise DataError(
+            f"task '{spec.task}': no local data found and the Hugging Face Hub is offline "
+            f"(cannot load {spec.dataset_path})",
+            f"pass --data-dir / set {DATA_DIR_ENV} to a folder with {spec.task}/train.jsonl ..., or go online",
+        )
+    try:
+        import datasets
+
+        ds = datasets.load_dataset(spec.dataset_path, spec.dataset_name, split=split)
+    except Exception as exc:  # network/auth/missing-split errors from datasets
+        raise DataError(f"task '{spec.task}': could not load {spec.dataset_path} split '{split}' "
+                        f"from the Hub ({type(exc).__name__}: {exc})",
+                        f"check your connection, or use local data via --data-dir / {DATA_DIR_ENV}") from None
+    out = []
+    for i, row in enumerate(ds):
+        raw = row.get(spec.columns.get(spec.doc_to_target, spec.doc_to_target))
+        if isinstance(raw, int) and raw < 0:  # GLUE/SNLI mark examples without a gold label with -1
+            continue
+        out.append(_to_example(spec, row, f"{spec.dataset_path}:{split}[{i}]"))
+    return out
+
+
+def carve_validation(spec: TaskSpec, train: list[Example]) -> tuple[list[Example], list[Example]]:
+    """Stratified split of train into (train, validation): min(500, 10%) rows, seed 42 — the rule
+    the local data folder was built with, so Hub and local data are split the same way."""
+    n_val = min(500, round(0.1 * len(train)))
+    picked = set(stratified_indices(spec, train, n_val, CARVE_SEED))
+    return ([e for i, e in enumerate(train) if i not in picked], [train[i] for i in sorted(picked)])
+
+
+@dataclass
+class TaskData:
+    spec: TaskSpec
+    train: list[Example]
+    validation: list[Example]
+    test: list[Example]
+    origin: str  # where it came from, for provenance
+
+    def split(self, name: str) -> list[Example]:
+        if name not in SPLITS:
+            raise DataError(f"unknown split '{name}'", f"use one of {SPLITS}")
+        return getattr(self, name)
+
+
+def load_task_data(spec: TaskSpec, data_dir: str | os.PathLike | None = None) -> TaskData:
+    """All three splits of a task, validated."""
+    if spec.data_files:
+        files = spec.data_files
+        unknown = sorted(set(files) - set(SPLITS))
+        if unknown:
+            raise DataError(f"task '{spec.task}': data_files has unknown split(s) {unknown}",
+                            f"use the keys {SPLITS}")
+        if "train" not in files or "test" not in files:
+            raise DataError(f"task '{spec.task}': data_files needs at least 'train' and 'test'",
+                            "add the missing file(s)")
+        train = _read_local(spec, Path(files["train"]))
+        test = _read_local(spec, Path(files["test"]))
+        if "validation" in files:
+            val = _read_local(spec, Path(files["validation"]))
+        else:
+            train, val = carve_validation(spec, train)
+        return TaskData(spec, train, val, test, origin="files")
+
+    folder = resolve_data_dir(data_dir)
+    if folder is not None and (folder / spec.task).is_dir():
+        task_dir = folder / spec.task
+        paths = {s: _find_split_file(task_dir, s) for s in SPLITS}
+        if paths["train"] is None or paths["test"] is None:
+            raise DataError(f"{task_dir}: needs train and test files (train.jsonl, test.jsonl, ...)",
+                            "add them or remove the folder to use the Hub")
+        train = _read_local(spec, paths["train"])
+        test = _read_local(spec, paths["test"])
+        if paths["validation"] is not None:
+            val = _read_local(spec, paths["validation"])
+        else:
+            train, val = carve_validation(spec, train)
+        return TaskData(spec, train, val, test, origin=str(task_dir))
+
+    train = _read_hub(spec, spec.training_split)
+    test = _read_hub(spec, spec.test_split)
+    if spec.validation_split:
+        val = _read_hub(spec, spec.validation_split)
+    else:
+        train, val = carve_validation(spec, train)
+    return TaskData(spec, train, val, test, origin=f"hub:{spec.dataset_path}")
+
+
+def _stratum(spec: TaskSpec, example: Example) -> str:
+    return spec.bin_of(example.label) if spec.is_regression else str(example.label)  # type: ignore[arg-type]
+
+
+def stratified_indices(spec: TaskSpec, examples: list[Example], n: int, seed: int) -> list[int]:
+    """Indices of ``n`` examples drawn with proportional per-label quotas (largest remainder),
+    at least one per label when n allows. ``n`` is the total, not per class."""
+    by_label: dict[str, list[int]] = defaultdict(list)
+    for i, ex in enumerate(examples):
+        by_label[_stratum(spec, ex)].append(i)
+    labels = sorted(by_label)
+    total = len(examples)
+    exact = {lab: n * len(by_label[lab]) / total for lab in labels}
+    quota = {lab: int(exact[lab]) for lab in labels}
+    if n >= len(labels):
+        for lab in labels:
+            quota[lab] = max(quota[lab], 1)
+    rest = n - sum(quota.values())
+    by_remainder = sorted(labels, key=lambda lab: (-(exact[lab] - int(exact[lab])), lab))
+    while rest != 0:
+        for lab in by_remainder:
+            if rest > 0 and quota[lab] < len(by_label[lab]):
+                quota[lab] += 1
+                rest -= 1
+            elif rest < 0 and quota[lab] > (1 if n >= len(labels) else 0):
+                quota[lab] -= 1
+                rest += 1
+            if rest == 0:
+                break
+    rng = random.Random(seed)
+    picked: list[int] = []
+    for lab in labels:
+        picked.extend(rng.sample(by_label[lab], quota[lab]))
+    rng.shuffle(picked)
+    return picked
+
+
+def few_shot(spec: TaskSpec, train: list[Example], shots: int, seed: int) -> list[Example]:
+    """A stratified, seeded sample of ``shots`` training examples (total, not per class)."""
+    if shots <= 0:
+        raise DataError(f"--shots must be positive, got {shots}", "use 0-shot evaluation without training instead")
+    if shots > len(train):
+        raise DataError(f"task '{spec.task}': --shots {shots} is larger than the training set ({len(train)} rows)",
+                        f"use at most {len(train)} shots, or omit --shots to train on the full set")
+    return [train[i] for i in stratified_indices(spec, train, shots, seed)]
+
+
+def subsample(examples: list[Example], limit: int | None, seed: int) -> list[Example]:
+    """At most ``limit`` examples, seeded, in their original order (None = all)."""
+    if limit is None or len(examples) <= limit:
+        return list(examples)
+    keep = sorted(random.Random(seed).sample(range(len(examples)), limit))
+    return [examples[i] for i in keep]

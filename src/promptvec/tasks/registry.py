@@ -1,0 +1,79 @@
+"""Look up tasks by name (built-in) or by path (user YAML). Both give a :class:`TaskSpec`."""
+
+from __future__ import annotations
+
+import difflib
+from functools import cache
+from importlib import resources
+from pathlib import Path
+
+import yaml
+from pydantic import ValidationError
+
+from promptvec.errors import TaskError
+from promptvec.tasks.spec import TaskSpec
+
+
+@cache
+def _builtin_specs() -> dict[str, TaskSpec]:
+    text = resources.files("promptvec.tasks").joinpath("builtin.yaml").read_text(encoding="utf-8")
+    raw = yaml.safe_load(text)
+    return {name: TaskSpec(task=name, **body) for name, body in raw.items()}
+
+
+def builtin_task_names() -> list[str]:
+    return list(_builtin_specs())
+
+
+def _format_validation_error(exc: ValidationError) -> str:
+    lines = []
+    for err in exc.errors():
+        where = ".".join(str(p) for p in err["loc"]) or "(top level)"
+        lines.append(f"field '{where}': {err['msg']}")
+    return "; ".join(lines)
+
+
+def load_task_yaml(path: str | Path) -> TaskSpec:
+    """Read a user task definition. Relative ``data_files`` are resolved against the YAML's folder."""
+    p = Path(path)
+    if not p.is_file():
+        raise TaskError(f"task file not found: {p}", "check the path to the task YAML")
+    try:
+        raw = yaml.safe_load(p.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise TaskError(f"{p}: not valid YAML{where}: {getattr(exc, 'problem', exc)}",
+                        "fix the YAML syntax") from None
+    if not isinstance(raw, dict):
+        raise TaskError(f"{p}: a task YAML must be a mapping of keys (task, doc_to_text, ...)",
+                        "see docs/tasks.md for an example")
+    raw.setdefault("task", p.stem)
+    files = raw.get("data_files")
+    if isinstance(files, dict):
+        raw["data_files"] = {
+            split: str((p.parent / f).resolve()) if not Path(str(f)).is_absolute() else str(f)
+            for split, f in files.items()
+        }
+    try:
+        return TaskSpec(**raw)
+    except ValidationError as exc:
+        raise TaskError(f"{p}: invalid task definition: {_format_validation_error(exc)}",
+                        "see docs/tasks.md for the task YAML keys") from None
+    except TypeError as exc:
+        raise TaskError(f"{p}: invalid task definition: {exc}", "see docs/tasks.md") from None
+
+
+def get_task(name_or_path: str | Path | TaskSpec) -> TaskSpec:
+    """A built-in task by name, or a user task from a ``.yaml``/``.yml`` file."""
+    if isinstance(name_or_path, TaskSpec):
+        return name_or_path
+    text = str(name_or_path)
+    if text.endswith((".yaml", ".yml")) or Path(text).is_file():
+        return load_task_yaml(text)
+    specs = _builtin_specs()
+    if text in specs:
+        return specs[text]
+    close = difflib.get_close_matches(text.lower(), list(specs), n=3, cutoff=0.5)
+    hint = f"did you mean {', '.join(close)}?" if close else "run `promptvec tasks` to list the built-in tasks"
+    raise TaskError(f"unknown task '{text}'", hint + " (or pass the path of a task YAML file)")

@@ -1,0 +1,1 @@
+"""Training: the Accelerate loop, its configuration and its files."""

@@ -1,0 +1,49 @@
+"""Length-bucketed, seeded, resumable batch order.
+
+Each epoch shuffles the examples with a generator seeded by (data seed, epoch), sorts windows of
+50 batches by length (so a batch pads little), cuts them into batches and shuffles the batches.
+The order is a pure function of (seed, epoch), so the data state is just (epoch, position).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+WINDOW_BATCHES = 50
+
+
+@dataclass
+class BucketedBatches:
+    lengths: list[int]
+    batch_size: int
+    seed: int
+    epoch: int = 0
+    position: int = 0
+
+    def epoch_batches(self, epoch: int) -> list[list[int]]:
+        generator = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
+        order = torch.randperm(len(self.lengths), generator=generator).tolist()
+        window = self.batch_size * WINDOW_BATCHES
+        batches: list[list[int]] = []
+        for start in range(0, len(order), window):
+            chunk = sorted(order[start: start + window], key=lambda i: self.lengths[i])
+            batches.extend(chunk[i: i + self.batch_size] for i in range(0, len(chunk), self.batch_size))
+        shuffle = torch.randperm(len(batches), generator=generator).tolist()
+        return [batches[i] for i in shuffle]
+
+    def next(self) -> list[int]:
+        batches = self.epoch_batches(self.epoch)
+        if self.position >= len(batches):
+            self.epoch, self.position = self.epoch + 1, 0
+            batches = self.epoch_batches(self.epoch)
+        batch = batches[self.position]
+        self.position += 1
+        return batch
+
+    def state(self) -> dict[str, int]:
+        return {"epoch": self.epoch, "position": self.position}
+
+    def load_state(self, state: dict[str, int]) -> None:
+        self.epoch, self.position = int(state["epoch"]), int(state["position"])

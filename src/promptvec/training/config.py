@@ -1,0 +1,87 @@
+"""Training configuration, validated at the boundary, with named presets.
+
+``cpu-small`` is what promptvec ships for small models on CPU (measured on SmolLM2-135M, see
+ARCHITECTURE.md): R = 20, AdamW lr 0.03, 10 % warmup then linear decay, batch 8, max length 256.
+``paper-t5`` is the TPV/DTVG papers' T5-base setting: lr 0.3, weight decay 1e-5, 500 warmup
+steps, batch 32, max source length 256, R = 100.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from promptvec.errors import ConfigError
+
+PRESETS: dict[str, dict[str, Any]] = {
+    "cpu-small": {},
+    "paper-t5": {"prompt_length": 100, "lr": 0.3, "weight_decay": 1e-5, "warmup_steps": 500, "batch_size": 32,
+                 "max_length": 256, "train_dropout": True, "max_steps": 30000, "eval_every": 1000},
+}
+
+
+class TrainConfig(BaseModel):
+    """Everything that defines a prompt-tuning run (and nothing about where it is written)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    model: str = "default"
+    family: Literal["causal", "seq2seq", "encoder"] | None = None
+    task: str = Field(description="built-in task name or task YAML path")
+    shots: int | None = Field(None, ge=1, description="few-shot training set size (total); None = all")
+    prompt_length: int = Field(20, ge=1, le=2048)
+    origin_seed: int = 0
+    data_seed: int = 0
+    train_seed: int = 0
+    init_prompt: str | None = Field(None, description="start from this prompt (PEFT folder) instead of an origin")
+    lr: float = Field(0.03, gt=0)
+    weight_decay: float = Field(1e-5, ge=0)
+    warmup_ratio: float = Field(0.1, ge=0, le=1)
+    warmup_steps: int | None = Field(None, ge=0, description="overrides warmup_ratio when set")
+    max_steps: int = Field(100, ge=1)
+    batch_size: int = Field(8, ge=1)
+    grad_accum: int = Field(1, ge=1)
+    max_grad_norm: float | None = Field(1.0, gt=0)
+    max_length: int = Field(256, ge=16)
+    precision: Literal["fp32", "bf16"] = "fp32"
+    train_dropout: bool = Field(False, description="keep the frozen model's dropout active while training")
+    eval_every: int = Field(25, ge=1)
+    val_examples: int | None = Field(200, ge=1, description="validation subsample for checkpoint selection")
+    test_examples: int | None = Field(500, ge=1, description="test subsample (None = full split)")
+    eval_seed: int = Field(1234, description="seed of the validation/test subsamples (fixed across runs)")
+    eval_mode: Literal["rank", "generate"] = "rank"
+    length_normalize: bool = False
+    eval_batch_size: int = Field(32, ge=1)
+    early_stopping_patience: int | None = Field(None, ge=1, description="evaluations without improvement")
+
+    @field_validator("task")
+    @classmethod
+    def _task(cls, v: str) -> str:
+        if not v:
+            raise ValueError("task must be given")
+        return v
+
+    @model_validator(mode="after")
+    def _checks(self) -> TrainConfig:
+        if self.eval_every > self.max_steps:
+            self.eval_every = self.max_steps
+        return self
+
+    @property
+    def warmup(self) -> int:
+        return self.warmup_steps if self.warmup_steps is not None else int(round(self.warmup_ratio * self.max_steps))
+
+    @classmethod
+    def from_preset(cls, preset: str = "cpu-small", **overrides: Any) -> TrainConfig:
+        if preset not in PRESETS:
+            raise ConfigError(f"unknown preset '{preset}'", f"use one of {sorted(PRESETS)}")
+        values = {**PRESETS[preset], **{k: v for k, v in overrides.items() if v is not None}}
+        try:
+            return cls(**values)
+        except Exception as exc:  # pydantic ValidationError -> one readable line per field
+            errors = getattr(exc, "errors", None)
+            if errors:
+                detail = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in errors())
+                raise ConfigError(f"invalid training configuration: {detail}", "fix the option(s) named") from None
+            raise

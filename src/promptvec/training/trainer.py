@@ -1,0 +1,270 @@
+"""Prompt tuning on Accelerate: AdamW + warmup/linear decay, gradient accumulation, optional bf16
+autocast, length-bucketed batches, evaluation every N steps with best-checkpoint selection on the
+validation split, early stopping, and exact resume (optimizer, scheduler, RNG and data order are
+saved with the prompt, so a resumed run ends with the same prompt as an uninterrupted one).
+
+Output folder layout::
+
+    out/prompt/{adapter_config.json, adapter_model.safetensors, promptvec.json}   best prompt (PEFT folder)
+    out/run.json                                                                   the run record
+    out/checkpoint/state.{json,safetensors}                                        last state, for --resume
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import shutil
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from promptvec.backbones import Backbone, load_backbone
+from promptvec.errors import OutputExistsError, PromptvecError
+from promptvec.evaluation import evaluate
+from promptvec.io import atomic_write_json, read_json
+from promptvec.prompts import PromptModule, StaticPrompt
+from promptvec.tasks import TaskData, few_shot, get_task, load_task_data, subsample
+from promptvec.training.batching import BucketedBatches
+from promptvec.training.checkpoint import (PROMPT_DIR, load_prompt, load_training_state, rng_state, save_prompt,
+                                           save_training_state, set_rng_state)
+from promptvec.training.config import TrainConfig
+from promptvec.training.record import package_versions, peak_memory_mb
+from promptvec.vectors import Origin
+
+
+class TrainingDivergedError(PromptvecError):
+    """The loss became NaN/inf; the last good checkpoint is kept."""
+
+
+def prepare_output_dir(out: Path, config: dict[str, Any], resume: bool, overwrite: bool) -> dict | None:
+    """Decide what to do with an existing folder; returns the previous record when resuming."""
+    record_path = out / "run.json"
+    if overwrite and out.exists():
+        shutil.rmtree(out)
+    if not out.exists() or not any(out.iterdir()):
+        return None
+    if not record_path.is_file():
+        raise OutputExistsError(f"output folder {out} is not empty and holds no promptvec run",
+                                "choose another --out, or pass --overwrite to replace its contents")
+    previous = read_json(record_path, "run record")
+    if previous.get("config") != config:
+        changed = sorted(k for k in set(config) | set(previous.get("config", {}))
+                         if config.get(k) != previous.get("config", {}).get(k))
+        raise OutputExistsError(f"output folder {out} already holds a different run (differs in {changed})",
+                                "choose another --out, or pass --overwrite to replace it")
+    if not resume:
+        status = previous.get("status")
+        raise OutputExistsError(f"output folder {out} already holds this run ({status})",
+                                "pass --resume to continue it, or --overwrite to start again")
+    return previous
+
+
+class Trainer:
+    """Train one prompt module on one task. ``prompt_module`` defaults to a static prompt
+    initialised from the configured origin (or ``init_prompt``)."""
+
+    def __init__(self, config: TrainConfig, output_dir: str | Path, backbone: Backbone | None = None,
+                 data_dir: str | Path | None = None, task_data: TaskData | None = None,
+                 prompt_module: PromptModule | None = None, progress: bool = True,
+                 on_step: Callable[[int], None] | None = None) -> None:
+        self.config = config
+        self.out = Path(output_dir)
+        self.task = get_task(config.task)
+        self.backbone = backbone or load_backbone(config.model, config.family, config.max_length)
+        self.backbone.max_length = config.max_length
+        self.data = task_data or load_task_data(self.task, data_dir)
+        self.progress = progress
+        self.on_step = on_step
+        self.origin: Origin | None = None
+        self.prompt_module = prompt_module or self._initial_prompt()
+
+    # ---- setup ------------------------------------------------------------------------------
+    def _initial_prompt(self) -> PromptModule:
+        if self.config.init_prompt:
+            return StaticPrompt(load_prompt(self.config.init_prompt, self.backbone).prompt)
+        self.origin = Origin.sample(self.backbone, self.config.prompt_length, self.config.origin_seed)
+        return StaticPrompt(self.origin.tensor(self.backbone))
+
+    def _datasets(self):
+        cfg = self.config
+        train = few_shot(self.task, self.data.train, cfg.shots, cfg.data_seed) if cfg.shots else list(self.data.train)
+        val = subsample(self.data.validation, cfg.val_examples, cfg.eval_seed)
+        test = subsample(self.data.test, cfg.test_examples, cfg.eval_seed)
+        return train, val, test
+
+    def _evaluate(self, examples, prompt) -> dict[str, Any]:
+        cfg = self.config
+        result = evaluate(self.backbone, self.task, examples, prompt, mode=cfg.eval_mode,
+                          batch_size=cfg.eval_batch_size, length_normalize=cfg.length_normalize)
+        return result.summary()
+
+    def _metadata(self, extra: dict[str, Any]) -> dict[str, Any]:
+        return {"task": self.task.task, "task_group": self.task.group, "config": self.config.model_dump(),
+                "origin": self.origin.to_dict() if self.origin else None, **extra}
+
+    # ---- the loop ---------------------------------------------------------------------------
+    def train(self, resume: bool = False, overwrite: bool = False) -> dict[str, Any]:
+        from accelerate import Accelerator
+        from transformers import get_linear_schedule_with_warmup
+
+        cfg = self.config
+        config_dict = cfg.model_dump()
+        previous = prepare_output_dir(self.out, config_dict, resume, overwrite)
+        if previous is not None and previous.get("status") == "completed":
+            return previous
+        self.out.mkdir(parents=True, exist_ok=True)
+
+        train, val, test = self._datasets()
+        encoded = self.backbone.encode(self.task, train, self.prompt_module.rows)
+        batches = BucketedBatches([len(e.input_ids) for e in encoded], cfg.batch_size, cfg.data_seed)
+
+        # Precision is applied with torch.autocast below rather than Accelerator(mixed_precision=...):
+        # Accelerate's precision is a process-wide singleton, and suites run many configs per process.
+        accelerator = Accelerator(cpu=not torch.cuda.is_available())
+        autocast_kwargs = {"device_type": accelerator.device.type, "dtype": torch.bfloat16,
+                           "enabled": cfg.precision == "bf16"}
+        self.backbone.model.to(accelerator.device)
+        torch.manual_seed(cfg.train_seed)
+        random.seed(cfg.train_seed)
+        module = self.prompt_module.to(accelerator.device)
+        optimizer = torch.optim.AdamW(module.trainable_parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+        scheduler = get_linear_schedule_with_warmup(optimizer, cfg.warmup, cfg.max_steps)
+        module, optimizer, scheduler = accelerator.prepare(module, optimizer, scheduler)
+        if cfg.train_dropout:
+            self.backbone.model.train()
+
+        record: dict[str, Any] = {
+            "status": "running", "config": config_dict, "task": self.task.task, "model": self.backbone.name,
+            "model_fingerprint": self.backbone.fingerprint, "family": self.backbone.family,
+            "seeds": {"origin": cfg.origin_seed, "data": cfg.data_seed, "train": cfg.train_seed,
+                      "eval": cfg.eval_seed},
+            "origin": self.origin.to_dict() if self.origin else None, "data_origin": self.data.origin,
+            "sizes": {"train": len(train), "validation": len(val), "test": len(test)},
+            "versions": package_versions(), "history": [], "best": None, "test": None,
+            "wall_time_s": 0.0, "peak_memory": None,
+        }
+        step, best_score, since_best, elapsed_before = 0, -math.inf, 0, 0.0
+        checkpoint_dir = self.out / "checkpoint"
+        if previous is not None and (checkpoint_dir / "state.json").is_file():
+            state = load_training_state(checkpoint_dir)
+            accelerator.unwrap_model(module).load_state_dict(state["module"])
+            optimizer.load_state_dict(state["optimizer"])
+            scheduler.load_state_dict(state["scheduler"])
+            batches.load_state(state["data"])
+            set_rng_state(state["rng"])
+            step, best_score, since_best = state["step"], state["best_score"], state["since_best"]
+            record = state["record"]
+            elapsed_before = record["wall_time_s"]
+
+        primary = self.task.primary_metric
+        start = time.perf_counter()
+
+        def checkpoint() -> None:
+            record["wall_time_s"] = elapsed_before + time.perf_counter() - start
+            record["peak_memory"] = peak_memory_mb()
+            save_training_state(checkpoint_dir, {
+                "module": accelerator.unwrap_model(module).state_dict(), "optimizer": optimizer.state_dict(),
+                "scheduler": scheduler.state_dict(), "data": batches.state(), "rng": rng_state(), "step": step,
+                "best_score": best_score, "since_best": since_best, "record": record})
+            atomic_write_json(self.out / "run.json", record)
+
+        def evaluate_and_select(train_loss: float | None) -> bool:
+            nonlocal best_score, since_best
+            unwrapped = accelerator.unwrap_model(module)
+            unwrapped.eval()
+            metrics = self._evaluate(val, unwrapped)
+            unwrapped.train()
+            score = metrics["metrics"][primary]
+            entry = {"step": step, "train_loss": train_loss, "lr": scheduler.get_last_lr()[0],
+                     "validation": metrics["metrics"], "elapsed_s": elapsed_before + time.perf_counter() - start}
+            record["history"].append(entry)
+            if score > best_score:
+                best_score, since_best = score, 0
+                record["best"] = {"step": step, "validation": metrics["metrics"]}
+                save_prompt(self.out / PROMPT_DIR, unwrapped.export(), self.backbone,
+                            self._metadata({"step": step, "validation": metrics["metrics"]}))
+            else:
+                since_best += 1
+            checkpoint()
+            return cfg.early_stopping_patience is not None and since_best >= cfg.early_stopping_patience
+
+        if step == 0 and not record["history"]:
+            evaluate_and_select(None)
+        progress = _progress(self.progress, f"{self.task.task}", cfg.max_steps, step)
+        losses: list[float] = []
+        module.train()
+        stopped_early = False
+        while step < cfg.max_steps and not stopped_early:
+            total = 0.0
+            for _ in range(cfg.grad_accum):
+                idx = batches.next()
+                batch = self.backbone.collate(self.task, [encoded[i] for i in idx], train=True)
+                batch = batch.to(accelerator.device)
+                with torch.autocast(**autocast_kwargs):
+                    loss = self.backbone.loss(self.task, batch, module(batch)) / cfg.grad_accum
+                accelerator.backward(loss)
+                total += float(loss.detach())
+            if not math.isfinite(total):
+                checkpoint_note = "the last good checkpoint is kept in " + str(checkpoint_dir)
+                raise TrainingDivergedError(
+                    f"training loss became {total} at step {step + 1} (lr {scheduler.get_last_lr()[0]:.3g}); "
+                    + checkpoint_note, "lower --lr (e.g. by 10x) or use --precision fp32")
+            if cfg.max_grad_norm:
+                accelerator.clip_grad_norm_(module.parameters(), cfg.max_grad_norm)
+            optimizer.step()
+            scheduler.step()
+            optimizer.zero_grad(set_to_none=True)
+            step += 1
+            losses.append(total)
+            if self.on_step:
+                self.on_step(step)
+            progress.advance(loss=total)
+            if step % cfg.eval_every == 0 or step == cfg.max_steps:
+                stopped_early = evaluate_and_select(sum(losses) / len(losses))
+                losses.clear()
+        progress.close()
+
+        best = load_prompt(self.out / PROMPT_DIR, self.backbone).prompt
+        record["test"] = self._evaluate(test, best)
+        record["stopped_early"] = stopped_early
+        record["status"] = "completed"
+        record["wall_time_s"] = elapsed_before + time.perf_counter() - start
+        record["peak_memory"] = peak_memory_mb()
+        save_prompt(self.out / PROMPT_DIR, best, self.backbone,
+                    self._metadata({"step": record["best"]["step"], "validation": record["best"]["validation"],
+                                    "test": record["test"]["metrics"]}))
+        atomic_write_json(self.out / "run.json", record)
+        return record
+
+
+class _progress:
+    """A rich progress bar (or nothing), so the loop stays free of display code."""
+
+    def __init__(self, enabled: bool, label: str, total: int, done: int) -> None:
+        self.bar = None
+        if enabled:
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+            self.bar = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                                TextColumn("loss {task.fields[loss]:.4f}"), TimeRemainingColumn(), transient=True)
+            self.bar.start()
+            self.id = self.bar.add_task(label, total=total, completed=done, loss=float("nan"))
+
+    def advance(self, loss: float) -> None:
+        if self.bar is not None:
+            self.bar.update(self.id, advance=1, loss=loss)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.stop()
+
+
+def train_prompt(config: TrainConfig, output_dir: str | Path, **kwargs: Any) -> dict[str, Any]:
+    """Library entry point: train a prompt and return the run record."""
+    resume = kwargs.pop("resume", False)
+    overwrite = kwargs.pop("overwrite", False)
+    return Trainer(config, output_dir, **kwargs).train(resume=resume, overwrite=overwrite)
