@@ -103,9 +103,7 @@ def detect_family(config) -> str:
 def load_backbone(name: str = DEFAULT_MODEL, family: str | None = None, max_length: int = 256,
                   device: str | torch.device | None = None, dtype: torch.dtype = torch.float32) -> Backbone:
     """A frozen backbone for a model name, local path, ``default`` or ``minilm``."""
-    from transformers import (AutoConfig, AutoModel, AutoModelForCausalLM, AutoModelForSeq2SeqLM,
-                              AutoTokenizer)
-
+    from transformers import AutoConfig, AutoModel, AutoModelForCausalLM, AutoModelForSeq2SeqLM, AutoTokenizer
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()

@@ -107,9 +107,6 @@ class TaskSpec(BaseModel):
             bad = sorted(set(self.label_map.values()) - set(self.label_names))
             if bad:
                 raise ValueError(f"label_map maps to unknown labels {bad}; known: {self.label_names}")
-        if not self.dataset_path and not self.data_files:
-            # Built-ins may also be read from a local data folder; user YAML tasks name their files.
-            pass
         return self
 
     # ---- derived views -------------------------------------------------------------------
@@ -160,7 +157,7 @@ class TaskSpec(BaseModel):
             return _compiled(self.doc_to_text).render(**fields)
         except jinja2.UndefinedError as exc:
             raise DataError(
-                f"{source or 'a row'}: the template of task '{self.task}' needs a field that is missing ({exc.message})",
+                f"{source or 'a row'}: the template of task '{self.task}' needs a missing field ({exc.message})",
                 f"give every row the fields {self.template_fields}",
             ) from None
 

@@ -29,8 +29,15 @@ from promptvec.io import atomic_write_json, read_json
 from promptvec.prompts import PromptModule, StaticPrompt
 from promptvec.tasks import TaskData, few_shot, get_task, load_task_data, subsample
 from promptvec.training.batching import BucketedBatches
-from promptvec.training.checkpoint import (PROMPT_DIR, load_prompt, load_training_state, rng_state, save_prompt,
-                                           save_training_state, set_rng_state)
+from promptvec.training.checkpoint import (
+    PROMPT_DIR,
+    load_prompt,
+    load_training_state,
+    rng_state,
+    save_prompt,
+    save_training_state,
+    set_rng_state,
+)
 from promptvec.training.config import TrainConfig
 from promptvec.training.record import package_versions, peak_memory_mb
 from promptvec.vectors import Origin

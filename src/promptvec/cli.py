@@ -1,0 +1,232 @@
+"""The ``promptvec`` command: a thin layer over the library; every command is one library call."""
+
+from __future__ import annotations
+
+import json
+import sys
+from functools import wraps
+from importlib import metadata
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from promptvec.errors import PromptvecError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True,
+                  help="Soft-prompt tuning and transfer on frozen language models.")
+console = Console(stderr=True)
+out_console = Console()
+
+DataDir = Annotated[str | None, typer.Option("--data-dir", help="folder with <task>/{train,validation,test}.jsonl "
+                                             "(default: $PROMPTVEC_DATA_DIR, else the Hugging Face Hub)")]
+Model = Annotated[str, typer.Option("--model", help="'default' (embedded SmolLM2-135M), 'minilm', a Hub id or a "
+                                    "local folder")]
+
+
+def friendly(fn):
+    """Turn PromptvecError into one readable message and exit code 2 (no traceback)."""
+    @wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except PromptvecError as exc:
+            console.print(f"[bold red]error:[/] {exc.message}", highlight=False)
+            if exc.hint:
+                console.print(f"  [bold]fix:[/] {exc.hint}", highlight=False)
+            raise typer.Exit(2) from None
+        except KeyboardInterrupt:
+            console.print("interrupted; re-run the same command with --resume to continue")
+            raise typer.Exit(130) from None
+    return wrapper
+
+
+def _version(value: bool) -> None:
+    if value:
+        out_console.print(f"promptvec {metadata.version('promptvec')}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main(version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
+                                               help="print the version and exit")] = False) -> None:
+    """promptvec: train, evaluate and transfer soft prompts."""
+
+
+@app.command("tasks")
+@friendly
+def tasks_command(data_dir: DataDir = None) -> None:
+    """List the built-in tasks (with split sizes where local data is present)."""
+    from promptvec.tasks import builtin_task_names, get_task, load_task_data
+    from promptvec.tasks.loading import resolve_data_dir
+
+    folder = resolve_data_dir(data_dir)
+    table = Table(title="built-in tasks")
+    for column in ("task", "group", "labels", "metric", "train / val / test", "source"):
+        table.add_column(column)
+    for name in builtin_task_names():
+        spec = get_task(name)
+        sizes, source = "-", f"hub:{spec.dataset_path}"
+        if folder is not None and (folder / name).is_dir():
+            data = load_task_data(spec, folder)
+            sizes, source = f"{len(data.train)} / {len(data.validation)} / {len(data.test)}", "local"
+        labels = ", ".join(spec.label_names) if len(spec.label_names) <= 6 else f"{len(spec.label_names)} labels"
+        table.add_row(name, spec.group, labels, spec.primary_metric, sizes, source)
+    out_console.print(table)
+
+
+@app.command("train")
+@friendly
+def train_command(
+    task: Annotated[str, typer.Option("--task", help="built-in task name or task YAML path")],
+    out: Annotated[Path, typer.Option("--out", help="run folder (prompt/, run.json, checkpoint/)")],
+    model: Model = "default",
+    preset: Annotated[str, typer.Option(help="cpu-small (default) or paper-t5")] = "cpu-small",
+    shots: Annotated[int | None, typer.Option(help="few-shot training set size (total)")] = None,
+    steps: Annotated[int | None, typer.Option("--steps", help="optimizer steps")] = None,
+    prompt_length: Annotated[int | None, typer.Option(help="virtual tokens R")] = None,
+    lr: Annotated[float | None, typer.Option(help="learning rate")] = None,
+    batch_size: Annotated[int | None, typer.Option(help="examples per step")] = None,
+    grad_accum: Annotated[int | None, typer.Option(help="gradient accumulation steps")] = None,
+    origin_seed: Annotated[int | None, typer.Option(help="which random origin")] = None,
+    data_seed: Annotated[int | None, typer.Option(help="few-shot sample and data order")] = None,
+    train_seed: Annotated[int | None, typer.Option(help="dropout and other training randomness")] = None,
+    precision: Annotated[str | None, typer.Option(help="fp32 or bf16 (autocast)")] = None,
+    eval_every: Annotated[int | None, typer.Option(help="evaluate on validation every N steps")] = None,
+    val_examples: Annotated[int | None, typer.Option(help="validation subsample size")] = None,
+    test_examples: Annotated[int | None, typer.Option(help="test subsample size (default 500)")] = None,
+    full_test: Annotated[bool, typer.Option(help="evaluate on the whole test split")] = False,
+    early_stopping: Annotated[int | None, typer.Option(help="stop after N evaluations without improvement")] = None,
+    init_prompt: Annotated[str | None, typer.Option(help="start from this prompt (PEFT folder)")] = None,
+    max_length: Annotated[int | None, typer.Option(help="max tokens of prompt + input + label")] = None,
+    family: Annotated[str | None, typer.Option(help="causal, seq2seq or encoder (default: detected)")] = None,
+    eval_mode: Annotated[str | None, typer.Option(help="rank (default) or generate")] = None,
+    resume: Annotated[bool, typer.Option(help="continue an interrupted run in --out")] = False,
+    overwrite: Annotated[bool, typer.Option(help="replace whatever --out holds")] = False,
+    data_dir: DataDir = None,
+) -> None:
+    """Prompt-tune a frozen model on one task."""
+    from promptvec.training.config import TrainConfig
+    from promptvec.training.trainer import train_prompt
+
+    config = TrainConfig.from_preset(
+        preset, model=model, task=task, shots=shots, max_steps=steps, prompt_length=prompt_length, lr=lr,
+        batch_size=batch_size, grad_accum=grad_accum, origin_seed=origin_seed, data_seed=data_seed,
+        train_seed=train_seed, precision=precision, eval_every=eval_every, val_examples=val_examples,
+        test_examples=test_examples, early_stopping_patience=early_stopping, init_prompt=init_prompt,
+        max_length=max_length, family=family, eval_mode=eval_mode)
+    if full_test:
+        config.test_examples = None
+    record = train_prompt(config, out, data_dir=data_dir, resume=resume, overwrite=overwrite)
+    best = record["best"]
+    out_console.print(f"best validation {best['validation']} at step {best['step']}")
+    out_console.print(f"test ({record['test']['n']} examples): {record['test']['metrics']}")
+    out_console.print(f"prompt saved to {out / 'prompt'} (a PEFT adapter folder); record: {out / 'run.json'}")
+
+
+@app.command("eval")
+@friendly
+def eval_command(
+    task: Annotated[str, typer.Option("--task", help="built-in task name or task YAML path")],
+    prompt: Annotated[str | None, typer.Option(help="prompt (PEFT folder or run folder); omit for no prompt")]
+    = None,
+    origin_seed: Annotated[int | None, typer.Option(help="evaluate the untrained origin with this seed")] = None,
+    prompt_length: Annotated[int, typer.Option(help="origin rows (with --origin-seed)")] = 20,
+    model: Model = "default",
+    split: Annotated[str, typer.Option(help="train, validation or test")] = "test",
+    examples: Annotated[int | None, typer.Option(help="seeded subsample size (default 500)")] = 500,
+    full: Annotated[bool, typer.Option(help="use the whole split")] = False,
+    mode: Annotated[str, typer.Option(help="rank or generate")] = "rank",
+    length_normalize: Annotated[bool, typer.Option(help="rank by mean token log-likelihood")] = False,
+    seed: Annotated[int, typer.Option(help="subsample seed")] = 1234,
+    output: Annotated[Path | None, typer.Option("--output", help="write the result as JSON here")] = None,
+    data_dir: DataDir = None,
+) -> None:
+    """Evaluate a prompt, an untrained origin, or no prompt on a task split."""
+    from promptvec.backbones import load_backbone
+    from promptvec.errors import ConfigError
+    from promptvec.evaluation import evaluate
+    from promptvec.io import atomic_write_json
+    from promptvec.tasks import get_task, load_task_data, subsample
+    from promptvec.training.checkpoint import load_prompt
+    from promptvec.vectors import Origin
+
+    if mode not in ("rank", "generate"):
+        raise ConfigError(f"unknown --mode '{mode}'", "use rank or generate")
+    if prompt and origin_seed is not None:
+        raise ConfigError("give either --prompt or --origin-seed, not both", "drop one of them")
+    spec = get_task(task)
+    if prompt:
+        checkpoint = load_prompt(prompt)
+        model = checkpoint.metadata.get("model", model) if model == "default" else model
+    backbone = load_backbone(model)
+    data = load_task_data(spec, data_dir)
+    rows = subsample(data.split(split), None if full else examples, seed)
+    tensor = None
+    if prompt:
+        tensor = load_prompt(prompt, backbone).prompt
+    elif origin_seed is not None:
+        tensor = Origin.sample(backbone, prompt_length, origin_seed).tensor(backbone)
+    result = evaluate(backbone, spec, rows, tensor, mode=mode, length_normalize=length_normalize)
+    summary = {"task": spec.task, "split": split, "prompt": prompt, "origin_seed": origin_seed, "model": model,
+               "mode": mode, **result.summary()}
+    if output:
+        atomic_write_json(output, summary)
+    out_console.print_json(json.dumps(summary))
+
+
+@app.command("predict")
+@friendly
+def predict_command(
+    prompt: Annotated[str, typer.Option(help="prompt (PEFT folder or run folder)")],
+    text: Annotated[list[str] | None, typer.Argument(help="input text(s); JSON objects for multi-field tasks")]
+    = None,
+    task: Annotated[str | None, typer.Option(help="task (default: the one the prompt was trained on)")] = None,
+    input: Annotated[Path | None, typer.Option("--input", help=".jsonl, .csv/.tsv or a text file, one input "
+                                               "per line")] = None,
+    model: Annotated[str | None, typer.Option(help="backbone (default: the prompt's)")] = None,
+    batch_size: Annotated[int, typer.Option(help="inputs per forward pass")] = 32,
+    mode: Annotated[str, typer.Option(help="rank or generate")] = "rank",
+) -> None:
+    """Label new text with a trained prompt (one JSON line per input)."""
+    from promptvec.errors import DataError
+    from promptvec.inference import Predictor, read_inputs
+
+    items: list = []
+    if input is not None:
+        items.extend(read_inputs(input))
+    for t in text or []:
+        stripped = t.strip()
+        items.append(json.loads(stripped) if stripped.startswith("{") else t)
+    if not items:
+        raise DataError("nothing to predict", "pass TEXT arguments or --input FILE")
+    predictor = Predictor(prompt, task=task, model=model, mode=mode, batch_size=batch_size)
+    for item, pred in zip(items, predictor.predict(items), strict=True):
+        sys.stdout.write(json.dumps({"input": item, "label": pred.label, "scores": pred.scores}) + "\n")
+
+
+@app.command("demo")
+@friendly
+def demo_command(
+    out: Annotated[Path, typer.Option(help="where prompts and demo.json go")] = Path("demo-out"),
+    model: Model = "default",
+    steps: Annotated[int, typer.Option(help="training steps per task")] = 60,
+    data_dir: DataDir = None,
+) -> None:
+    """Train prompts on sst2 and trec with the embedded model; compare with no prompt and the origin."""
+    from promptvec.demo import run_demo
+
+    rows = run_demo(out=out, model=model, data_dir=data_dir, steps=steps, log=lambda m: console.print(m))
+    table = Table(title=f"promptvec demo: {model}, {steps} steps, 200 shots, 200 test examples")
+    for column in ("task", "metric", "no prompt", "untrained origin", "trained prompt", "gain vs origin"):
+        table.add_column(column, justify="right")
+    for r in rows:
+        table.add_row(r.task, r.metric, f"{r.no_prompt:.3f}", f"{r.origin:.3f}", f"{r.trained:.3f}",
+                      f"{r.trained - r.origin:+.3f}")
+    out_console.print(table)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    app()

@@ -1,0 +1,86 @@
+"""Predict labels for new text with a trained prompt."""
+
+from __future__ import annotations
+
+import csv
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from promptvec.backbones import Backbone, load_backbone
+from promptvec.errors import DataError
+from promptvec.evaluation import predict
+from promptvec.evaluation.evaluator import EvalMode
+from promptvec.tasks import Example, TaskSpec, get_task
+from promptvec.training.checkpoint import check_compatible, load_prompt
+
+
+@dataclass
+class Prediction:
+    label: str | float
+    scores: dict[str, float]
+
+
+class Predictor:
+    """Load a prompt (PEFT folder or run folder) once, then label batches of inputs.
+
+    The backbone and task default to the ones recorded in the prompt's metadata.
+    """
+
+    def __init__(self, prompt_path: str | Path, task: str | TaskSpec | None = None, model: str | None = None,
+                 backbone: Backbone | None = None, mode: EvalMode = "rank", batch_size: int = 32) -> None:
+        checkpoint = load_prompt(prompt_path)
+        meta = checkpoint.metadata
+        task_name = task or meta.get("config", {}).get("task") or meta.get("task")
+        if task_name is None:
+            raise DataError(f"{prompt_path} does not record its task", "pass --task")
+        self.task = get_task(task_name)
+        self.backbone = backbone or load_backbone(model or meta.get("model", "default"), meta.get("family"))
+        check_compatible(checkpoint.prompt, meta, self.backbone, str(prompt_path))
+        self.prompt = checkpoint.prompt
+        self.mode, self.batch_size = mode, batch_size
+
+    def _example(self, item: str | dict, where: str) -> Example:
+        fields_needed = self.task.template_fields
+        if isinstance(item, str):
+            if len(fields_needed) != 1:
+                raise DataError(f"{where}: task '{self.task.task}' needs the fields {fields_needed}, got plain text",
+                                "give JSON objects with those keys (a .jsonl file or a JSON string)")
+            item = {fields_needed[0]: item}
+        missing = [f for f in fields_needed if f not in item]
+        if missing:
+            raise DataError(f"{where}: input lacks field(s) {missing}", f"task '{self.task.task}' needs "
+                            f"{fields_needed}")
+        fields = {f: item[f] for f in fields_needed}
+        return Example(fields=fields, label="", source=where, text=self.task.render(fields, where))
+
+    def predict(self, inputs: list[str | dict]) -> list[Prediction]:
+        examples = [self._example(item, f"input {i + 1}") for i, item in enumerate(inputs)]
+        if not examples:
+            return []
+        pred, scores, values = predict(self.backbone, self.task, examples, self.prompt, self.mode, self.batch_size)
+        out = []
+        for i, p in enumerate(pred):
+            label = values[i] if values is not None else (self.task.label_names[p] if p >= 0 else "<invalid>")
+            out.append(Prediction(label, dict(zip(self.task.label_names, scores[i], strict=False))))
+        return out
+
+
+def read_inputs(path: str | Path) -> list[str | dict]:
+    """Inputs from a file: .jsonl (objects or strings), .csv/.tsv (header = fields) or text lines."""
+    p = Path(path)
+    if not p.is_file():
+        raise DataError(f"input file not found: {p}", "check the path")
+    if p.suffix == ".jsonl":
+        items = []
+        for lineno, line in enumerate(p.read_text(encoding="utf-8").splitlines(), 1):
+            if line.strip():
+                try:
+                    items.append(json.loads(line))
+                except json.JSONDecodeError as exc:
+                    raise DataError(f"{p}:{lineno}: not valid JSON ({exc.msg})", "one JSON value per line") from None
+        return items
+    if p.suffix in (".csv", ".tsv"):
+        with p.open(encoding="utf-8", newline="") as handle:
+            return list(csv.DictReader(handle, delimiter="\t" if p.suffix == ".tsv" else ","))
+    return [line for line in p.read_text(encoding="utf-8").splitlines() if line.strip()]

@@ -1,0 +1,152 @@
+"""Shared fixtures: tiny randomly initialised models built from configs, a byte-level BPE
+tokenizer trained on the fly, and a small synthetic user task — no downloads anywhere."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+from pathlib import Path
+
+import pytest
+import torch
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+
+SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+POSITIVE = ["good", "great", "lovely", "fine", "superb", "happy", "excellent", "wonderful"]
+NEGATIVE = ["bad", "awful", "poor", "terrible", "sad", "boring", "horrible", "dull"]
+FILLER = ["the", "movie", "was", "really", "plot", "acting", "quite", "a", "film", "story"]
+
+
+def _sentence(rng: random.Random, label: str) -> str:
+    words = rng.sample(FILLER, 4) + [rng.choice(POSITIVE if label == "positive" else NEGATIVE)]
+    rng.shuffle(words)
+    return " ".join(words)
+
+
+@pytest.fixture(scope="session")
+def tiny_tokenizer_dir(tmp_path_factory) -> Path:
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    corpus = [" ".join(POSITIVE + NEGATIVE + FILLER)] * 20 + [
+        "Review: Sentiment: positive negative yes no maybe Premise Hypothesis Question Answer"] * 20
+    tok = Tokenizer(models.BPE(unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=400, special_tokens=["<pad>", "</s>", "<unk>"],
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    tok.train_from_iterator(corpus, trainer)
+    fast = PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="<pad>", eos_token="</s>", unk_token="<unk>")
+    folder = tmp_path_factory.mktemp("tokenizer")
+    fast.save_pretrained(folder)
+    return folder
+
+
+def _save_model(model, tokenizer_dir: Path, folder: Path) -> Path:
+    from transformers import AutoTokenizer
+
+    model.save_pretrained(folder)
+    AutoTokenizer.from_pretrained(tokenizer_dir).save_pretrained(folder)
+    return folder
+
+
+def _vocab(tokenizer_dir: Path) -> int:
+    from transformers import AutoTokenizer
+
+    return len(AutoTokenizer.from_pretrained(tokenizer_dir))
+
+
+@pytest.fixture(scope="session")
+def tiny_models(tmp_path_factory, tiny_tokenizer_dir) -> dict[str, Path]:
+    """Folders with tiny llama / gpt2 / t5 / bert models (random weights, seeded)."""
+    from transformers import (
+        BertConfig,
+        BertModel,
+        GPT2Config,
+        GPT2LMHeadModel,
+        LlamaConfig,
+        LlamaForCausalLM,
+        T5Config,
+        T5ForConditionalGeneration,
+    )
+
+    vocab = _vocab(tiny_tokenizer_dir)
+    torch.manual_seed(0)
+    builders = {
+        "llama": lambda: LlamaForCausalLM(LlamaConfig(
+            vocab_size=vocab, hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
+            num_key_value_heads=2, max_position_embeddings=256, pad_token_id=0, eos_token_id=1, bos_token_id=1,
+            tie_word_embeddings=False)),
+        "gpt2": lambda: GPT2LMHeadModel(GPT2Config(
+            vocab_size=vocab, n_embd=32, n_layer=2, n_head=4, n_positions=256, pad_token_id=0, eos_token_id=1,
+            bos_token_id=1, resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0)),
+        "t5": lambda: T5ForConditionalGeneration(T5Config(
+            vocab_size=vocab, d_model=32, d_kv=8, d_ff=64, num_layers=2, num_heads=4, pad_token_id=0,
+            eos_token_id=1, decoder_start_token_id=0, dropout_rate=0.0)),
+        "bert": lambda: BertModel(BertConfig(
+            vocab_size=vocab, hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
+            max_position_embeddings=256, pad_token_id=0, hidden_dropout_prob=0.0,
+            attention_probs_dropout_prob=0.0)),
+    }
+    root = tmp_path_factory.mktemp("models")
+    return {name: _save_model(build(), tiny_tokenizer_dir, root / name) for name, build in builders.items()}
+
+
+def write_jsonl(path: Path, rows: list[dict]) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    return path
+
+
+def sentiment_rows(n: int, seed: int) -> list[dict]:
+    rng = random.Random(seed)
+    rows = []
+    for i in range(n):
+        label = "positive" if i % 2 else "negative"
+        rows.append({"text": _sentence(rng, label), "label": label})
+    return rows
+
+
+TASK_YAML = """\
+task: toy_sentiment
+group: sentiment
+data_files:
+  train: train.jsonl
+  validation: validation.jsonl
+  test: test.jsonl
+doc_to_text: "Review: {{text}}\\nSentiment:"
+doc_to_target: label
+labels: [negative, positive]
+doc_to_choice: ["negative", "positive"]
+metric_list:
+  - metric: acc
+  - metric: f1
+"""
+
+
+@pytest.fixture(scope="session")
+def toy_task(tmp_path_factory) -> Path:
+    """A user task YAML with small synthetic train/validation/test files."""
+    folder = tmp_path_factory.mktemp("toy_task")
+    write_jsonl(folder / "train.jsonl", sentiment_rows(64, 1))
+    write_jsonl(folder / "validation.jsonl", sentiment_rows(16, 2))
+    write_jsonl(folder / "test.jsonl", sentiment_rows(24, 3))
+    (folder / "toy.yaml").write_text(TASK_YAML, encoding="utf-8")
+    return folder / "toy.yaml"
+
+
+@pytest.fixture(scope="session")
+def backbones(tiny_models):
+    from promptvec.backbones import load_backbone
+
+    return {name: load_backbone(str(path)) for name, path in tiny_models.items()}
+
+
+@pytest.fixture
+def shared_data() -> Path:
+    if not SHARED_DATA.is_dir():
+        pytest.skip("../shared/data is not present")
+    return SHARED_DATA

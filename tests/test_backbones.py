@@ -1,0 +1,135 @@
+"""Each backbone family trains (loss falls), evaluates, and scores labels correctly."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from promptvec.errors import ConfigError
+from promptvec.evaluation import evaluate
+from promptvec.tasks import get_task, load_task_data
+from promptvec.vectors import Origin
+
+FAMILIES = {"llama": "causal", "gpt2": "causal", "t5": "seq2seq", "bert": "encoder"}
+
+
+@pytest.mark.parametrize("name", list(FAMILIES))
+def test_family_detected(backbones, name):
+    assert backbones[name].family == FAMILIES[name]
+
+
+@pytest.mark.parametrize("name", list(FAMILIES))
+def test_loss_falls_and_only_the_prompt_gets_gradients(backbones, toy_task, name):
+    backbone = backbones[name]
+    task = get_task(str(toy_task))
+    data = load_task_data(task)
+    encoded = backbone.encode(task, data.train[:16], 8)
+    batch = backbone.collate(task, encoded, train=True)
+    prompt = torch.nn.Parameter(Origin.sample(backbone, 8, 0).tensor(backbone))
+    optimizer = torch.optim.Adam([prompt], lr=0.05)
+    losses = []
+    for _ in range(25):
+        loss = backbone.loss(task, batch, prompt.unsqueeze(0).expand(batch.size, -1, -1))
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+    assert losses[-1] < 0.8 * losses[0]
+    assert prompt.grad is not None and prompt.grad.abs().sum() > 0
+    assert all(p.grad is None for p in backbone.model.parameters())
+
+
+@pytest.mark.parametrize("name", ["llama", "gpt2"])
+def test_shared_prefix_rank_scores_match_full_forward(backbones, toy_task, name):
+    """Scores from one prefix pass + cached continuations equal a full forward per label."""
+    backbone = backbones[name]
+    task = get_task(str(toy_task)).model_copy(update={"doc_to_choice": ["very bad indeed", "good"]})
+    data = load_task_data(task)
+    prompt = Origin.sample(backbone, 5, 1).tensor(backbone)
+    encoded = backbone.encode(task, data.test[:6], 5)
+    batch = backbone.collate(task, encoded, train=False)
+    scores = backbone.label_scores(task, batch, prompt.unsqueeze(0).expand(batch.size, -1, -1))
+    labels = backbone.label_set(task).token_ids
+    assert max(len(lab) for lab in labels) > 1  # multi-token label exercised
+    embed = backbone.embedding
+    for row, item in enumerate(encoded):
+        for c, lab in enumerate(labels):
+            ids = torch.tensor([item.input_ids + lab])
+            embeds = torch.cat([prompt.unsqueeze(0), embed(ids)], dim=1)
+            with torch.no_grad():
+                logits = backbone.model(inputs_embeds=embeds).logits[0]
+            logp = torch.log_softmax(logits.float(), -1)
+            start = prompt.shape[0] + len(item.input_ids)
+            expected = sum(logp[start - 1 + j, tok].item() for j, tok in enumerate(lab))
+            assert scores[row, c].item() == pytest.approx(expected, abs=1e-4)
+
+
+def test_seq2seq_rank_scores_match_decoder_loss(backbones, toy_task):
+    backbone = backbones["t5"]
+    task = get_task(str(toy_task))
+    data = load_task_data(task)
+    prompt = Origin.sample(backbone, 4, 0).tensor(backbone)
+    encoded = backbone.encode(task, data.test[:3], 4)
+    batch = backbone.collate(task, encoded, train=False)
+    scores = backbone.label_scores(task, batch, prompt.unsqueeze(0).expand(batch.size, -1, -1))
+    for row, item in enumerate(encoded):
+        for c, lab in enumerate(backbone.label_set(task).token_ids):
+            ids = torch.tensor([item.input_ids])
+            embeds = torch.cat([prompt.unsqueeze(0), backbone.embedding(ids)], dim=1)
+            with torch.no_grad():
+                out = backbone.model(inputs_embeds=embeds, labels=torch.tensor([lab]))
+            assert scores[row, c].item() == pytest.approx(-out.loss.item() * len(lab), abs=1e-4)
+
+
+@pytest.mark.parametrize("name", list(FAMILIES))
+def test_evaluate_rank_never_invalid(backbones, toy_task, name):
+    task = get_task(str(toy_task))
+    data = load_task_data(task)
+    result = evaluate(backbones[name], task, data.test, Origin.sample(backbones[name], 4, 0).tensor(backbones[name]))
+    assert result.invalid == 0 and result.n == len(data.test)
+    assert set(result.predictions) <= {"negative", "positive"}
+    assert 0.0 <= result.metrics["acc"] <= 1.0
+
+
+@pytest.mark.parametrize("name", ["llama", "gpt2", "t5"])
+def test_generation_mode_counts_invalid_outputs(backbones, toy_task, name):
+    task = get_task(str(toy_task))
+    data = load_task_data(task)
+    result = evaluate(backbones[name], task, data.test[:8], None, mode="generate")
+    # a random tiny model does not produce label words: every output is invalid and scored wrong
+    valid = [p for p in result.predictions if p != "<invalid>"]
+    assert result.invalid == 8 - len(valid)
+    correct = sum(p == e.label for p, e in zip(result.predictions, data.test[:8], strict=True))
+    assert result.metrics["acc"] == pytest.approx(correct / 8)
+
+
+def test_encoder_refuses_generation(backbones, toy_task):
+    task = get_task(str(toy_task))
+    with pytest.raises(ConfigError, match="generation mode needs"):
+        evaluate(backbones["bert"], task, load_task_data(task).test[:2], None, mode="generate")
+
+
+def test_input_is_truncated_never_the_label(backbones, toy_task):
+    backbone = backbones["llama"]
+    task = get_task(str(toy_task))
+    from promptvec.tasks import Example
+
+    long = Example({"text": "the movie " * 400}, "positive", "x", task.render({"text": "the movie " * 400}))
+    backbone.max_length = 64
+    try:
+        [item] = backbone.encode(task, [long], 10)
+        label = backbone.label_set(task).token_ids[1]
+        assert len(item.input_ids) + 10 + len(label) <= 64
+        assert backbone.tokenizer.decode(item.input_ids).endswith("Sentiment:")
+    finally:
+        backbone.max_length = 256
+
+
+def test_origin_is_reproducible_and_ordinary(backbones):
+    backbone = backbones["llama"]
+    a, b, c = Origin.sample(backbone, 6, 3), Origin.sample(backbone, 6, 3), Origin.sample(backbone, 6, 4)
+    assert a == b and a != c
+    assert torch.equal(a.tensor(backbone), b.tensor(backbone))
+    special = set(backbone.tokenizer.all_special_ids)
+    assert not special & set(a.token_ids)
+    assert Origin.from_dict(a.to_dict()) == a

@@ -1,0 +1,83 @@
+"""The CLI maps onto the library; bad input exits 2 with one readable message."""
+
+from __future__ import annotations
+
+import json
+
+from typer.testing import CliRunner
+
+from promptvec.cli import app
+
+runner = CliRunner()
+
+
+def test_version():
+    result = runner.invoke(app, ["--version"])
+    assert result.exit_code == 0 and result.stdout.startswith("promptvec ")
+
+
+def test_tasks_lists_sizes(shared_data):
+    result = runner.invoke(app, ["tasks", "--data-dir", str(shared_data)])
+    assert result.exit_code == 0
+    assert "sst2" in result.stdout and "6909" in result.stdout and "scitail" in result.stdout
+
+
+def test_train_eval_predict(tiny_models, toy_task, tmp_path):
+    model = str(tiny_models["gpt2"])
+    out = tmp_path / "run"
+    result = runner.invoke(app, ["train", "--task", str(toy_task), "--model", model, "--out", str(out),
+                                 "--steps", "3", "--eval-every", "3", "--batch-size", "4", "--prompt-length", "3"])
+    assert result.exit_code == 0, result.output
+    assert (out / "prompt" / "adapter_model.safetensors").is_file()
+
+    result = runner.invoke(app, ["eval", "--task", str(toy_task), "--prompt", str(out), "--model", model,
+                                 "--output", str(tmp_path / "e.json")])
+    assert result.exit_code == 0, result.output
+    assert json.loads((tmp_path / "e.json").read_text())["n"] == 24
+
+    result = runner.invoke(app, ["eval", "--task", str(toy_task), "--origin-seed", "1", "--model", model,
+                                 "--mode", "generate"])
+    assert result.exit_code == 0, result.output
+
+    inputs = tmp_path / "in.jsonl"
+    inputs.write_text('{"text": "a great film"}\n"plain text line"\n')
+    result = runner.invoke(app, ["predict", "--prompt", str(out), "--input", str(inputs), "a dull movie"])
+    assert result.exit_code == 0, result.output
+    lines = [json.loads(line) for line in result.stdout.strip().splitlines()]
+    assert len(lines) == 3 and all(line["label"] in ("negative", "positive") for line in lines)
+    assert set(lines[0]["scores"]) == {"negative", "positive"}
+
+    # the same --out again: refused with a hint
+    result = runner.invoke(app, ["train", "--task", str(toy_task), "--model", model, "--out", str(out),
+                                 "--steps", "3", "--eval-every", "3", "--batch-size", "4", "--prompt-length", "3"])
+    assert result.exit_code == 2 and "already holds this run" in result.output and "--resume" in result.output
+
+
+def test_bad_inputs_exit_2_without_traceback(tiny_models, toy_task, tmp_path):
+    cases = [
+        (["train", "--task", "sst3", "--out", str(tmp_path / "a")], "unknown task 'sst3'"),
+        (["train", "--task", "sst2", "--out", str(tmp_path / "a"), "--data-dir", str(tmp_path / "nope")],
+         "data folder not found"),
+        (["train", "--task", str(toy_task), "--out", str(tmp_path / "a"), "--model", str(tmp_path / "no-model")],
+         "cannot load model"),
+        (["train", "--task", str(toy_task), "--out", str(tmp_path / "a"), "--model", str(tiny_models["llama"]),
+          "--shots", "5000"], "larger than the training set"),
+        (["train", "--task", str(toy_task), "--out", str(tmp_path / "a"), "--lr", "-1"], "invalid training"),
+        (["eval", "--task", str(toy_task), "--prompt", str(tmp_path / "nothing"), "--model",
+          str(tiny_models["llama"])], "not found"),
+        (["predict", "--prompt", str(tmp_path / "nothing")], "nothing to predict"),
+    ]
+    for args, message in cases:
+        result = runner.invoke(app, args)
+        assert result.exit_code == 2, (args, result.output)
+        assert message in result.output, (args, result.output)
+        assert "Traceback" not in result.output
+
+
+def test_checkpoint_of_another_model_is_refused(tiny_models, toy_task, tmp_path):
+    out = tmp_path / "run"
+    runner.invoke(app, ["train", "--task", str(toy_task), "--model", str(tiny_models["gpt2"]), "--out", str(out),
+                        "--steps", "1", "--eval-every", "1", "--batch-size", "4", "--prompt-length", "2"])
+    result = runner.invoke(app, ["eval", "--task", str(toy_task), "--prompt", str(out), "--model",
+                                 str(tiny_models["llama"])])
+    assert result.exit_code == 2 and "trained on model" in result.output

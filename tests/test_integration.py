@@ -1,0 +1,59 @@
+"""The real embedded model (SmolLM2-135M-Instruct) on a handful of real examples."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from promptvec.backbones import load_backbone
+from promptvec.evaluation import evaluate
+from promptvec.tasks import get_task, load_task_data, subsample
+from promptvec.training.checkpoint import load_prompt
+from promptvec.training.config import TrainConfig
+from promptvec.training.trainer import train_prompt
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def smollm():
+    pytest.importorskip("gguf")
+    return load_backbone("default")
+
+
+def test_embedded_default_scores_and_trains(smollm, shared_data, tmp_path):
+    task = get_task("sst2")
+    data = load_task_data(task, shared_data)
+    few = subsample(data.test, 16, 0)
+    ranked = evaluate(smollm, task, few, None)
+    assert ranked.invalid == 0 and ranked.metrics["acc"] > 0.5  # the instruct model knows sentiment
+    generated = evaluate(smollm, task, few[:4], None, mode="generate")
+    assert generated.n == 4
+
+    config = TrainConfig(task="sst2", shots=16, max_steps=2, eval_every=2, batch_size=4, val_examples=8,
+                         test_examples=8)
+    record = train_prompt(config, tmp_path / "run", backbone=smollm, task_data=data, progress=False)
+    assert record["status"] == "completed" and record["model_fingerprint"] == smollm.fingerprint
+
+
+def test_embedded_checkpoint_loads_in_peft_with_identical_outputs(smollm, shared_data, tmp_path):
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    from promptvec.backbones.loading import embedded_default_path
+    from promptvec.training.checkpoint import save_prompt
+    from promptvec.vectors import Origin
+
+    task = get_task("sst2")
+    prompt = Origin.sample(smollm, 8, 0).tensor(smollm)
+    save_prompt(tmp_path / "p", prompt, smollm, {"task": "sst2"})
+    base = AutoModelForCausalLM.from_pretrained(embedded_default_path()).eval()
+    peft_model = PeftModel.from_pretrained(base, str(tmp_path / "p")).eval()
+    example = subsample(load_task_data(task, shared_data).test, 2, 0)
+    for item in smollm.encode(task, example, 8):
+        batch = smollm.collate(task, [item], train=False)
+        ours = smollm.label_scores(task, batch, load_prompt(tmp_path / "p", smollm).prompt.unsqueeze(0))
+        with torch.no_grad():
+            logits = peft_model(input_ids=torch.tensor([item.input_ids])).logits[0, -1]
+        theirs = torch.log_softmax(logits.float(), -1)[[lab[0] for lab in smollm.label_set(task).token_ids]]
+        assert torch.allclose(ours[0], theirs, atol=1e-4)

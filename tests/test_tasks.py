@@ -1,0 +1,165 @@
+"""Built-in and user tasks: definitions, data loading, bad input, few-shot sampling."""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from promptvec.errors import DataError, TaskError
+from promptvec.tasks import builtin_task_names, few_shot, get_task, load_task_data, load_task_yaml
+from promptvec.tasks.loading import stratified_indices
+from promptvec.tasks.spec import Example
+
+from .conftest import TASK_YAML, write_jsonl
+
+LOCAL = ["mnli", "qnli", "qqp", "snli", "rte", "sst2", "mrpc", "cola", "stsb", "trec", "agnews", "imdb"]
+HUB_ONLY = ["scitail", "dbpedia", "yelp_polarity", "yahoo_answers", "sst5", "cb", "boolq", "wic"]
+
+
+def test_all_builtins_defined():
+    assert set(LOCAL + HUB_ONLY) <= set(builtin_task_names())
+    for name in HUB_ONLY:
+        spec = get_task(name)
+        assert spec.dataset_path and spec.label_names
+
+
+@pytest.mark.parametrize("name", LOCAL)
+def test_builtin_reads_the_shared_data(shared_data, name):
+    data = load_task_data(get_task(name), shared_data)
+    assert len(data.train) > 500 and data.validation and data.test
+    spec = data.spec
+    if not spec.is_regression:
+        assert {e.label for e in data.test} == set(spec.label_names)
+    assert all("{{" not in e.text for e in data.test[:5])
+
+
+def test_unknown_task_suggests_names():
+    with pytest.raises(TaskError, match="unknown task 'sst3'") as err:
+        get_task("sst3")
+    assert "sst2" in str(err.value)
+
+
+def test_yaml_missing_field(tmp_path):
+    path = tmp_path / "t.yaml"
+    path.write_text("task: x\nlabels: [a, b]\n")
+    with pytest.raises(TaskError, match="field 'doc_to_text'"):
+        load_task_yaml(path)
+
+
+def test_yaml_syntax_error_names_line(tmp_path):
+    path = tmp_path / "t.yaml"
+    path.write_text("task: x\ndoc_to_text: 'unclosed\nlabels: [a\n")
+    with pytest.raises(TaskError, match="line"):
+        load_task_yaml(path)
+
+
+def test_yaml_bad_template_and_unknown_key(tmp_path):
+    path = tmp_path / "t.yaml"
+    path.write_text("task: x\ndoc_to_text: '{{ text '\nlabels: [a, b]\n")
+    with pytest.raises(TaskError, match="doc_to_text"):
+        load_task_yaml(path)
+    path.write_text("task: x\ndoc_to_text: '{{text}}'\nlabels: [a, b]\nbogus: 1\n")
+    with pytest.raises(TaskError, match="bogus"):
+        load_task_yaml(path)
+
+
+def _user_task(tmp_path: Path, train_rows) -> Path:
+    write_jsonl(tmp_path / "train.jsonl", train_rows)
+    write_jsonl(tmp_path / "validation.jsonl", [{"text": "good", "label": "positive"}])
+    write_jsonl(tmp_path / "test.jsonl", [{"text": "bad", "label": "negative"}])
+    (tmp_path / "t.yaml").write_text(TASK_YAML)
+    return tmp_path / "t.yaml"
+
+
+def test_unknown_label_reports_file_and_line(tmp_path):
+    rows = [{"text": "good", "label": "positive"}, {"text": "meh", "label": "neutral"}]
+    spec = load_task_yaml(_user_task(tmp_path, rows))
+    with pytest.raises(DataError, match=r"train.jsonl:2: label 'neutral' is not a label"):
+        load_task_data(spec)
+
+
+def test_malformed_json_line(tmp_path):
+    spec = load_task_yaml(_user_task(tmp_path, [{"text": "good", "label": "positive"}]))
+    with (tmp_path / "train.jsonl").open("a") as handle:
+        handle.write('{"text": "broken"\n')
+    with pytest.raises(DataError, match=r"train.jsonl:2: not valid JSON"):
+        load_task_data(spec)
+
+
+def test_missing_field_and_missing_file(tmp_path):
+    spec = load_task_yaml(_user_task(tmp_path, [{"review": "good", "label": "positive"}]))
+    with pytest.raises(DataError, match=r"train.jsonl:1: row lacks the input field\(s\) \['text'\]"):
+        load_task_data(spec)
+    (tmp_path / "test.jsonl").unlink()
+    with pytest.raises(DataError, match="data file not found"):
+        load_task_data(spec)
+
+
+def test_user_task_works_like_a_builtin(toy_task):
+    spec = get_task(str(toy_task))
+    data = load_task_data(spec)
+    assert spec.label_names == ["negative", "positive"] and spec.primary_metric == "acc"
+    assert len(data.train) == 64 and data.test[0].text.startswith("Review: ")
+
+
+def test_hub_offline_message(monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.delenv("PROMPTVEC_DATA_DIR", raising=False)
+    with pytest.raises(DataError, match="Hub is offline"):
+        load_task_data(get_task("scitail"))
+
+
+def test_label_map_maps_hub_integers():
+    spec = get_task("agnews")
+    assert spec.canonical_label(2, "x") == "Business" and spec.canonical_label("World", "x") == "World"
+    assert get_task("boolq").canonical_label(True, "x") == "True"
+
+
+def test_few_shot_is_stratified_seeded_and_total(shared_data):
+    spec = get_task("trec")
+    train = load_task_data(spec, shared_data).train
+    a, b = few_shot(spec, train, 60, 7), few_shot(spec, train, 60, 7)
+    assert a == b and len(a) == 60 and a != few_shot(spec, train, 60, 8)
+    counts = Counter(e.label for e in a)
+    assert set(counts) == set(spec.label_names)  # every class present
+    with pytest.raises(DataError, match="larger than the training set"):
+        few_shot(spec, train, len(train) + 1, 0)
+
+
+@settings(max_examples=60, deadline=None)
+@given(labels=st.lists(st.sampled_from("abcd"), min_size=1, max_size=80), n=st.integers(1, 80),
+       seed=st.integers(0, 10))
+def test_stratified_sampling_properties(labels, n, seed):
+    spec = get_task("agnews").model_copy(update={"labels": list("abcd"), "doc_to_choice": list("abcd"),
+                                                  "label_map": {}})
+    examples = [Example({"text": str(i)}, lab) for i, lab in enumerate(labels)]
+    n = min(n, len(examples))
+    picked = stratified_indices(spec, examples, n, seed)
+    assert len(picked) == n == len(set(picked))
+    counts = Counter(labels[i] for i in picked)
+    total = Counter(labels)
+    for lab, c in counts.items():
+        assert c <= total[lab]
+    if n >= len(total):
+        assert set(counts) == set(total)
+
+
+@settings(max_examples=60, deadline=None)
+@given(body=st.dictionaries(st.sampled_from(["task", "doc_to_text", "labels", "metric_list", "doc_to_choice",
+                                             "output_type", "label_map", "data_files"]),
+                            st.one_of(st.none(), st.text(max_size=8), st.integers(), st.lists(st.text(max_size=4))),
+                            max_size=6))
+def test_task_yaml_fuzz_gives_task_error_or_a_task(tmp_path_factory, body):
+    import yaml
+
+    path = tmp_path_factory.mktemp("fuzz") / "t.yaml"
+    path.write_text(yaml.safe_dump(body))
+    try:
+        spec = load_task_yaml(path)
+    except TaskError:
+        return
+    assert spec.task

@@ -1,0 +1,114 @@
+"""Trainer: records, selection, resume equivalence, output-folder rules, divergence."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from promptvec.errors import DataError, OutputExistsError
+from promptvec.training.checkpoint import load_prompt
+from promptvec.training.config import TrainConfig
+from promptvec.training.trainer import Trainer, TrainingDivergedError, train_prompt
+
+
+class Stop(Exception):
+    pass
+
+
+def _config(tiny_models, toy_task, **kw):
+    base = dict(model=str(tiny_models["llama"]), task=str(toy_task), max_steps=6, eval_every=2, batch_size=4,
+                lr=0.05, prompt_length=4)
+    return TrainConfig(**(base | kw))
+
+
+def test_record_has_everything(backbones, tiny_models, toy_task, tmp_path):
+    record = train_prompt(_config(tiny_models, toy_task), tmp_path / "r", backbone=backbones["llama"],
+                          progress=False)
+    saved = json.loads((tmp_path / "r" / "run.json").read_text())
+    assert saved["status"] == "completed" == record["status"]
+    assert [h["step"] for h in saved["history"]] == [0, 2, 4, 6]
+    assert saved["versions"]["torch"] and saved["seeds"] == {"origin": 0, "data": 0, "train": 0, "eval": 1234}
+    assert saved["wall_time_s"] > 0 and saved["peak_memory"]["cpu_rss_mb"] > 0
+    assert saved["test"]["n"] == 24 and "acc" in saved["test"]["metrics"]
+    best = max(saved["history"], key=lambda h: h["validation"]["acc"])
+    assert saved["best"]["validation"]["acc"] == best["validation"]["acc"]
+    assert load_prompt(tmp_path / "r").metadata["test"] == saved["test"]["metrics"]
+
+
+@pytest.mark.parametrize("stop_at", [1, 3, 5])
+def test_resume_ends_with_the_same_prompt(backbones, tiny_models, toy_task, tmp_path, stop_at):
+    config = _config(tiny_models, toy_task, grad_accum=2)
+    full = train_prompt(config, tmp_path / "full", backbone=backbones["llama"], progress=False)
+
+    def interrupt(step):
+        if step == stop_at:
+            raise Stop
+
+    with pytest.raises(Stop):
+        Trainer(config, tmp_path / "cut", backbone=backbones["llama"], progress=False, on_step=interrupt).train()
+    resumed = Trainer(config, tmp_path / "cut", backbone=backbones["llama"], progress=False).train(resume=True)
+    from safetensors.torch import load_file
+
+    last_full = load_file(tmp_path / "full" / "checkpoint" / "state.safetensors")["s.module.weight"]
+    last_cut = load_file(tmp_path / "cut" / "checkpoint" / "state.safetensors")["s.module.weight"]
+    assert torch.equal(last_full, last_cut)
+    assert torch.equal(load_prompt(tmp_path / "full").prompt, load_prompt(tmp_path / "cut").prompt)
+    assert [h["validation"] for h in full["history"]] == [h["validation"] for h in resumed["history"]]
+
+
+def test_output_folder_rules(backbones, tiny_models, toy_task, tmp_path):
+    config = _config(tiny_models, toy_task, max_steps=2)
+    train_prompt(config, tmp_path / "r", backbone=backbones["llama"], progress=False)
+    with pytest.raises(OutputExistsError, match="already holds this run"):
+        train_prompt(config, tmp_path / "r", backbone=backbones["llama"], progress=False)
+    other = _config(tiny_models, toy_task, max_steps=2, lr=0.1)
+    with pytest.raises(OutputExistsError, match=r"different run \(differs in \['lr'\]\)"):
+        train_prompt(other, tmp_path / "r", backbone=backbones["llama"], progress=False)
+    again = train_prompt(other, tmp_path / "r", backbone=backbones["llama"], progress=False, overwrite=True)
+    assert again["config"]["lr"] == 0.1
+    # resuming a completed run returns its record without training again
+    assert train_prompt(other, tmp_path / "r", backbone=backbones["llama"], progress=False,
+                        resume=True)["test"] == again["test"]
+    (tmp_path / "junk").mkdir()
+    (tmp_path / "junk" / "file.txt").write_text("x")
+    with pytest.raises(OutputExistsError, match="not empty"):
+        train_prompt(config, tmp_path / "junk", backbone=backbones["llama"], progress=False)
+
+
+def test_early_stopping(backbones, tiny_models, toy_task, tmp_path):
+    config = _config(tiny_models, toy_task, max_steps=40, eval_every=1, early_stopping_patience=2, lr=1e-6)
+    record = train_prompt(config, tmp_path / "r", backbone=backbones["llama"], progress=False)
+    assert record["stopped_early"] and record["history"][-1]["step"] < 40
+
+
+def test_non_finite_loss_stops_with_a_clear_message(backbones, tiny_models, toy_task, tmp_path, monkeypatch):
+    backbone = backbones["llama"]
+    original = type(backbone).loss
+    calls = {"n": 0}
+
+    def exploding(self, task, batch, prompt):
+        calls["n"] += 1
+        loss = original(self, task, batch, prompt)
+        return loss * float("nan") if calls["n"] > 3 else loss
+
+    monkeypatch.setattr(type(backbone), "loss", exploding)
+    with pytest.raises(TrainingDivergedError, match="loss became nan at step 4"):
+        train_prompt(_config(tiny_models, toy_task), tmp_path / "r", backbone=backbone, progress=False)
+    assert (tmp_path / "r" / "checkpoint" / "state.json").is_file()  # last good checkpoint (step 2) kept
+    assert json.loads((tmp_path / "r" / "run.json").read_text())["history"][-1]["step"] == 2
+
+
+def test_too_many_shots(backbones, tiny_models, toy_task, tmp_path):
+    with pytest.raises(DataError, match="larger than the training set"):
+        train_prompt(_config(tiny_models, toy_task, shots=1000), tmp_path / "r", backbone=backbones["llama"],
+                     progress=False)
+
+
+@pytest.mark.parametrize("name", ["gpt2", "t5", "bert"])
+def test_every_family_trains_end_to_end(backbones, tiny_models, toy_task, tmp_path, name):
+    config = TrainConfig(model=str(tiny_models[name]), task=str(toy_task), max_steps=3, eval_every=3,
+                         batch_size=4, prompt_length=3, precision="bf16" if name == "t5" else "fp32")
+    record = train_prompt(config, tmp_path / "r", backbone=backbones[name], progress=False)
+    assert record["status"] == "completed" and record["family"] == backbones[name].family
