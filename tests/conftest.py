@@ -79,10 +79,10 @@ def tiny_models(tmp_path_factory, tiny_tokenizer_dir) -> dict[str, Path]:
         "llama": lambda: LlamaForCausalLM(LlamaConfig(
             vocab_size=vocab, hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
             num_key_value_heads=2, max_position_embeddings=256, pad_token_id=0, eos_token_id=1, bos_token_id=1,
-            tie_word_embeddings=False)),
+            tie_word_embeddings=False, initializer_range=0.2)),
         "gpt2": lambda: GPT2LMHeadModel(GPT2Config(
             vocab_size=vocab, n_embd=32, n_layer=2, n_head=4, n_positions=256, pad_token_id=0, eos_token_id=1,
-            bos_token_id=1, resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0)),
+            bos_token_id=1, initializer_range=0.2, resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0)),
         "t5": lambda: T5ForConditionalGeneration(T5Config(
             vocab_size=vocab, d_model=32, d_kv=8, d_ff=64, num_layers=2, num_heads=4, pad_token_id=0,
             eos_token_id=1, decoder_start_token_id=0, dropout_rate=0.0)),

@@ -7,7 +7,7 @@ import torch
 
 from promptvec.errors import ConfigError
 from promptvec.evaluation import evaluate
-from promptvec.tasks import get_task, load_task_data
+from promptvec.tasks import TaskSpec, get_task, load_task_data
 from promptvec.vectors import Origin
 
 FAMILIES = {"llama": "causal", "gpt2": "causal", "t5": "seq2seq", "bert": "encoder"}
@@ -26,15 +26,15 @@ def test_loss_falls_and_only_the_prompt_gets_gradients(backbones, toy_task, name
     encoded = backbone.encode(task, data.train[:16], 8)
     batch = backbone.collate(task, encoded, train=True)
     prompt = torch.nn.Parameter(Origin.sample(backbone, 8, 0).tensor(backbone))
-    optimizer = torch.optim.Adam([prompt], lr=0.05)
+    optimizer = torch.optim.Adam([prompt], lr=0.1)
     losses = []
-    for _ in range(25):
+    for _ in range(40):
         loss = backbone.loss(task, batch, prompt.unsqueeze(0).expand(batch.size, -1, -1))
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
         losses.append(loss.item())
-    assert losses[-1] < 0.8 * losses[0]
+    assert losses[-1] < 0.85 * losses[0]
     assert prompt.grad is not None and prompt.grad.abs().sum() > 0
     assert all(p.grad is None for p in backbone.model.parameters())
 
@@ -43,7 +43,8 @@ def test_loss_falls_and_only_the_prompt_gets_gradients(backbones, toy_task, name
 def test_shared_prefix_rank_scores_match_full_forward(backbones, toy_task, name):
     """Scores from one prefix pass + cached continuations equal a full forward per label."""
     backbone = backbones[name]
-    task = get_task(str(toy_task)).model_copy(update={"doc_to_choice": ["very bad indeed", "good"]})
+    base = get_task(str(toy_task))
+    task = TaskSpec(**(base.model_dump() | {"task": "toy_multi", "doc_to_choice": ["very bad indeed", "good"]}))
     data = load_task_data(task)
     prompt = Origin.sample(backbone, 5, 1).tensor(backbone)
     encoded = backbone.encode(task, data.test[:6], 5)

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from promptvec.errors import DataError, TaskError
 from promptvec.tasks import builtin_task_names, few_shot, get_task, load_task_data, load_task_yaml
 from promptvec.tasks.loading import stratified_indices
-from promptvec.tasks.spec import Example
+from promptvec.tasks.spec import Example, TaskSpec
 
 from .conftest import TASK_YAML, write_jsonl
 
@@ -94,6 +94,7 @@ def test_missing_field_and_missing_file(tmp_path):
     spec = load_task_yaml(_user_task(tmp_path, [{"review": "good", "label": "positive"}]))
     with pytest.raises(DataError, match=r"train.jsonl:1: row lacks the input field\(s\) \['text'\]"):
         load_task_data(spec)
+    write_jsonl(tmp_path / "train.jsonl", [{"text": "good", "label": "positive"}])
     (tmp_path / "test.jsonl").unlink()
     with pytest.raises(DataError, match="data file not found"):
         load_task_data(spec)
@@ -134,8 +135,7 @@ def test_few_shot_is_stratified_seeded_and_total(shared_data):
 @given(labels=st.lists(st.sampled_from("abcd"), min_size=1, max_size=80), n=st.integers(1, 80),
        seed=st.integers(0, 10))
 def test_stratified_sampling_properties(labels, n, seed):
-    spec = get_task("agnews").model_copy(update={"labels": list("abcd"), "doc_to_choice": list("abcd"),
-                                                  "label_map": {}})
+    spec = TaskSpec(task="abcd", doc_to_text="{{text}}", labels=list("abcd"))
     examples = [Example({"text": str(i)}, lab) for i, lab in enumerate(labels)]
     n = min(n, len(examples))
     picked = stratified_indices(spec, examples, n, seed)

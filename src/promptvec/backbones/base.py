@@ -74,7 +74,7 @@ class Backbone(ABC):
         self.max_length = max_length
         model.requires_grad_(False)
         model.eval()
-        self._label_sets: dict[str, LabelSet] = {}
+        self._label_sets: dict[tuple, LabelSet] = {}
 
     # ---- identity -----------------------------------------------------------------------
     @property
@@ -97,16 +97,15 @@ class Backbone(ABC):
 
     # ---- tokenization (shared by every family) ----------------------------------------
     def label_set(self, task: TaskSpec) -> LabelSet:
-        if task.task not in self._label_sets:
-            self._label_sets[task.task] = LabelSet(
-                names=task.label_names, token_ids=[self.tokenize_label(task, v) for v in task.verbalizations]
-            )
-            empty = [n for n, ids in zip(task.label_names, self._label_sets[task.task].token_ids, strict=True)
-                     if not ids]
+        key = (task.task, task.target_delimiter, tuple(task.verbalizations))
+        if key not in self._label_sets:
+            token_ids = [self.tokenize_label(task, v) for v in task.verbalizations]
+            empty = [n for n, ids in zip(task.label_names, token_ids, strict=True) if not ids]
             if empty:
                 raise ConfigError(f"task '{task.task}': label verbalization(s) {empty} tokenize to nothing",
                                   "give every label a non-empty verbalization")
-        return self._label_sets[task.task]
+            self._label_sets[key] = LabelSet(names=task.label_names, token_ids=token_ids)
+        return self._label_sets[key]
 
     def label_index(self, task: TaskSpec, example: Example) -> int:
         if isinstance(example.label, float):

@@ -28,7 +28,7 @@ class SentenceEncoderBackbone(Backbone):
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
-        self._label_embeddings: dict[str, torch.Tensor] = {}
+        self._label_embeddings: dict[tuple, torch.Tensor] = {}
 
     def tokenize_label(self, task: TaskSpec, verbalization: str) -> list[int]:
         return self.tokenizer(verbalization, add_special_tokens=True)["input_ids"]
@@ -46,7 +46,7 @@ class SentenceEncoderBackbone(Backbone):
         return F.normalize(_mean_pool(hidden.float(), mask), dim=-1)
 
     def label_embeddings(self, task: TaskSpec) -> torch.Tensor:
-        key = task.task
+        key = (task.task, tuple(task.verbalizations))
         if key not in self._label_embeddings:
             ids, mask = right_pad(self.label_set(task).token_ids, pad_token_id(self.tokenizer))
             with torch.no_grad():
