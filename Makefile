@@ -26,7 +26,7 @@ demo: setup
 	$(VENV)/bin/promptvec demo
 
 lint: setup
-	$(VENV)/bin/ruff check src tests examples benchmarks
+	$(VENV)/bin/ruff check src tests examples
 
 test: lint
 	$(VENV)/bin/pytest -q

@@ -134,3 +134,23 @@ def test_origin_is_reproducible_and_ordinary(backbones):
     special = set(backbone.tokenizer.all_special_ids)
     assert not special & set(a.token_ids)
     assert Origin.from_dict(a.to_dict()) == a
+
+
+def test_chat_template_wraps_the_input(backbones, toy_task):
+    backbone = backbones["llama"]
+    task = get_task(str(toy_task))
+    example = load_task_data(task).test[0]
+    with pytest.raises(ConfigError, match="no chat template"):
+        backbone.chat_template = True
+        try:
+            backbone.encode(task, [example], 2)
+        finally:
+            backbone.chat_template = False
+    backbone.tokenizer.chat_template = "{% for m in messages %}<user>{{ m['content'] }}</user>{% endfor %}"
+    backbone.chat_template = True
+    try:
+        [item] = backbone.encode(task, [example], 2)
+        assert backbone.tokenizer.decode(item.input_ids).startswith("<user>Review:")
+    finally:
+        backbone.chat_template = False
+        backbone.tokenizer.chat_template = None

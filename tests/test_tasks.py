@@ -163,3 +163,25 @@ def test_task_yaml_fuzz_gives_task_error_or_a_task(tmp_path_factory, body):
     except TaskError:
         return
     assert spec.task
+
+
+def test_hub_path_maps_columns_labels_and_carves_validation(monkeypatch):
+    """The Hub code path, with a local fixture standing in for datasets.load_dataset."""
+    import datasets
+
+    calls = []
+
+    def fake_load_dataset(path, name=None, split=None):
+        calls.append((path, name, split))
+        rows = [{"sentence1": f"premise {i}", "sentence2": f"hypothesis {i}", "label": i % 2} for i in range(40)]
+        return rows + [{"sentence1": "no gold", "sentence2": "x", "label": -1}]
+
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.delenv("HF_DATASETS_OFFLINE", raising=False)
+    monkeypatch.delenv("PROMPTVEC_DATA_DIR", raising=False)
+    monkeypatch.setattr(datasets, "load_dataset", fake_load_dataset)
+    data = load_task_data(get_task("rte"))
+    assert ("nyu-mll/glue", "rte", "validation") in calls  # GLUE validation serves as test
+    assert len(data.test) == 40 and len(data.validation) == 4 and len(data.train) == 36  # -1 rows dropped
+    assert data.test[0].fields == {"premise": "premise 0", "hypothesis": "hypothesis 0"}
+    assert {e.label for e in data.test} == {"entailment", "not_entailment"}

@@ -102,6 +102,7 @@ def train_command(
     init_prompt: Annotated[str | None, typer.Option(help="start from this prompt (PEFT folder)")] = None,
     max_length: Annotated[int | None, typer.Option(help="max tokens of prompt + input + label")] = None,
     family: Annotated[str | None, typer.Option(help="causal, seq2seq or encoder (default: detected)")] = None,
+    chat_template: Annotated[bool, typer.Option(help="wrap inputs in the model's chat template")] = False,
     eval_mode: Annotated[str | None, typer.Option(help="rank (default) or generate")] = None,
     resume: Annotated[bool, typer.Option(help="continue an interrupted run in --out")] = False,
     overwrite: Annotated[bool, typer.Option(help="replace whatever --out holds")] = False,
@@ -116,7 +117,7 @@ def train_command(
         batch_size=batch_size, grad_accum=grad_accum, origin_seed=origin_seed, data_seed=data_seed,
         train_seed=train_seed, precision=precision, eval_every=eval_every, val_examples=val_examples,
         test_examples=test_examples, early_stopping_patience=early_stopping, init_prompt=init_prompt,
-        max_length=max_length, family=family, eval_mode=eval_mode)
+        max_length=max_length, family=family, eval_mode=eval_mode, chat_template=chat_template or None)
     if full_test:
         config.test_examples = None
     record = train_prompt(config, out, data_dir=data_dir, resume=resume, overwrite=overwrite)

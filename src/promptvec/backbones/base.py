@@ -72,6 +72,8 @@ class Backbone(ABC):
         self.tokenizer = tokenizer
         self.name = name
         self.max_length = max_length
+        #: wrap each templated input as a user turn of the tokenizer's chat template (instruction-tuned models)
+        self.chat_template = False
         model.requires_grad_(False)
         model.eval()
         self._label_sets: dict[tuple, LabelSet] = {}
@@ -117,6 +119,12 @@ class Backbone(ABC):
         """Token ids the model must produce for this label."""
 
     def tokenize_input(self, text: str) -> list[int]:
+        if self.chat_template:
+            if not getattr(self.tokenizer, "chat_template", None):
+                raise ConfigError(f"model '{self.name}' has no chat template", "drop --chat-template")
+            text = self.tokenizer.apply_chat_template([{"role": "user", "content": text}], tokenize=False,
+                                                      add_generation_prompt=True)
+            return self.tokenizer(text, add_special_tokens=False)["input_ids"]
         return self.tokenizer(text, add_special_tokens=True)["input_ids"]
 
     def encode(self, task: TaskSpec, examples: list[Example], prompt_length: int) -> list[Encoded]:

@@ -44,6 +44,7 @@ class TrainConfig(BaseModel):
     grad_accum: int = Field(1, ge=1)
     max_grad_norm: float | None = Field(1.0, gt=0)
     max_length: int = Field(256, ge=16)
+    chat_template: bool = Field(False, description="wrap inputs in the model's chat template (a user turn)")
     precision: Literal["fp32", "bf16"] = "fp32"
     train_dropout: bool = Field(False, description="keep the frozen model's dropout active while training")
     eval_every: int = Field(25, ge=1)

@@ -83,6 +83,7 @@ class Trainer:
         self.task = get_task(config.task)
         self.backbone = backbone or load_backbone(config.model, config.family, config.max_length)
         self.backbone.max_length = config.max_length
+        self.backbone.chat_template = config.chat_template
         self.data = task_data or load_task_data(self.task, data_dir)
         self.progress = progress
         self.on_step = on_step
