@@ -214,12 +214,14 @@ def demo_command(
     out: Annotated[Path, typer.Option(help="where prompts and demo.json go")] = Path("demo-out"),
     model: Model = "default",
     steps: Annotated[int, typer.Option(help="training steps per task")] = 60,
+    overwrite: Annotated[bool, typer.Option(help="retrain even if --out holds the demo's runs")] = False,
     data_dir: DataDir = None,
 ) -> None:
     """Train prompts on sst2 and trec with the embedded model; compare with no prompt and the origin."""
     from promptvec.demo import run_demo
 
-    rows = run_demo(out=out, model=model, data_dir=data_dir, steps=steps, log=lambda m: console.print(m))
+    rows = run_demo(out=out, model=model, data_dir=data_dir, steps=steps, overwrite=overwrite,
+                    log=lambda m: console.print(m))
     table = Table(title=f"promptvec demo: {model}, {steps} steps, 200 shots, 200 test examples")
     for column in ("task", "metric", "no prompt", "untrained origin", "trained prompt", "gain vs origin"):
         table.add_column(column, justify="right")

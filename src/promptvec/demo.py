@@ -32,7 +32,7 @@ class DemoRow:
 
 def run_demo(out: str | Path = "demo-out", model: str = "default", data_dir: str | None = None,
              tasks: tuple[str, ...] = DEMO_TASKS, steps: int = 60, shots: int = 200, test_examples: int = 200,
-             progress: bool = True, log=print) -> list[DemoRow]:
+             progress: bool = True, overwrite: bool = False, log=print) -> list[DemoRow]:
     out = Path(out)
     start = time.perf_counter()
     backbone = load_backbone(model)
@@ -45,7 +45,7 @@ def run_demo(out: str | Path = "demo-out", model: str = "default", data_dir: str
         config = TrainConfig(model=model, task=name, shots=shots, max_steps=steps, eval_every=max(steps // 2, 1),
                              val_examples=64, test_examples=test_examples)
         trainer = Trainer(config, out / name, backbone=backbone, task_data=data, progress=progress)
-        record = trainer.train(resume=True)
+        record = trainer.train(resume=not overwrite, overwrite=overwrite)  # a finished task is not redone
         test = subsample(data.test, test_examples, config.eval_seed)
         origin = Origin.sample(backbone, config.prompt_length, config.origin_seed).tensor(backbone)
         metric = task.primary_metric

@@ -30,7 +30,7 @@ def _is_sentencepiece(tokenizer) -> bool:
 
 
 @lru_cache(maxsize=8)
-def _ordinary_ids_cached(tokenizer_key: int, tokenizer) -> tuple[int, ...]:
+def _ordinary_ids_cached(tokenizer) -> tuple[int, ...]:
     special = set(tokenizer.all_special_ids)
     vocab_size = len(tokenizer)
     if _is_sentencepiece(tokenizer):
@@ -53,7 +53,7 @@ def _ordinary_ids_cached(tokenizer_key: int, tokenizer) -> tuple[int, ...]:
 
 def ordinary_token_ids(tokenizer) -> list[int]:
     """The pool of ordinary token ids origins are sampled from (at most 5,000)."""
-    return list(_ordinary_ids_cached(id(tokenizer), tokenizer))
+    return list(_ordinary_ids_cached(tokenizer))
 
 
 @dataclass(frozen=True)
