@@ -48,7 +48,10 @@ def test_resume_ends_with_the_same_prompt(backbones, tiny_models, toy_task, tmp_
 
     with pytest.raises(Stop):
         Trainer(config, tmp_path / "cut", backbone=backbones["llama"], progress=False, on_step=interrupt).train()
-    resumed = Trainer(config, tmp_path / "cut", backbone=backbones["llama"], progress=False).train(resume=True)
+    redone = []
+    resumed = Trainer(config, tmp_path / "cut", backbone=backbones["llama"], progress=False,
+                      on_step=redone.append).train(resume=True)
+    assert redone == list(range(stop_at + 1, 7))  # resumes at the next step: nothing is trained twice
     from safetensors.torch import load_file
 
     last_full = load_file(tmp_path / "full" / "checkpoint" / "state.safetensors")["s.module.weight"]

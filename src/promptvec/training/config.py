@@ -17,7 +17,8 @@ from promptvec.errors import ConfigError
 PRESETS: dict[str, dict[str, Any]] = {
     "cpu-small": {},
     "paper-t5": {"prompt_length": 100, "lr": 0.3, "weight_decay": 1e-5, "warmup_steps": 500, "batch_size": 32,
-                 "max_length": 256, "train_dropout": True, "max_steps": 30000, "eval_every": 1000},
+                 "max_length": 256, "train_dropout": True, "max_steps": 30000, "eval_every": 1000,
+                 "save_every": 100},
 }
 
 
@@ -48,6 +49,7 @@ class TrainConfig(BaseModel):
     precision: Literal["fp32", "bf16"] = "fp32"
     train_dropout: bool = Field(False, description="keep the frozen model's dropout active while training")
     eval_every: int = Field(25, ge=1)
+    save_every: int = Field(1, ge=1, description="steps between resumable checkpoints (the state is tiny)")
     val_examples: int | None = Field(200, ge=1, description="validation subsample for checkpoint selection")
     test_examples: int | None = Field(500, ge=1, description="test subsample (None = full split)")
     eval_seed: int = Field(1234, description="seed of the validation/test subsamples (fixed across runs)")

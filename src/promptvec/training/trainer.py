@@ -156,6 +156,7 @@ class Trainer:
             "wall_time_s": 0.0, "peak_memory": None,
         }
         step, best_score, since_best, elapsed_before = 0, -math.inf, 0, 0.0
+        losses: list[float] = []  # training losses since the last evaluation
         checkpoint_dir = self.out / "checkpoint"
         if previous is not None and (checkpoint_dir / "state.json").is_file():
             state = load_training_state(checkpoint_dir)
@@ -165,6 +166,7 @@ class Trainer:
             batches.load_state(state["data"])
             set_rng_state(state["rng"])
             step, best_score, since_best = state["step"], state["best_score"], state["since_best"]
+            losses[:] = state.get("losses", [])
             record = state["record"]
             elapsed_before = record["wall_time_s"]
 
@@ -177,7 +179,7 @@ class Trainer:
             save_training_state(checkpoint_dir, {
                 "module": accelerator.unwrap_model(module).state_dict(), "optimizer": optimizer.state_dict(),
                 "scheduler": scheduler.state_dict(), "data": batches.state(), "rng": rng_state(), "step": step,
-                "best_score": best_score, "since_best": since_best, "record": record})
+                "best_score": best_score, "since_best": since_best, "losses": list(losses), "record": record})
             atomic_write_json(self.out / "run.json", record)
 
         def evaluate_and_select(train_loss: float | None) -> bool:
@@ -197,13 +199,12 @@ class Trainer:
                             self._metadata({"step": step, "validation": metrics["metrics"]}))
             else:
                 since_best += 1
-            checkpoint()
             return cfg.early_stopping_patience is not None and since_best >= cfg.early_stopping_patience
 
         if step == 0 and not record["history"]:
             evaluate_and_select(None)
+            checkpoint()
         progress = _progress(self.progress, f"{self.task.task}", cfg.max_steps, step)
-        losses: list[float] = []
         module.train()
         stopped_early = False
         while step < cfg.max_steps and not stopped_early:
@@ -228,12 +229,15 @@ class Trainer:
             optimizer.zero_grad(set_to_none=True)
             step += 1
             losses.append(total)
-            if self.on_step:
-                self.on_step(step)
             progress.advance(loss=total)
             if step % cfg.eval_every == 0 or step == cfg.max_steps:
                 stopped_early = evaluate_and_select(sum(losses) / len(losses))
                 losses.clear()
+                checkpoint()
+            elif step % cfg.save_every == 0:
+                checkpoint()
+            if self.on_step:  # after the checkpoint: an interruption here resumes at the next step
+                self.on_step(step)
         progress.close()
 
         best = load_prompt(self.out / PROMPT_DIR, self.backbone).prompt
