@@ -231,5 +231,44 @@ def demo_command(
     out_console.print(table)
 
 
+experiment_app = typer.Typer(no_args_is_help=True, help="Run experiment suites (methods x tasks x shots x seeds).")
+app.add_typer(experiment_app, name="experiment")
+
+
+@experiment_app.command("run")
+@friendly
+def experiment_run_command(
+    suite_path: Annotated[Path, typer.Argument(metavar="SUITE.yaml", help="the suite definition")],
+    out: Annotated[Path, typer.Option("--out", help="suite folder (runs/, results.jsonl/.csv)")],
+    dry_run: Annotated[bool, typer.Option(help="validate, list runs, estimate cost; load nothing")] = False,
+    jobs: Annotated[int, typer.Option(help="parallel worker processes (one per GPU when GPUs exist)")] = 1,
+    max_minutes: Annotated[float | None, typer.Option(help="stop cleanly (resumable) after this budget")] = None,
+    data_dir: DataDir = None,
+) -> None:
+    """Run a suite; completed runs are skipped and interrupted ones resume at their last step."""
+    from promptvec.experiments.runner import estimate_seconds, format_duration, run_suite, status_of
+    from promptvec.experiments.suite import expand, load_suite
+
+    suite = load_suite(suite_path)
+    if dry_run:
+        statuses = [status_of(suite, out, run) for run in expand(suite)]
+        table = Table(title=f"suite '{suite.name}' ({suite.backbone.model})")
+        for column in ("run", "method", "steps", "state"):
+            table.add_column(column)
+        for st in statuses:
+            state = st.state if st.state != "partial" else f"partial (step {st.step}/{st.total_steps})"
+            table.add_row(st.run.run_id, st.run.method, str(st.total_steps), state)
+        out_console.print(table)
+        done = sum(st.state == "done" for st in statuses)
+        out_console.print(f"{len(statuses)} runs, {done} done; estimated CPU time for the rest: "
+                          f"{format_duration(estimate_seconds(suite, statuses))}")
+        return
+    outcome = run_suite(suite, out, jobs=jobs, max_minutes=max_minutes, data_dir=data_dir,
+                        log=lambda m: console.print(m, highlight=False))
+    out_console.print(f"{outcome.completed} runs completed in {format_duration(outcome.wall_time_s)}; "
+                      f"results in {out / 'results.csv'}" + (" (stopped by the time budget)" if outcome.stopped
+                                                             else ""))
+
+
 if __name__ == "__main__":  # pragma: no cover
     app()

@@ -168,6 +168,16 @@ class TaskData:
     test: list[Example]
     origin: str  # where it came from, for provenance
 
+    def content_hash(self) -> str:
+        """sha256 over every example (fields and label) of the three splits: the data's provenance."""
+        import hashlib
+
+        digest = hashlib.sha256()
+        for split in SPLITS:
+            for ex in getattr(self, split):
+                digest.update(json.dumps([split, ex.fields, ex.label], sort_keys=True, default=str).encode())
+        return digest.hexdigest()
+
     def split(self, name: str) -> list[Example]:
         if name not in SPLITS:
             raise DataError(f"unknown split '{name}'", f"use one of {SPLITS}")

@@ -174,6 +174,7 @@ class Trainer:
         start = time.perf_counter()
 
         def checkpoint() -> None:
+            record["step"] = step
             record["wall_time_s"] = elapsed_before + time.perf_counter() - start
             record["peak_memory"] = peak_memory_mb()
             save_training_state(checkpoint_dir, {

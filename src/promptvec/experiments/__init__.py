@@ -1,0 +1,1 @@
+"""Experiment suites: YAML → runs, a resumable runner, statistics and reports."""

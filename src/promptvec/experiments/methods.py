@@ -1,0 +1,167 @@
+"""Methods a suite can compare, looked up by name. A method turns one :class:`RunSpec` into a
+run record; later methods (tpv-init, spot, attempt, dtvg, fusion) register here without touching
+the runner."""
+
+from __future__ import annotations
+
+import time
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from promptvec.backbones import Backbone
+from promptvec.errors import ConfigError
+from promptvec.evaluation import evaluate
+from promptvec.io import atomic_write_json, read_json
+from promptvec.tasks import TaskData, subsample
+from promptvec.training.config import TrainConfig
+from promptvec.training.record import package_versions, peak_memory_mb
+from promptvec.training.trainer import Trainer
+from promptvec.vectors import Origin
+
+METHODS: dict[str, type[Method]] = {}
+
+
+def register_method(cls: type[Method]) -> type[Method]:
+    METHODS[cls.name] = cls
+    return cls
+
+
+@dataclass
+class RunContext:
+    """What the runner hands a method: the loaded backbone and data, where to write, budget hooks."""
+
+    suite: Any  # SuiteSpec
+    run: Any  # RunSpec
+    backbone: Backbone
+    data: TaskData
+    out: Path
+    on_step: Any = None
+    progress: bool = False
+
+
+class Method(ABC):
+    name: ClassVar[str]
+    Settings: ClassVar[type[BaseModel]]
+
+    @classmethod
+    def validate_settings(cls, settings: dict[str, Any]) -> BaseModel:
+        try:
+            return cls.Settings(**settings)
+        except ValidationError as exc:
+            detail = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+            raise ValueError(f"method '{cls.name}' settings: {detail}") from None
+
+    @classmethod
+    @abstractmethod
+    def axes(cls, settings: dict[str, Any]) -> set[str]:
+        """Which of {'shots', 'origin', 'seed'} the result depends on."""
+
+    @classmethod
+    @abstractmethod
+    def estimate_steps(cls, suite, settings: dict[str, Any]) -> int:
+        """Training steps of one run (for the cost estimate)."""
+
+    @classmethod
+    @abstractmethod
+    def execute(cls, ctx: RunContext) -> dict[str, Any]:
+        """Do the run (resuming if it was interrupted) and return its record (with ``test``)."""
+
+
+class PTSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    prompt_length: int = Field(20, ge=1)
+    lr: float = Field(0.03, gt=0)
+    weight_decay: float = Field(1e-5, ge=0)
+    warmup_ratio: float = Field(0.1, ge=0, le=1)
+    steps: int | None = Field(None, ge=1, description="overrides the suite budget")
+
+
+@register_method
+class PromptTuning(Method):
+    """Prompt tuning from a random origin (Lester et al.)."""
+
+    name = "pt"
+    Settings = PTSettings
+
+    @classmethod
+    def axes(cls, settings):
+        return {"shots", "origin", "seed"}
+
+    @classmethod
+    def estimate_steps(cls, suite, settings):
+        return settings.get("steps") or suite.budget.steps
+
+    @classmethod
+    def train_config(cls, ctx: RunContext) -> TrainConfig:
+        s = PTSettings(**dict(ctx.run.settings))
+        b, bb = ctx.suite.budget, ctx.suite.backbone
+        return TrainConfig(
+            model=bb.model, family=bb.family, max_length=bb.max_length, chat_template=bb.chat_template,
+            task=ctx.run.task, shots=ctx.run.shots, prompt_length=s.prompt_length, origin_seed=ctx.run.origin,
+            data_seed=ctx.run.seed, train_seed=ctx.run.seed, lr=s.lr, weight_decay=s.weight_decay,
+            warmup_ratio=s.warmup_ratio, max_steps=s.steps or b.steps, batch_size=b.batch_size,
+            grad_accum=b.grad_accum, eval_every=b.eval_every, val_examples=b.val_examples,
+            test_examples=b.test_examples, eval_seed=b.eval_seed, precision=b.precision,
+            early_stopping_patience=b.early_stopping_patience)
+
+    @classmethod
+    def execute(cls, ctx: RunContext) -> dict[str, Any]:
+        trainer = Trainer(cls.train_config(ctx), ctx.out, backbone=ctx.backbone, task_data=ctx.data,
+                          progress=ctx.progress, on_step=ctx.on_step)
+        return trainer.train(resume=True)
+
+
+class ZeroSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    prompt: str = Field("origin", pattern="^(origin|none)$", description="origin = untrained origin; none = no prompt")
+    prompt_length: int = Field(20, ge=1)
+
+
+@register_method
+class ZeroShot(Method):
+    """Training-free baselines: the untrained origin prompt, or no prompt at all."""
+
+    name = "zero"
+    Settings = ZeroSettings
+
+    @classmethod
+    def axes(cls, settings):
+        return {"origin"} if ZeroSettings(**settings).prompt == "origin" else set()
+
+    @classmethod
+    def estimate_steps(cls, suite, settings):
+        return 0
+
+    @classmethod
+    def execute(cls, ctx: RunContext) -> dict[str, Any]:
+        record_path = ctx.out / "run.json"
+        if record_path.is_file():
+            previous = read_json(record_path, "run record")
+            if previous.get("status") == "completed":
+                return previous
+        s = ZeroSettings(**dict(ctx.run.settings))
+        start = time.perf_counter()
+        budget = ctx.suite.budget
+        test = subsample(ctx.data.test, budget.test_examples, budget.eval_seed)
+        prompt = None
+        origin = None
+        if s.prompt == "origin":
+            if ctx.run.origin is None:
+                raise ConfigError("zero/origin needs an origin seed", "give the suite `origins`")
+            origin = Origin.sample(ctx.backbone, s.prompt_length, ctx.run.origin)
+            prompt = origin.tensor(ctx.backbone)
+        result = evaluate(ctx.backbone, ctx.data.spec, test, prompt)
+        record = {"status": "completed", "task": ctx.data.spec.task, "model": ctx.backbone.name,
+                  "model_fingerprint": ctx.backbone.fingerprint, "family": ctx.backbone.family,
+                  "config": {"prompt": s.prompt, "prompt_length": s.prompt_length, "eval_seed": budget.eval_seed,
+                             "test_examples": budget.test_examples},
+                  "origin": origin.to_dict() if origin else None, "history": [], "best": None,
+                  "test": result.summary(), "versions": package_versions(),
+                  "wall_time_s": time.perf_counter() - start, "peak_memory": peak_memory_mb()}
+        ctx.out.mkdir(parents=True, exist_ok=True)
+        atomic_write_json(record_path, record)
+        return record

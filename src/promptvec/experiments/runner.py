@@ -1,0 +1,298 @@
+"""Run a suite: skip what is done, resume what was interrupted (to the step), respect a time
+budget, optionally in parallel processes; keep a results table with provenance up to date."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import os
+import re
+import time
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from promptvec.errors import ConfigError, PromptvecError
+from promptvec.experiments.methods import METHODS, RunContext
+from promptvec.experiments.suite import RunSpec, SuiteSpec, expand
+from promptvec.io import atomic_write_json, atomic_write_text, read_json
+
+RUNS_DIR = "runs"
+# Measured on this 2-core CPU with SmolLM2-135M (fp32, ~70 tokens): seconds per training example-step
+# and per evaluated example. Other models are scaled by parameter count.
+SECONDS_PER_TRAIN_EXAMPLE = 0.30
+SECONDS_PER_EVAL_EXAMPLE = 0.10
+REFERENCE_PARAMS = 135e6
+_NAMED_SIZES = {"default": 135e6, "minilm": 22e6, "t5-small": 60e6, "t5-base": 220e6, "t5-large": 770e6,
+                "gpt2": 124e6, "bert-base": 110e6}
+
+
+class BudgetExhausted(Exception):
+    """The suite's --max-minutes budget is spent; everything done so far is saved."""
+
+
+def model_parameters(model: str) -> float | None:
+    """A parameter count for the cost estimate, without loading (or downloading) the model."""
+    if model in _NAMED_SIZES:
+        return _NAMED_SIZES[model]
+    config_path = Path(model) / "config.json"
+    if config_path.is_file():
+        cfg = json.loads(config_path.read_text())
+        d = cfg.get("hidden_size") or cfg.get("d_model") or cfg.get("n_embd") or 0
+        layers = cfg.get("num_hidden_layers") or cfg.get("num_layers") or cfg.get("n_layer") or 0
+        vocab = cfg.get("vocab_size") or 0
+        return float(12 * layers * d * d + vocab * d) or None
+    name = model.lower().rsplit("/", 1)[-1]
+    for key, size in _NAMED_SIZES.items():
+        if name == key or name.startswith(key + "-") or name.endswith(key):
+            return size
+    match = re.search(r"(\d+(?:\.\d+)?)\s*([bm])\b", name)
+    if match:
+        return float(match.group(1)) * (1e9 if match.group(2) == "b" else 1e6)
+    return None
+
+
+@dataclass
+class RunStatus:
+    run: RunSpec
+    state: str  # done / partial / todo
+    step: int = 0
+    total_steps: int = 0
+
+
+def run_dir(out: Path, run: RunSpec) -> Path:
+    return out / RUNS_DIR / run.run_id
+
+
+def status_of(suite: SuiteSpec, out: Path, run: RunSpec) -> RunStatus:
+    steps = METHODS[run.method].estimate_steps(suite, dict(run.settings))
+    record_path = run_dir(out, run) / "run.json"
+    if not record_path.is_file():
+        return RunStatus(run, "todo", 0, steps)
+    try:
+        record = read_json(record_path, "run record")
+    except PromptvecError:
+        return RunStatus(run, "todo", 0, steps)
+    if record.get("status") == "completed":
+        return RunStatus(run, "done", steps, steps)
+    return RunStatus(run, "partial", int(record.get("step", 0)), steps)
+
+
+def estimate_seconds(suite: SuiteSpec, statuses: list[RunStatus]) -> float | None:
+    params = model_parameters(suite.backbone.model)
+    if params is None:
+        return None
+    scale = params / REFERENCE_PARAMS
+    b = suite.budget
+    total = 0.0
+    for st in statuses:
+        if st.state == "done":
+            continue
+        remaining = st.total_steps - st.step
+        total += remaining * b.batch_size * b.grad_accum * SECONDS_PER_TRAIN_EXAMPLE * scale
+        if st.total_steps:
+            n_evals = math.ceil(remaining / b.eval_every) + (1 if st.step == 0 else 0)
+            total += n_evals * (b.val_examples or 500) * SECONDS_PER_EVAL_EXAMPLE * scale
+        total += (b.test_examples or 2000) * SECONDS_PER_EVAL_EXAMPLE * scale
+    return total
+
+
+# ---- executing runs -------------------------------------------------------------------------
+_CACHE: dict[str, Any] = {}
+
+
+def _backbone(suite: SuiteSpec, device: str | None):
+    from promptvec.backbones import load_backbone
+
+    key = json.dumps(suite.backbone.model_dump(), sort_keys=True)
+    if _CACHE.get("backbone_key") != key:
+        bb = suite.backbone
+        _CACHE["backbone"] = load_backbone(bb.model, bb.family, bb.max_length, device=device)
+        _CACHE["backbone_key"] = key
+    return _CACHE["backbone"]
+
+
+def _task_data(suite: SuiteSpec, task: str, data_dir: str | None):
+    from promptvec.tasks import get_task, load_task_data
+
+    key = ("data", task, data_dir)
+    if key not in _CACHE:
+        data = load_task_data(get_task(task), data_dir)
+        _CACHE[key] = (data, data.content_hash())
+    return _CACHE[key]
+
+
+def execute_run(suite_dict: dict, run: RunSpec, out: str, data_dir: str | None, deadline: float | None,
+                progress: bool = False, device: str | None = None) -> dict[str, Any]:
+    """Do one run (in this process or a worker); returns its result row or a 'stopped' marker."""
+    suite = SuiteSpec(**suite_dict)
+    folder = run_dir(Path(out), run)
+    spec_path = folder / "spec.json"
+    fingerprint = run.fingerprint(suite)
+    if spec_path.is_file() and read_json(spec_path, "run spec").get("fingerprint") != fingerprint:
+        raise ConfigError(f"run {run.run_id} in {out} was made with different suite settings",
+                          "use a new --out for a changed suite (or delete that run's folder)")
+    if deadline is not None and time.time() > deadline:
+        return {"run_id": run.run_id, "status": "stopped"}
+    backbone = _backbone(suite, device)
+    data, data_hash = _task_data(suite, run.task, data_dir)
+    folder.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(spec_path, {"fingerprint": fingerprint, "run": run.to_dict(), "suite": suite.name,
+                                  "data_hash": data_hash})
+
+    def guard(step: int) -> None:
+        if deadline is not None and time.time() > deadline:
+            raise BudgetExhausted
+
+    ctx = RunContext(suite=suite, run=run, backbone=backbone, data=data, out=folder, on_step=guard,
+                     progress=progress)
+    try:
+        record = METHODS[run.method].execute(ctx)
+    except BudgetExhausted:
+        return {"run_id": run.run_id, "status": "stopped"}
+    return result_row(run, record, data_hash)
+
+
+def _worker_init(threads: int, devices) -> None:
+    import torch
+
+    torch.set_num_threads(threads)
+    if devices is not None:
+        _CACHE["device"] = devices.get()
+
+
+def _worker_execute(suite_dict, run, out, data_dir, deadline):
+    return execute_run(suite_dict, run, out, data_dir, deadline, device=_CACHE.get("device"))
+
+
+def result_row(run: RunSpec, record: dict[str, Any], data_hash: str) -> dict[str, Any]:
+    metrics = (record.get("test") or {}).get("metrics", {})
+    versions = record.get("versions", {})
+    return {
+        **run.to_dict(), "status": record.get("status"), "metrics": metrics,
+        "n_test": (record.get("test") or {}).get("n"), "best_step": (record.get("best") or {}).get("step"),
+        "wall_time_s": record.get("wall_time_s"), "peak_rss_mb": (record.get("peak_memory") or {}).get("cpu_rss_mb"),
+        "model": record.get("model"), "model_fingerprint": record.get("model_fingerprint"), "data_hash": data_hash,
+        "versions": {k: versions.get(k) for k in ("promptvec", "torch", "transformers", "peft", "python")},
+    }
+
+
+def collect_results(suite: SuiteSpec, out: Path) -> list[dict[str, Any]]:
+    """Rows of every completed run, rebuilt from the run folders (the source of truth)."""
+    rows = []
+    for run in expand(suite):
+        folder = run_dir(out, run)
+        if not (folder / "run.json").is_file() or not (folder / "spec.json").is_file():
+            continue
+        record = read_json(folder / "run.json", "run record")
+        if record.get("status") != "completed":
+            continue
+        rows.append(result_row(run, record, read_json(folder / "spec.json", "run spec").get("data_hash")))
+    return rows
+
+
+def write_results(suite: SuiteSpec, out: Path) -> list[dict[str, Any]]:
+    rows = collect_results(suite, out)
+    atomic_write_text(out / "results.jsonl", "".join(json.dumps(r, sort_keys=True) + "\n" for r in rows))
+    metric_names = sorted({m for r in rows for m in r["metrics"]})
+    columns = ["run_id", "method", "label", "task", "shots", "origin", "seed", *metric_names, "n_test",
+               "best_step", "wall_time_s", "model", "model_fingerprint", "data_hash", "promptvec", "torch",
+               "transformers", "peft"]
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=columns, extrasaction="ignore")
+    writer.writeheader()
+    for r in rows:
+        writer.writerow({**r, **r["metrics"], **r["versions"]})
+    atomic_write_text(out / "results.csv", buffer.getvalue())
+    return rows
+
+
+@dataclass
+class SuiteOutcome:
+    statuses: list[RunStatus]
+    completed: int
+    stopped: bool
+    wall_time_s: float
+
+
+def run_suite(suite: SuiteSpec, out: str | Path, jobs: int = 1, max_minutes: float | None = None,
+              data_dir: str | None = None, progress: bool = True, log=print) -> SuiteOutcome:
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(out / "suite.json", suite.model_dump())
+    data_dir = data_dir or suite.data_dir
+    statuses = [status_of(suite, out, r) for r in expand(suite)]
+    todo = [st.run for st in statuses if st.state != "done"]
+    estimate = estimate_seconds(suite, statuses)
+    done = len(statuses) - len(todo)
+    log(f"suite '{suite.name}': {len(statuses)} runs, {done} done, {len(todo)} to do; "
+        f"estimated CPU time {format_duration(estimate)}")
+    start = time.time()
+    deadline = start + max_minutes * 60 if max_minutes else None
+    completed, stopped = 0, False
+    suite_dict = suite.model_dump()
+    if jobs <= 1:
+        for run in todo:
+            log(f"→ {run.run_id}")
+            row = execute_run(suite_dict, run, str(out), data_dir, deadline, progress=progress)
+            if row["status"] == "stopped":
+                stopped = True
+                break
+            completed += 1
+            write_results(suite, out)
+            log(f"  {run.run_id}: {row['metrics']}")
+    else:
+        completed, stopped = _run_parallel(suite, suite_dict, todo, out, data_dir, deadline, jobs, log)
+    write_results(suite, out)
+    if stopped:
+        log(f"time budget of {max_minutes} min spent: stopped cleanly; run the same command again to resume")
+    return SuiteOutcome(statuses, completed, stopped, time.time() - start)
+
+
+def _run_parallel(suite, suite_dict, todo, out, data_dir, deadline, jobs, log) -> tuple[int, bool]:
+    import multiprocessing
+
+    import torch
+
+    ctx = multiprocessing.get_context("spawn")
+    devices = None
+    gpus = torch.cuda.device_count()
+    if gpus > 0:
+        devices = ctx.Manager().Queue()
+        for i in range(jobs):
+            devices.put(f"cuda:{i % gpus}")
+    threads = max(1, (os.cpu_count() or 1) // jobs)
+    completed, stopped = 0, False
+    with ProcessPoolExecutor(max_workers=jobs, mp_context=ctx, initializer=_worker_init,
+                             initargs=(threads, devices)) as pool:
+        pending = {pool.submit(_worker_execute, suite_dict, run, str(out), data_dir, deadline): run for run in todo}
+        try:
+            while pending:
+                finished, _ = wait(pending, return_when=FIRST_COMPLETED)
+                for future in finished:
+                    run = pending.pop(future)
+                    row = future.result()
+                    if row["status"] == "stopped":
+                        stopped = True
+                        continue
+                    completed += 1
+                    write_results(suite, out)
+                    log(f"  {run.run_id}: {row['metrics']}")
+        except BaseException:
+            for future in pending:
+                future.cancel()
+            raise
+    return completed, stopped
+
+
+def format_duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "unknown (model size not known offline)"
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 5400:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"

@@ -1,0 +1,168 @@
+"""Experiment suites in YAML: backbone × methods × tasks × shots × origins × seeds → runs.
+
+A suite is validated before anything is loaded, so a paper-scale suite can be checked (and its
+cost estimated) offline. Each run gets a stable id and folder; a method declares which axes it
+depends on, so e.g. the no-prompt baseline is run once per task instead of once per seed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from promptvec.errors import ConfigError
+
+
+class BackboneSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    model: str = "default"
+    family: Literal["causal", "seq2seq", "encoder"] | None = None
+    max_length: int = Field(256, ge=16)
+    chat_template: bool = False
+
+
+class BudgetSpec(BaseModel):
+    """Training and evaluation budget shared by every run of the suite (methods may override)."""
+
+    model_config = ConfigDict(extra="forbid")
+    steps: int = Field(100, ge=1)
+    batch_size: int = Field(8, ge=1)
+    grad_accum: int = Field(1, ge=1)
+    eval_every: int = Field(25, ge=1)
+    val_examples: int | None = Field(200, ge=1)
+    test_examples: int | None = Field(500, ge=1, description="seeded test subsample (None = full split)")
+    eval_seed: int = 1234
+    precision: Literal["fp32", "bf16"] = "fp32"
+    early_stopping_patience: int | None = Field(None, ge=1)
+
+
+class MethodSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: str = Field(description="registry name, e.g. pt, zero")
+    label: str | None = Field(None, description="name in tables (default: name)")
+    settings: dict[str, Any] = Field(default_factory=dict)
+
+    @property
+    def display(self) -> str:
+        return self.label or self.name
+
+
+class StatsSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    baseline: str | None = Field(None, description="method label every other method is compared with")
+    correction: Literal["holm", "bonferroni", "none"] = "holm"
+    alpha: float = Field(0.05, gt=0, lt=1)
+
+
+class SuiteSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: str
+    description: str = ""
+    backbone: BackboneSpec = Field(default_factory=BackboneSpec)
+    data_dir: str | None = None
+    tasks: list[str] = Field(min_length=1)
+    methods: list[MethodSpec] = Field(min_length=1)
+    shots: list[int | None] = Field(default_factory=lambda: [None], description="few-shot sizes; null = all")
+    seeds: list[int] = Field(default_factory=lambda: [0], min_length=1, description="data + training seeds")
+    origins: list[int] = Field(default_factory=lambda: [0], min_length=1, description="origin seeds")
+    budget: BudgetSpec = Field(default_factory=BudgetSpec)
+    stats: StatsSpec = Field(default_factory=StatsSpec)
+
+    @field_validator("shots")
+    @classmethod
+    def _shots(cls, v: list[int | None]) -> list[int | None]:
+        if any(s is not None and s < 1 for s in v):
+            raise ValueError("shots must be positive (or null for the full training set)")
+        return v
+
+    @model_validator(mode="after")
+    def _methods_known(self) -> SuiteSpec:
+        from promptvec.experiments.methods import METHODS
+
+        labels = [m.display for m in self.methods]
+        if len(set(labels)) != len(labels):
+            raise ValueError(f"method labels must be unique, got {labels} (give each a `label`)")
+        for method in self.methods:
+            if method.name not in METHODS:
+                raise ValueError(f"unknown method '{method.name}'; known: {sorted(METHODS)}")
+            METHODS[method.name].validate_settings(method.settings)
+        if self.stats.baseline is not None and self.stats.baseline not in labels:
+            raise ValueError(f"stats.baseline '{self.stats.baseline}' is not one of the methods {labels}")
+        return self
+
+
+def load_suite(path: str | Path) -> SuiteSpec:
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"suite file not found: {p}", "check the path")
+    try:
+        raw = yaml.safe_load(p.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark else ""
+        raise ConfigError(f"{p}: not valid YAML{where}: {getattr(exc, 'problem', exc)}", "fix the syntax") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{p}: a suite must be a mapping", "see docs/experiments.md")
+    raw.setdefault("name", p.stem)
+    try:
+        return SuiteSpec(**raw)
+    except ValidationError as exc:
+        detail = "; ".join(f"'{'.'.join(map(str, e['loc'])) or '(top)'}': {e['msg']}" for e in exc.errors())
+        raise ConfigError(f"{p}: invalid suite: {detail}", "see docs/experiments.md for the suite keys") from None
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """One run of a suite: a method on a task at one shots/origin/seed point."""
+
+    method: str
+    label: str
+    settings: tuple[tuple[str, Any], ...]
+    task: str
+    shots: int | None  # None = full training set; 0 = training-free
+    origin: int | None
+    seed: int | None
+    extra: dict = field(default_factory=dict, compare=False, hash=False)
+
+    @property
+    def run_id(self) -> str:
+        slug = re.sub(r"[^A-Za-z0-9_.-]+", "-", self.label).strip("-") or self.method
+        task = re.sub(r"[^A-Za-z0-9_.-]+", "-", Path(self.task).stem if self.task.endswith((".yaml", ".yml"))
+                      else self.task)
+        shots = "full" if self.shots is None else f"{self.shots}shot"
+        origin = "o-" if self.origin is None else f"o{self.origin}"
+        seed = "s-" if self.seed is None else f"s{self.seed}"
+        return f"{slug}/{task}/{shots}/{origin}-{seed}"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"method": self.method, "label": self.label, "settings": dict(self.settings), "task": self.task,
+                "shots": self.shots, "origin": self.origin, "seed": self.seed, "run_id": self.run_id}
+
+    def fingerprint(self, suite: SuiteSpec) -> str:
+        """Hash of everything that defines the run's result (to detect a changed suite)."""
+        payload = {"run": self.to_dict(), "backbone": suite.backbone.model_dump(), "budget": suite.budget.model_dump()}
+        return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def expand(suite: SuiteSpec) -> list[RunSpec]:
+    """All runs of the suite, deduplicated along the axes a method does not depend on."""
+    from promptvec.experiments.methods import METHODS
+
+    runs: dict[str, RunSpec] = {}
+    for method in suite.methods:
+        axes = METHODS[method.name].axes(method.settings)
+        for task in suite.tasks:
+            for shots in (suite.shots if "shots" in axes else [0]):  # training-free = the 0-shot point
+                for origin in (suite.origins if "origin" in axes else [None]):
+                    for seed in (suite.seeds if "seed" in axes else [None]):
+                        run = RunSpec(method.name, method.display, tuple(sorted(method.settings.items())), task,
+                                      shots, origin, seed)
+                        runs.setdefault(run.run_id, run)
+    return list(runs.values())
