@@ -33,9 +33,9 @@ def friendly(fn):
         try:
             return fn(*args, **kwargs)
         except PromptvecError as exc:
-            console.print(f"[bold red]error:[/] {exc.message}", highlight=False)
+            console.print(f"[bold red]error:[/] {exc.message}", highlight=False, soft_wrap=True)
             if exc.hint:
-                console.print(f"  [bold]fix:[/] {exc.hint}", highlight=False)
+                console.print(f"  [bold]fix:[/] {exc.hint}", highlight=False, soft_wrap=True)
             raise typer.Exit(2) from None
         except KeyboardInterrupt:
             console.print("interrupted; re-run the same command with --resume to continue")
@@ -268,6 +268,18 @@ def experiment_run_command(
     out_console.print(f"{outcome.completed} runs completed in {format_duration(outcome.wall_time_s)}; "
                       f"results in {out / 'results.csv'}" + (" (stopped by the time budget)" if outcome.stopped
                                                              else ""))
+
+
+@app.command("report")
+@friendly
+def report_command(
+    suite_dir: Annotated[Path, typer.Argument(metavar="DIR", help="the --out folder of `experiment run`")],
+) -> None:
+    """Write report.md and a self-contained report.html (figures as PNGs beside them) for a suite."""
+    from promptvec.experiments.report import build_report
+
+    folder = build_report(suite_dir)
+    out_console.print(f"report written to {folder / 'report.md'} and {folder / 'report.html'}")
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -21,6 +21,7 @@ from promptvec.experiments.suite import RunSpec, SuiteSpec, expand
 from promptvec.io import atomic_write_json, atomic_write_text, read_json
 
 RUNS_DIR = "runs"
+SPECS_DIR = "specs"  # per-run bookkeeping (fingerprint, data hash), kept outside the trainer's folder
 # Measured on this 2-core CPU with SmolLM2-135M (fp32, ~70 tokens): seconds per training example-step
 # and per evaluated example. Other models are scaled by parameter count.
 SECONDS_PER_TRAIN_EXAMPLE = 0.30
@@ -58,7 +59,7 @@ def model_parameters(model: str) -> float | None:
 @dataclass
 class RunStatus:
     run: RunSpec
-    state: str  # done / partial / todo
+    state: str  # done / partial / todo / changed (made with other suite settings)
     step: int = 0
     total_steps: int = 0
 
@@ -67,8 +68,19 @@ def run_dir(out: Path, run: RunSpec) -> Path:
     return out / RUNS_DIR / run.run_id
 
 
+def spec_path(out: Path, run: RunSpec) -> Path:
+    return out / SPECS_DIR / f"{run.run_id}.json"
+
+
 def status_of(suite: SuiteSpec, out: Path, run: RunSpec) -> RunStatus:
     steps = METHODS[run.method].estimate_steps(suite, dict(run.settings))
+    spec_file = spec_path(out, run)
+    if spec_file.is_file():
+        try:
+            if read_json(spec_file, "run spec").get("fingerprint") != run.fingerprint(suite):
+                return RunStatus(run, "changed", 0, steps)
+        except PromptvecError:
+            pass
     record_path = run_dir(out, run) / "run.json"
     if not record_path.is_file():
         return RunStatus(run, "todo", 0, steps)
@@ -91,6 +103,8 @@ def estimate_seconds(suite: SuiteSpec, statuses: list[RunStatus]) -> float | Non
     for st in statuses:
         if st.state == "done":
             continue
+        if st.state == "changed":
+            st = RunStatus(st.run, "todo", 0, st.total_steps)
         remaining = st.total_steps - st.step
         total += remaining * b.batch_size * b.grad_accum * SECONDS_PER_TRAIN_EXAMPLE * scale
         if st.total_steps:
@@ -130,17 +144,16 @@ def execute_run(suite_dict: dict, run: RunSpec, out: str, data_dir: str | None, 
     """Do one run (in this process or a worker); returns its result row or a 'stopped' marker."""
     suite = SuiteSpec(**suite_dict)
     folder = run_dir(Path(out), run)
-    spec_path = folder / "spec.json"
+    spec_file = spec_path(Path(out), run)
     fingerprint = run.fingerprint(suite)
-    if spec_path.is_file() and read_json(spec_path, "run spec").get("fingerprint") != fingerprint:
+    if spec_file.is_file() and read_json(spec_file, "run spec").get("fingerprint") != fingerprint:
         raise ConfigError(f"run {run.run_id} in {out} was made with different suite settings",
                           "use a new --out for a changed suite (or delete that run's folder)")
     if deadline is not None and time.time() > deadline:
         return {"run_id": run.run_id, "status": "stopped"}
     backbone = _backbone(suite, device)
     data, data_hash = _task_data(suite, run.task, data_dir)
-    folder.mkdir(parents=True, exist_ok=True)
-    atomic_write_json(spec_path, {"fingerprint": fingerprint, "run": run.to_dict(), "suite": suite.name,
+    atomic_write_json(spec_file, {"fingerprint": fingerprint, "run": run.to_dict(), "suite": suite.name,
                                   "data_hash": data_hash})
 
     def guard(step: int) -> None:
@@ -185,12 +198,12 @@ def collect_results(suite: SuiteSpec, out: Path) -> list[dict[str, Any]]:
     rows = []
     for run in expand(suite):
         folder = run_dir(out, run)
-        if not (folder / "run.json").is_file() or not (folder / "spec.json").is_file():
+        if not (folder / "run.json").is_file() or not spec_path(out, run).is_file():
             continue
         record = read_json(folder / "run.json", "run record")
         if record.get("status") != "completed":
             continue
-        rows.append(result_row(run, record, read_json(folder / "spec.json", "run spec").get("data_hash")))
+        rows.append(result_row(run, record, read_json(spec_path(out, run), "run spec").get("data_hash")))
     return rows
 
 
@@ -225,6 +238,10 @@ def run_suite(suite: SuiteSpec, out: str | Path, jobs: int = 1, max_minutes: flo
     atomic_write_json(out / "suite.json", suite.model_dump())
     data_dir = data_dir or suite.data_dir
     statuses = [status_of(suite, out, r) for r in expand(suite)]
+    changed = [st.run.run_id for st in statuses if st.state == "changed"]
+    if changed:
+        raise ConfigError(f"{len(changed)} run(s) in {out} were made with different suite settings "
+                          f"(e.g. {changed[0]})", "use a new --out for a changed suite (or delete those runs)")
     todo = [st.run for st in statuses if st.state != "done"]
     estimate = estimate_seconds(suite, statuses)
     done = len(statuses) - len(todo)

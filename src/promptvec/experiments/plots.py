@@ -1,0 +1,99 @@
+"""Figures for reports (matplotlib, Agg backend, PNG). Later issues register more figure makers
+(similarity heatmaps, grouping timelines) in :data:`FIGURE_MAKERS`; the report calls them all."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Callable
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+from promptvec.evaluation.stats import summarize  # noqa: E402
+from promptvec.experiments.document import Figure  # noqa: E402
+
+FigureMaker = Callable[[object, list[dict], Path], list[Figure]]
+FIGURE_MAKERS: list[FigureMaker] = []
+
+
+def figure_maker(fn: FigureMaker) -> FigureMaker:
+    FIGURE_MAKERS.append(fn)
+    return fn
+
+
+def primary_metric(task: str) -> str:
+    from promptvec.tasks import get_task
+
+    return get_task(task).primary_metric
+
+
+@figure_maker
+def scores_by_task(suite, rows: list[dict], out: Path) -> list[Figure]:
+    """Grouped bars: each method's mean test score per task with ±1 std error bars (over seeds)."""
+    if not rows:
+        return []
+    methods = [m.display for m in suite.methods]
+    tasks = list(suite.tasks)
+    shots = max((r["shots"] for r in rows if r["shots"]), default=0)
+    fig, ax = plt.subplots(figsize=(max(6, 1.8 * len(tasks) + 2), 4))
+    width = 0.8 / len(methods)
+    for i, method in enumerate(methods):
+        means, stds = [], []
+        for task in tasks:
+            metric = primary_metric(task)
+            values = [r["metrics"][metric] for r in rows if r["label"] == method and r["task"] == task
+                      and (r["shots"] in (0, shots))]
+            s = summarize(values) if values else None
+            means.append(100 * s.mean if s else 0)
+            stds.append(100 * s.std if s else 0)
+        xs = [t + (i - (len(methods) - 1) / 2) * width for t in range(len(tasks))]
+        ax.bar(xs, means, width, yerr=stds, capsize=3, label=method)
+    ax.set_xticks(range(len(tasks)))
+    ax.set_xticklabels([f"{t}\n({primary_metric(t)})" for t in tasks])
+    ax.set_ylabel("test score (%)")
+    ax.set_ylim(0, 100)
+    ax.legend(fontsize=8, loc="lower right")
+    ax.grid(axis="y", alpha=0.3)
+    fig.tight_layout()
+    path = out / "scores_by_task.png"
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    caption = ("Mean test score per task and method (bars) with one standard deviation over seeds (whiskers); "
+               "methods without training have one value per task.")
+    return [Figure(path, caption)]
+
+
+@figure_maker
+def few_shot_curves(suite, rows: list[dict], out: Path) -> list[Figure]:
+    """Score against the number of training examples, one panel per task (needs ≥ 2 shot values)."""
+    shot_values = sorted({r["shots"] for r in rows if r["shots"]})
+    if len(shot_values) < 2:
+        return []
+    tasks = list(suite.tasks)
+    fig, axes = plt.subplots(1, len(tasks), figsize=(4 * len(tasks), 3.4), squeeze=False)
+    for ax, task in zip(axes[0], tasks, strict=True):
+        metric = primary_metric(task)
+        by_method: dict[str, dict[int, list[float]]] = defaultdict(lambda: defaultdict(list))
+        for r in rows:
+            if r["task"] == task:
+                by_method[r["label"]][r["shots"]].append(r["metrics"][metric])
+        for method, points in by_method.items():
+            xs = shot_values if set(points) == {0} else sorted(k for k in points if k)
+            stats = [summarize(points[0] if set(points) == {0} else points[x]) for x in xs]
+            ax.errorbar(xs, [100 * s.mean for s in stats], yerr=[100 * s.std for s in stats], marker="o",
+                        capsize=3, label=method, linestyle="--" if set(points) == {0} else "-")
+        ax.set_xscale("log")
+        ax.set_title(task)
+        ax.set_xlabel("training examples (shots)")
+        ax.set_ylabel(f"{metric} (%)")
+        ax.grid(alpha=0.3)
+    axes[0][0].legend(fontsize=8)
+    fig.tight_layout()
+    path = out / "few_shot_curves.png"
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return [Figure(path, "Few-shot curves: mean test score (± std over seeds) against the number of training "
+                         "examples; dashed lines are training-free baselines.")]

@@ -1,0 +1,154 @@
+"""`promptvec report DIR`: Markdown + self-contained HTML from a suite folder.
+
+Tables follow the papers' shape: methods as rows, tasks (× shots) as columns, mean ± std over
+seeds, each method compared with the suite's baseline (paired / Welch / one-sample t-test, then
+Holm or Bonferroni over all comparisons of the table); significant differences are marked.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+from pathlib import Path
+
+from promptvec.errors import ConfigError
+from promptvec.evaluation.stats import adjust, compare, summarize
+from promptvec.experiments.document import Document, Heading, Paragraph, TableBlock
+from promptvec.experiments.plots import FIGURE_MAKERS, primary_metric
+from promptvec.experiments.suite import SuiteSpec
+from promptvec.io import atomic_write_text, read_json
+
+REPORT_DIR = "report"
+
+
+def _load(out: Path) -> tuple[SuiteSpec, list[dict]]:
+    if not (out / "suite.json").is_file():
+        raise ConfigError(f"{out} is not a suite folder (no suite.json)",
+                          "pass the --out folder of `promptvec experiment run`")
+    suite = SuiteSpec(**read_json(out / "suite.json", "suite"))
+    results = out / "results.jsonl"
+    rows = [json.loads(line) for line in results.read_text().splitlines() if line.strip()] if results.is_file() else []
+    return suite, rows
+
+
+def _columns(suite: SuiteSpec, rows: list[dict]) -> list[tuple[str, int | None]]:
+    shots = sorted({r["shots"] for r in rows if r["shots"] != 0}, key=lambda s: (s is None, s or 0))
+    return [(task, s) for task in suite.tasks for s in (shots or [None])]
+
+
+def _values(rows, label, task, shots) -> dict:
+    """Scores keyed by seed for one cell; training-free methods (shots 0) fill every shots column."""
+    metric = primary_metric(task)
+    cell = [r for r in rows if r["label"] == label and r["task"] == task and r["shots"] in (shots, 0)]
+    return {(r["seed"], r["origin"]): r["metrics"][metric] for r in cell}
+
+
+def build_report(out: str | Path) -> Path:
+    out = Path(out)
+    suite, rows = _load(out)
+    report_dir = out / REPORT_DIR
+    report_dir.mkdir(parents=True, exist_ok=True)
+    doc = Document(f"Experiment report: {suite.name}")
+    if suite.description:
+        doc.add(Paragraph(suite.description.strip()))
+    methods = [m.display for m in suite.methods]
+    columns = _columns(suite, rows)
+    baseline = suite.stats.baseline
+
+    # ---- comparisons against the baseline, corrected over the whole table ----------------------
+    comparisons = {}
+    if baseline:
+        for label in methods:
+            if label == baseline:
+                continue
+            for task, shots in columns:
+                a, b = _values(rows, label, task, shots), _values(rows, baseline, task, shots)
+                if a and b:
+                    comparisons[(label, task, shots)] = compare(a, b)
+    keys = list(comparisons)
+    adjusted = dict(zip(keys, adjust([comparisons[k].p_value for k in keys], suite.stats.correction), strict=True))
+
+    header = ["method"] + [f"{t} ({primary_metric(t)})" + (f" {s}-shot" if s else "") for t, s in columns]
+    header.append("average")
+    table_rows = []
+    for label in methods:
+        cells, means = [], []
+        for task, shots in columns:
+            values = _values(rows, label, task, shots)
+            if not values:
+                cells.append("–")
+                continue
+            s = summarize(list(values.values()))
+            means.append(s.mean)
+            mark = ""
+            key = (label, task, shots)
+            if key in comparisons and adjusted[key] < suite.stats.alpha:
+                mark = " ▲" if comparisons[key].difference > 0 else " ▼"
+            cells.append(s.format() + mark)
+        average = f"{100 * sum(means) / len(means):.1f}" if len(means) == len(columns) and means else "–"
+        table_rows.append([label + (" (baseline)" if label == baseline else "")] + cells + [average])
+
+    doc.add(Heading("Results"))
+    test_n = {r["n_test"] for r in rows}
+    seeds = ", ".join(map(str, suite.seeds))
+    doc.add(Paragraph(
+        f"Test scores in % (mean ± standard deviation over the data/training seeds {seeds}; a single number "
+        f"means the method does not depend on the seed). Every run is scored on the same "
+        f"{'/'.join(map(str, sorted(x for x in test_n if x)))} seeded test examples. "
+        + (f"▲/▼: significantly better/worse than **{baseline}** at α = {suite.stats.alpha} after "
+           f"{suite.stats.correction.capitalize()} correction over the {len(keys)} comparisons of the table."
+           if baseline else "No baseline is set, so no significance tests.")))
+    doc.add(TableBlock(header, table_rows, caption="Methods × tasks (primary metric of each task)"))
+
+    if comparisons:
+        doc.add(Heading("Comparisons with the baseline", 3))
+        doc.add(Paragraph("Paired t-test where runs pair up by seed (same few-shot sample), a one-sample t-test "
+                          "against a deterministic baseline (one value), Welch's t-test otherwise; p-values are "
+                          f"two-sided, adjusted with {suite.stats.correction}."))
+        comp_rows = []
+        for key in keys:
+            label, task, shots = key
+            c = comparisons[key]
+            comp_rows.append([label, task + (f" {shots}-shot" if shots else ""), f"{100 * c.difference:+.1f}",
+                              c.test, f"{c.p_value:.3g}", f"{adjusted[key]:.3g}",
+                              "yes" if adjusted[key] < suite.stats.alpha else "no"])
+        doc.add(TableBlock(["method", "task", f"Δ vs {baseline} (points)", "test", "p", "adjusted p",
+                            "significant"], comp_rows))
+
+    doc.add(Heading("Figures"))
+    figures = [fig for maker in FIGURE_MAKERS for fig in maker(suite, rows, report_dir)]
+    for fig in figures:
+        doc.add(fig)
+    if not figures:
+        doc.add(Paragraph("No completed runs yet."))
+
+    doc.add(Heading("Setup and provenance"))
+    fingerprints = sorted({r["model_fingerprint"][:12] for r in rows if r.get("model_fingerprint")})
+    versions = rows[0]["versions"] if rows else {}
+    b = suite.budget
+    total_time = sum(r.get("wall_time_s") or 0 for r in rows)
+    doc.add(TableBlock(["item", "value"], [
+        ["backbone", f"`{suite.backbone.model}` (embedding fingerprint {', '.join(fingerprints) or '–'})"],
+        ["tasks", ", ".join(suite.tasks)],
+        ["shots / seeds / origins", f"{suite.shots} / {suite.seeds} / {suite.origins}"],
+        ["budget", f"{b.steps} steps, batch {b.batch_size} × {b.grad_accum}, validation every {b.eval_every} "
+                   f"steps on {b.val_examples} examples (best checkpoint kept), {b.test_examples} test examples "
+                   f"(seed {b.eval_seed}), {b.precision}"],
+        ["methods", "; ".join(f"{m.display} = `{m.name}` {m.settings}" for m in suite.methods)],
+        ["completed runs", f"{len(rows)}"],
+        ["sum of run wall times", f"{total_time / 60:.1f} min"],
+        ["machine", f"{platform.machine()}, {os.cpu_count()} CPU cores, {platform.platform()}"],
+        ["versions", ", ".join(f"{k} {v}" for k, v in versions.items())],
+        ["data hashes", "; ".join(f"{t}: {h[:12]}" for t, h in sorted({(r['task'], r['data_hash'])
+                                                                       for r in rows if r.get('data_hash')}))],
+    ]))
+
+    doc.add(Heading("Runs", 3))
+    per_run = sorted(rows, key=lambda r: r["run_id"])
+    doc.add(TableBlock(["run", "test score", "best step", "wall time (s)"], [
+        [r["run_id"], f"{100 * r['metrics'][primary_metric(r['task'])]:.1f}", str(r.get("best_step") or "–"),
+         f"{r.get('wall_time_s') or 0:.0f}"] for r in per_run]))
+    atomic_write_text(report_dir / "report.md", doc.markdown())
+    atomic_write_text(report_dir / "report.html", doc.html())
+    return report_dir

@@ -1,0 +1,154 @@
+"""Suites: validation, expansion, resumable runner, budget guard, parallel jobs, results and report."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from promptvec.cli import app
+from promptvec.errors import ConfigError
+from promptvec.experiments import runner as runner_module
+from promptvec.experiments.report import build_report
+from promptvec.experiments.runner import run_suite, status_of
+from promptvec.experiments.suite import expand, load_suite
+
+
+def _suite(tmp_path: Path, tiny_models, toy_task, **overrides) -> Path:
+    body = {
+        "name": "tiny",
+        "backbone": {"model": str(tiny_models["llama"])},
+        "tasks": [str(toy_task)],
+        "shots": [16],
+        "seeds": [0, 1],
+        "origins": [0],
+        "budget": {"steps": 4, "batch_size": 4, "eval_every": 2, "val_examples": 8, "test_examples": 16},
+        "methods": [{"name": "pt", "label": "PT", "settings": {"prompt_length": 3, "lr": 0.05}},
+                    {"name": "zero", "label": "origin", "settings": {"prompt": "origin", "prompt_length": 3}},
+                    {"name": "zero", "label": "no prompt", "settings": {"prompt": "none"}}],
+        "stats": {"baseline": "origin"},
+    } | overrides
+    path = tmp_path / "suite.yaml"
+    path.write_text(yaml.safe_dump(body))
+    return path
+
+
+def test_expansion_deduplicates_training_free_methods(tmp_path, tiny_models, toy_task):
+    suite = load_suite(_suite(tmp_path, tiny_models, toy_task))
+    ids = [r.run_id for r in expand(suite)]
+    assert ids == ["PT/toy/16shot/o0-s0", "PT/toy/16shot/o0-s1", "origin/toy/0shot/o0-s-",
+                   "no-prompt/toy/0shot/o--s-"]
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"methods": [{"name": "nope"}]}, "unknown method 'nope'"),
+    ({"tasks": []}, "'tasks'"),
+    ({"stats": {"baseline": "zzz"}}, "not one of the methods"),
+    ({"methods": [{"name": "pt", "settings": {"lr": -1}}]}, "lr"),
+    ({"shots": [0]}, "shots must be positive"),
+    ({"bogus": 1}, "bogus"),
+])
+def test_bad_suites_are_refused_with_the_field(tmp_path, tiny_models, toy_task, change, message):
+    with pytest.raises(ConfigError, match=message):
+        load_suite(_suite(tmp_path, tiny_models, toy_task, **change))
+
+
+def test_bad_yaml_names_the_line(tmp_path):
+    path = tmp_path / "s.yaml"
+    path.write_text("name: x\ntasks: [sst2\n")
+    with pytest.raises(ConfigError, match="line"):
+        load_suite(path)
+
+
+def test_run_skip_resume_results_and_report(tmp_path, tiny_models, toy_task, backbones):
+    suite = load_suite(_suite(tmp_path, tiny_models, toy_task))
+    out = tmp_path / "out"
+    first = run_suite(suite, out, progress=False, log=lambda m: None)
+    assert first.completed == 4 and not first.stopped
+    rows = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
+    assert len(rows) == 4
+    for row in rows:
+        assert row["model_fingerprint"] and len(row["data_hash"]) == 64 and row["versions"]["torch"]
+        assert row["n_test"] == 16
+    with (out / "results.csv").open() as handle:
+        assert len(list(csv.DictReader(handle))) == 4
+    again = run_suite(suite, out, progress=False, log=lambda m: None)
+    assert again.completed == 0  # nothing redone
+    report = build_report(out)
+    md = (report / "report.md").read_text()
+    assert "| PT |" in md and "| origin (baseline) |" in md
+    assert "one-sample" in md  # PT (2 seeds) vs the deterministic origin baseline
+    assert (report / "scores_by_task.png").stat().st_size > 1000
+    html = (report / "report.html").read_text()
+    assert "data:image/png;base64," in html and "<table>" in html
+
+
+def test_budget_stop_then_resume_matches_uninterrupted(tmp_path, tiny_models, toy_task, monkeypatch):
+    suite = load_suite(_suite(tmp_path, tiny_models, toy_task, stats={}, methods=[
+        {"name": "pt", "label": "PT", "settings": {"prompt_length": 3, "lr": 0.05}}]))
+    reference = run_suite(suite, tmp_path / "ref", progress=False, log=lambda m: None)
+    assert reference.completed == 2
+
+    class Clock:  # deterministic time: the budget runs out after a fixed number of checks
+        calls = 0
+
+        @classmethod
+        def time(cls):
+            cls.calls += 1
+            return 1000.0 if cls.calls <= 4 else 10**9
+
+    monkeypatch.setattr(runner_module, "time", Clock)
+    stopped = run_suite(suite, tmp_path / "cut", max_minutes=1, progress=False, log=lambda m: None)
+    assert stopped.stopped and stopped.completed == 0
+    status = status_of(suite, tmp_path / "cut", expand(suite)[0])
+    assert status.state == "partial" and 0 < status.step < 4
+    monkeypatch.undo()
+    resumed = run_suite(suite, tmp_path / "cut", progress=False, log=lambda m: None)
+    assert resumed.completed == 2
+    ref_rows = (tmp_path / "ref" / "results.jsonl").read_text().splitlines()
+    cut_rows = (tmp_path / "cut" / "results.jsonl").read_text().splitlines()
+    assert [json.loads(r)["metrics"] for r in ref_rows] == [json.loads(r)["metrics"] for r in cut_rows]
+
+
+def test_parallel_jobs_give_the_same_results(tmp_path, tiny_models, toy_task):
+    suite = load_suite(_suite(tmp_path, tiny_models, toy_task))
+    run_suite(suite, tmp_path / "serial", progress=False, log=lambda m: None)
+    outcome = run_suite(suite, tmp_path / "parallel", jobs=2, progress=False, log=lambda m: None)
+    assert outcome.completed == 4
+    serial = {json.loads(r)["run_id"]: json.loads(r)["metrics"]
+              for r in (tmp_path / "serial" / "results.jsonl").read_text().splitlines()}
+    parallel = {json.loads(r)["run_id"]: json.loads(r)["metrics"]
+                for r in (tmp_path / "parallel" / "results.jsonl").read_text().splitlines()}
+    assert serial == parallel
+
+
+def test_changed_suite_is_refused_for_an_existing_run(tmp_path, tiny_models, toy_task):
+    suite = load_suite(_suite(tmp_path, tiny_models, toy_task, stats={}, methods=[{"name": "zero", "label": "z"}]))
+    run_suite(suite, tmp_path / "out", progress=False, log=lambda m: None)
+    changed = load_suite(_suite(tmp_path, tiny_models, toy_task, stats={}, methods=[{"name": "zero", "label": "z"}],
+                                budget={"test_examples": 8}))
+    with pytest.raises(ConfigError, match="different suite settings"):
+        run_suite(changed, tmp_path / "out", progress=False, log=lambda m: None)
+
+
+def test_dry_run_of_a_paper_scale_suite_answers_offline(tmp_path):
+    body = {"name": "paper", "backbone": {"model": "google-t5/t5-base"}, "tasks": ["mnli", "qnli", "rte", "mrpc"],
+            "shots": [None], "seeds": [0, 1, 2], "origins": [0, 1],
+            "budget": {"steps": 30000, "batch_size": 32, "eval_every": 1000, "test_examples": None},
+            "methods": [{"name": "pt", "settings": {"lr": 0.3, "prompt_length": 100}},
+                        {"name": "zero", "settings": {"prompt": "none"}}]}
+    path = tmp_path / "paper.yaml"
+    path.write_text(yaml.safe_dump(body))
+    result = CliRunner().invoke(app, ["experiment", "run", str(path), "--out", str(tmp_path / "o"), "--dry-run"])
+    assert result.exit_code == 0, result.output
+    assert "28 runs, 0 done" in result.output and " h" in result.output  # 24 PT + 4 no-prompt, hours of CPU
+    assert not (tmp_path / "o").exists()  # a dry run writes nothing
+
+
+def test_report_cli_on_a_non_suite_folder(tmp_path):
+    result = CliRunner().invoke(app, ["report", str(tmp_path)])
+    assert result.exit_code == 2 and "not a suite folder" in result.output

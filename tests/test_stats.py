@@ -1,0 +1,56 @@
+"""Statistics against hand-computed values."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from promptvec.evaluation.stats import adjust, compare, summarize
+
+
+def test_summary_by_hand():
+    s = summarize([0.80, 0.84, 0.86])
+    assert s.mean == pytest.approx(0.8333333, abs=1e-6)
+    # deviations -0.0333, 0.00667, 0.02667 -> sum sq = 0.0018667 -> /2 -> sqrt = 0.030551
+    assert s.std == pytest.approx(0.0305505, abs=1e-6)
+    assert s.format() == "83.3 ± 3.1"
+    assert summarize([0.5]).format() == "50.0"
+
+
+def test_paired_t_by_hand():
+    a = {0: 0.80, 1: 0.84, 2: 0.86}
+    b = {0: 0.70, 1: 0.76, 2: 0.74}
+    c = compare(a, b)
+    # differences 0.10, 0.08, 0.12: mean 0.10, sd 0.02, t = 0.10 / (0.02 / sqrt 3) = 8.660
+    assert c.test == "paired" and c.statistic == pytest.approx(8.660254, rel=1e-5)
+    assert c.difference == pytest.approx(0.10)
+    assert 0.01 < c.p_value < 0.02  # two-sided t(2) at 8.66
+
+
+def test_welch_when_runs_do_not_pair():
+    a = {0: 1.0, 1: 2.0, 2: 3.0}
+    b = {5: 2.0, 6: 4.0, 7: 6.0, 8: 8.0}
+    c = compare(a, b)
+    # means 2 and 5; variances 1 and 6.6667: se = sqrt(1/3 + 6.6667/4) = 1.41421 -> t = -2.12132
+    assert c.test == "welch" and c.statistic == pytest.approx(-2.12132, rel=1e-5)
+
+
+def test_one_sample_against_a_deterministic_baseline():
+    c = compare({0: 0.82, 1: 0.84, 2: 0.86}, {None: 0.80})
+    # mean 0.84, sd 0.02: t = 0.04 / (0.02 / sqrt 3) = 3.4641
+    assert c.test == "one-sample" and c.statistic == pytest.approx(3.464102, rel=1e-5)
+
+
+def test_zero_variance_and_single_values():
+    assert compare({0: 0.5, 1: 0.5}, {0: 0.5, 1: 0.5}).p_value == 1.0
+    assert compare({None: 0.5}, {None: 0.6}).test == "none"
+
+
+def test_holm_and_bonferroni_by_hand():
+    p = [0.01, 0.04, 0.03, 0.005]
+    assert adjust(p, "bonferroni") == pytest.approx([0.04, 0.16, 0.12, 0.02])
+    # sorted: 0.005*4=0.02, 0.01*3=0.03, 0.03*2=0.06, 0.04*1=0.04 -> monotone 0.06
+    assert adjust(p, "holm") == pytest.approx([0.03, 0.06, 0.06, 0.02])
+    assert adjust(p, "none") == p
+    assert math.isclose(adjust([0.9, 0.8], "holm")[0], 1.0)
