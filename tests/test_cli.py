@@ -63,6 +63,8 @@ def test_bad_inputs_exit_2_without_traceback(tiny_models, toy_task, tmp_path):
         (["train", "--task", str(toy_task), "--out", str(tmp_path / "a"), "--model", str(tiny_models["llama"]),
           "--shots", "5000"], "larger than the training set"),
         (["train", "--task", str(toy_task), "--out", str(tmp_path / "a"), "--lr", "-1"], "invalid training"),
+        (["train", "--task", str(toy_task), "--out", str(tmp_path / "w"), "--model", str(tiny_models["llama"]),
+          "--report-to", "wandb"], "needs the wandb package"),
         (["eval", "--task", str(toy_task), "--model", "google-t5/t5-base"], "the Hub is offline"),
         (["eval", "--task", str(toy_task), "--prompt", str(tmp_path / "nothing"), "--model",
           str(tiny_models["llama"])], "not found"),

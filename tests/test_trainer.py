@@ -115,3 +115,11 @@ def test_every_family_trains_end_to_end(backbones, tiny_models, toy_task, tmp_pa
                          batch_size=4, prompt_length=3, precision="bf16" if name == "t5" else "fp32")
     record = train_prompt(config, tmp_path / "r", backbone=backbones[name], progress=False)
     assert record["status"] == "completed" and record["family"] == backbones[name].family
+
+
+def test_report_to_tensorboard_writes_events(backbones, tiny_models, toy_task, tmp_path):
+    pytest.importorskip("tensorboard")
+    record = train_prompt(_config(tiny_models, toy_task, max_steps=2, report_to=["tensorboard"]), tmp_path / "r",
+                          backbone=backbones["llama"], progress=False)
+    assert record["status"] == "completed"
+    assert list((tmp_path / "r" / "tracking").rglob("events.out.tfevents.*"))

@@ -103,6 +103,7 @@ def train_command(
     max_length: Annotated[int | None, typer.Option(help="max tokens of prompt + input + label")] = None,
     family: Annotated[str | None, typer.Option(help="causal, seq2seq or encoder (default: detected)")] = None,
     chat_template: Annotated[bool, typer.Option(help="wrap inputs in the model's chat template")] = False,
+    report_to: Annotated[list[str] | None, typer.Option(help="tracker: tensorboard or wandb (repeatable)")] = None,
     eval_mode: Annotated[str | None, typer.Option(help="rank (default) or generate")] = None,
     resume: Annotated[bool, typer.Option(help="continue an interrupted run in --out")] = False,
     overwrite: Annotated[bool, typer.Option(help="replace whatever --out holds")] = False,
@@ -117,7 +118,8 @@ def train_command(
         batch_size=batch_size, grad_accum=grad_accum, origin_seed=origin_seed, data_seed=data_seed,
         train_seed=train_seed, precision=precision, eval_every=eval_every, val_examples=val_examples,
         test_examples=test_examples, early_stopping_patience=early_stopping, init_prompt=init_prompt,
-        max_length=max_length, family=family, eval_mode=eval_mode, chat_template=chat_template or None)
+        max_length=max_length, family=family, eval_mode=eval_mode, chat_template=chat_template or None,
+        report_to=report_to or None)
     if full_test:
         config.test_examples = None
     record = train_prompt(config, out, data_dir=data_dir, resume=resume, overwrite=overwrite)
@@ -274,11 +276,13 @@ def experiment_run_command(
 @friendly
 def report_command(
     suite_dir: Annotated[Path, typer.Argument(metavar="DIR", help="the --out folder of `experiment run`")],
+    out: Annotated[Path | None, typer.Option("--out", help="where to write the report (default DIR/report)")]
+    = None,
 ) -> None:
     """Write report.md and a self-contained report.html (figures as PNGs beside them) for a suite."""
     from promptvec.experiments.report import build_report
 
-    folder = build_report(suite_dir)
+    folder = build_report(suite_dir, out)
     out_console.print(f"report written to {folder / 'report.md'} and {folder / 'report.html'}")
 
 

@@ -106,7 +106,7 @@ class PromptTuning(Method):
             warmup_ratio=s.warmup_ratio, max_steps=s.steps or b.steps, batch_size=b.batch_size,
             grad_accum=b.grad_accum, eval_every=b.eval_every, val_examples=b.val_examples,
             test_examples=b.test_examples, eval_seed=b.eval_seed, precision=b.precision,
-            early_stopping_patience=b.early_stopping_patience)
+            early_stopping_patience=b.early_stopping_patience, report_to=b.report_to)
 
     @classmethod
     def execute(cls, ctx: RunContext) -> dict[str, Any]:

@@ -44,10 +44,10 @@ def _values(rows, label, task, shots) -> dict:
     return {(r["seed"], r["origin"]): r["metrics"][metric] for r in cell}
 
 
-def build_report(out: str | Path) -> Path:
+def build_report(out: str | Path, report_dir: str | Path | None = None) -> Path:
     out = Path(out)
     suite, rows = _load(out)
-    report_dir = out / REPORT_DIR
+    report_dir = Path(report_dir) if report_dir else out / REPORT_DIR
     report_dir.mkdir(parents=True, exist_ok=True)
     doc = Document(f"Experiment report: {suite.name}")
     if suite.description:

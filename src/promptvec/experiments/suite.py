@@ -41,6 +41,7 @@ class BudgetSpec(BaseModel):
     eval_seed: int = 1234
     precision: Literal["fp32", "bf16"] = "fp32"
     early_stopping_patience: int | None = Field(None, ge=1)
+    report_to: list[Literal["tensorboard", "wandb"]] = Field(default_factory=list, description="off by default")
 
 
 class MethodSpec(BaseModel):

@@ -57,6 +57,8 @@ class TrainConfig(BaseModel):
     length_normalize: bool = False
     eval_batch_size: int = Field(32, ge=1)
     early_stopping_patience: int | None = Field(None, ge=1, description="evaluations without improvement")
+    report_to: list[Literal["tensorboard", "wandb"]] = Field(
+        default_factory=list, description="experiment trackers (Accelerate's names); off by default")
 
     @field_validator("task")
     @classmethod

@@ -23,7 +23,7 @@ from typing import Any
 import torch
 
 from promptvec.backbones import Backbone, load_backbone
-from promptvec.errors import OutputExistsError, PromptvecError
+from promptvec.errors import ConfigError, OutputExistsError, PromptvecError
 from promptvec.evaluation import evaluate
 from promptvec.io import atomic_write_json, read_json
 from promptvec.prompts import PromptModule, StaticPrompt
@@ -132,7 +132,11 @@ class Trainer:
 
         # Precision is applied with torch.autocast below rather than Accelerator(mixed_precision=...):
         # Accelerate's precision is a process-wide singleton, and suites run many configs per process.
-        accelerator = Accelerator(cpu=not torch.cuda.is_available())
+        accelerator = Accelerator(cpu=not torch.cuda.is_available(), log_with=_trackers(cfg.report_to),
+                                  project_dir=str(self.out / "tracking"))
+        if cfg.report_to:
+            accelerator.init_trackers(f"promptvec-{self.task.task}",
+                                      config={k: v for k, v in config_dict.items() if isinstance(v, int | float | str)})
         autocast_kwargs = {"device_type": accelerator.device.type, "dtype": torch.bfloat16,
                            "enabled": cfg.precision == "bf16"}
         self.backbone.model.to(accelerator.device)
@@ -193,6 +197,9 @@ class Trainer:
             entry = {"step": step, "train_loss": train_loss, "lr": scheduler.get_last_lr()[0],
                      "validation": metrics["metrics"], "elapsed_s": elapsed_before + time.perf_counter() - start}
             record["history"].append(entry)
+            if cfg.report_to:
+                accelerator.log({**({"train_loss": train_loss} if train_loss is not None else {}), "lr": entry["lr"],
+                                 **{f"validation/{k}": v for k, v in metrics["metrics"].items()}}, step=step)
             if score > best_score:
                 best_score, since_best = score, 0
                 record["best"] = {"step": step, "validation": metrics["metrics"]}
@@ -243,6 +250,9 @@ class Trainer:
 
         best = load_prompt(self.out / PROMPT_DIR, self.backbone).prompt
         record["test"] = self._evaluate(test, best)
+        if cfg.report_to:
+            accelerator.log({f"test/{k}": v for k, v in record["test"]["metrics"].items()}, step=step)
+            accelerator.end_training()
         record["stopped_early"] = stopped_early
         record["status"] = "completed"
         record["wall_time_s"] = elapsed_before + time.perf_counter() - start
@@ -252,6 +262,17 @@ class Trainer:
                                     "test": record["test"]["metrics"]}))
         atomic_write_json(self.out / "run.json", record)
         return record
+
+
+def _trackers(names: list[str]) -> list[str] | None:
+    """Check that the packages behind the requested trackers are installed (one clear message if not)."""
+    from accelerate.utils import is_tensorboard_available, is_wandb_available
+
+    available = {"tensorboard": is_tensorboard_available, "wandb": is_wandb_available}
+    for name in names:
+        if not available[name]():
+            raise ConfigError(f"report_to '{name}' needs the {name} package", f"pip install {name}, or drop it")
+    return list(names) or None
 
 
 class _progress:
