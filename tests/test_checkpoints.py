@@ -89,3 +89,15 @@ def test_missing_key_and_nan(tmp_path):
 def test_missing_prompt_path(tmp_path):
     with pytest.raises(CheckpointError, match="not found|holds"):
         load_prompt(tmp_path / "nothing")
+
+
+def test_swap_interrupted_between_renames_is_recovered(backbones, tmp_path):
+    import os
+
+    b = backbones["llama"]
+    prompt = torch.randn(4, b.dim)
+    save_prompt(tmp_path / "run" / "prompt", prompt, b, {})
+    # simulate a crash after `prompt -> .prompt.old` and before `tmp -> prompt`
+    os.replace(tmp_path / "run" / "prompt", tmp_path / "run" / ".prompt.old")
+    assert torch.equal(load_prompt(tmp_path / "run", b).prompt, prompt)
+    assert (tmp_path / "run" / "prompt").is_dir() and not (tmp_path / "run" / ".prompt.old").exists()

@@ -154,11 +154,21 @@ def load_tensors(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict
     return tensors, metadata
 
 
+def recover_directory(target: str | os.PathLike) -> None:
+    """Undo a swap interrupted between its two renames: bring the previous version back."""
+    target = Path(target)
+    old = target.with_name(f".{target.name}.old")
+    if not target.exists() and old.is_dir():
+        os.replace(old, target)
+
+
 @contextlib.contextmanager
 def atomic_directory(target: str | os.PathLike) -> Iterator[Path]:
-    """Yield a temporary sibling folder; on success it replaces ``target`` in one rename."""
+    """Yield a temporary sibling folder; on success it replaces ``target`` (two renames; a crash
+    between them leaves ``.<name>.old``, which :func:`recover_directory` restores)."""
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
+    recover_directory(target)
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
     try:
         yield tmp

@@ -19,7 +19,7 @@ from typing import Any
 import torch
 
 from promptvec.errors import CheckpointError
-from promptvec.io import atomic_directory, atomic_write_json, load_tensors, read_json, save_tensors
+from promptvec.io import atomic_directory, atomic_write_json, load_tensors, read_json, recover_directory, save_tensors
 
 PROMPT_KEY = "prompt_embeddings"
 METADATA_FILE = "promptvec.json"
@@ -67,6 +67,8 @@ def save_prompt(directory: str | Path, prompt: torch.Tensor, backbone, metadata:
 def load_prompt(path: str | Path, backbone=None) -> PromptCheckpoint:
     """Read a PEFT prompt-tuning adapter (folder or .safetensors file), checking it fits ``backbone``."""
     path = Path(path)
+    recover_directory(path / PROMPT_DIR)
+    recover_directory(path)
     if path.is_dir() and (path / PROMPT_DIR).is_dir() and not (path / "adapter_config.json").exists():
         path = path / PROMPT_DIR  # a run folder: use its best prompt
     if path.is_dir():
@@ -170,6 +172,7 @@ def save_training_state(directory: str | Path, state: dict[str, Any]) -> None:
 
 def load_training_state(directory: str | Path) -> dict[str, Any]:
     directory = Path(directory)
+    recover_directory(directory)
     skeleton = read_json(directory / "state.json", "training state")
     tensors, _ = load_tensors(directory / "state.safetensors")
     try:
