@@ -41,3 +41,8 @@ class CheckpointError(PromptvecError):
 
 class OutputExistsError(PromptvecError):
     """An output folder already holds a different run."""
+
+
+def describe_validation_error(exc) -> str:
+    """One line per invalid field of a pydantic ValidationError: ``'field.path': message``."""
+    return "; ".join(f"'{'.'.join(map(str, e['loc'])) or '(top level)'}': {e['msg']}" for e in exc.errors())

@@ -187,6 +187,26 @@ def atomic_directory(target: str | os.PathLike) -> Iterator[Path]:
         raise
 
 
+def read_yaml_mapping(path: str | os.PathLike, what: str, error: type[Exception]) -> dict[str, Any]:
+    """Read a YAML file that must hold a mapping; syntax errors name the line."""
+    import yaml
+
+    p = Path(path)
+    if not p.is_file():
+        raise error(f"{what} not found: {p}", "check the path")
+    try:
+        raw = yaml.safe_load(p.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise error(f"{p}: not valid YAML{where}: {getattr(exc, 'problem', exc)}", "fix the YAML syntax") from None
+    except UnicodeDecodeError:
+        raise error(f"{p}: not a UTF-8 text file", f"give the path of a {what}") from None
+    if not isinstance(raw, dict):
+        raise error(f"{p}: a {what} must be a mapping of keys", "see the docs for an example")
+    return raw
+
+
 def file_sha256(path: str | os.PathLike) -> str:
     import hashlib
 

@@ -13,7 +13,7 @@ from typing import Any, ClassVar
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from promptvec.backbones import Backbone
-from promptvec.errors import ConfigError
+from promptvec.errors import ConfigError, describe_validation_error
 from promptvec.evaluation import evaluate
 from promptvec.io import atomic_write_json, read_json
 from promptvec.tasks import TaskData, subsample
@@ -52,8 +52,7 @@ class Method(ABC):
         try:
             return cls.Settings(**settings)
         except ValidationError as exc:
-            detail = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
-            raise ValueError(f"method '{cls.name}' settings: {detail}") from None
+            raise ValueError(f"method '{cls.name}' settings: {describe_validation_error(exc)}") from None
 
     @classmethod
     @abstractmethod

@@ -14,10 +14,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from promptvec.errors import ConfigError
+from promptvec.errors import ConfigError, describe_validation_error
+from promptvec.io import read_yaml_mapping
 
 
 class BackboneSpec(BaseModel):
@@ -101,22 +101,13 @@ class SuiteSpec(BaseModel):
 
 def load_suite(path: str | Path) -> SuiteSpec:
     p = Path(path)
-    if not p.is_file():
-        raise ConfigError(f"suite file not found: {p}", "check the path")
-    try:
-        raw = yaml.safe_load(p.read_text(encoding="utf-8"))
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}" if mark else ""
-        raise ConfigError(f"{p}: not valid YAML{where}: {getattr(exc, 'problem', exc)}", "fix the syntax") from None
-    if not isinstance(raw, dict):
-        raise ConfigError(f"{p}: a suite must be a mapping", "see docs/experiments.md")
+    raw = read_yaml_mapping(p, "suite file", ConfigError)
     raw.setdefault("name", p.stem)
     try:
         return SuiteSpec(**raw)
     except ValidationError as exc:
-        detail = "; ".join(f"'{'.'.join(map(str, e['loc'])) or '(top)'}': {e['msg']}" for e in exc.errors())
-        raise ConfigError(f"{p}: invalid suite: {detail}", "see docs/experiments.md for the suite keys") from None
+        raise ConfigError(f"{p}: invalid suite: {describe_validation_error(exc)}",
+                          "see docs/experiments.md for the suite keys") from None
 
 
 @dataclass(frozen=True)

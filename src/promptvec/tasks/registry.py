@@ -10,7 +10,8 @@ from pathlib import Path
 import yaml
 from pydantic import ValidationError
 
-from promptvec.errors import TaskError
+from promptvec.errors import TaskError, describe_validation_error
+from promptvec.io import read_yaml_mapping
 from promptvec.tasks.spec import TaskSpec
 
 
@@ -25,29 +26,10 @@ def builtin_task_names() -> list[str]:
     return list(_builtin_specs())
 
 
-def _format_validation_error(exc: ValidationError) -> str:
-    lines = []
-    for err in exc.errors():
-        where = ".".join(str(p) for p in err["loc"]) or "(top level)"
-        lines.append(f"field '{where}': {err['msg']}")
-    return "; ".join(lines)
-
-
 def load_task_yaml(path: str | Path) -> TaskSpec:
     """Read a user task definition. Relative ``data_files`` are resolved against the YAML's folder."""
     p = Path(path)
-    if not p.is_file():
-        raise TaskError(f"task file not found: {p}", "check the path to the task YAML")
-    try:
-        raw = yaml.safe_load(p.read_text(encoding="utf-8"))
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        raise TaskError(f"{p}: not valid YAML{where}: {getattr(exc, 'problem', exc)}",
-                        "fix the YAML syntax") from None
-    if not isinstance(raw, dict):
-        raise TaskError(f"{p}: a task YAML must be a mapping of keys (task, doc_to_text, ...)",
-                        "see docs/tasks.md for an example")
+    raw = read_yaml_mapping(p, "task YAML", TaskError)
     raw.setdefault("task", p.stem)
     files = raw.get("data_files")
     if isinstance(files, dict):
@@ -58,7 +40,7 @@ def load_task_yaml(path: str | Path) -> TaskSpec:
     try:
         return TaskSpec(**raw)
     except ValidationError as exc:
-        raise TaskError(f"{p}: invalid task definition: {_format_validation_error(exc)}",
+        raise TaskError(f"{p}: invalid task definition: {describe_validation_error(exc)}",
                         "see docs/tasks.md for the task YAML keys") from None
     except TypeError as exc:
         raise TaskError(f"{p}: invalid task definition: {exc}", "see docs/tasks.md") from None

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from promptvec.errors import ConfigError
+from promptvec.errors import ConfigError, describe_validation_error
 
 PRESETS: dict[str, dict[str, Any]] = {
     "cpu-small": {},
@@ -84,9 +84,6 @@ class TrainConfig(BaseModel):
         values = {**PRESETS[preset], **{k: v for k, v in overrides.items() if v is not None}}
         try:
             return cls(**values)
-        except Exception as exc:  # pydantic ValidationError -> one readable line per field
-            errors = getattr(exc, "errors", None)
-            if errors:
-                detail = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in errors())
-                raise ConfigError(f"invalid training configuration: {detail}", "fix the option(s) named") from None
-            raise
+        except ValidationError as exc:
+            raise ConfigError(f"invalid training configuration: {describe_validation_error(exc)}",
+                              "fix the option(s) named") from None
