@@ -46,7 +46,7 @@ def test_unknown_task_suggests_names():
 def test_yaml_missing_field(tmp_path):
     path = tmp_path / "t.yaml"
     path.write_text("task: x\nlabels: [a, b]\n")
-    with pytest.raises(TaskError, match="field 'doc_to_text'"):
+    with pytest.raises(TaskError, match="'doc_to_text': Field required"):
         load_task_yaml(path)
 
 
