@@ -53,7 +53,10 @@ def test_merges_on_known_tensors():
     assert merge([a, b], weights=[0.5, 0.5]).tensor.tolist() == [[2.0, 0.0, 1.0]]
     # TIES, density 1: elected signs from the column sums (4, 0, 2) are (+, + (ties go to +), +); each column
     # averages the entries that agree: (1 + 3) / 2, 2 / 1, 3 / 1
-    assert merge([a, b], "ties", density=0.999).tensor.tolist() == [[2.0, 2.0, 3.0]]
+    with pytest.warns(UserWarning, match="no pruning"):
+        assert merge([a, b], "ties", density=1.0).tensor.tolist() == [[2.0, 2.0, 3.0]]
+    # density 0.7 keeps the 2 largest magnitudes of each: a -> (0, -2, 3), b -> (3, 2, 0); signs (+, +, +)
+    assert merge([a, b], "ties", density=0.7).tensor.tolist() == [[3.0, 2.0, 3.0]]
     # DARE: reproducible with a seed, and the global RNG is untouched
     state = torch.get_rng_state()
     d1 = merge([a, b], "dare_linear", density=0.5, seed=3).tensor
