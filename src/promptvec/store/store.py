@@ -1,0 +1,276 @@
+"""A local registry of prompts and task prompt vectors.
+
+* **Files are content-addressed**: ``objects/ab/<sha256>.safetensors``, where the sha256 is taken
+  over a canonical form of the content (tensor names, dtypes, shapes and bytes, then the metadata
+  as sorted JSON — safetensors' own header order is not deterministic). It is checked on every
+  read, so a corrupted object is detected instead of silently used.
+* **The index is SQLite** (WAL mode, busy timeout), safe with several processes adding at once;
+  it holds only what can be rebuilt from the objects themselves (each object carries its metadata),
+  so a damaged index is repaired with :meth:`VectorStore.rebuild`.
+
+Entries are addressed by a unique prefix of their sha256 (like git) or by their name.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from promptvec.errors import CheckpointError, PromptvecError
+from promptvec.io import atomic_write_bytes, load_tensors
+from promptvec.vectors.similarity import similarity
+from promptvec.vectors.tpv import FORMAT as VECTOR_FORMAT
+from promptvec.vectors.tpv import VECTOR_KEY, TaskPromptVector, VectorMeta
+
+STORE_ENV = "PROMPTVEC_STORE"
+PROMPT_KEY = "prompt_embeddings"
+PROMPT_FORMAT = "promptvec.prompt.v1"
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS entries (
+    sha256 TEXT PRIMARY KEY,
+    kind TEXT NOT NULL CHECK (kind IN ('prompt', 'vector')),
+    name TEXT,
+    task TEXT,
+    model TEXT,
+    model_fingerprint TEXT NOT NULL,
+    rows INTEGER NOT NULL,
+    dim INTEGER NOT NULL,
+    origin_seed INTEGER,
+    created REAL NOT NULL,
+    metadata TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS by_task ON entries(task);
+CREATE INDEX IF NOT EXISTS by_name ON entries(name);
+"""
+
+
+class StoreError(PromptvecError):
+    """A store that cannot be used as asked (unknown entry, damaged index or object)."""
+
+
+@dataclass(frozen=True)
+class Entry:
+    sha256: str
+    kind: str
+    name: str | None
+    task: str | None
+    model: str | None
+    model_fingerprint: str
+    rows: int
+    dim: int
+    origin_seed: int | None
+    created: float
+    metadata: dict[str, Any]
+
+    @property
+    def short_id(self) -> str:
+        return self.sha256[:12]
+
+
+def content_digest(tensors: dict[str, torch.Tensor], metadata: dict[str, str]) -> str:
+    """sha256 of the canonical content of a safetensors object."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    for name in sorted(tensors):
+        t = tensors[name].contiguous()
+        digest.update(json.dumps([name, str(t.dtype), list(t.shape)]).encode())
+        digest.update(t.numpy().tobytes() if t.dtype != torch.bfloat16 else t.view(torch.int16).numpy().tobytes())
+    digest.update(json.dumps(metadata, sort_keys=True).encode())
+    return digest.hexdigest()
+
+
+def default_store_path() -> Path:
+    from promptvec.backbones.loading import cache_dir
+
+    return Path(os.environ.get(STORE_ENV) or cache_dir() / "store").expanduser()
+
+
+class VectorStore:
+    def __init__(self, root: str | Path | None = None) -> None:
+        self.root = Path(root) if root else default_store_path()
+        self.objects = self.root / "objects"
+        self.objects.mkdir(parents=True, exist_ok=True)
+        self.index_path = self.root / "index.sqlite"
+        with self._db() as db:
+            db.executescript(_SCHEMA)
+
+    # ---- the index ------------------------------------------------------------------------------
+    @contextmanager
+    def _db(self) -> Iterator[sqlite3.Connection]:
+        try:
+            db = sqlite3.connect(self.index_path, timeout=60, isolation_level=None)
+            db.execute("PRAGMA busy_timeout = 60000")
+            db.execute("PRAGMA journal_mode = WAL")
+        except sqlite3.DatabaseError as exc:
+            raise StoreError(f"store index {self.index_path} is damaged or locked ({exc})",
+                             "run `promptvec store rebuild` to recreate it from the stored files") from None
+        try:
+            yield db
+        except sqlite3.DatabaseError as exc:
+            raise StoreError(f"store index {self.index_path} is damaged or locked ({exc})",
+                             "run `promptvec store rebuild` to recreate it from the stored files") from None
+        finally:
+            db.close()
+
+    def _object_path(self, sha: str) -> Path:
+        return self.objects / sha[:2] / f"{sha}.safetensors"
+
+    # ---- adding ---------------------------------------------------------------------------------
+    def _add_object(self, tensors: dict[str, torch.Tensor], metadata: dict[str, str], kind: str,
+                    name: str | None, meta: dict[str, Any]) -> Entry:
+        from safetensors.torch import save
+
+        tensors = {k: v.detach().to("cpu").contiguous() for k, v in tensors.items()}
+        sha = content_digest(tensors, metadata)
+        path = self._object_path(sha)
+        if not path.is_file():
+            atomic_write_bytes(path, save(tensors, metadata=metadata))
+        entry = Entry(sha, kind, name, meta.get("task") or None, meta.get("model") or None,
+                      meta["model_fingerprint"], int(meta["rows"]), int(meta["dim"]),
+                      (meta.get("origin") or {}).get("seed"), time.time(), meta)
+        with self._db() as db:
+            db.execute("INSERT OR IGNORE INTO entries VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+                       (entry.sha256, entry.kind, entry.name, entry.task, entry.model, entry.model_fingerprint,
+                        entry.rows, entry.dim, entry.origin_seed, entry.created, json.dumps(meta, sort_keys=True)))
+        return self.get(sha)
+
+    def add_vector(self, vector: TaskPromptVector, name: str | None = None) -> Entry:
+        metadata = {"format": VECTOR_FORMAT, "promptvec": vector.meta.to_json(), "store_name": name or ""}
+        return self._add_object({VECTOR_KEY: vector.tensor}, metadata, "vector", name, dict(vector.meta.__dict__))
+
+    def add_prompt(self, prompt: torch.Tensor, meta: dict[str, Any], name: str | None = None) -> Entry:
+        """``prompt`` as stored (PEFT seq2seq [2R, d] kept whole); ``meta`` needs model_fingerprint, rows, dim."""
+        missing = [k for k in ("model_fingerprint", "rows", "dim") if k not in meta]
+        if missing:
+            raise StoreError(f"prompt metadata lacks {missing}", "load it with a backbone (--model) first")
+        metadata = {"format": PROMPT_FORMAT, "promptvec": json.dumps(meta, sort_keys=True, default=str),
+                    "store_name": name or ""}
+        return self._add_object({PROMPT_KEY: prompt.float()}, metadata, "prompt", name, meta)
+
+    # ---- reading ----------------------------------------------------------------------------------
+    def _row_to_entry(self, row) -> Entry:
+        return Entry(*row[:10], json.loads(row[10]))
+
+    def entries(self, kind: str | None = None, task: str | None = None) -> list[Entry]:
+        query, args = "SELECT * FROM entries WHERE 1=1", []
+        if kind:
+            query, args = query + " AND kind = ?", [*args, kind]
+        if task:
+            query, args = query + " AND task = ?", [*args, task]
+        with self._db() as db:
+            return [self._row_to_entry(r) for r in db.execute(query + " ORDER BY created, sha256", args)]
+
+    def get(self, ref: str) -> Entry:
+        """An entry by sha256 prefix (≥ 6 characters) or by name."""
+        with self._db() as db:
+            rows = db.execute("SELECT * FROM entries WHERE name = ?", (ref,)).fetchall()
+            if not rows and len(ref) >= 6:
+                rows = db.execute("SELECT * FROM entries WHERE sha256 LIKE ?", (ref.lower() + "%",)).fetchall()
+        if not rows:
+            raise StoreError(f"no store entry '{ref}'", "run `promptvec store list` to see the entries")
+        if len(rows) > 1:
+            raise StoreError(f"'{ref}' matches {len(rows)} entries", "use a longer id prefix")
+        return self._row_to_entry(rows[0])
+
+    def _verified_tensors(self, entry: Entry) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+        path = self._object_path(entry.sha256)
+        if not path.is_file():
+            raise StoreError(f"store object of {entry.short_id} is missing ({path})",
+                             "remove the entry (`promptvec store rm`) or restore the file")
+        try:
+            tensors, metadata = load_tensors(path)
+        except CheckpointError:
+            tensors, metadata = {}, {}
+        if content_digest(tensors, metadata) != entry.sha256:
+            raise CheckpointError(f"store object {entry.short_id} is corrupted (its sha256 no longer matches)",
+                                  "remove it with `promptvec store rm` and add it again from its source")
+        return tensors, metadata
+
+    def load_vector(self, ref: str) -> TaskPromptVector:
+        entry = self.get(ref)
+        if entry.kind != "vector":
+            raise StoreError(f"entry {entry.short_id} is a prompt, not a vector",
+                             "make a vector from it with `promptvec vector create`")
+        tensors, metadata = self._verified_tensors(entry)
+        return TaskPromptVector(tensors[VECTOR_KEY], VectorMeta(**json.loads(metadata["promptvec"])))
+
+    def load_prompt(self, ref: str) -> tuple[torch.Tensor, dict[str, Any]]:
+        """(prompt [R, d] as used by promptvec, metadata); a PEFT seq2seq [2R, d] yields its encoder half."""
+        entry = self.get(ref)
+        if entry.kind != "prompt":
+            raise StoreError(f"entry {entry.short_id} is a vector, not a prompt", "apply it to an origin first")
+        tensors, _ = self._verified_tensors(entry)
+        return tensors[PROMPT_KEY][: entry.rows], entry.metadata
+
+    def raw_prompt(self, ref: str) -> tuple[torch.Tensor, Entry]:
+        entry = self.get(ref)
+        tensors, _ = self._verified_tensors(entry)
+        return tensors[PROMPT_KEY], entry
+
+    # ---- maintenance --------------------------------------------------------------------------------
+    def remove(self, ref: str) -> Entry:
+        entry = self.get(ref)
+        with self._db() as db:
+            db.execute("DELETE FROM entries WHERE sha256 = ?", (entry.sha256,))
+        self._object_path(entry.sha256).unlink(missing_ok=True)
+        return entry
+
+    def rebuild(self) -> int:
+        """Recreate the index from the objects (after damage); corrupted objects are skipped."""
+        for suffix in ("", "-wal", "-shm"):
+            Path(f"{self.index_path}{suffix}").unlink(missing_ok=True)
+        with self._db() as db:
+            db.executescript(_SCHEMA)
+        count = 0
+        for path in sorted(self.objects.glob("*/*.safetensors")):
+            try:
+                tensors, metadata = load_tensors(path)
+                meta = json.loads(metadata["promptvec"])
+                kind = "vector" if metadata.get("format") == VECTOR_FORMAT else "prompt"
+            except (CheckpointError, KeyError, json.JSONDecodeError):
+                continue
+            if content_digest(tensors, metadata) != path.stem:
+                continue  # corrupted: not indexed
+            self._add_object(tensors, metadata, kind, metadata.get("store_name") or None, meta)
+            count += 1
+        return count
+
+    # ---- search -----------------------------------------------------------------------------------
+    def search(self, query: TaskPromptVector, top: int = 5, measure: str = "cosine",
+               exclude_task: str | None = None) -> list[tuple[Entry, float]]:
+        """Stored vectors nearest to ``query`` among the compatible ones (same model, same d)."""
+        scored = []
+        for entry in self.entries(kind="vector"):
+            if entry.model_fingerprint != query.meta.model_fingerprint or entry.dim != query.meta.dim:
+                continue
+            if exclude_task and entry.task == exclude_task:
+                continue
+            if measure == "cosine-flat" and entry.rows != query.meta.rows:
+                continue
+            vector = self.load_vector(entry.sha256)
+            scored.append((entry, similarity(query.tensor, vector.tensor, measure)))
+        scored.sort(key=lambda item: -item[1])
+        return scored[:top]
+
+    def query_vector(self, ref: str) -> tuple[TaskPromptVector, str | None]:
+        """A search query: a stored entry (id or name), a vector file, or a task name (mean of its vectors)."""
+        if Path(ref).is_file():
+            vector = TaskPromptVector.load(ref)
+            return vector, vector.meta.task or None
+        task_entries = self.entries(kind="vector", task=ref)
+        if task_entries:
+            vectors = [self.load_vector(e.sha256) for e in task_entries]
+            same = [v for v in vectors if v.meta.model_fingerprint == vectors[0].meta.model_fingerprint]
+            return TaskPromptVector.mean(same), ref
+        vector = self.load_vector(ref)
+        return vector, vector.meta.task or None
