@@ -84,3 +84,56 @@ def test_checkpoint_of_another_model_is_refused(tiny_models, toy_task, tmp_path)
     result = runner.invoke(app, ["eval", "--task", str(toy_task), "--prompt", str(out), "--model",
                                  str(tiny_models["llama"])])
     assert result.exit_code == 2 and "trained on model" in result.output
+
+
+def test_vector_and_store_commands(tiny_models, toy_task, tmp_path):
+    model = str(tiny_models["llama"])
+    store = str(tmp_path / "store")
+    runs = {}
+    for task_seed in (0, 1):
+        out = tmp_path / f"run{task_seed}"
+        result = runner.invoke(app, ["train", "--task", str(toy_task), "--model", model, "--out", str(out),
+                                     "--steps", "2", "--eval-every", "2", "--batch-size", "4", "--prompt-length", "3",
+                                     "--data-seed", str(task_seed)])
+        assert result.exit_code == 0, result.output
+        runs[task_seed] = out
+    result = runner.invoke(app, ["vector", "create", str(runs[0]), str(tmp_path / "v0.safetensors"), "--model", model])
+    assert result.exit_code == 0, result.output
+    result = runner.invoke(app, ["store", "add", str(runs[1]), "--vector", "--model", model, "--name", "v1",
+                                 "--store", store])
+    assert result.exit_code == 0 and "added vector" in result.output, result.output
+    result = runner.invoke(app, ["store", "add", str(tmp_path / "v0.safetensors"), "--store", store])
+    assert result.exit_code == 0, result.output
+    result = runner.invoke(app, ["store", "add", str(runs[0]), "--store", store, "--name", "p0"])
+    assert result.exit_code == 0 and "added prompt" in result.output, result.output
+    result = runner.invoke(app, ["store", "list", "--store", store])
+    assert result.exit_code == 0 and "vector" in result.output and "prompt" in result.output
+    from promptvec.store import VectorStore
+
+    assert sorted(e.kind for e in VectorStore(store).entries(task="toy_sentiment")) == ["prompt", "vector", "vector"]
+    result = runner.invoke(app, ["vector", "combine", "v1", str(tmp_path / "v0.safetensors"), "--out",
+                                 str(tmp_path / "sum.safetensors"), "--store", store])
+    assert result.exit_code == 0, result.output
+    import torch
+
+    from promptvec.vectors import TaskPromptVector
+
+    known = TaskPromptVector.load(tmp_path / "v0.safetensors")
+    TaskPromptVector(torch.ones_like(known.tensor), known.meta).save(tmp_path / "ones.safetensors")
+    TaskPromptVector(-2 * torch.ones_like(known.tensor), known.meta).save(tmp_path / "neg.safetensors")
+    result = runner.invoke(app, ["vector", "similarity", str(tmp_path / "ones.safetensors"),
+                                 str(tmp_path / "neg.safetensors")])
+    assert result.exit_code == 0 and "+1.000" in result.output and "-1.000" in result.output, result.output
+    result = runner.invoke(app, ["vector", "apply", str(tmp_path / "sum.safetensors"), "--out",
+                                 str(tmp_path / "init"), "--origin-seed", "3", "--scale", "0.5", "--model", model])
+    assert result.exit_code == 0, result.output
+    result = runner.invoke(app, ["train", "--task", str(toy_task), "--model", model, "--out", str(tmp_path / "r2"),
+                                 "--steps", "1", "--eval-every", "1", "--batch-size", "4",
+                                 "--init-prompt", str(tmp_path / "init")])
+    assert result.exit_code == 0, result.output
+    result = runner.invoke(app, ["store", "export", "p0", str(tmp_path / "exported"), "--store", store])
+    assert result.exit_code == 0 and (tmp_path / "exported" / "adapter_model.safetensors").is_file()
+    result = runner.invoke(app, ["store", "search", "--like", "v1", "--store", store])
+    assert result.exit_code == 0, result.output
+    result = runner.invoke(app, ["store", "show", "nope", "--store", store])
+    assert result.exit_code == 2 and "no store entry 'nope'" in result.output

@@ -79,11 +79,7 @@ def test_damaged_index_is_reported_and_rebuilt(tmp_path):
     (tmp_path / "s" / "index.sqlite").write_bytes(b"this is not a database" * 100)
     with pytest.raises(StoreError, match="damaged"):
         VectorStore(tmp_path / "s").entries()
-    store = VectorStore.__new__(VectorStore)
-    store.root = tmp_path / "s"
-    store.objects = store.root / "objects"
-    store.index_path = store.root / "index.sqlite"
-    assert store.rebuild() == 2
+    assert VectorStore.repair(tmp_path / "s") == 2
     assert VectorStore(tmp_path / "s").get("keep-me").task == "sst2"
 
 

@@ -8,8 +8,15 @@ import pytest
 import torch
 
 from promptvec.errors import CheckpointError, ConfigError
-from promptvec.vectors import (Origin, TaskPromptVector, VectorMeta, VectorMismatchError, merge, similarity,
-                               similarity_matrix)
+from promptvec.vectors import (
+    Origin,
+    TaskPromptVector,
+    VectorMeta,
+    VectorMismatchError,
+    merge,
+    similarity,
+    similarity_matrix,
+)
 
 
 def _vec(tensor, task="t", fingerprint="f" * 64):

@@ -97,12 +97,22 @@ def default_store_path() -> Path:
 
 class VectorStore:
     def __init__(self, root: str | Path | None = None) -> None:
+        self._set_paths(root)
+        with self._db() as db:
+            db.executescript(_SCHEMA)
+
+    def _set_paths(self, root: str | Path | None) -> None:
         self.root = Path(root) if root else default_store_path()
         self.objects = self.root / "objects"
         self.objects.mkdir(parents=True, exist_ok=True)
         self.index_path = self.root / "index.sqlite"
-        with self._db() as db:
-            db.executescript(_SCHEMA)
+
+    @classmethod
+    def repair(cls, root: str | Path | None = None) -> int:
+        """Rebuild the index of a store whose index cannot be opened; returns the objects indexed."""
+        store = cls.__new__(cls)
+        store._set_paths(root)
+        return store.rebuild()
 
     # ---- the index ------------------------------------------------------------------------------
     @contextmanager
