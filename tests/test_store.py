@@ -131,3 +131,69 @@ def test_convert_legacy_files_and_refuse_code(tmp_path):
     with pytest.raises(CheckpointError, match="could not be loaded safely"):
         convert_legacy(tmp_path / "evil.bin", tmp_path / "evil")
     assert not os.path.exists("/tmp/promptvec-pwned")
+
+
+def test_push_pull_through_a_local_repository(tmp_path, monkeypatch):
+    from promptvec.store import pull, push
+
+    source = VectorStore(tmp_path / "a")
+    e1 = source.add_vector(_vec("sst2", torch.tensor([1.0, 2.0])), name="sst2-v")
+    e2 = source.add_vector(_vec("trec", torch.tensor([2.0, -1.0])))
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    assert push(source, [e1.short_id, "sst2-v", e2.short_id], str(repo)) == 3
+    target = VectorStore(tmp_path / "b")
+    pulled = pull(target, str(repo))
+    assert {e.sha256 for e in pulled} == {e1.sha256, e2.sha256}
+    assert target.get("sst2-v").sha256 == e1.sha256
+    assert torch.equal(target.load_vector("sst2-v").tensor, source.load_vector("sst2-v").tensor)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(StoreError, match="Hub is offline"):
+        pull(target, "someone/some-repo")
+    with pytest.raises(StoreError, match="Hub is offline"):
+        push(source, ["sst2-v"], "someone/some-repo")
+
+
+@pytest.mark.parametrize("bad_file, message", [
+    ("../outside.safetensors", "unsafe path"),
+    ("/etc/passwd", "unsafe path"),
+    ("objects/prompt.bin", "pickle"),
+    ("objects/link.safetensors", "link"),
+])
+def test_pull_refuses_hostile_repositories(tmp_path, bad_file, message):
+    import json
+
+    from promptvec.store import pull
+
+    repo = tmp_path / "repo"
+    (repo / "objects").mkdir(parents=True)
+    (tmp_path / "outside.safetensors").write_bytes(b"x")
+    (repo / "objects" / "prompt.bin").write_bytes(b"x")
+    (repo / "objects" / "link.safetensors").symlink_to(tmp_path / "outside.safetensors")
+    good = VectorStore(tmp_path / "good")
+    entry = good.add_vector(_vec("sst2", torch.tensor([1.0, 2.0])))
+    from promptvec.store import push
+
+    push(good, [entry.short_id], str(repo))  # one valid entry first: it must not be imported either
+    manifest = json.loads((repo / "manifest.json").read_text())
+    manifest["entries"].append({"file": bad_file, "sha256": "0"})
+    (repo / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(CheckpointError, match=message):
+        pull(VectorStore(tmp_path / "s"), str(repo))
+    assert VectorStore(tmp_path / "s").entries() == []
+
+
+def test_pull_detects_a_tampered_object(tmp_path):
+    from promptvec.store import pull, push
+
+    source = VectorStore(tmp_path / "a")
+    entry = source.add_vector(_vec("sst2", torch.tensor([1.0, 2.0])))
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    push(source, [entry.short_id], str(repo))
+    obj = next((repo / "objects").glob("*.safetensors"))
+    data = bytearray(obj.read_bytes())
+    data[-1] ^= 0x01
+    obj.write_bytes(bytes(data))
+    with pytest.raises(CheckpointError, match="does not match its manifest digest"):
+        pull(VectorStore(tmp_path / "b"), str(repo))

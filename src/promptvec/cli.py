@@ -432,6 +432,28 @@ def store_convert(source: Annotated[Path, typer.Argument(help="legacy .bin/.pt p
     out_console.print(f"wrote {convert_legacy(source, target)}")
 
 
+@store_app.command("push")
+@friendly
+def store_push(refs: Annotated[list[str], typer.Argument(help="entries (id prefix or name)")],
+               repo: Annotated[str, typer.Option("--repo", help="Hub repository id, or a local folder")],
+               store: StoreDir = None) -> None:
+    """Share entries through a Hugging Face Hub repository (respects HF_HUB_OFFLINE)."""
+    from promptvec.store import push
+
+    out_console.print(f"pushed {push(_store(store), refs, repo)} entries to {repo}")
+
+
+@store_app.command("pull")
+@friendly
+def store_pull(repo: Annotated[str, typer.Argument(help="Hub repository id, or a local folder")],
+               store: StoreDir = None) -> None:
+    """Add a shared repository's entries (safetensors only, paths and digests checked)."""
+    from promptvec.store import pull
+
+    entries = pull(_store(store), repo)
+    _print_entries(entries, f"pulled from {repo}")
+
+
 @store_app.command("rebuild")
 @friendly
 def store_rebuild(store: StoreDir = None) -> None:
