@@ -122,8 +122,12 @@ def test_vector_and_store_commands(tiny_models, toy_task, tmp_path):
     TaskPromptVector(torch.ones_like(known.tensor), known.meta).save(tmp_path / "ones.safetensors")
     TaskPromptVector(-2 * torch.ones_like(known.tensor), known.meta).save(tmp_path / "neg.safetensors")
     result = runner.invoke(app, ["vector", "similarity", str(tmp_path / "ones.safetensors"),
-                                 str(tmp_path / "neg.safetensors")])
+                                 str(tmp_path / "neg.safetensors"), "--heatmap", str(tmp_path / "h.png"),
+                                 "--csv", str(tmp_path / "s.csv")])
     assert result.exit_code == 0 and "+1.000" in result.output and "-1.000" in result.output, result.output
+    assert (tmp_path / "h.png").stat().st_size > 1000
+    rows = (tmp_path / "s.csv").read_text().splitlines()
+    assert rows[0].startswith("vector,norm") and rows[1].endswith("1.000000,-1.000000")
     result = runner.invoke(app, ["vector", "apply", str(tmp_path / "sum.safetensors"), "--out",
                                  str(tmp_path / "init"), "--origin-seed", "3", "--scale", "0.5", "--model", model])
     assert result.exit_code == 0, result.output

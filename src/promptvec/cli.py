@@ -526,6 +526,9 @@ def vector_apply(
 def vector_similarity(
     vectors: Annotated[list[str], typer.Argument(help="vector files or store entries")],
     measure: Annotated[str, typer.Option(help="cosine, cosine-flat or dtvg")] = "cosine",
+    heatmap: Annotated[Path | None, typer.Option(help="also write a heatmap PNG with the values in the cells")]
+    = None,
+    csv_out: Annotated[Path | None, typer.Option("--csv", help="also write the matrix (and norms) as CSV")] = None,
     store: StoreDir = None,
 ) -> None:
     """Pairwise similarity of vectors (and their norms)."""
@@ -539,10 +542,28 @@ def vector_similarity(
     table.add_column("norm", justify="right")
     for v in loaded:
         table.add_column(v.meta.task or "?", justify="right")
-    for a in loaded:
-        table.add_row(a.meta.task or "?", f"{a.norm():.3f}",
-                      *[f"{similarity(a.tensor, b.tensor, measure):+.3f}" for b in loaded])
+    names = [v.meta.task or f"vector{i}" for i, v in enumerate(loaded)]
+    matrix = [[similarity(a.tensor, b.tensor, measure) for b in loaded] for a in loaded]
+    for name, a, row in zip(names, loaded, matrix, strict=True):
+        table.add_row(name, f"{a.norm():.3f}", *[f"{v:+.3f}" for v in row])
     out_console.print(table)
+    if csv_out:
+        import csv
+        import io
+
+        from promptvec.io import atomic_write_text
+
+        buffer = io.StringIO()
+        writer = csv.writer(buffer)
+        writer.writerow(["vector", "norm", *names])
+        for name, a, row in zip(names, loaded, matrix, strict=True):
+            writer.writerow([name, f"{a.norm():.6f}", *[f"{v:.6f}" for v in row]])
+        atomic_write_text(csv_out, buffer.getvalue())
+    if heatmap:
+        from promptvec.experiments.plots import similarity_heatmap
+
+        similarity_heatmap(names, matrix, heatmap, f"similarity ({measure})",
+                           {n: v.norm() for n, v in zip(names, loaded, strict=True)})
 
 
 @app.command("report")

@@ -97,3 +97,33 @@ def few_shot_curves(suite, rows: list[dict], out: Path) -> list[Figure]:
     plt.close(fig)
     return [Figure(path, "Few-shot curves: mean test score (± std over seeds) against the number of training "
                          "examples; dashed lines are training-free baselines.")]
+
+
+def similarity_heatmap(tasks: list[str], matrix: list[list[float]], path: Path, title: str,
+                       norms: dict[str, float] | None = None) -> Path:
+    """A task × task heatmap with the value in every cell (NaN cells left blank) and, optionally,
+    each task's vector norm in its row label."""
+    import math
+
+    import numpy as np
+
+    values = np.array([[np.nan if v is None or math.isnan(v) else v for v in row] for row in matrix], dtype=float)
+    size = max(4.0, 0.7 * len(tasks) + 2)
+    fig, ax = plt.subplots(figsize=(size + 1, size))
+    image = ax.imshow(values, cmap="RdBu_r", vmin=-1, vmax=1)
+    labels = [f"{t} (‖τ‖ {norms[t]:.1f})" if norms and t in norms else t for t in tasks]
+    ax.set_xticks(range(len(tasks)))
+    ax.set_xticklabels(tasks, rotation=45, ha="right")
+    ax.set_yticks(range(len(tasks)))
+    ax.set_yticklabels(labels)
+    for i in range(len(tasks)):
+        for j in range(len(tasks)):
+            if not np.isnan(values[i, j]):
+                ax.text(j, i, f"{values[i, j]:.2f}", ha="center", va="center", fontsize=8,
+                        color="white" if abs(values[i, j]) > 0.6 else "black")
+    fig.colorbar(image, ax=ax, fraction=0.046)
+    ax.set_title(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
