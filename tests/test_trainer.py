@@ -123,3 +123,13 @@ def test_report_to_tensorboard_writes_events(backbones, tiny_models, toy_task, t
                           backbone=backbones["llama"], progress=False)
     assert record["status"] == "completed"
     assert list((tmp_path / "r" / "tracking").rglob("events.out.tfevents.*"))
+
+
+def test_new_options_with_defaults_do_not_break_resume():
+    from promptvec.training.trainer import config_differences
+
+    current = TrainConfig(task="sst2").model_dump()
+    older = {k: v for k, v in current.items() if k not in ("report_to", "save_every")}  # made before they existed
+    assert config_differences(current, older) == []
+    assert config_differences(current | {"lr": 0.1}, older) == ["lr"]
+    assert config_differences(current | {"report_to": ["tensorboard"]}, older) == ["report_to"]

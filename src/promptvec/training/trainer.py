@@ -47,6 +47,15 @@ class TrainingDivergedError(PromptvecError):
     """The loss became NaN/inf; the last good checkpoint is kept."""
 
 
+def config_differences(current: dict[str, Any], previous: dict[str, Any]) -> list[str]:
+    """Keys whose values differ; a key missing on one side counts as its default, so runs made before
+    a new option existed still match (and resume) when the new option keeps its default."""
+    defaults = {name: (field.default_factory() if field.default_factory else field.default)
+                for name, field in TrainConfig.model_fields.items() if not field.is_required()}
+    return sorted(k for k in set(current) | set(previous)
+                  if current.get(k, defaults.get(k)) != previous.get(k, defaults.get(k)))
+
+
 def prepare_output_dir(out: Path, config: dict[str, Any], resume: bool, overwrite: bool) -> dict | None:
     """Decide what to do with an existing folder; returns the previous record when resuming."""
     record_path = out / "run.json"
@@ -58,9 +67,8 @@ def prepare_output_dir(out: Path, config: dict[str, Any], resume: bool, overwrit
         raise OutputExistsError(f"output folder {out} is not empty and holds no promptvec run",
                                 "choose another --out, or pass --overwrite to replace its contents")
     previous = read_json(record_path, "run record")
-    if previous.get("config") != config:
-        changed = sorted(k for k in set(config) | set(previous.get("config", {}))
-                         if config.get(k) != previous.get("config", {}).get(k))
+    changed = config_differences(config, previous.get("config", {}))
+    if changed:
         raise OutputExistsError(f"output folder {out} already holds a different run (differs in {changed})",
                                 "choose another --out, or pass --overwrite to replace it")
     if not resume:
