@@ -152,3 +152,23 @@ def test_dry_run_of_a_paper_scale_suite_answers_offline(tmp_path):
 def test_report_cli_on_a_non_suite_folder(tmp_path):
     result = CliRunner().invoke(app, ["report", str(tmp_path)])
     assert result.exit_code == 2 and "not a suite folder" in result.output
+
+
+def test_runs_made_before_a_new_option_still_count_as_done(tmp_path, tiny_models, toy_task):
+    import json as _json
+
+    from promptvec.experiments.runner import spec_path
+
+    suite = load_suite(_suite(tmp_path, tiny_models, toy_task, stats={}, methods=[{"name": "zero", "label": "z"}]))
+    out = tmp_path / "out"
+    run_suite(suite, out, progress=False, log=lambda m: None)
+    [run] = expand(suite)
+    spec_file = spec_path(out, run)
+    recorded = _json.loads(spec_file.read_text())
+    del recorded["payload"]["budget"]["early_stopping_patience"]  # as if the option did not exist back then
+    recorded["fingerprint"] = "0" * 16
+    spec_file.write_text(_json.dumps(recorded))
+    assert status_of(suite, out, run).state == "done"
+    tracked = load_suite(_suite(tmp_path, tiny_models, toy_task, stats={}, methods=[{"name": "zero", "label": "z"}],
+                                budget={"report_to": ["tensorboard"]}))
+    assert run.fingerprint(suite) == expand(tracked)[0].fingerprint(tracked)  # tracking is not a result setting

@@ -241,7 +241,7 @@ app.add_typer(experiment_app, name="experiment")
 @friendly
 def experiment_run_command(
     suite_path: Annotated[Path, typer.Argument(metavar="SUITE.yaml", help="the suite definition")],
-    out: Annotated[Path, typer.Option("--out", help="suite folder (runs/, results.jsonl/.csv)")],
+    out: Annotated[Path | None, typer.Option("--out", help="suite folder (default runs/<suite name>)")] = None,
     dry_run: Annotated[bool, typer.Option(help="validate, list runs, estimate cost; load nothing")] = False,
     jobs: Annotated[int, typer.Option(help="parallel worker processes (one per GPU when GPUs exist)")] = 1,
     max_minutes: Annotated[float | None, typer.Option(help="stop cleanly (resumable) after this budget")] = None,
@@ -252,6 +252,7 @@ def experiment_run_command(
     from promptvec.experiments.suite import expand, load_suite
 
     suite = load_suite(suite_path)
+    out = out or Path("runs") / suite.name
     if dry_run:
         statuses = [status_of(suite, out, run) for run in expand(suite)]
         table = Table(title=f"suite '{suite.name}' ({suite.backbone.model})")

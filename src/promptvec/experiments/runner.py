@@ -17,7 +17,7 @@ from typing import Any
 
 from promptvec.errors import ConfigError, PromptvecError
 from promptvec.experiments.methods import METHODS, RunContext
-from promptvec.experiments.suite import RunSpec, SuiteSpec, expand
+from promptvec.experiments.suite import RunSpec, SuiteSpec, expand, same_payload
 from promptvec.io import atomic_write_json, atomic_write_text, read_json
 
 RUNS_DIR = "runs"
@@ -74,13 +74,8 @@ def spec_path(out: Path, run: RunSpec) -> Path:
 
 def status_of(suite: SuiteSpec, out: Path, run: RunSpec) -> RunStatus:
     steps = METHODS[run.method].estimate_steps(suite, dict(run.settings))
-    spec_file = spec_path(out, run)
-    if spec_file.is_file():
-        try:
-            if read_json(spec_file, "run spec").get("fingerprint") != run.fingerprint(suite):
-                return RunStatus(run, "changed", 0, steps)
-        except PromptvecError:
-            pass
+    if not _spec_matches(suite, out, run):
+        return RunStatus(run, "changed", 0, steps)
     record_path = run_dir(out, run) / "run.json"
     if not record_path.is_file():
         return RunStatus(run, "todo", 0, steps)
@@ -91,6 +86,20 @@ def status_of(suite: SuiteSpec, out: Path, run: RunSpec) -> RunStatus:
     if record.get("status") == "completed":
         return RunStatus(run, "done", steps, steps)
     return RunStatus(run, "partial", int(record.get("step", 0)), steps)
+
+
+def _spec_matches(suite: SuiteSpec, out: Path, run: RunSpec) -> bool:
+    """Whether a run's recorded settings (if any) are those of the suite now."""
+    spec_file = spec_path(out, run)
+    if not spec_file.is_file():
+        return True
+    try:
+        recorded = read_json(spec_file, "run spec")
+    except PromptvecError:
+        return True  # unreadable bookkeeping is rewritten when the run is executed
+    if recorded.get("fingerprint") == run.fingerprint(suite):
+        return True
+    return "payload" in recorded and same_payload(run.payload(suite), recorded["payload"])
 
 
 def estimate_seconds(suite: SuiteSpec, statuses: list[RunStatus]) -> float | None:
@@ -145,16 +154,15 @@ def execute_run(suite_dict: dict, run: RunSpec, out: str, data_dir: str | None, 
     suite = SuiteSpec(**suite_dict)
     folder = run_dir(Path(out), run)
     spec_file = spec_path(Path(out), run)
-    fingerprint = run.fingerprint(suite)
-    if spec_file.is_file() and read_json(spec_file, "run spec").get("fingerprint") != fingerprint:
+    if not _spec_matches(suite, Path(out), run):
         raise ConfigError(f"run {run.run_id} in {out} was made with different suite settings",
                           "use a new --out for a changed suite (or delete that run's folder)")
     if deadline is not None and time.time() > deadline:
         return {"run_id": run.run_id, "status": "stopped"}
     backbone = _backbone(suite, device)
     data, data_hash = _task_data(suite, run.task, data_dir)
-    atomic_write_json(spec_file, {"fingerprint": fingerprint, "run": run.to_dict(), "suite": suite.name,
-                                  "data_hash": data_hash})
+    atomic_write_json(spec_file, {"fingerprint": run.fingerprint(suite), "payload": run.payload(suite),
+                                  "run": run.to_dict(), "suite": suite.name, "data_hash": data_hash})
 
     def guard(step: int) -> None:
         if deadline is not None and time.time() > deadline:

@@ -137,10 +137,29 @@ class RunSpec:
         return {"method": self.method, "label": self.label, "settings": dict(self.settings), "task": self.task,
                 "shots": self.shots, "origin": self.origin, "seed": self.seed, "run_id": self.run_id}
 
+    def payload(self, suite: SuiteSpec) -> dict[str, Any]:
+        """Everything that defines the run's result (tracking options do not)."""
+        return {"run": self.to_dict(), "backbone": suite.backbone.model_dump(),
+                "budget": suite.budget.model_dump(exclude=NOT_RESULT_FIELDS)}
+
     def fingerprint(self, suite: SuiteSpec) -> str:
-        """Hash of everything that defines the run's result (to detect a changed suite)."""
-        payload = {"run": self.to_dict(), "backbone": suite.backbone.model_dump(), "budget": suite.budget.model_dump()}
-        return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:16]
+        """Hash of :meth:`payload` (to detect a changed suite)."""
+        return hashlib.sha256(json.dumps(self.payload(suite), sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+NOT_RESULT_FIELDS = {"report_to"}
+
+
+def same_payload(current: dict[str, Any], recorded: dict[str, Any]) -> bool:
+    """Equal up to options added since the run was made, when those keep their defaults."""
+    if current["run"] != recorded.get("run"):
+        return False
+    for section, model in (("backbone", BackboneSpec), ("budget", BudgetSpec)):
+        defaults = {k: f.default for k, f in model.model_fields.items() if not f.is_required()}
+        a, b = current[section], recorded.get(section, {})
+        if any(a.get(k, defaults.get(k)) != b.get(k, defaults.get(k)) for k in set(a) | set(b)):
+            return False
+    return True
 
 
 def expand(suite: SuiteSpec) -> list[RunSpec]:
