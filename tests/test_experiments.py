@@ -170,5 +170,5 @@ def test_runs_made_before_a_new_option_still_count_as_done(tmp_path, tiny_models
     spec_file.write_text(_json.dumps(recorded))
     assert status_of(suite, out, run).state == "done"
     tracked = load_suite(_suite(tmp_path, tiny_models, toy_task, stats={}, methods=[{"name": "zero", "label": "z"}],
-                                budget={"report_to": ["tensorboard"]}))
+                                budget=suite.budget.model_dump() | {"report_to": ["tensorboard"]}))
     assert run.fingerprint(suite) == expand(tracked)[0].fingerprint(tracked)  # tracking is not a result setting
