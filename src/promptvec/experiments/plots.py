@@ -118,12 +118,11 @@ def similarity_heatmap(tasks: list[str], matrix: list[list[float]], path: Path, 
     ax.set_yticklabels(labels)
     for i in range(len(tasks)):
         for j in range(len(tasks)):
-            if not np.isnan(values[i, j]):
-                ax.text(j, i, f"{values[i, j]:.2f}", ha="center", va="center", fontsize=8,
-                        color="white" if abs(values[i, j]) > 0.6 else "black")
+            text = "n/a" if np.isnan(values[i, j]) else f"{values[i, j]:.2f}"
+            color = "white" if not np.isnan(values[i, j]) and abs(values[i, j]) > 0.6 else "black"
+            ax.text(j, i, text, ha="center", va="center", fontsize=8, color=color)
     fig.colorbar(image, ax=ax, fraction=0.046)
     ax.set_title(title)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    fig.savefig(path, dpi=120, bbox_inches="tight")
     plt.close(fig)
     return path
