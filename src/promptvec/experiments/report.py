@@ -97,9 +97,25 @@ def build_report(out: str | Path, report_dir: str | Path | None = None) -> Path:
         f"means the method does not depend on the seed). Every run is scored on the same "
         f"{'/'.join(map(str, sorted(x for x in test_n if x)))} seeded test examples. "
         + (f"▲/▼: significantly better/worse than **{baseline}** at α = {suite.stats.alpha} after "
-           f"{suite.stats.correction.capitalize()} correction over the {len(keys)} comparisons of the table."
-           if baseline else "No baseline is set, so no significance tests.")))
+           f"{suite.stats.correction.capitalize()} correction over the {len(keys)} comparisons of the table; "
+           "no mark means the difference was not shown to be significant (with few seeds, tests have little power)."
+           if baseline and keys else "No significance tests (no baseline set, or nothing to compare yet).")))
     doc.add(TableBlock(header, table_rows, caption="Methods × tasks (primary metric of each task)"))
+    if comparisons:
+        sentences = []
+        for key in keys:
+            label, task, shots = key
+            c = comparisons[key]
+            mine = summarize(list(_values(rows, label, task, shots).values()))
+            theirs = summarize(list(_values(rows, baseline, task, shots).values()))
+            verdict = ("significantly better" if c.difference > 0 else "significantly worse") \
+                if adjusted[key] < suite.stats.alpha else "not significantly different"
+            sentences.append(f"On **{task}**{f' ({shots} shots)' if shots else ''}, {label} scored "
+                             f"{mine.format()} vs {theirs.format()} for {baseline} "
+                             f"({100 * c.difference:+.1f} points; {verdict}, adjusted p = {adjusted[key]:.2g}).")
+        doc.add(Heading("Summary", 3))
+        for sentence in sentences:
+            doc.add(Paragraph(sentence))
 
     if comparisons:
         doc.add(Heading("Comparisons with the baseline", 3))
@@ -145,10 +161,18 @@ def build_report(out: str | Path, report_dir: str | Path | None = None) -> Path:
     ]))
 
     doc.add(Heading("Runs", 3))
+    doc.add(Paragraph("One row per run (`method/task/shots/origin-seed`). *Best step* is the checkpoint chosen on "
+                      "the validation split; **0 means the initial prompt was kept** because no trained checkpoint "
+                      "beat it on validation. Training-free methods have no best step."))
     per_run = sorted(rows, key=lambda r: r["run_id"])
-    doc.add(TableBlock(["run", "test score", "best step", "wall time (s)"], [
-        [r["run_id"], f"{100 * r['metrics'][primary_metric(r['task'])]:.1f}", str(r.get("best_step") or "–"),
-         f"{r.get('wall_time_s') or 0:.0f}"] for r in per_run]))
+
+    def best_step(r: dict) -> str:
+        step = r.get("best_step")
+        return "–" if step is None else ("0 (initial)" if step == 0 else str(step))
+
+    doc.add(TableBlock(["run", "metric", "test score", "best step", "wall time (s)"], [
+        [r["run_id"], primary_metric(r["task"]), f"{100 * r['metrics'][primary_metric(r['task'])]:.1f}",
+         best_step(r), f"{r.get('wall_time_s') or 0:.0f}"] for r in per_run]))
     atomic_write_text(report_dir / "report.md", doc.markdown())
     atomic_write_text(report_dir / "report.html", doc.html())
     return report_dir
