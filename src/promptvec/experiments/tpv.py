@@ -1,0 +1,102 @@
+"""Task prompt vector experiments (TPV paper, METHODS.md §2) on trained prompts.
+
+* :func:`cross_origin` — for every task and origin i, apply τ^(i) to every other origin j
+  ("mixed init") and compare the scores with the prompts actually trained from the origins.
+* :func:`combine_tasks` — add the vectors of several tasks, choose λ on validation (grid
+  0 … 1, step 0.05, mean validation score over the combined tasks), report test per task at that λ.
+
+Both only evaluate; the prompts come from earlier training runs (run folders that record their
+origin), so they plug into suites and the CLI unchanged.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from promptvec.backbones import Backbone
+from promptvec.evaluation import evaluate
+from promptvec.evaluation.stats import compare, summarize
+from promptvec.tasks import TaskData, subsample
+from promptvec.training.checkpoint import load_prompt
+from promptvec.vectors import Origin, TaskPromptVector
+
+LAMBDA_GRID = tuple(round(0.05 * i, 2) for i in range(21))
+
+
+def _score(backbone: Backbone, data: TaskData, prompt, split: str, limit: int | None, seed: int) -> float:
+    examples = subsample(data.split(split), limit, seed)
+    return evaluate(backbone, data.spec, examples, prompt).metrics[data.spec.primary_metric]
+
+
+@dataclass
+class CrossOriginRow:
+    task: str
+    original: list[float]  # tuned prompt of each origin
+    mixed: list[float]  # origin_j + τ_i for every i != j
+    norms: list[float]  # ‖τ_i‖
+    origin_norms: list[float]  # ‖θ0_i‖
+
+    def summary(self) -> dict:
+        # independent samples (a mixed prompt has no natural partner among the originals): Welch
+        c = compare({("mixed", k): v for k, v in enumerate(self.mixed)},
+                    {("original", k): v for k, v in enumerate(self.original)})
+        return {"task": self.task, "original": summarize(self.original), "mixed": summarize(self.mixed),
+                "difference": c.difference, "test": c.test, "p_value": c.p_value,
+                "tau_norm": summarize(self.norms).mean, "origin_norm": summarize(self.origin_norms).mean}
+
+
+def cross_origin(backbone: Backbone, runs: dict[str, dict[int, str | Path]], data: dict[str, TaskData],
+                 split: str = "test", limit: int | None = 500, seed: int = 1234) -> list[CrossOriginRow]:
+    """``runs[task][origin_seed] -> run folder``; every task needs at least two origins."""
+    rows = []
+    for task, by_origin in runs.items():
+        if len(by_origin) < 2:
+            from promptvec.errors import ConfigError
+
+            raise ConfigError(f"cross-origin transfer of '{task}' needs prompts from at least two origins",
+                              "train the task from more origin seeds")
+        vectors = {o: TaskPromptVector.from_checkpoint(path, backbone) for o, path in by_origin.items()}
+        origins = {o: Origin.from_dict(v.meta.origin) for o, v in vectors.items()}
+        original = [_score(backbone, data[task], load_prompt(path, backbone).prompt, split, limit, seed)
+                    for path in by_origin.values()]
+        mixed = [_score(backbone, data[task], vectors[i].apply_to(origins[j], 1.0, backbone), split, limit, seed)
+                 for i in vectors for j in origins if i != j]
+        rows.append(CrossOriginRow(task, original, mixed, [v.norm() for v in vectors.values()],
+                                   [float(origins[o].tensor(backbone).norm()) for o in origins]))
+    return rows
+
+
+@dataclass
+class CombinationResult:
+    tasks: list[str]
+    best_lambda: float
+    validation_curve: dict[float, float] = field(default_factory=dict)  # λ -> mean validation score
+    test: dict[str, float] = field(default_factory=dict)  # task -> test score of the combination
+    single: dict[str, float] = field(default_factory=dict)  # task -> test score of its own prompt
+
+
+def combine_tasks(backbone: Backbone, runs: dict[str, str | Path], data: dict[str, TaskData],
+                  grid: tuple[float, ...] = LAMBDA_GRID, val_limit: int | None = 200, test_limit: int | None = 500,
+                  seed: int = 1234) -> CombinationResult:
+    """``runs[task] -> run folder`` (all from one origin): θ = θ0 + λ Σ τ_t, λ chosen on validation."""
+    vectors = {t: TaskPromptVector.from_checkpoint(path, backbone) for t, path in runs.items()}
+    first = next(iter(vectors.values()))
+    origin = Origin.from_dict(first.meta.origin)
+    if any(v.meta.origin != first.meta.origin for v in vectors.values()):
+        from promptvec.errors import ConfigError
+
+        raise ConfigError("combined vectors must come from the same origin", "use runs trained from one origin seed")
+    total = sum(list(vectors.values())[1:], first)
+    curve = {}
+    for lam in grid:
+        prompt = total.apply_to(origin, lam, backbone)
+        curve[lam] = sum(_score(backbone, data[t], prompt, "validation", val_limit, seed) for t in vectors) / len(
+            vectors)
+    best = max(grid, key=lambda lam: (curve[lam], -lam))  # ties: the smaller λ
+    prompt = total.apply_to(origin, best, backbone)
+    return CombinationResult(
+        tasks=list(vectors), best_lambda=best, validation_curve=curve,
+        test={t: _score(backbone, data[t], prompt, "test", test_limit, seed) for t in vectors},
+        single={t: _score(backbone, data[t], load_prompt(runs[t], backbone).prompt, "test", test_limit, seed)
+                for t in vectors})
