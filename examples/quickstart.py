@@ -16,7 +16,7 @@ from promptvec.vectors import Origin
 
 HERE = Path(__file__).parent
 TASK = str(HERE / "tasks" / "toy_sentiment.yaml")
-OUT = Path("runs/quickstart")
+OUT = Path("runs/example-quickstart")
 
 backbone = load_backbone("default")  # frozen SmolLM2-135M-Instruct, converted once to the cache
 task = get_task(TASK)

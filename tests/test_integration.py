@@ -57,3 +57,18 @@ def test_embedded_checkpoint_loads_in_peft_with_identical_outputs(smollm, shared
             logits = peft_model(input_ids=torch.tensor([item.input_ids])).logits[0, -1]
         theirs = torch.log_softmax(logits.float(), -1)[[lab[0] for lab in smollm.label_set(task).token_ids]]
         assert torch.allclose(ours[0], theirs, atol=1e-4)
+
+
+def test_library_example_runs_as_is(smollm, tmp_path):
+    """examples/quickstart.py, unchanged, in a fresh process."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    example = Path(__file__).resolve().parents[1] / "examples" / "quickstart.py"
+    result = subprocess.run([sys.executable, str(example)], cwd=tmp_path, capture_output=True, text=True,
+                            timeout=600, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "trained prompt" in result.stdout and ("positive" in result.stdout or "negative" in result.stdout)
+    assert (tmp_path / "runs" / "example-quickstart" / "prompt" / "adapter_model.safetensors").is_file()
