@@ -55,11 +55,10 @@ def scores_by_task(suite, rows: list[dict], out: Path) -> list[Figure]:
     ax.set_xticklabels([f"{t}\n({primary_metric(t)})" for t in tasks])
     ax.set_ylabel("test score (%)")
     ax.set_ylim(0, 100)
-    ax.legend(fontsize=8, loc="lower right")
+    ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=min(len(methods), 4), frameon=False)
     ax.grid(axis="y", alpha=0.3)
-    fig.tight_layout()
     path = out / "scores_by_task.png"
-    fig.savefig(path, dpi=120)
+    fig.savefig(path, dpi=120, bbox_inches="tight")
     plt.close(fig)
     caption = ("Mean test score per task and method (bars) with one standard deviation over seeds (whiskers); "
                "methods without training have one value per task.")

@@ -66,7 +66,9 @@ def build_report(out: str | Path, report_dir: str | Path | None = None) -> Path:
                 a, b = _values(rows, label, task, shots), _values(rows, baseline, task, shots)
                 if a and b:
                     comparisons[(label, task, shots)] = compare(a, b)
-    keys = list(comparisons)
+    # single values on both sides cannot be tested: kept out of the correction family, reported as such
+    keys = [k for k, c in comparisons.items() if c.test != "none"]
+    untested = [k for k, c in comparisons.items() if c.test == "none"]
     adjusted = dict(zip(keys, adjust([comparisons[k].p_value for k in keys], suite.stats.correction), strict=True))
 
     header = ["method"] + [f"{t} ({primary_metric(t)})" + (f" {s}-shot" if s else "") for t, s in columns]
@@ -83,7 +85,7 @@ def build_report(out: str | Path, report_dir: str | Path | None = None) -> Path:
             means.append(s.mean)
             mark = ""
             key = (label, task, shots)
-            if key in comparisons and adjusted[key] < suite.stats.alpha:
+            if key in adjusted and adjusted[key] < suite.stats.alpha:
                 mark = " ▲" if comparisons[key].difference > 0 else " ▼"
             cells.append(s.format() + mark)
         average = f"{100 * sum(means) / len(means):.1f}" if len(means) == len(columns) and means else "–"
@@ -113,6 +115,12 @@ def build_report(out: str | Path, report_dir: str | Path | None = None) -> Path:
             sentences.append(f"On **{task}**{f' ({shots} shots)' if shots else ''}, {label} scored "
                              f"{mine.format()} vs {theirs.format()} for {baseline} "
                              f"({100 * c.difference:+.1f} points; {verdict}, adjusted p = {adjusted[key]:.2g}).")
+        for label, task, shots in untested:
+            mine = summarize(list(_values(rows, label, task, shots).values()))
+            theirs = summarize(list(_values(rows, baseline, task, shots).values()))
+            sentences.append(f"On **{task}**, {label} scored {mine.format()} vs {theirs.format()} for {baseline} "
+                             f"({100 * comparisons[(label, task, shots)].difference:+.1f} points; both are single "
+                             "deterministic values, so no test applies).")
         doc.add(Heading("Summary", 3))
         for sentence in sentences:
             doc.add(Paragraph(sentence))
@@ -129,6 +137,10 @@ def build_report(out: str | Path, report_dir: str | Path | None = None) -> Path:
             comp_rows.append([label, task + (f" {shots}-shot" if shots else ""), f"{100 * c.difference:+.1f}",
                               c.test, f"{c.p_value:.3g}", f"{adjusted[key]:.3g}",
                               "yes" if adjusted[key] < suite.stats.alpha else "no"])
+        for label, task, shots in untested:
+            c = comparisons[(label, task, shots)]
+            comp_rows.append([label, task + (f" {shots}-shot" if shots else ""), f"{100 * c.difference:+.1f}",
+                              "none (one value each)", "–", "–", "–"])
         doc.add(TableBlock(["method", "task", f"Δ vs {baseline} (points)", "test", "p", "adjusted p",
                             "significant"], comp_rows))
 
