@@ -257,27 +257,34 @@ def run_suite(suite: SuiteSpec, out: str | Path, jobs: int = 1, max_minutes: flo
         f"estimated CPU time {format_duration(estimate)}")
     start = time.time()
     deadline = start + max_minutes * 60 if max_minutes else None
-    completed, stopped = 0, False
+    counts = {"completed": 0, "stopped": 0}
     suite_dict = suite.model_dump()
+
+    def on_result(run: RunSpec, row: dict[str, Any]) -> bool:
+        """Record one finished run; returns False when it was stopped by the time budget."""
+        if row["status"] == "stopped":
+            counts["stopped"] += 1
+            return False
+        counts["completed"] += 1
+        write_results(suite, out)
+        log(f"  {run.run_id}: {row['metrics']}")
+        return True
+
     if jobs <= 1:
         for run in todo:
             log(f"→ {run.run_id}")
-            row = execute_run(suite_dict, run, str(out), data_dir, deadline, progress=progress)
-            if row["status"] == "stopped":
-                stopped = True
+            if not on_result(run, execute_run(suite_dict, run, str(out), data_dir, deadline, progress=progress)):
                 break
-            completed += 1
-            write_results(suite, out)
-            log(f"  {run.run_id}: {row['metrics']}")
     else:
-        completed, stopped = _run_parallel(suite, suite_dict, todo, out, data_dir, deadline, jobs, log)
+        _run_parallel(suite_dict, todo, out, data_dir, deadline, jobs, on_result)
+    completed, stopped = counts["completed"], counts["stopped"] > 0
     write_results(suite, out)
     if stopped:
         log(f"time budget of {max_minutes} min spent: stopped cleanly; run the same command again to resume")
     return SuiteOutcome(statuses, completed, stopped, time.time() - start)
 
 
-def _run_parallel(suite, suite_dict, todo, out, data_dir, deadline, jobs, log) -> tuple[int, bool]:
+def _run_parallel(suite_dict, todo, out, data_dir, deadline, jobs, on_result) -> None:
     import multiprocessing
 
     import torch
@@ -290,7 +297,6 @@ def _run_parallel(suite, suite_dict, todo, out, data_dir, deadline, jobs, log) -
         for i in range(jobs):
             devices.put(f"cuda:{i % gpus}")
     threads = max(1, (os.cpu_count() or 1) // jobs)
-    completed, stopped = 0, False
     with ProcessPoolExecutor(max_workers=jobs, mp_context=ctx, initializer=_worker_init,
                              initargs=(threads, devices)) as pool:
         pending = {pool.submit(_worker_execute, suite_dict, run, str(out), data_dir, deadline): run for run in todo}
@@ -299,18 +305,11 @@ def _run_parallel(suite, suite_dict, todo, out, data_dir, deadline, jobs, log) -
                 finished, _ = wait(pending, return_when=FIRST_COMPLETED)
                 for future in finished:
                     run = pending.pop(future)
-                    row = future.result()
-                    if row["status"] == "stopped":
-                        stopped = True
-                        continue
-                    completed += 1
-                    write_results(suite, out)
-                    log(f"  {run.run_id}: {row['metrics']}")
+                    on_result(run, future.result())
         except BaseException:
             for future in pending:
                 future.cancel()
             raise
-    return completed, stopped
 
 
 def format_duration(seconds: float | None) -> str:
