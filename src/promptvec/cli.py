@@ -153,7 +153,7 @@ def eval_command(
     from promptvec.evaluation import evaluate
     from promptvec.io import atomic_write_json
     from promptvec.tasks import get_task, load_task_data, subsample
-    from promptvec.training.checkpoint import load_prompt
+    from promptvec.training.checkpoint import check_compatible, load_prompt
     from promptvec.vectors import Origin
 
     if mode not in ("rank", "generate"):
@@ -161,15 +161,16 @@ def eval_command(
     if prompt and origin_seed is not None:
         raise ConfigError("give either --prompt or --origin-seed, not both", "drop one of them")
     spec = get_task(task)
-    if prompt:
-        checkpoint = load_prompt(prompt)
-        model = checkpoint.metadata.get("model", model) if model == "default" else model
+    checkpoint = load_prompt(prompt) if prompt else None
+    if checkpoint is not None and model == "default":
+        model = checkpoint.metadata.get("model", model)
     backbone = load_backbone(model)
     data = load_task_data(spec, data_dir)
     rows = subsample(data.split(split), None if full else examples, seed)
     tensor = None
-    if prompt:
-        tensor = load_prompt(prompt, backbone).prompt
+    if checkpoint is not None:
+        check_compatible(checkpoint.prompt, checkpoint.metadata, backbone, prompt)
+        tensor = checkpoint.prompt
     elif origin_seed is not None:
         tensor = Origin.sample(backbone, prompt_length, origin_seed).tensor(backbone)
     result = evaluate(backbone, spec, rows, tensor, mode=mode, length_normalize=length_normalize)
