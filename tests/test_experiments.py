@@ -49,7 +49,7 @@ def test_expansion_deduplicates_training_free_methods(tmp_path, tiny_models, toy
     ({"tasks": []}, "'tasks'"),
     ({"stats": {"baseline": "zzz"}}, "not one of the methods"),
     ({"methods": [{"name": "pt", "settings": {"lr": -1}}]}, "lr"),
-    ({"shots": [0]}, "shots must be positive"),
+    ({"shots": [-1]}, "shots must be ≥ 0"),
     ({"bogus": 1}, "bogus"),
 ])
 def test_bad_suites_are_refused_with_the_field(tmp_path, tiny_models, toy_task, change, message):

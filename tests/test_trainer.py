@@ -133,3 +133,38 @@ def test_new_options_with_defaults_do_not_break_resume():
     assert config_differences(current, older) == []
     assert config_differences(current | {"lr": 0.1}, older) == ["lr"]
     assert config_differences(current | {"report_to": ["tensorboard"]}, older) == ["report_to"]
+
+
+def test_selection_can_exclude_the_initial_prompt(backbones, tiny_models, toy_task, tmp_path):
+    # lr so small that no trained checkpoint can beat the origin on validation by much; excluded, step 0
+    # is still evaluated (history) but never chosen
+    config = _config(tiny_models, toy_task, lr=1e-6, select_initial=False)
+    record = train_prompt(config, tmp_path / "r", backbone=backbones["llama"], progress=False)
+    assert record["history"][0]["step"] == 0
+    assert record["best"]["step"] > 0
+    assert load_prompt(tmp_path / "r").metadata["step"] == record["best"]["step"]
+
+
+def test_multi_task_training_never_mixes_tasks_in_a_batch(backbones, tiny_models, toy_task, tmp_path):
+    from promptvec.training.batching import BucketedBatches
+
+    groups = [0] * 10 + [1] * 30
+    batches = BucketedBatches(list(range(40)), 4, seed=3, groups=groups)
+    seen = [batches.next() for _ in range(40)]
+    assert all(len({groups[i] for i in b}) == 1 for b in seen)
+    first_epoch = batches.epoch_batches(0)
+    assert sorted(i for b in first_epoch for i in b) == list(range(40))  # every example once per epoch
+    assert BucketedBatches(list(range(40)), 4, seed=3).epoch_batches(0) == \
+        BucketedBatches(list(range(40)), 4, seed=3, groups=[0] * 40).epoch_batches(0)  # one group = single task
+
+    other = toy_task.parent / "toy_b.yaml"
+    other.write_text(toy_task.read_text().replace("task: toy_sentiment", "task: toy_b"))
+    config = _config(tiny_models, toy_task, extra_tasks=[str(other)], shots=8)
+    record = train_prompt(config, tmp_path / "m", backbone=backbones["llama"], progress=False)
+    assert record["task"] == "toy_sentiment+toy_b" and record["sizes"]["train"] == 16
+    assert set(record["test"]["metrics"]) == {"toy_sentiment/acc", "toy_sentiment/f1", "toy_b/acc", "toy_b/f1",
+                                              "mean"}
+    assert record["test"]["metrics"]["mean"] == pytest.approx(
+        (record["test"]["metrics"]["toy_sentiment/acc"] + record["test"]["metrics"]["toy_b/acc"]) / 2)
+    with pytest.raises(ValueError, match="extra_tasks"):
+        _config(tiny_models, toy_task, extra_tasks=[str(toy_task)])

@@ -83,6 +83,8 @@ def train_command(
     task: Annotated[str, typer.Option("--task", help="built-in task name or task YAML path")],
     out: Annotated[Path, typer.Option("--out", help="run folder (prompt/, run.json, checkpoint/)")],
     model: Model = "default",
+    also: Annotated[list[str] | None, typer.Option(
+        "--also", help="train one prompt jointly on further tasks (multi-task prompt; repeatable)")] = None,
     preset: Annotated[str, typer.Option(help="cpu-small (default) or paper-t5")] = "cpu-small",
     shots: Annotated[int | None, typer.Option(help="few-shot training set size (total)")] = None,
     steps: Annotated[int | None, typer.Option("--steps", help="optimizer steps")] = None,
@@ -99,6 +101,9 @@ def train_command(
     test_examples: Annotated[int | None, typer.Option(help="test subsample size (default 500)")] = None,
     full_test: Annotated[bool, typer.Option(help="evaluate on the whole test split")] = False,
     early_stopping: Annotated[int | None, typer.Option(help="stop after N evaluations without improvement")] = None,
+    select_initial: Annotated[bool, typer.Option(
+        help="may keep the untrained initial prompt if no trained checkpoint beats it on validation (off for "
+             "task-vector sources, whose vector would be zero)")] = True,
     init_prompt: Annotated[str | None, typer.Option(help="start from this prompt (PEFT folder)")] = None,
     max_length: Annotated[int | None, typer.Option(help="max tokens of prompt + input + label")] = None,
     family: Annotated[str | None, typer.Option(help="causal, seq2seq or encoder (default: detected)")] = None,
@@ -119,7 +124,7 @@ def train_command(
         train_seed=train_seed, precision=precision, eval_every=eval_every, val_examples=val_examples,
         test_examples=test_examples, early_stopping_patience=early_stopping, init_prompt=init_prompt,
         max_length=max_length, family=family, eval_mode=eval_mode, chat_template=chat_template or None,
-        report_to=report_to or None)
+        report_to=report_to or None, extra_tasks=also or None, select_initial=None if select_initial else False)
     if full_test:
         config.test_examples = None
     record = train_prompt(config, out, data_dir=data_dir, resume=resume, overwrite=overwrite)
@@ -249,7 +254,7 @@ def experiment_run_command(
     data_dir: DataDir = None,
 ) -> None:
     """Run a suite; completed runs are skipped and interrupted ones resume at their last step."""
-    from promptvec.experiments.runner import estimate_seconds, format_duration, run_suite, status_of
+    from promptvec.experiments.runner import analysis_status, estimate_seconds, format_duration, run_suite, status_of
     from promptvec.experiments.suite import expand, load_suite
 
     suite = load_suite(suite_path)
@@ -262,10 +267,14 @@ def experiment_run_command(
         for st in statuses:
             state = st.state if st.state != "partial" else f"partial (step {st.step}/{st.total_steps})"
             table.add_row(st.run.run_id, st.run.method, str(st.total_steps), state)
+        for analysis, settings, missing in analysis_status(suite, out):
+            items = analysis.items(settings, suite)
+            state = "done" if not missing else f"todo ({len(items) - len(missing)}/{len(items)} done)"
+            table.add_row(f"analysis: {analysis.name}", "(after the sources)", "–", state)
         out_console.print(table)
         done = sum(st.state == "done" for st in statuses)
         out_console.print(f"{len(statuses)} runs, {done} done; estimated CPU time for the rest: "
-                          f"{format_duration(estimate_seconds(suite, statuses))}")
+                          f"{format_duration(estimate_seconds(suite, statuses, out))}")
         return
     outcome = run_suite(suite, out, jobs=jobs, max_minutes=max_minutes, data_dir=data_dir,
                         log=lambda m: console.print(m, highlight=False))

@@ -1,6 +1,6 @@
 """Methods a suite can compare, looked up by name. A method turns one :class:`RunSpec` into a
-run record; later methods (tpv-init, spot, attempt, dtvg, fusion) register here without touching
-the runner."""
+run record; transfer methods (``init_methods``: random, tpv-init, single-source, multi-source; later
+spot, attempt, dtvg, fusion) register here without touching the runner."""
 
 from __future__ import annotations
 
@@ -10,12 +10,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
+import torch
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from promptvec.backbones import Backbone
 from promptvec.errors import ConfigError, describe_validation_error
 from promptvec.evaluation import evaluate
 from promptvec.io import atomic_write_json, read_json
+from promptvec.prompts import StaticPrompt
 from promptvec.tasks import TaskData, subsample
 from promptvec.training.config import TrainConfig
 from promptvec.training.record import package_versions, peak_memory_mb
@@ -37,8 +39,9 @@ class RunContext:
     suite: Any  # SuiteSpec
     run: Any  # RunSpec
     backbone: Backbone
-    data: TaskData
+    data: TaskData | list[TaskData]  # a list for multi-task runs (task ``a+b``)
     out: Path
+    suite_out: Path | None = None  # the suite folder (where source runs live)
     on_step: Any = None
     progress: bool = False
 
@@ -46,6 +49,8 @@ class RunContext:
 class Method(ABC):
     name: ClassVar[str]
     Settings: ClassVar[type[BaseModel]]
+    needs_sources: ClassVar[bool] = False  # transfers from the suite's source prompts
+    needs_multi_task_sources: ClassVar[bool] = False
 
     @classmethod
     def validate_settings(cls, settings: dict[str, Any]) -> BaseModel:
@@ -77,11 +82,13 @@ class PTSettings(BaseModel):
     weight_decay: float = Field(1e-5, ge=0)
     warmup_ratio: float = Field(0.1, ge=0, le=1)
     steps: int | None = Field(None, ge=1, description="overrides the suite budget")
+    select_initial: bool = Field(True, description="the initial prompt may be kept if training never beats it")
 
 
 @register_method
 class PromptTuning(Method):
-    """Prompt tuning from a random origin (Lester et al.)."""
+    """Prompt tuning from a random origin (Lester et al.). Subclasses change only where training
+    starts (:meth:`initial_prompt`); at 0 shots the initial prompt is evaluated untrained."""
 
     name = "pt"
     Settings = PTSettings
@@ -95,23 +102,70 @@ class PromptTuning(Method):
         return settings.get("steps") or suite.budget.steps
 
     @classmethod
+    def initial_prompt(cls, ctx: RunContext) -> tuple[torch.Tensor | None, dict[str, Any]]:
+        """The prompt training starts from, and a description for the record; ``None`` = the run's
+        random origin (recorded by the trainer, so the result yields a task prompt vector)."""
+        return None, {"init": "origin", "origin_seed": ctx.run.origin}
+
+    @classmethod
     def train_config(cls, ctx: RunContext) -> TrainConfig:
-        s = PTSettings(**dict(ctx.run.settings))
+        s = cls.Settings(**dict(ctx.run.settings))
         b, bb = ctx.suite.budget, ctx.suite.backbone
         return TrainConfig(
             model=bb.model, family=bb.family, max_length=bb.max_length, chat_template=bb.chat_template,
-            task=ctx.run.task, shots=ctx.run.shots, prompt_length=s.prompt_length, origin_seed=ctx.run.origin,
-            data_seed=ctx.run.seed, train_seed=ctx.run.seed, lr=s.lr, weight_decay=s.weight_decay,
-            warmup_ratio=s.warmup_ratio, max_steps=s.steps or b.steps, batch_size=b.batch_size,
-            grad_accum=b.grad_accum, eval_every=b.eval_every, val_examples=b.val_examples,
-            test_examples=b.test_examples, eval_seed=b.eval_seed, precision=b.precision,
+            task=ctx.run.tasks[0], extra_tasks=ctx.run.tasks[1:], shots=ctx.run.shots,
+            prompt_length=s.prompt_length, origin_seed=ctx.run.origin, data_seed=ctx.run.seed,
+            train_seed=ctx.run.seed, lr=s.lr, weight_decay=s.weight_decay, warmup_ratio=s.warmup_ratio,
+            max_steps=s.steps or b.steps, batch_size=b.batch_size, grad_accum=b.grad_accum, eval_every=b.eval_every,
+            val_examples=b.val_examples, test_examples=b.test_examples, eval_seed=b.eval_seed,
+            precision=b.precision, select_initial=s.select_initial,
             early_stopping_patience=b.early_stopping_patience, report_to=b.report_to)
 
     @classmethod
     def execute(cls, ctx: RunContext) -> dict[str, Any]:
+        done = _completed_record(ctx.out)
+        if done is not None:
+            return done
+        init, info = cls.initial_prompt(ctx)
+        if ctx.run.shots == 0:
+            s = cls.Settings(**dict(ctx.run.settings))
+            origin = Origin.sample(ctx.backbone, s.prompt_length, ctx.run.origin) if init is None else None
+            prompt = origin.tensor(ctx.backbone) if init is None else init
+            return evaluate_untrained(ctx, prompt, {**info, "prompt_length": s.prompt_length}, origin)
         trainer = Trainer(cls.train_config(ctx), ctx.out, backbone=ctx.backbone, task_data=ctx.data,
-                          progress=ctx.progress, on_step=ctx.on_step)
-        return trainer.train(resume=True)
+                          prompt_module=None if init is None else StaticPrompt(init), progress=ctx.progress,
+                          on_step=ctx.on_step)
+        record = trainer.train(resume=True)
+        record["init"] = info
+        atomic_write_json(ctx.out / "run.json", record)
+        return record
+
+
+def _completed_record(out: Path) -> dict[str, Any] | None:
+    record_path = out / "run.json"
+    if record_path.is_file():
+        previous = read_json(record_path, "run record")
+        if previous.get("status") == "completed":
+            return previous
+    return None
+
+
+def evaluate_untrained(ctx: RunContext, prompt: torch.Tensor | None, config: dict[str, Any],
+                       origin: Origin | None = None) -> dict[str, Any]:
+    """Score a fixed prompt (or none) on the suite's test subsample and write the run record."""
+    start = time.perf_counter()
+    budget = ctx.suite.budget
+    test = subsample(ctx.data.test, budget.test_examples, budget.eval_seed)
+    result = evaluate(ctx.backbone, ctx.data.spec, test, prompt)
+    record = {"status": "completed", "task": ctx.data.spec.task, "model": ctx.backbone.name,
+              "model_fingerprint": ctx.backbone.fingerprint, "family": ctx.backbone.family,
+              "config": {**config, "eval_seed": budget.eval_seed, "test_examples": budget.test_examples},
+              "origin": origin.to_dict() if origin else None, "history": [], "best": None,
+              "test": result.summary(), "versions": package_versions(),
+              "wall_time_s": time.perf_counter() - start, "peak_memory": peak_memory_mb()}
+    ctx.out.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(ctx.out / "run.json", record)
+    return record
 
 
 class ZeroSettings(BaseModel):
@@ -137,30 +191,17 @@ class ZeroShot(Method):
 
     @classmethod
     def execute(cls, ctx: RunContext) -> dict[str, Any]:
-        record_path = ctx.out / "run.json"
-        if record_path.is_file():
-            previous = read_json(record_path, "run record")
-            if previous.get("status") == "completed":
-                return previous
+        done = _completed_record(ctx.out)
+        if done is not None:
+            return done
         s = ZeroSettings(**dict(ctx.run.settings))
-        start = time.perf_counter()
-        budget = ctx.suite.budget
-        test = subsample(ctx.data.test, budget.test_examples, budget.eval_seed)
-        prompt = None
-        origin = None
-        if s.prompt == "origin":
-            if ctx.run.origin is None:
-                raise ConfigError("zero/origin needs an origin seed", "give the suite `origins`")
-            origin = Origin.sample(ctx.backbone, s.prompt_length, ctx.run.origin)
-            prompt = origin.tensor(ctx.backbone)
-        result = evaluate(ctx.backbone, ctx.data.spec, test, prompt)
-        record = {"status": "completed", "task": ctx.data.spec.task, "model": ctx.backbone.name,
-                  "model_fingerprint": ctx.backbone.fingerprint, "family": ctx.backbone.family,
-                  "config": {"prompt": s.prompt, "prompt_length": s.prompt_length, "eval_seed": budget.eval_seed,
-                             "test_examples": budget.test_examples},
-                  "origin": origin.to_dict() if origin else None, "history": [], "best": None,
-                  "test": result.summary(), "versions": package_versions(),
-                  "wall_time_s": time.perf_counter() - start, "peak_memory": peak_memory_mb()}
-        ctx.out.mkdir(parents=True, exist_ok=True)
-        atomic_write_json(record_path, record)
-        return record
+        if s.prompt == "none":
+            return evaluate_untrained(ctx, None, {"prompt": "none"})
+        if ctx.run.origin is None:
+            raise ConfigError("zero/origin needs an origin seed", "give the suite `origins`")
+        origin = Origin.sample(ctx.backbone, s.prompt_length, ctx.run.origin)
+        return evaluate_untrained(ctx, origin.tensor(ctx.backbone),
+                                  {"prompt": "origin", "prompt_length": s.prompt_length}, origin)
+
+
+from promptvec.experiments import init_methods  # noqa: E402, F401  (registers the transfer-init methods)

@@ -25,8 +25,11 @@ def figure_maker(fn: FigureMaker) -> FigureMaker:
 
 
 def primary_metric(task: str) -> str:
+    """The task's primary metric; a multi-task run (``a+b``) is selected on their ``mean``."""
     from promptvec.tasks import get_task
 
+    if "+" in task and not Path(task).is_file():
+        return "mean"
     return get_task(task).primary_metric
 
 
@@ -68,8 +71,8 @@ def scores_by_task(suite, rows: list[dict], out: Path) -> list[Figure]:
 @figure_maker
 def few_shot_curves(suite, rows: list[dict], out: Path) -> list[Figure]:
     """Score against the number of training examples, one panel per task (needs ≥ 2 shot values)."""
-    shot_values = sorted({r["shots"] for r in rows if r["shots"]})
-    if len(shot_values) < 2:
+    shot_values = sorted({r["shots"] for r in rows if r["shots"] is not None})
+    if len([s for s in shot_values if s]) < 2:
         return []
     tasks = list(suite.tasks)
     fig, axes = plt.subplots(1, len(tasks), figsize=(4 * len(tasks), 3.4), squeeze=False)
@@ -77,14 +80,15 @@ def few_shot_curves(suite, rows: list[dict], out: Path) -> list[Figure]:
         metric = primary_metric(task)
         by_method: dict[str, dict[int, list[float]]] = defaultdict(lambda: defaultdict(list))
         for r in rows:
-            if r["task"] == task:
+            if r["task"] == task and r["shots"] is not None:
                 by_method[r["label"]][r["shots"]].append(r["metrics"][metric])
         for method, points in by_method.items():
-            xs = shot_values if set(points) == {0} else sorted(k for k in points if k)
-            stats = [summarize(points[0] if set(points) == {0} else points[x]) for x in xs]
-            ax.errorbar(xs, [100 * s.mean for s in stats], yerr=[100 * s.std for s in stats], marker="o",
-                        capsize=3, label=method, linestyle="--" if set(points) == {0} else "-")
-        ax.set_xscale("log")
+            free = set(points) == {0}  # a training-free baseline: one value drawn across the axis
+            xs = shot_values if free else sorted(points)
+            stats = [summarize(points[0] if free else points[x]) for x in xs]
+            ax.errorbar(xs, [100 * s.mean for s in stats], yerr=[100 * s.std for s in stats], marker="" if free
+                        else "o", capsize=3, label=method, linestyle="--" if free else "-")
+        ax.set_xscale("symlog", linthresh=10) if 0 in shot_values else ax.set_xscale("log")
         ax.set_title(task)
         ax.set_xlabel("training examples (shots)")
         ax.set_ylabel(f"{metric} (%)")

@@ -16,7 +16,9 @@ from promptvec.errors import ConfigError
 from promptvec.evaluation.stats import adjust, compare, summarize
 from promptvec.experiments.document import Document, Heading, Paragraph, TableBlock
 from promptvec.experiments.plots import FIGURE_MAKERS, primary_metric
+from promptvec.experiments.sources import SOURCE_LABEL
 from promptvec.experiments.suite import SuiteSpec
+from promptvec.experiments.tpv_report import source_sections
 from promptvec.io import atomic_write_text, read_json
 
 REPORT_DIR = "report"
@@ -32,21 +34,32 @@ def _load(out: Path) -> tuple[SuiteSpec, list[dict]]:
     return suite, rows
 
 
+def training_free(suite: SuiteSpec) -> set[str]:
+    """Labels of methods that do not train (their one value stands in every shots column)."""
+    from promptvec.experiments.methods import METHODS
+
+    return {m.display for m in suite.methods if "shots" not in METHODS[m.name].axes(m.settings)}
+
+
 def _columns(suite: SuiteSpec, rows: list[dict]) -> list[tuple[str, int | None]]:
-    shots = sorted({r["shots"] for r in rows if r["shots"] != 0}, key=lambda s: (s is None, s or 0))
+    free = training_free(suite)
+    shots = sorted({r["shots"] for r in rows if r["label"] not in free}, key=lambda s: (s is None, s or 0))
     return [(task, s) for task in suite.tasks for s in (shots or [None])]
 
 
-def _values(rows, label, task, shots) -> dict:
-    """Scores keyed by seed for one cell; training-free methods (shots 0) fill every shots column."""
+def _values(rows, label, task, shots, free: set[str] = frozenset()) -> dict:
+    """Scores keyed by (seed, origin) for one cell; a training-free method fills every shots column."""
     metric = primary_metric(task)
-    cell = [r for r in rows if r["label"] == label and r["task"] == task and r["shots"] in (shots, 0)]
+    wanted = (shots, 0) if label in free else (shots,)
+    cell = [r for r in rows if r["label"] == label and r["task"] == task and r["shots"] in wanted]
     return {(r["seed"], r["origin"]): r["metrics"][metric] for r in cell}
 
 
 def build_report(out: str | Path, report_dir: str | Path | None = None) -> Path:
     out = Path(out)
-    suite, rows = _load(out)
+    suite, all_rows = _load(out)
+    rows = [r for r in all_rows if r["label"] != SOURCE_LABEL]
+    free = training_free(suite)
     report_dir = Path(report_dir) if report_dir else out / REPORT_DIR
     report_dir.mkdir(parents=True, exist_ok=True)
     doc = Document(f"Experiment report: {suite.name}")
@@ -63,7 +76,7 @@ def build_report(out: str | Path, report_dir: str | Path | None = None) -> Path:
             if label == baseline:
                 continue
             for task, shots in columns:
-                a, b = _values(rows, label, task, shots), _values(rows, baseline, task, shots)
+                a, b = _values(rows, label, task, shots, free), _values(rows, baseline, task, shots, free)
                 if a and b:
                     comparisons[(label, task, shots)] = compare(a, b)
     # single values on both sides cannot be tested: kept out of the correction family, reported as such
@@ -71,13 +84,13 @@ def build_report(out: str | Path, report_dir: str | Path | None = None) -> Path:
     untested = [k for k, c in comparisons.items() if c.test == "none"]
     adjusted = dict(zip(keys, adjust([comparisons[k].p_value for k in keys], suite.stats.correction), strict=True))
 
-    header = ["method"] + [f"{t} ({primary_metric(t)})" + (f" {s}-shot" if s else "") for t, s in columns]
+    header = ["method"] + [f"{t} ({primary_metric(t)})" + ("" if s is None else f" {s}-shot") for t, s in columns]
     header.append("average")
     table_rows = []
     for label in methods:
         cells, means = [], []
         for task, shots in columns:
-            values = _values(rows, label, task, shots)
+            values = _values(rows, label, task, shots, free)
             if not values:
                 cells.append("–")
                 continue
@@ -108,16 +121,16 @@ def build_report(out: str | Path, report_dir: str | Path | None = None) -> Path:
         for key in keys:
             label, task, shots = key
             c = comparisons[key]
-            mine = summarize(list(_values(rows, label, task, shots).values()))
-            theirs = summarize(list(_values(rows, baseline, task, shots).values()))
+            mine = summarize(list(_values(rows, label, task, shots, free).values()))
+            theirs = summarize(list(_values(rows, baseline, task, shots, free).values()))
             verdict = ("significantly better" if c.difference > 0 else "significantly worse") \
                 if adjusted[key] < suite.stats.alpha else "not significantly different"
             sentences.append(f"On **{task}**{f' ({shots} shots)' if shots else ''}, {label} scored "
                              f"{mine.format()} vs {theirs.format()} for {baseline} "
                              f"({100 * c.difference:+.1f} points; {verdict}, adjusted p = {adjusted[key]:.2g}).")
         for label, task, shots in untested:
-            mine = summarize(list(_values(rows, label, task, shots).values()))
-            theirs = summarize(list(_values(rows, baseline, task, shots).values()))
+            mine = summarize(list(_values(rows, label, task, shots, free).values()))
+            theirs = summarize(list(_values(rows, baseline, task, shots, free).values()))
             sentences.append(f"On **{task}**, {label} scored {mine.format()} vs {theirs.format()} for {baseline} "
                              f"({100 * comparisons[(label, task, shots)].difference:+.1f} points; both are single "
                              "deterministic values, so no test applies).")
@@ -146,16 +159,19 @@ def build_report(out: str | Path, report_dir: str | Path | None = None) -> Path:
 
     doc.add(Heading("Figures"))
     figures = [fig for maker in FIGURE_MAKERS for fig in maker(suite, rows, report_dir)]
+    source_blocks = source_sections(suite, out, all_rows, report_dir)
     for fig in figures:
         doc.add(fig)
     if not figures:
         doc.add(Paragraph("No completed runs yet."))
+    for block in source_blocks:
+        doc.add(block)
 
     doc.add(Heading("Setup and provenance"))
     fingerprints = sorted({r["model_fingerprint"][:12] for r in rows if r.get("model_fingerprint")})
     versions = rows[0]["versions"] if rows else {}
     b = suite.budget
-    total_time = sum(r.get("wall_time_s") or 0 for r in rows)
+    total_time = sum(r.get("wall_time_s") or 0 for r in all_rows)
     doc.add(TableBlock(["item", "value"], [
         ["backbone", f"`{suite.backbone.model}` (embedding fingerprint {', '.join(fingerprints) or '–'})"],
         ["tasks", ", ".join(suite.tasks)],
@@ -164,8 +180,8 @@ def build_report(out: str | Path, report_dir: str | Path | None = None) -> Path:
                    f"steps on {b.val_examples} examples (best checkpoint kept), {b.test_examples} test examples "
                    f"(seed {b.eval_seed}), {b.precision}"],
         ["methods", "; ".join(f"{m.display} = `{m.name}` {m.settings}" for m in suite.methods)],
-        ["completed runs", f"{len(rows)}"],
-        ["sum of run wall times", f"{total_time / 60:.1f} min"],
+        ["completed runs", f"{len(all_rows)} ({len(all_rows) - len(rows)} source prompts)"],
+        ["sum of run wall times", f"{total_time / 60:.1f} min (analyses not included)"],
         ["machine", f"{platform.machine()}, {os.cpu_count()} CPU cores, {platform.platform()}"],
         ["versions", ", ".join(f"{k} {v}" for k, v in versions.items())],
         ["data hashes", "; ".join(f"{t}: {h[:12]}" for t, h in sorted({(r['task'], r['data_hash'])
@@ -176,7 +192,7 @@ def build_report(out: str | Path, report_dir: str | Path | None = None) -> Path:
     doc.add(Paragraph("One row per run (`method/task/shots/origin-seed`). *Best step* is the checkpoint chosen on "
                       "the validation split; **0 means the initial prompt was kept** because no trained checkpoint "
                       "beat it on validation. Training-free methods have no best step."))
-    per_run = sorted(rows, key=lambda r: r["run_id"])
+    per_run = sorted(all_rows, key=lambda r: r["run_id"])
 
     def best_step(r: dict) -> str:
         step = r.get("best_step")

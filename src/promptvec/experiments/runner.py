@@ -17,10 +17,10 @@ from typing import Any
 
 from promptvec.errors import ConfigError, PromptvecError
 from promptvec.experiments.methods import METHODS, RunContext
-from promptvec.experiments.suite import RunSpec, SuiteSpec, expand, same_payload
+from promptvec.experiments.sources import is_source, source_runs
+from promptvec.experiments.suite import RunSpec, SuiteSpec, expand, run_dir, same_payload
 from promptvec.io import atomic_write_json, atomic_write_text, read_json
 
-RUNS_DIR = "runs"
 SPECS_DIR = "specs"  # per-run bookkeeping (fingerprint, data hash), kept outside the trainer's folder
 # Measured on this 2-core CPU with SmolLM2-135M (fp32, ~70 tokens): seconds per training example-step
 # and per evaluated example. Other models are scaled by parameter count.
@@ -64,16 +64,12 @@ class RunStatus:
     total_steps: int = 0
 
 
-def run_dir(out: Path, run: RunSpec) -> Path:
-    return out / RUNS_DIR / run.run_id
-
-
 def spec_path(out: Path, run: RunSpec) -> Path:
     return out / SPECS_DIR / f"{run.run_id}.json"
 
 
 def status_of(suite: SuiteSpec, out: Path, run: RunSpec) -> RunStatus:
-    steps = METHODS[run.method].estimate_steps(suite, dict(run.settings))
+    steps = 0 if run.shots == 0 else METHODS[run.method].estimate_steps(suite, dict(run.settings))
     if not _spec_matches(suite, out, run):
         return RunStatus(run, "changed", 0, steps)
     record_path = run_dir(out, run) / "run.json"
@@ -102,7 +98,7 @@ def _spec_matches(suite: SuiteSpec, out: Path, run: RunSpec) -> bool:
     return "payload" in recorded and same_payload(run.payload(suite), recorded["payload"])
 
 
-def estimate_seconds(suite: SuiteSpec, statuses: list[RunStatus]) -> float | None:
+def estimate_seconds(suite: SuiteSpec, statuses: list[RunStatus], out: Path | None = None) -> float | None:
     params = model_parameters(suite.backbone.model)
     if params is None:
         return None
@@ -119,8 +115,25 @@ def estimate_seconds(suite: SuiteSpec, statuses: list[RunStatus]) -> float | Non
         if st.total_steps:
             n_evals = math.ceil(remaining / b.eval_every) + (1 if st.step == 0 else 0)
             total += n_evals * (b.val_examples or 500) * SECONDS_PER_EVAL_EXAMPLE * scale
-        total += (b.test_examples or 2000) * SECONDS_PER_EVAL_EXAMPLE * scale
+        total += (b.test_examples or 2000) * SECONDS_PER_EVAL_EXAMPLE * scale * len(st.run.tasks)
+    for analysis, settings, missing in analysis_status(suite, out):
+        if missing:
+            share = len(missing) / len(analysis.items(settings, suite))
+            total += share * analysis.evaluations(settings, suite) * SECONDS_PER_EVAL_EXAMPLE * scale
     return total
+
+
+def analysis_status(suite: SuiteSpec, out: Path | None) -> list[tuple[Any, Any, list]]:
+    """(analysis class, settings, missing items) for every analysis of the suite."""
+    from promptvec.experiments.analyses import ANALYSES
+
+    status = []
+    for name, raw in suite.analyses.items():
+        analysis = ANALYSES[name]
+        settings = analysis.Settings(**raw)
+        missing = analysis.items(settings, suite) if out is None else analysis.missing(settings, suite, out)
+        status.append((analysis, settings, missing))
+    return status
 
 
 # ---- executing runs -------------------------------------------------------------------------
@@ -138,7 +151,7 @@ def _backbone(suite: SuiteSpec, device: str | None):
     return _CACHE["backbone"]
 
 
-def _task_data(suite: SuiteSpec, task: str, data_dir: str | None):
+def _task_data(task: str, data_dir: str | None):
     from promptvec.tasks import get_task, load_task_data
 
     key = ("data", task, data_dir)
@@ -146,6 +159,16 @@ def _task_data(suite: SuiteSpec, task: str, data_dir: str | None):
         data = load_task_data(get_task(task), data_dir)
         _CACHE[key] = (data, data.content_hash())
     return _CACHE[key]
+
+
+def _run_data(run: RunSpec, data_dir: str | None):
+    """The run's data (a list for a multi-task run) and its content hash."""
+    loaded = [_task_data(task, data_dir) for task in run.tasks]
+    if len(loaded) == 1:
+        return loaded[0]
+    import hashlib
+
+    return [d for d, _ in loaded], hashlib.sha256("".join(h for _, h in loaded).encode()).hexdigest()
 
 
 def execute_run(suite_dict: dict, run: RunSpec, out: str, data_dir: str | None, deadline: float | None,
@@ -160,7 +183,7 @@ def execute_run(suite_dict: dict, run: RunSpec, out: str, data_dir: str | None, 
     if deadline is not None and time.time() > deadline:
         return {"run_id": run.run_id, "status": "stopped"}
     backbone = _backbone(suite, device)
-    data, data_hash = _task_data(suite, run.task, data_dir)
+    data, data_hash = _run_data(run, data_dir)
     atomic_write_json(spec_file, {"fingerprint": run.fingerprint(suite), "payload": run.payload(suite),
                                   "run": run.to_dict(), "suite": suite.name, "data_hash": data_hash})
 
@@ -168,8 +191,8 @@ def execute_run(suite_dict: dict, run: RunSpec, out: str, data_dir: str | None, 
         if deadline is not None and time.time() > deadline:
             raise BudgetExhausted
 
-    ctx = RunContext(suite=suite, run=run, backbone=backbone, data=data, out=folder, on_step=guard,
-                     progress=progress)
+    ctx = RunContext(suite=suite, run=run, backbone=backbone, data=data, out=folder, suite_out=Path(out),
+                     on_step=guard, progress=progress)
     try:
         record = METHODS[run.method].execute(ctx)
     except BudgetExhausted:
@@ -251,7 +274,7 @@ def run_suite(suite: SuiteSpec, out: str | Path, jobs: int = 1, max_minutes: flo
         raise ConfigError(f"{len(changed)} run(s) in {out} were made with different suite settings "
                           f"(e.g. {changed[0]})", "use a new --out for a changed suite (or delete those runs)")
     todo = [st.run for st in statuses if st.state != "done"]
-    estimate = estimate_seconds(suite, statuses)
+    estimate = estimate_seconds(suite, statuses, out)
     done = len(statuses) - len(todo)
     log(f"suite '{suite.name}': {len(statuses)} runs, {done} done, {len(todo)} to do; "
         f"estimated CPU time {format_duration(estimate)}")
@@ -270,13 +293,14 @@ def run_suite(suite: SuiteSpec, out: str | Path, jobs: int = 1, max_minutes: flo
         log(f"  {run.run_id}: {row['metrics']}")
         return True
 
-    if jobs <= 1:
-        for run in todo:
-            log(f"→ {run.run_id}")
-            if not on_result(run, execute_run(suite_dict, run, str(out), data_dir, deadline, progress=progress)):
-                break
-    else:
-        _run_parallel(suite_dict, todo, out, data_dir, deadline, jobs, on_result)
+    # sources first (targets start from them), then the analyses of the sources, then the targets
+    sources = [run for run in todo if is_source(run)]
+    targets = [run for run in todo if not is_source(run)]
+    if _execute(sources, suite_dict, out, data_dir, deadline, jobs, progress, on_result, log):
+        if _prepare_targets(suite, out, data_dir, deadline, log):
+            _execute(targets, suite_dict, out, data_dir, deadline, jobs, progress, on_result, log)
+        else:
+            counts["stopped"] += 1
     completed, stopped = counts["completed"], counts["stopped"] > 0
     write_results(suite, out)
     if stopped:
@@ -284,7 +308,57 @@ def run_suite(suite: SuiteSpec, out: str | Path, jobs: int = 1, max_minutes: flo
     return SuiteOutcome(statuses, completed, stopped, time.time() - start)
 
 
-def _run_parallel(suite_dict, todo, out, data_dir, deadline, jobs, on_result) -> None:
+def _execute(runs, suite_dict, out, data_dir, deadline, jobs, progress, on_result, log) -> bool:
+    """Execute runs serially or in ``jobs`` processes; False when the time budget stopped them."""
+    if jobs <= 1:
+        for run in runs:
+            log(f"→ {run.run_id}")
+            if not on_result(run, execute_run(suite_dict, run, str(out), data_dir, deadline, progress=progress)):
+                return False
+        return True
+    results = _run_parallel(suite_dict, runs, out, data_dir, deadline, jobs, on_result)
+    return all(results)
+
+
+def _prepare_targets(suite: SuiteSpec, out: Path, data_dir: str | None, deadline: float | None, log) -> bool:
+    """Put the finished source prompts and their vectors in the suite's store, and run the analyses
+    of the sources; False when the time budget ran out (resumable)."""
+    from promptvec.experiments.analyses import AnalysisContext
+
+    pending = [(a, s) for a, s, missing in analysis_status(suite, out) if missing]
+    if not suite.sources.tasks and not pending:
+        return True
+    backbone = _backbone(suite, _CACHE.get("device"))
+    if suite.sources.tasks:
+        register_sources(suite, out, backbone)
+    ctx = AnalysisContext(suite, out, backbone, lambda task: _task_data(task, data_dir)[0],
+                          lambda: deadline is not None and time.time() > deadline)
+    for analysis, settings in pending:
+        log(f"→ analysis {analysis.name}")
+        if not analysis.run(settings, ctx):
+            return False
+    return True
+
+
+STORE_DIR = "store"
+
+
+def register_sources(suite: SuiteSpec, out: Path, backbone) -> None:
+    """Add every source prompt (PEFT layout) and its task prompt vector to ``<out>/store``;
+    content addressing makes this idempotent."""
+    from promptvec.store import VectorStore, import_peft
+    from promptvec.training.checkpoint import PROMPT_DIR
+    from promptvec.vectors import TaskPromptVector
+
+    store = VectorStore(out / STORE_DIR)
+    for run in source_runs(suite):
+        folder = run_dir(out, run) / PROMPT_DIR
+        name = f"{run.task}@o{run.origin}"
+        import_peft(store, folder, backbone=backbone, name=name)
+        store.add_vector(TaskPromptVector.from_checkpoint(folder, backbone), name=name)
+
+
+def _run_parallel(suite_dict, todo, out, data_dir, deadline, jobs, on_result) -> list[bool]:
     import multiprocessing
 
     import torch
@@ -299,17 +373,19 @@ def _run_parallel(suite_dict, todo, out, data_dir, deadline, jobs, on_result) ->
     threads = max(1, (os.cpu_count() or 1) // jobs)
     with ProcessPoolExecutor(max_workers=jobs, mp_context=ctx, initializer=_worker_init,
                              initargs=(threads, devices)) as pool:
+        outcomes: list[bool] = []
         pending = {pool.submit(_worker_execute, suite_dict, run, str(out), data_dir, deadline): run for run in todo}
         try:
             while pending:
                 finished, _ = wait(pending, return_when=FIRST_COMPLETED)
                 for future in finished:
                     run = pending.pop(future)
-                    on_result(run, future.result())
+                    outcomes.append(on_result(run, future.result()))
         except BaseException:
             for future in pending:
                 future.cancel()
             raise
+    return outcomes
 
 
 def format_duration(seconds: float | None) -> str:

@@ -17,7 +17,10 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from promptvec.errors import ConfigError, describe_validation_error
+from promptvec.experiments.sources import SourcesSpec, source_runs
 from promptvec.io import read_yaml_mapping
+
+RUNS_DIR = "runs"
 
 
 class BackboneSpec(BaseModel):
@@ -70,17 +73,21 @@ class SuiteSpec(BaseModel):
     data_dir: str | None = None
     tasks: list[str] = Field(min_length=1)
     methods: list[MethodSpec] = Field(min_length=1)
-    shots: list[int | None] = Field(default_factory=lambda: [None], description="few-shot sizes; null = all")
+    shots: list[int | None] = Field(default_factory=lambda: [None],
+                                    description="few-shot sizes; null = all; 0 = evaluate the initial prompt untrained")
     seeds: list[int] = Field(default_factory=lambda: [0], min_length=1, description="data + training seeds")
     origins: list[int] = Field(default_factory=lambda: [0], min_length=1, description="origin seeds")
     budget: BudgetSpec = Field(default_factory=BudgetSpec)
     stats: StatsSpec = Field(default_factory=StatsSpec)
+    sources: SourcesSpec = Field(default_factory=SourcesSpec, description="source prompts for transfer methods")
+    analyses: dict[str, dict[str, Any]] = Field(
+        default_factory=dict, description="analyses of the source prompts by name (similarity, cross-origin, ...)")
 
     @field_validator("shots")
     @classmethod
     def _shots(cls, v: list[int | None]) -> list[int | None]:
-        if any(s is not None and s < 1 for s in v):
-            raise ValueError("shots must be positive (or null for the full training set)")
+        if any(s is not None and s < 0 for s in v):
+            raise ValueError("shots must be ≥ 0 (0 = untrained initial prompt, null = the full training set)")
         return v
 
     @model_validator(mode="after")
@@ -96,6 +103,21 @@ class SuiteSpec(BaseModel):
             METHODS[method.name].validate_settings(method.settings)
         if self.stats.baseline is not None and self.stats.baseline not in labels:
             raise ValueError(f"stats.baseline '{self.stats.baseline}' is not one of the methods {labels}")
+        for method in self.methods:
+            if METHODS[method.name].needs_sources:
+                missing = [t for t in self.tasks if t not in self.sources.targets]
+                if missing:
+                    raise ValueError(f"method '{method.display}' transfers from sources, but tasks {missing} have "
+                                     "no entry in sources.targets")
+            if METHODS[method.name].needs_multi_task_sources and not self.sources.multi_task:
+                raise ValueError(f"method '{method.display}' needs multi-task source prompts: set "
+                                 "sources.multi_task: true")
+        from promptvec.experiments.analyses import ANALYSES
+
+        for name, settings in self.analyses.items():
+            if name not in ANALYSES:
+                raise ValueError(f"unknown analysis '{name}'; known: {sorted(ANALYSES)}")
+            ANALYSES[name].validate_settings(settings, self)
         return self
 
 
@@ -126,12 +148,17 @@ class RunSpec:
     @property
     def run_id(self) -> str:
         slug = re.sub(r"[^A-Za-z0-9_.-]+", "-", self.label).strip("-") or self.method
-        task = re.sub(r"[^A-Za-z0-9_.-]+", "-", Path(self.task).stem if self.task.endswith((".yaml", ".yml"))
-                      else self.task)
+        task = "+".join(re.sub(r"[^A-Za-z0-9_.-]+", "-", Path(t).stem if t.endswith((".yaml", ".yml")) else t)
+                        for t in self.tasks)
         shots = "full" if self.shots is None else f"{self.shots}shot"
         origin = "o-" if self.origin is None else f"o{self.origin}"
         seed = "s-" if self.seed is None else f"s{self.seed}"
         return f"{slug}/{task}/{shots}/{origin}-{seed}"
+
+    @property
+    def tasks(self) -> list[str]:
+        """The task(s) of the run: ``a+b`` is a multi-task run over a and b."""
+        return [self.task] if "+" not in self.task or Path(self.task).is_file() else self.task.split("+")
 
     def to_dict(self) -> dict[str, Any]:
         return {"method": self.method, "label": self.label, "settings": dict(self.settings), "task": self.task,
@@ -162,17 +189,23 @@ def same_payload(current: dict[str, Any], recorded: dict[str, Any]) -> bool:
     return True
 
 
+def run_dir(out: Path, run: RunSpec) -> Path:
+    return out / RUNS_DIR / run.run_id
+
+
 def expand(suite: SuiteSpec) -> list[RunSpec]:
-    """All runs of the suite, deduplicated along the axes a method does not depend on."""
+    """All runs of the suite — source prompts first (targets start from them), then the methods'
+    runs, deduplicated along the axes a method does not depend on."""
     from promptvec.experiments.methods import METHODS
 
-    runs: dict[str, RunSpec] = {}
+    runs: dict[str, RunSpec] = {run.run_id: run for run in source_runs(suite)}
     for method in suite.methods:
         axes = METHODS[method.name].axes(method.settings)
         for task in suite.tasks:
             for shots in (suite.shots if "shots" in axes else [0]):  # training-free = the 0-shot point
                 for origin in (suite.origins if "origin" in axes else [None]):
-                    for seed in (suite.seeds if "seed" in axes else [None]):
+                    # at 0 shots nothing is trained, so the data/training seed does not matter
+                    for seed in (suite.seeds if "seed" in axes and shots != 0 else [None]):
                         run = RunSpec(method.name, method.display, tuple(sorted(method.settings.items())), task,
                                       shots, origin, seed)
                         runs.setdefault(run.run_id, run)

@@ -21,7 +21,7 @@ from promptvec.tasks import TaskData, subsample
 from promptvec.training.checkpoint import load_prompt
 from promptvec.vectors import Origin, TaskPromptVector
 
-LAMBDA_GRID = tuple(round(0.05 * i, 2) for i in range(21))
+LAMBDA_GRID = tuple(round(0.05 * i, 2) for i in range(21))  # λ for combinations (METHODS.md §2)
 
 
 def _score(backbone: Backbone, data: TaskData, prompt, split: str, limit: int | None, seed: int) -> float:
@@ -47,8 +47,10 @@ class CrossOriginRow:
 
 
 def cross_origin(backbone: Backbone, runs: dict[str, dict[int, str | Path]], data: dict[str, TaskData],
-                 split: str = "test", limit: int | None = 500, seed: int = 1234) -> list[CrossOriginRow]:
-    """``runs[task][origin_seed] -> run folder``; every task needs at least two origins."""
+                 split: str = "test", limit: int | None = 500, seed: int = 1234,
+                 originals: dict[str, list[float]] | None = None) -> list[CrossOriginRow]:
+    """``runs[task][origin_seed] -> run folder``; every task needs at least two origins.
+    ``originals[task]`` may give the tuned prompts' scores already measured on the same examples."""
     rows = []
     for task, by_origin in runs.items():
         if len(by_origin) < 2:
@@ -58,8 +60,9 @@ def cross_origin(backbone: Backbone, runs: dict[str, dict[int, str | Path]], dat
                               "train the task from more origin seeds")
         vectors = {o: TaskPromptVector.from_checkpoint(path, backbone) for o, path in by_origin.items()}
         origins = {o: Origin.from_dict(v.meta.origin) for o, v in vectors.items()}
-        original = [_score(backbone, data[task], load_prompt(path, backbone).prompt, split, limit, seed)
-                    for path in by_origin.values()]
+        original = (originals or {}).get(task) or [
+            _score(backbone, data[task], load_prompt(path, backbone).prompt, split, limit, seed)
+            for path in by_origin.values()]
         mixed = [_score(backbone, data[task], vectors[i].apply_to(origins[j], 1.0, backbone), split, limit, seed)
                  for i in vectors for j in origins if i != j]
         rows.append(CrossOriginRow(task, original, mixed, [v.norm() for v in vectors.values()],
@@ -78,8 +81,9 @@ class CombinationResult:
 
 def combine_tasks(backbone: Backbone, runs: dict[str, str | Path], data: dict[str, TaskData],
                   grid: tuple[float, ...] = LAMBDA_GRID, val_limit: int | None = 200, test_limit: int | None = 500,
-                  seed: int = 1234) -> CombinationResult:
-    """``runs[task] -> run folder`` (all from one origin): θ = θ0 + λ Σ τ_t, λ chosen on validation."""
+                  seed: int = 1234, single: dict[str, float] | None = None) -> CombinationResult:
+    """``runs[task] -> run folder`` (all from one origin): θ = θ0 + λ Σ τ_t, λ chosen on validation.
+    ``single[task]`` may give each task's own prompt's test score already measured on the same examples."""
     vectors = {t: TaskPromptVector.from_checkpoint(path, backbone) for t, path in runs.items()}
     first = next(iter(vectors.values()))
     origin = Origin.from_dict(first.meta.origin)
@@ -98,5 +102,5 @@ def combine_tasks(backbone: Backbone, runs: dict[str, str | Path], data: dict[st
     return CombinationResult(
         tasks=list(vectors), best_lambda=best, validation_curve=curve,
         test={t: _score(backbone, data[t], prompt, "test", test_limit, seed) for t in vectors},
-        single={t: _score(backbone, data[t], load_prompt(runs[t], backbone).prompt, "test", test_limit, seed)
-                for t in vectors})
+        single=single or {t: _score(backbone, data[t], load_prompt(runs[t], backbone).prompt, "test", test_limit,
+                                    seed) for t in vectors})

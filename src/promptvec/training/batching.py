@@ -3,6 +3,10 @@
 Each epoch shuffles the examples with a generator seeded by (data seed, epoch), sorts windows of
 50 batches by length (so a batch pads little), cuts them into batches and shuffles the batches.
 The order is a pure function of (seed, epoch), so the data state is just (epoch, position).
+
+With ``groups`` (one id per example, e.g. its task in multi-task training) a batch never mixes
+groups: windows are sorted by (group, length) and cut where the group changes, so groups are drawn
+in proportion to their size. Without groups the order is the single-task one.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ class BucketedBatches:
     lengths: list[int]
     batch_size: int
     seed: int
+    groups: list[int] | None = None
     epoch: int = 0
     position: int = 0
 
@@ -28,10 +33,19 @@ class BucketedBatches:
         window = self.batch_size * WINDOW_BATCHES
         batches: list[list[int]] = []
         for start in range(0, len(order), window):
-            chunk = sorted(order[start: start + window], key=lambda i: self.lengths[i])
-            batches.extend(chunk[i: i + self.batch_size] for i in range(0, len(chunk), self.batch_size))
+            chunk = sorted(order[start: start + window], key=lambda i: (self.group(i), self.lengths[i]))
+            current: list[int] = []
+            for i in chunk:
+                if current and (len(current) == self.batch_size or self.group(i) != self.group(current[0])):
+                    batches.append(current)
+                    current = []
+                current.append(i)
+            batches.append(current)
         shuffle = torch.randperm(len(batches), generator=generator).tolist()
         return [batches[i] for i in shuffle]
+
+    def group(self, index: int) -> int:
+        return self.groups[index] if self.groups is not None else 0
 
     def next(self) -> list[int]:
         batches = self.epoch_batches(self.epoch)

@@ -30,6 +30,9 @@ class TrainConfig(BaseModel):
     model: str = "default"
     family: Literal["causal", "seq2seq", "encoder"] | None = None
     task: str = Field(description="built-in task name or task YAML path")
+    extra_tasks: list[str] = Field(
+        default_factory=list, description="further tasks trained jointly into one prompt (a multi-task prompt, "
+        "e.g. SPoT's generic source): each batch holds one task's examples, tasks drawn in proportion to their size")
     shots: int | None = Field(None, ge=1, description="few-shot training set size (total); None = all")
     prompt_length: int = Field(20, ge=1, le=2048)
     origin_seed: int = 0
@@ -56,6 +59,9 @@ class TrainConfig(BaseModel):
     eval_mode: Literal["rank", "generate"] = "rank"
     length_normalize: bool = False
     eval_batch_size: int = Field(32, ge=1)
+    select_initial: bool = Field(
+        True, description="count the initial prompt (step 0) among the checkpoints selected on validation; off = "
+        "choose among trained checkpoints only (sources of task prompt vectors, whose vector would else be zero)")
     early_stopping_patience: int | None = Field(None, ge=1, description="evaluations without improvement")
     report_to: list[Literal["tensorboard", "wandb"]] = Field(
         default_factory=list, description="experiment trackers (Accelerate's names); off by default")
@@ -69,6 +75,8 @@ class TrainConfig(BaseModel):
 
     @model_validator(mode="after")
     def _checks(self) -> TrainConfig:
+        if self.task in self.extra_tasks or len(set(self.extra_tasks)) != len(self.extra_tasks):
+            raise ValueError("extra_tasks must be distinct and must not repeat task")
         if self.eval_every > self.max_steps:
             self.eval_every = self.max_steps
         return self

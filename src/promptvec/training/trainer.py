@@ -79,20 +79,24 @@ def prepare_output_dir(out: Path, config: dict[str, Any], resume: bool, overwrit
 
 
 class Trainer:
-    """Train one prompt module on one task. ``prompt_module`` defaults to a static prompt
-    initialised from the configured origin (or ``init_prompt``)."""
+    """Train one prompt module on one task (or jointly on several: ``config.extra_tasks``).
+    ``prompt_module`` defaults to a static prompt initialised from the configured origin (or
+    ``init_prompt``). ``task_data`` gives the data of the first task(s); the rest is loaded."""
 
     def __init__(self, config: TrainConfig, output_dir: str | Path, backbone: Backbone | None = None,
-                 data_dir: str | Path | None = None, task_data: TaskData | None = None,
+                 data_dir: str | Path | None = None, task_data: TaskData | list[TaskData] | None = None,
                  prompt_module: PromptModule | None = None, progress: bool = True,
                  on_step: Callable[[int], None] | None = None) -> None:
         self.config = config
         self.out = Path(output_dir)
-        self.task = get_task(config.task)
+        self.tasks = [get_task(name) for name in (config.task, *config.extra_tasks)]
+        self.task = self.tasks[0]
         self.backbone = backbone or load_backbone(config.model, config.family, config.max_length)
         self.backbone.max_length = config.max_length
         self.backbone.chat_template = config.chat_template
-        self.data = task_data or load_task_data(self.task, data_dir)
+        given = [task_data] if isinstance(task_data, TaskData) else list(task_data or [])
+        self.datas = given + [load_task_data(task, data_dir) for task in self.tasks[len(given):]]
+        self.data = self.datas[0]
         self.progress = progress
         self.on_step = on_step
         self.origin: Origin | None = None
@@ -106,21 +110,41 @@ class Trainer:
         return StaticPrompt(self.origin.tensor(self.backbone))
 
     def _datasets(self):
+        """Per task: few-shot training sample (``shots`` per task), validation and test subsamples."""
         cfg = self.config
-        train = few_shot(self.task, self.data.train, cfg.shots, cfg.data_seed) if cfg.shots else list(self.data.train)
-        val = subsample(self.data.validation, cfg.val_examples, cfg.eval_seed)
-        test = subsample(self.data.test, cfg.test_examples, cfg.eval_seed)
+        train = [few_shot(task, data.train, cfg.shots, cfg.data_seed) if cfg.shots else list(data.train)
+                 for task, data in zip(self.tasks, self.datas, strict=True)]
+        val = [subsample(data.validation, cfg.val_examples, cfg.eval_seed) for data in self.datas]
+        test = [subsample(data.test, cfg.test_examples, cfg.eval_seed) for data in self.datas]
         return train, val, test
 
-    def _evaluate(self, examples, prompt) -> dict[str, Any]:
+    @property
+    def primary_metric(self) -> str:
+        return self.task.primary_metric if len(self.tasks) == 1 else "mean"
+
+    @property
+    def task_name(self) -> str:
+        return "+".join(task.task for task in self.tasks)
+
+    def _evaluate(self, splits: list[list], prompt) -> dict[str, Any]:
+        """One task: its evaluation summary. Several: metrics as ``task/metric`` plus ``mean``, the
+        mean of the tasks' primary metrics (what multi-task checkpoint selection maximises)."""
         cfg = self.config
-        result = evaluate(self.backbone, self.task, examples, prompt, mode=cfg.eval_mode,
-                          batch_size=cfg.eval_batch_size, length_normalize=cfg.length_normalize)
-        return result.summary()
+        summaries = [evaluate(self.backbone, task, examples, prompt, mode=cfg.eval_mode,
+                              batch_size=cfg.eval_batch_size, length_normalize=cfg.length_normalize).summary()
+                     for task, examples in zip(self.tasks, splits, strict=True)]
+        if len(summaries) == 1:
+            return summaries[0]
+        metrics = {f"{task.task}/{k}": v for task, s in zip(self.tasks, summaries, strict=True)
+                   for k, v in s["metrics"].items()}
+        metrics["mean"] = sum(s["metrics"][t.primary_metric] for t, s in zip(self.tasks, summaries, strict=True)) / len(
+            summaries)
+        return {"metrics": metrics, "n": sum(s["n"] for s in summaries),
+                "invalid": sum(s.get("invalid", 0) for s in summaries)}
 
     def _metadata(self, extra: dict[str, Any]) -> dict[str, Any]:
-        return {"task": self.task.task, "task_group": self.task.group, "config": self.config.model_dump(),
-                "origin": self.origin.to_dict() if self.origin else None, **extra}
+        return {"task": self.task_name, "task_group": self.task.group if len(self.tasks) == 1 else "multi-task",
+                "config": self.config.model_dump(), "origin": self.origin.to_dict() if self.origin else None, **extra}
 
     # ---- the loop ---------------------------------------------------------------------------
     def train(self, resume: bool = False, overwrite: bool = False) -> dict[str, Any]:
@@ -135,15 +159,19 @@ class Trainer:
         self.out.mkdir(parents=True, exist_ok=True)
 
         train, val, test = self._datasets()
-        encoded = self.backbone.encode(self.task, train, self.prompt_module.rows)
-        batches = BucketedBatches([len(e.input_ids) for e in encoded], cfg.batch_size, cfg.data_seed)
+        encoded, groups = [], []
+        for group, (task, examples) in enumerate(zip(self.tasks, train, strict=True)):
+            encoded.extend(self.backbone.encode(task, examples, self.prompt_module.rows))
+            groups.extend([group] * len(examples))
+        batches = BucketedBatches([len(e.input_ids) for e in encoded], cfg.batch_size, cfg.data_seed,
+                                  groups=groups if len(self.tasks) > 1 else None)
 
         # Precision is applied with torch.autocast below rather than Accelerator(mixed_precision=...):
         # Accelerate's precision is a process-wide singleton, and suites run many configs per process.
         accelerator = Accelerator(cpu=not torch.cuda.is_available(), log_with=_trackers(cfg.report_to),
                                   project_dir=str(self.out / "tracking"))
         if cfg.report_to:
-            accelerator.init_trackers(f"promptvec-{self.task.task}",
+            accelerator.init_trackers(f"promptvec-{self.task_name}",
                                       config={k: v for k, v in config_dict.items() if isinstance(v, int | float | str)})
         autocast_kwargs = {"device_type": accelerator.device.type, "dtype": torch.bfloat16,
                            "enabled": cfg.precision == "bf16"}
@@ -158,12 +186,13 @@ class Trainer:
             self.backbone.model.train()
 
         record: dict[str, Any] = {
-            "status": "running", "config": config_dict, "task": self.task.task, "model": self.backbone.name,
+            "status": "running", "config": config_dict, "task": self.task_name, "model": self.backbone.name,
             "model_fingerprint": self.backbone.fingerprint, "family": self.backbone.family,
             "seeds": {"origin": cfg.origin_seed, "data": cfg.data_seed, "train": cfg.train_seed,
                       "eval": cfg.eval_seed},
-            "origin": self.origin.to_dict() if self.origin else None, "data_origin": self.data.origin,
-            "sizes": {"train": len(train), "validation": len(val), "test": len(test)},
+            "origin": self.origin.to_dict() if self.origin else None,
+            "data_origin": self.data.origin if len(self.datas) == 1 else [d.origin for d in self.datas],
+            "sizes": {"train": sum(map(len, train)), "validation": sum(map(len, val)), "test": sum(map(len, test))},
             "versions": package_versions(), "history": [], "best": None, "test": None,
             "wall_time_s": 0.0, "peak_memory": None,
         }
@@ -182,7 +211,7 @@ class Trainer:
             record = state["record"]
             elapsed_before = record["wall_time_s"]
 
-        primary = self.task.primary_metric
+        primary = self.primary_metric
         start = time.perf_counter()
 
         def checkpoint() -> None:
@@ -195,7 +224,7 @@ class Trainer:
                 "best_score": best_score, "since_best": since_best, "losses": list(losses), "record": record})
             atomic_write_json(self.out / "run.json", record)
 
-        def evaluate_and_select(train_loss: float | None) -> bool:
+        def evaluate_and_select(train_loss: float | None, selectable: bool = True) -> bool:
             nonlocal best_score, since_best
             unwrapped = accelerator.unwrap_model(module)
             unwrapped.eval()
@@ -208,6 +237,8 @@ class Trainer:
             if cfg.report_to:
                 accelerator.log({**({"train_loss": train_loss} if train_loss is not None else {}), "lr": entry["lr"],
                                  **{f"validation/{k}": v for k, v in metrics["metrics"].items()}}, step=step)
+            if not selectable:
+                return False
             if score > best_score:
                 best_score, since_best = score, 0
                 record["best"] = {"step": step, "validation": metrics["metrics"]}
@@ -218,19 +249,20 @@ class Trainer:
             return cfg.early_stopping_patience is not None and since_best >= cfg.early_stopping_patience
 
         if step == 0 and not record["history"]:
-            evaluate_and_select(None)
+            evaluate_and_select(None, selectable=cfg.select_initial)
             checkpoint()
-        progress = _progress(self.progress, f"{self.task.task}", cfg.max_steps, step)
+        progress = _progress(self.progress, self.task_name, cfg.max_steps, step)
         module.train()
         stopped_early = False
         while step < cfg.max_steps and not stopped_early:
             total = 0.0
             for _ in range(cfg.grad_accum):
                 idx = batches.next()
-                batch = self.backbone.collate(self.task, [encoded[i] for i in idx], train=True)
+                task = self.tasks[batches.group(idx[0])]
+                batch = self.backbone.collate(task, [encoded[i] for i in idx], train=True)
                 batch = batch.to(accelerator.device)
                 with torch.autocast(**autocast_kwargs):
-                    loss = self.backbone.loss(self.task, batch, module(batch)) / cfg.grad_accum
+                    loss = self.backbone.loss(task, batch, module(batch)) / cfg.grad_accum
                 accelerator.backward(loss)
                 total += float(loss.detach())
             if not math.isfinite(total):

@@ -1,0 +1,270 @@
+"""Analyses of a suite's source prompts, run after the sources are trained and before any target
+(TPV paper, METHODS.md §2): task similarity of prompts and vectors, cross-origin transfer, and
+pairwise combinations. Each is registered by name, configured under the suite's ``analyses``
+key, and writes JSON under ``<suite out>/analyses/`` one item at a time (atomic), so an
+interrupted suite resumes an analysis where it stopped; the report draws tables and figures
+from those files.
+"""
+
+from __future__ import annotations
+
+import re
+from abc import ABC, abstractmethod
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, ClassVar
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from promptvec.errors import describe_validation_error
+from promptvec.io import atomic_write_json, read_json
+
+ANALYSES: dict[str, type[Analysis]] = {}
+ANALYSES_DIR = "analyses"
+
+
+def register_analysis(cls: type[Analysis]) -> type[Analysis]:
+    ANALYSES[cls.name] = cls
+    return cls
+
+
+@dataclass
+class AnalysisContext:
+    suite: Any  # SuiteSpec
+    out: Path  # the suite folder
+    backbone: Any
+    load_data: Any  # task name -> TaskData
+    deadline_passed: Any  # () -> bool (the --max-minutes budget)
+
+    def source_folder(self, task: str, origin: int) -> Path:
+        from promptvec.experiments.sources import source_run
+        from promptvec.experiments.suite import run_dir
+
+        return run_dir(self.out, source_run(self.suite, task, origin))
+
+    def source_record(self, task: str, origin: int) -> dict[str, Any]:
+        return read_json(self.source_folder(task, origin) / "run.json", "source run record")
+
+
+
+def result_path(out: Path, name: str, item: str | None = None) -> Path:
+    """Where an analysis item is written: task files are named by their stem, never by their path."""
+    base = out / ANALYSES_DIR
+    if item is None:
+        return base / f"{name}.json"
+    slug = "+".join(re.sub(r"[^A-Za-z0-9_.-]+", "-", Path(t).stem if t.endswith((".yaml", ".yml")) else t)
+                    for t in item.split("+"))
+    return base / name / f"{slug}.json"
+
+
+class Analysis(ABC):
+    name: ClassVar[str]
+    Settings: ClassVar[type[BaseModel]]
+
+    @classmethod
+    def validate_settings(cls, settings: dict[str, Any], suite) -> BaseModel:
+        try:
+            parsed = cls.Settings(**settings)
+        except ValidationError as exc:
+            raise ValueError(f"analysis '{cls.name}' settings: {describe_validation_error(exc)}") from None
+        cls.check(parsed, suite)
+        return parsed
+
+    @classmethod
+    def check(cls, settings: BaseModel, suite) -> None:
+        """Cross-checks against the suite (e.g. tasks that are sources)."""
+        if not suite.sources.tasks:
+            raise ValueError(f"analysis '{cls.name}' works on source prompts: list them in sources.tasks")
+
+    @classmethod
+    @abstractmethod
+    def evaluations(cls, settings: BaseModel, suite) -> int:
+        """Examples it scores (for the cost estimate)."""
+
+    @classmethod
+    def items(cls, settings: BaseModel, suite) -> list[str | None]:
+        """Units written one file each (``None``: one file for the whole analysis)."""
+        return [None]
+
+    @classmethod
+    @abstractmethod
+    def compute(cls, settings: BaseModel, ctx: AnalysisContext, item: str | None) -> dict[str, Any]:
+        """The JSON result of one item."""
+
+    @classmethod
+    def missing(cls, settings: BaseModel, suite, out: Path) -> list[str | None]:
+        return [i for i in cls.items(settings, suite) if not result_path(out, cls.name, i).is_file()]
+
+    @classmethod
+    def run(cls, settings: BaseModel, ctx: AnalysisContext) -> bool:
+        """Compute the missing items; False when stopped by the time budget (resumable)."""
+        for item in cls.missing(settings, ctx.suite, ctx.out):
+            if ctx.deadline_passed():
+                return False
+            atomic_write_json(result_path(ctx.out, cls.name, item), cls.compute(settings, ctx, item))
+        return True
+
+
+class SimilaritySettings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    measures: list[str] = Field(default_factory=lambda: ["cosine"], description="cosine, cosine-flat, dtvg")
+
+
+@register_analysis
+class SimilarityAnalysis(Analysis):
+    """Task × task similarity of the tuned prompts and of their vectors, averaged over origin pairs."""
+
+    name = "similarity"
+    Settings = SimilaritySettings
+
+    @classmethod
+    def check(cls, settings, suite) -> None:
+        from promptvec.vectors import SIMILARITIES
+
+        super().check(settings, suite)
+        unknown = [m for m in settings.measures if m not in SIMILARITIES]
+        if unknown:
+            raise ValueError(f"unknown similarity measures {unknown}; known: {sorted(SIMILARITIES)}")
+
+    @classmethod
+    def evaluations(cls, settings, suite) -> int:
+        return 0
+
+    @classmethod
+    def compute(cls, settings, ctx: AnalysisContext, item: str | None) -> dict[str, Any]:
+        from promptvec.tasks import get_task
+        from promptvec.training.checkpoint import PROMPT_DIR, load_prompt
+        from promptvec.vectors import TaskPromptVector, similarity_matrix
+
+        tasks = ctx.suite.sources.tasks
+        origins = ctx.suite.origins
+        vectors = {t: {o: TaskPromptVector.from_checkpoint(ctx.source_folder(t, o) / PROMPT_DIR, ctx.backbone)
+                       for o in origins} for t in tasks}
+        prompts = {t: {o: load_prompt(ctx.source_folder(t, o) / PROMPT_DIR, ctx.backbone).prompt for o in origins}
+                   for t in tasks}
+        result: dict[str, Any] = {"tasks": tasks, "origins": origins,
+                                  "groups": {t: get_task(t).group for t in tasks},
+                                  "tau_norm": {t: sum(v.norm() for v in vectors[t].values()) / len(origins)
+                                               for t in tasks},
+                                  "prompt_norm": {t: sum(float(p.norm()) for p in prompts[t].values()) / len(origins)
+                                                  for t in tasks},
+                                  "matrices": {}}
+        for measure in settings.measures:
+            result["matrices"][measure] = {
+                "tpv": similarity_matrix({t: {o: v.tensor for o, v in by.items()} for t, by in vectors.items()},
+                                         measure)[1],
+                "prompt": similarity_matrix(prompts, measure)[1]}
+        return result
+
+
+class CrossOriginSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    tasks: list[str] | None = Field(None, description="source tasks to transfer (default: all single-task sources)")
+
+
+@register_analysis
+class CrossOriginAnalysis(Analysis):
+    """Apply each task's vector from origin i to every other origin j and compare with the prompts
+    trained from the origins (the originals' scores are the source runs' own test scores)."""
+
+    name = "cross-origin"
+    Settings = CrossOriginSettings
+
+    @classmethod
+    def check(cls, settings, suite) -> None:
+        super().check(settings, suite)
+        if len(suite.origins) < 2:
+            raise ValueError("cross-origin transfer needs at least two origins (suite `origins`)")
+        unknown = [t for t in (settings.tasks or []) if t not in suite.sources.tasks]
+        if unknown:
+            raise ValueError(f"cross-origin tasks {unknown} are not sources")
+
+    @classmethod
+    def evaluations(cls, settings, suite) -> int:
+        n = len(settings.tasks or suite.sources.tasks)
+        k = len(suite.origins)
+        return n * k * (k - 1) * (suite.budget.test_examples or 500)
+
+    @classmethod
+    def items(cls, settings, suite) -> list[str | None]:
+        return list(settings.tasks or suite.sources.tasks)
+
+    @classmethod
+    def compute(cls, settings, ctx: AnalysisContext, item: str | None) -> dict[str, Any]:
+        from promptvec.experiments.tpv import cross_origin
+        from promptvec.training.checkpoint import PROMPT_DIR
+
+        budget, origins, data = ctx.suite.budget, ctx.suite.origins, ctx.load_data(item)
+        originals = [ctx.source_record(item, o)["test"]["metrics"][data.spec.primary_metric] for o in origins]
+        row = cross_origin(ctx.backbone, {item: {o: ctx.source_folder(item, o) / PROMPT_DIR for o in origins}},
+                           {item: data}, limit=budget.test_examples, seed=budget.eval_seed,
+                           originals={item: originals})[0]
+        return {**asdict(row), "summary": _plain(row.summary())}
+
+
+class CombinationSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    pairs: list[list[str]] = Field(min_length=1, description="groups of source tasks whose vectors are added")
+    origin: int | None = Field(None, description="origin seed of the vectors (default: the suite's first)")
+    val_examples: int | None = Field(None, ge=1, description="validation examples per λ (default: the budget's)")
+
+
+@register_analysis
+class CombinationAnalysis(Analysis):
+    """θ0 + λ Σ τ over a group of sources, λ on the 0…1 grid by mean validation score; test per task
+    at that λ against each task's own prompt (its source run's test score)."""
+
+    name = "combinations"
+    Settings = CombinationSettings
+
+    @classmethod
+    def check(cls, settings, suite) -> None:
+        super().check(settings, suite)
+        for group in settings.pairs:
+            unknown = [t for t in group if t not in suite.sources.tasks]
+            if len(group) < 2 or unknown or len(set(group)) != len(group):
+                raise ValueError(f"combination {group}: give ≥ 2 distinct source tasks (not sources: {unknown})")
+        if settings.origin is not None and settings.origin not in suite.origins:
+            raise ValueError(f"combination origin {settings.origin} is not one of the suite origins {suite.origins}")
+
+    @classmethod
+    def evaluations(cls, settings, suite) -> int:
+        from promptvec.experiments.tpv import LAMBDA_GRID
+
+        val = settings.val_examples or suite.budget.val_examples or 200
+        return sum(len(g) * (len(LAMBDA_GRID) * val + (suite.budget.test_examples or 500)) for g in settings.pairs)
+
+    @classmethod
+    def items(cls, settings, suite) -> list[str | None]:
+        return ["+".join(group) for group in settings.pairs]
+
+    @classmethod
+    def compute(cls, settings, ctx: AnalysisContext, item: str | None) -> dict[str, Any]:
+        from promptvec.experiments.tpv import combine_tasks
+        from promptvec.training.checkpoint import PROMPT_DIR
+
+        budget, group = ctx.suite.budget, item.split("+")
+        origin = settings.origin if settings.origin is not None else ctx.suite.origins[0]
+        data = {t: ctx.load_data(t) for t in group}
+        single = {t: ctx.source_record(t, origin)["test"]["metrics"][data[t].spec.primary_metric] for t in group}
+        result = combine_tasks(ctx.backbone, {t: ctx.source_folder(t, origin) / PROMPT_DIR for t in group}, data,
+                               val_limit=settings.val_examples or budget.val_examples,
+                               test_limit=budget.test_examples, seed=budget.eval_seed, single=single)
+        return {**asdict(result), "origin": origin,
+                "validation_curve": {str(k): v for k, v in result.validation_curve.items()}}
+
+
+def _plain(summary: dict[str, Any]) -> dict[str, Any]:
+    """JSON-ready copy (Summary objects become dicts)."""
+    return {k: (asdict(v) if hasattr(v, "__dataclass_fields__") else v) for k, v in summary.items()}
+
+
+def load_results(out: Path, name: str) -> Any:
+    """What an analysis wrote (a dict, or a list of items), or None."""
+    single = out / ANALYSES_DIR / f"{name}.json"
+    if single.is_file():
+        return read_json(single, f"{name} analysis")
+    folder = out / ANALYSES_DIR / name
+    if folder.is_dir():
+        return [read_json(p, f"{name} analysis") for p in sorted(folder.glob("*.json"))]
+    return None

@@ -1,0 +1,140 @@
+"""Suites with source prompts: sources trained first and stored, analyses of the sources, and the
+transfer-init methods (random, tpv-init, single-source, multi-source) on tiny models."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+from promptvec.errors import ConfigError
+from promptvec.experiments.analyses import load_results
+from promptvec.experiments.report import build_report
+from promptvec.experiments.runner import run_suite
+from promptvec.experiments.sources import source_run
+from promptvec.experiments.suite import expand, load_suite, run_dir
+from promptvec.store import VectorStore
+from promptvec.training.checkpoint import PROMPT_DIR
+from promptvec.vectors import Origin, TaskPromptVector
+
+
+@pytest.fixture(scope="module")
+def toy_tasks(toy_task, tmp_path_factory) -> dict[str, str]:
+    """Three distinct tasks (same toy data, different names and templates)."""
+    folder = toy_task.parent
+    paths = {}
+    for name, word in (("src_a", "Review"), ("src_b", "Text"), ("target", "Opinion")):
+        body = toy_task.read_text().replace("task: toy_sentiment", f"task: {name}").replace("Review:", f"{word}:")
+        (folder / f"{name}.yaml").write_text(body)
+        paths[name] = str(folder / f"{name}.yaml")
+    return paths
+
+
+def _suite(tmp_path: Path, tiny_models, tasks, **overrides) -> Path:
+    body = {
+        "name": "transfer-tiny",
+        "backbone": {"model": str(tiny_models["llama"])},
+        "tasks": [tasks["target"]],
+        "shots": [0, 8],
+        "seeds": [0],
+        "origins": [0, 1],
+        "budget": {"steps": 3, "batch_size": 4, "eval_every": 3, "val_examples": 8, "test_examples": 12},
+        "sources": {"tasks": [tasks["src_a"], tasks["src_b"]], "shots": 16, "steps": 3, "multi_task": True,
+                    "settings": {"prompt_length": 3, "lr": 0.05},
+                    "targets": {tasks["target"]: [tasks["src_a"], tasks["src_b"]]}},
+        "analyses": {"similarity": {"measures": ["cosine", "dtvg"]}, "cross-origin": {},
+                     "combinations": {"pairs": [[tasks["src_a"], tasks["src_b"]]], "val_examples": 4}},
+        "methods": [{"name": "random", "settings": {"prompt_length": 3, "lr": 0.05}},
+                    {"name": "tpv-init", "settings": {"prompt_length": 3, "lr": 0.05}},
+                    {"name": "tpv-init", "label": "tpv-grid", "settings": {"prompt_length": 3, "scale_grid": True}},
+                    {"name": "single-source", "settings": {"prompt_length": 3, "lr": 0.05}},
+                    {"name": "multi-source", "settings": {"prompt_length": 3, "lr": 0.05}}],
+        "stats": {"baseline": "random"},
+    } | overrides
+    path = tmp_path / "suite.yaml"
+    path.write_text(yaml.safe_dump(body))
+    return path
+
+
+def test_sources_first_then_analyses_then_targets(tmp_path, tiny_models, toy_tasks, backbones):
+    suite = load_suite(_suite(tmp_path, tiny_models, toy_tasks))
+    ids = [r.run_id for r in expand(suite)]
+    assert ids[:6] == ["source/src_a/16shot/o0-s0", "source/src_a/16shot/o1-s0", "source/src_b/16shot/o0-s0",
+                       "source/src_b/16shot/o1-s0", "source/src_a+src_b/16shot/o0-s0",
+                       "source/src_a+src_b/16shot/o1-s0"]
+    assert "tpv-init/target/0shot/o0-s-" in ids and "tpv-init/target/8shot/o1-s0" in ids
+    out = tmp_path / "out"
+    outcome = run_suite(suite, out, progress=False, log=lambda m: None)
+    assert outcome.completed == len(ids)
+    backbone = backbones["llama"]
+
+    # sources choose among trained checkpoints only, so their vectors are never zero
+    a0 = run_dir(out, source_run(suite, toy_tasks["src_a"], 0)) / PROMPT_DIR
+    b0 = run_dir(out, source_run(suite, toy_tasks["src_b"], 0)) / PROMPT_DIR
+    tau_a, tau_b = (TaskPromptVector.from_checkpoint(p, backbone) for p in (a0, b0))
+    assert json.loads((a0.parent / "run.json").read_text())["best"]["step"] > 0
+    assert tau_a.norm() > 0
+    # a multi-task source trained on both tasks
+    multi = json.loads((run_dir(out, source_run(suite, f"{toy_tasks['src_a']}+{toy_tasks['src_b']}", 0))
+                        / "run.json").read_text())
+    assert {"src_a/acc", "src_b/acc", "mean"} <= set(multi["test"]["metrics"])
+
+    # tpv-init at 0 shots evaluates exactly θ0 + (τa + τb); single-source = the first source's prompt
+    origin = Origin.sample(backbone, 3, 0)
+    expected = (tau_a + tau_b).apply_to(origin, 1.0, backbone)
+    record = json.loads((out / "runs/tpv-init/target/0shot/o0-s-/run.json").read_text())
+    assert record["config"]["init"] == "tpv" and record["config"]["scale"] == 1.0
+    from promptvec.evaluation import evaluate
+    from promptvec.tasks import get_task, load_task_data, subsample
+
+    data = load_task_data(get_task(toy_tasks["target"]))
+    direct = evaluate(backbone, data.spec, subsample(data.test, 12, 1234), expected).metrics["acc"]
+    assert record["test"]["metrics"]["acc"] == pytest.approx(direct)
+    grid = json.loads((out / "runs/tpv-grid/target/0shot/o1-s-/run.json").read_text())["config"]
+    assert len(grid["scale_curve"]) == 21 and grid["scale"] == float(max(
+        grid["scale_curve"], key=lambda lam: (grid["scale_curve"][lam], -float(lam))))
+    single = json.loads((out / "runs/single-source/target/8shot/o0-s0/run.json").read_text())
+    assert single["init"]["sources"] == [toy_tasks["src_a"]]
+
+    # stored: a prompt and a vector per source run
+    store = VectorStore(out / "store")
+    assert len(store.entries(kind="vector")) == 6 and len(store.entries(kind="prompt")) == 6
+
+    # analyses
+    sim = load_results(out, "similarity")
+    assert set(sim["matrices"]) == {"cosine", "dtvg"} and len(sim["matrices"]["cosine"]["tpv"]) == 2
+    cross = load_results(out, "cross-origin")
+    assert len(cross) == 2 and all(len(row["mixed"]) == 2 for row in cross)
+    combos = load_results(out, "combinations")
+    assert len(combos) == 1 and len(combos[0]["validation_curve"]) == 21
+
+    report = build_report(out)
+    text = (report / "report.md").read_text()
+    for heading in ("Source prompts", "Task similarity", "Cross-origin transfer", "Combinations"):
+        assert heading in text
+    assert (report / "similarity_tpv_cosine.png").is_file()
+
+    # a second run does nothing
+    assert run_suite(suite, out, progress=False, log=lambda m: None).completed == 0
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"targets": "self"}, "its own sources"),
+    ({"targets": "missing"}, "no entry in sources.targets"),
+    ({"multi_task": False}, "sources.multi_task"),
+])
+def test_bad_transfer_suites(tmp_path, tiny_models, toy_tasks, change, message):
+    path = _suite(tmp_path, tiny_models, toy_tasks)
+    body = yaml.safe_load(path.read_text())
+    if change.get("targets") == "self":
+        body["sources"]["targets"] = {toy_tasks["target"]: [toy_tasks["target"]]}
+        body["sources"]["tasks"].append(toy_tasks["target"])
+    elif change.get("targets") == "missing":
+        body["sources"]["targets"] = {}
+    else:
+        body["sources"].update(change)
+    path.write_text(yaml.safe_dump(body))
+    with pytest.raises(ConfigError, match=message):
+        load_suite(path)
