@@ -55,6 +55,10 @@ def _values(rows, label, task, shots, free: set[str] = frozenset()) -> dict:
     return {(r["seed"], r["origin"]): r["metrics"][metric] for r in cell}
 
 
+def _shots_label(shots: int | None) -> str:
+    return "" if shots is None else f" {shots}-shot"
+
+
 def build_report(out: str | Path, report_dir: str | Path | None = None) -> Path:
     out = Path(out)
     suite, all_rows = _load(out)
@@ -84,25 +88,27 @@ def build_report(out: str | Path, report_dir: str | Path | None = None) -> Path:
     untested = [k for k, c in comparisons.items() if c.test == "none"]
     adjusted = dict(zip(keys, adjust([comparisons[k].p_value for k in keys], suite.stats.correction), strict=True))
 
-    header = ["method"] + [f"{t} ({primary_metric(t)})" + ("" if s is None else f" {s}-shot") for t, s in columns]
-    header.append("average")
-    table_rows = []
-    for label in methods:
-        cells, means = [], []
-        for task, shots in columns:
-            values = _values(rows, label, task, shots, free)
-            if not values:
-                cells.append("–")
-                continue
-            s = summarize(list(values.values()))
-            means.append(s.mean)
-            mark = ""
-            key = (label, task, shots)
-            if key in adjusted and adjusted[key] < suite.stats.alpha:
-                mark = " ▲" if comparisons[key].difference > 0 else " ▼"
-            cells.append(s.format() + mark)
-        average = f"{100 * sum(means) / len(means):.1f}" if len(means) == len(columns) and means else "–"
-        table_rows.append([label + (" (baseline)" if label == baseline else "")] + cells + [average])
+    def table(cols: list[tuple[str, int | None]], name_task: bool = True) -> tuple[list[str], list[list[str]]]:
+        header = ["method"] + [(f"{t} ({primary_metric(t)})" if name_task else "") + _shots_label(s)
+                               for t, s in cols]
+        body = []
+        for label in methods:
+            cells, means = [], []
+            for task, shots in cols:
+                values = _values(rows, label, task, shots, free)
+                if not values:
+                    cells.append("–")
+                    continue
+                s = summarize(list(values.values()))
+                means.append(s.mean)
+                mark = ""
+                key = (label, task, shots)
+                if key in adjusted and adjusted[key] < suite.stats.alpha:
+                    mark = " ▲" if comparisons[key].difference > 0 else " ▼"
+                cells.append(s.format() + mark)
+            average = f"{100 * sum(means) / len(means):.1f}" if len(means) == len(cols) and means else "–"
+            body.append([label + (" (baseline)" if label == baseline else "")] + cells + [average])
+        return header + ["average"], body
 
     doc.add(Heading("Results"))
     test_n = {r["n_test"] for r in rows}
@@ -115,7 +121,14 @@ def build_report(out: str | Path, report_dir: str | Path | None = None) -> Path:
            f"{suite.stats.correction.capitalize()} correction over the {len(keys)} comparisons of the table; "
            "no mark means the difference was not shown to be significant (with few seeds, tests have little power)."
            if baseline and keys else "No significance tests (no baseline set, or nothing to compare yet).")))
-    doc.add(TableBlock(header, table_rows, caption="Methods × tasks (primary metric of each task)"))
+    shot_values = list(dict.fromkeys(s for _, s in columns))
+    if len(columns) <= 8 or len(shot_values) < 2:
+        doc.add(TableBlock(*table(columns), caption="Methods × tasks (primary metric of each task)"))
+    else:  # many shot values: one methods × shots table per task, so the tables stay readable
+        for task in suite.tasks:
+            header, body = table([(t, s) for t, s in columns if t == task], name_task=False)
+            header[1:-1] = [h.strip() for h in header[1:-1]]
+            doc.add(TableBlock(header, body, caption=f"{task} ({primary_metric(task)}): methods × training examples"))
     if comparisons:
         sentences = []
         for key in keys:
@@ -125,13 +138,14 @@ def build_report(out: str | Path, report_dir: str | Path | None = None) -> Path:
             theirs = summarize(list(_values(rows, baseline, task, shots, free).values()))
             verdict = ("significantly better" if c.difference > 0 else "significantly worse") \
                 if adjusted[key] < suite.stats.alpha else "not significantly different"
-            sentences.append(f"On **{task}**{f' ({shots} shots)' if shots else ''}, {label} scored "
+            sentences.append(f"On **{task}**{f' ({shots} shots)' if shots is not None else ''}, {label} scored "
                              f"{mine.format()} vs {theirs.format()} for {baseline} "
                              f"({100 * c.difference:+.1f} points; {verdict}, adjusted p = {adjusted[key]:.2g}).")
         for label, task, shots in untested:
             mine = summarize(list(_values(rows, label, task, shots, free).values()))
             theirs = summarize(list(_values(rows, baseline, task, shots, free).values()))
-            sentences.append(f"On **{task}**, {label} scored {mine.format()} vs {theirs.format()} for {baseline} "
+            sentences.append(f"On **{task}**{f' ({shots} shots)' if shots is not None else ''}, {label} scored "
+                             f"{mine.format()} vs {theirs.format()} for {baseline} "
                              f"({100 * comparisons[(label, task, shots)].difference:+.1f} points; both are single "
                              "deterministic values, so no test applies).")
         doc.add(Heading("Summary", 3))
@@ -147,12 +161,12 @@ def build_report(out: str | Path, report_dir: str | Path | None = None) -> Path:
         for key in keys:
             label, task, shots = key
             c = comparisons[key]
-            comp_rows.append([label, task + (f" {shots}-shot" if shots else ""), f"{100 * c.difference:+.1f}",
+            comp_rows.append([label, task + _shots_label(shots), f"{100 * c.difference:+.1f}",
                               c.test, f"{c.p_value:.3g}", f"{adjusted[key]:.3g}",
                               "yes" if adjusted[key] < suite.stats.alpha else "no"])
         for label, task, shots in untested:
             c = comparisons[(label, task, shots)]
-            comp_rows.append([label, task + (f" {shots}-shot" if shots else ""), f"{100 * c.difference:+.1f}",
+            comp_rows.append([label, task + _shots_label(shots), f"{100 * c.difference:+.1f}",
                               "none (one value each)", "–", "–", "–"])
         doc.add(TableBlock(["method", "task", f"Δ vs {baseline} (points)", "test", "p", "adjusted p",
                             "significant"], comp_rows))
