@@ -44,6 +44,11 @@ def test_one_sample_against_a_deterministic_baseline():
 
 def test_zero_variance_and_single_values():
     assert compare({0: 0.5, 1: 0.5}, {0: 0.5, 1: 0.5}).p_value == 1.0
+    # seeds that all gave the same score (up to rounding) are not evidence of anything: no test
+    same = 0.1 + 0.2
+    assert compare({0: same, 1: 0.3, 2: same}, {None: 0.5}).test == "none"
+    assert compare({0: 0.6, 1: 0.7}, {0: 0.5, 1: 0.6}).test == "none"  # a constant paired shift
+    assert compare({0: 0.6, 1: 0.8}, {0: 0.5, 1: 0.6}).test == "paired"
     assert compare({None: 0.5}, {None: 0.6}).test == "none"
 
 

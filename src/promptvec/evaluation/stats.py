@@ -50,19 +50,30 @@ def compare(method: Mapping[object, float], baseline: Mapping[object, float]) ->
     diff = float(a.mean() - b.mean())
     shared = sorted(set(method) & set(baseline), key=str)
     if len(b) == 1 and len(a) >= 2:
-        test, result = "one-sample", stats.ttest_1samp(a, float(b[0]))
+        test, run = "one-sample", lambda: stats.ttest_1samp(a, float(b[0]))
     elif len(a) == 1 and len(b) >= 2:
-        test, result = "one-sample", stats.ttest_1samp(b, float(a[0]))
+        test, run = "one-sample", lambda: stats.ttest_1samp(b, float(a[0]))
     elif len(shared) == len(a) == len(b) and len(a) >= 2:
-        test, result = "paired", stats.ttest_rel([method[k] for k in shared], [baseline[k] for k in shared])
+        test, run = "paired", lambda: stats.ttest_rel([method[k] for k in shared], [baseline[k] for k in shared])
     elif len(a) >= 2 and len(b) >= 2:
-        test, result = "welch", stats.ttest_ind(a, b, equal_var=False)
+        test, run = "welch", lambda: stats.ttest_ind(a, b, equal_var=False)
     else:
         return Comparison("none", math.nan, 1.0, diff)
-    statistic, p = float(result.statistic), float(result.pvalue)
-    if math.isnan(p):  # zero variance: identical scores (p = 1) or a constant shift (p = 0)
-        p = 1.0 if diff == 0 else 0.0
-    return Comparison(test, statistic, p, diff)
+    if _no_variance(a, b, test, method, baseline, shared):
+        # every seed gave the same score (e.g. all kept the initial prompt): a t statistic would be
+        # 0/0 or ±inf from rounding, which says nothing about sampling variability — no test
+        return Comparison("none", math.nan, 1.0, diff)
+    result = run()
+    return Comparison(test, float(result.statistic), float(result.pvalue), diff)
+
+
+def _no_variance(a, b, test, method, baseline, shared) -> bool:
+    tolerance = 1e-12
+    if test == "paired":
+        return np.ptp([method[k] - baseline[k] for k in shared]) < tolerance
+    if test == "one-sample":
+        return np.ptp(a if len(a) > 1 else b) < tolerance
+    return np.ptp(a) < tolerance and np.ptp(b) < tolerance
 
 
 def adjust(p_values: Sequence[float], method: str = "holm") -> list[float]:

@@ -146,8 +146,8 @@ def build_report(out: str | Path, report_dir: str | Path | None = None) -> Path:
             theirs = summarize(list(_values(rows, baseline, task, shots, free).values()))
             sentences.append(f"On **{task}**{f' ({shots} shots)' if shots is not None else ''}, {label} scored "
                              f"{mine.format()} vs {theirs.format()} for {baseline} "
-                             f"({100 * comparisons[(label, task, shots)].difference:+.1f} points; both are single "
-                             "deterministic values, so no test applies).")
+                             f"({100 * comparisons[(label, task, shots)].difference:+.1f} points; no test applies: "
+                             "single values, or no variation across seeds).")
         doc.add(Heading("Summary", 3))
         for sentence in sentences:
             doc.add(Paragraph(sentence))
@@ -167,7 +167,7 @@ def build_report(out: str | Path, report_dir: str | Path | None = None) -> Path:
         for label, task, shots in untested:
             c = comparisons[(label, task, shots)]
             comp_rows.append([label, task + _shots_label(shots), f"{100 * c.difference:+.1f}",
-                              "none (one value each)", "–", "–", "–"])
+                              "none (single values or no variation)", "–", "–", "–"])
         doc.add(TableBlock(["method", "task", f"Δ vs {baseline} (points)", "test", "p", "adjusted p",
                             "significant"], comp_rows))
 
