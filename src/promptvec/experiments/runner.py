@@ -326,10 +326,11 @@ def _prepare_targets(suite: SuiteSpec, out: Path, data_dir: str | None, deadline
     from promptvec.experiments.analyses import AnalysisContext
 
     pending = [(a, s) for a, s, missing in analysis_status(suite, out) if missing]
-    if not suite.sources.tasks and not pending:
-        return True
+    unregistered = suite.sources.tasks and not sources_registered(suite, out)
+    if not unregistered and not pending:
+        return True  # nothing to do: do not load the model just to re-add what the store holds
     backbone = _backbone(suite, _CACHE.get("device"))
-    if suite.sources.tasks:
+    if unregistered:
         register_sources(suite, out, backbone)
     ctx = AnalysisContext(suite, out, backbone, lambda task: _task_data(task, data_dir)[0],
                           lambda: deadline is not None and time.time() > deadline)
@@ -343,6 +344,20 @@ def _prepare_targets(suite: SuiteSpec, out: Path, data_dir: str | None, deadline
 STORE_DIR = "store"
 
 
+def _source_name(run: RunSpec) -> str:
+    return f"{run.task}@o{run.origin}"
+
+
+def sources_registered(suite: SuiteSpec, out: Path) -> bool:
+    """Whether every source run already has its prompt and vector in ``<out>/store``."""
+    if not (out / STORE_DIR / "index.sqlite").is_file():
+        return False
+    from promptvec.store import VectorStore
+
+    stored = {(e.kind, e.name) for e in VectorStore(out / STORE_DIR).entries()}
+    return all((kind, _source_name(run)) in stored for run in source_runs(suite) for kind in ("prompt", "vector"))
+
+
 def register_sources(suite: SuiteSpec, out: Path, backbone) -> None:
     """Add every source prompt (PEFT layout) and its task prompt vector to ``<out>/store``;
     content addressing makes this idempotent."""
@@ -353,7 +368,7 @@ def register_sources(suite: SuiteSpec, out: Path, backbone) -> None:
     store = VectorStore(out / STORE_DIR)
     for run in source_runs(suite):
         folder = run_dir(out, run) / PROMPT_DIR
-        name = f"{run.task}@o{run.origin}"
+        name = _source_name(run)
         import_peft(store, folder, backbone=backbone, name=name)
         store.add_vector(TaskPromptVector.from_checkpoint(folder, backbone), name=name)
 
