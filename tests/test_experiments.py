@@ -172,3 +172,18 @@ def test_runs_made_before_a_new_option_still_count_as_done(tmp_path, tiny_models
     tracked = load_suite(_suite(tmp_path, tiny_models, toy_task, stats={}, methods=[{"name": "zero", "label": "z"}],
                                 budget=suite.budget.model_dump() | {"report_to": ["tensorboard"]}))
     assert run.fingerprint(suite) == expand(tracked)[0].fingerprint(tracked)  # tracking is not a result setting
+
+
+@pytest.mark.parametrize("path", sorted(Path(__file__).parent.parent.glob("examples/suites/*.yaml")),
+                         ids=lambda p: p.stem)
+def test_example_suites_are_valid(path):
+    from promptvec.experiments.sources import is_source
+
+    suite = load_suite(path)
+    runs = expand(suite)
+    assert runs and all(r.task not in suite.sources.targets.get(r.task, []) for r in runs)
+    if path.stem.startswith("transfer"):  # the transfer reproduction: every method, compared with pt and spot
+        names = {m.name for m in suite.methods}
+        assert {"pt", "tpv-init", "spot", "spot-multi", "attempt", "dtvg", "fusion"} <= names
+        assert sum(m.name == "dtvg" for m in suite.methods) >= 3 and suite.stats.baselines == ["pt", "spot"]
+        assert len(suite.seeds) == 3 and any(not is_source(r) and r.task in ("rte", "mrpc") for r in runs)

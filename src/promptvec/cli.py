@@ -13,7 +13,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from promptvec.errors import PromptvecError
+from promptvec.errors import ConfigError, PromptvecError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Soft-prompt tuning and transfer on frozen language models.")
@@ -134,6 +134,57 @@ def train_command(
     out_console.print(f"prompt saved to {out / 'prompt'} (a PEFT adapter folder); record: {out / 'run.json'}")
 
 
+@app.command("transfer")
+@friendly
+def transfer_command(
+    method: Annotated[str, typer.Option("--method", help="pt, tpv-init, spot, spot-multi, attempt, dtvg, fusion, "
+                                                         "single-source, multi-source")],
+    target: Annotated[str, typer.Option("--target", help="the task to learn (built-in name or task YAML)")],
+    out: Annotated[Path, typer.Option("--out", help="folder: sources, store, the run (reused and resumed)")],
+    sources: Annotated[list[str] | None, typer.Option(
+        "--sources", help="source tasks, comma-separated or repeated (never the target)")] = None,
+    model: Model = "default",
+    shots: Annotated[int | None, typer.Option(help="target training examples (default: all)")] = None,
+    seed: Annotated[int, typer.Option(help="data and training seed of the target")] = 0,
+    origin: Annotated[int, typer.Option(help="origin seed shared by the sources and the target")] = 0,
+    steps: Annotated[int, typer.Option(help="target training steps")] = 100,
+    batch_size: Annotated[int, typer.Option(help="examples per step")] = 8,
+    source_steps: Annotated[int | None, typer.Option(help="training steps of each source (default --steps)")] = None,
+    source_shots: Annotated[int | None, typer.Option(help="training examples per source (default all)")] = None,
+    setting: Annotated[list[str] | None, typer.Option(
+        "--set", help="method setting KEY=VALUE (YAML value; repeatable), e.g. --set grouping=all-positive")] = None,
+    max_length: Annotated[int, typer.Option(help="max tokens of prompt + input + label")] = 256,
+    eval_every: Annotated[int, typer.Option(help="evaluate on validation every N steps")] = 25,
+    val_examples: Annotated[int, typer.Option(help="validation subsample size")] = 200,
+    test_examples: Annotated[int, typer.Option(help="test subsample size")] = 500,
+    data_dir: DataDir = None,
+) -> None:
+    """Learn a target task by transfer from source tasks (the sources are trained first, from the same
+    origin, and kept in OUT/store); writes the same run record as `promptvec train`."""
+    import yaml
+
+    from promptvec.experiments.transfer import transfer
+
+    settings = {}
+    for item in setting or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"--set expects KEY=VALUE, got '{item}'", "e.g. --set grouping=all-positive")
+        settings[key.strip()] = yaml.safe_load(value)
+    names = [s.strip() for item in sources or [] for s in item.split(",") if s.strip()]
+    result = transfer(method, names, target, out, shots=shots, seed=seed, origin=origin, model=model,
+                      max_length=max_length, steps=steps, batch_size=batch_size, source_steps=source_steps,
+                      source_shots=source_shots, settings=settings, eval_every=eval_every, val_examples=val_examples,
+                      test_examples=test_examples, data_dir=data_dir,
+                      log=lambda m: console.print(m, highlight=False))
+    record, folder = result.record, result.folder
+    if record.get("best"):
+        out_console.print(f"best validation {record['best']['validation']} at step {record['best']['step']}")
+    out_console.print(f"test ({record['test']['n']} examples): {record['test']['metrics']}")
+    saved = [f"{folder / name}" for name in ("prompt", "module") if (folder / name).is_dir()]
+    out_console.print(f"record: {folder / 'run.json'}" + (f"; saved: {', '.join(saved)}" if saved else ""))
+
+
 @app.command("eval")
 @friendly
 def eval_command(
@@ -154,7 +205,6 @@ def eval_command(
 ) -> None:
     """Evaluate a prompt, an untrained origin, or no prompt on a task split."""
     from promptvec.backbones import load_backbone
-    from promptvec.errors import ConfigError
     from promptvec.evaluation import evaluate
     from promptvec.io import atomic_write_json
     from promptvec.tasks import get_task, load_task_data, subsample

@@ -71,6 +71,27 @@ def atomic_write_json(path: str | os.PathLike, obj: Any) -> None:
     atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=False, default=str) + "\n")
 
 
+def append_jsonl(path: str | os.PathLike, rows: list[Any]) -> None:
+    """Append rows to a JSON-lines log and fsync. A crash can only leave a truncated *last* line,
+    which :func:`read_jsonl` skips — logs are append-only records, not state."""
+    text = "".join(json.dumps(row, default=str) + "\n" for row in rows)
+    with open(path, "a", encoding="utf-8") as fh:
+        fh.write(text)
+        fh.flush()
+        os.fsync(fh.fileno())
+
+
+def read_jsonl(path: str | os.PathLike) -> list[Any]:
+    """Rows of a JSON-lines log; a line cut short by a crash (only ever the last) is skipped."""
+    rows = []
+    for line in Path(path).read_text(encoding="utf-8").splitlines():
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue
+    return rows
+
+
 def read_json(path: str | os.PathLike, what: str = "JSON file") -> Any:
     p = Path(path)
     if not p.is_file():

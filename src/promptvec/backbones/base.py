@@ -45,16 +45,18 @@ class Encoded:
 
 @dataclass
 class Batch:
-    """Padded tensors of one batch; ``targets`` only for training batches."""
+    """Padded tensors of one batch (of one task); ``targets`` only for training batches. ``task``
+    names the task, for prompt modules that produce a different prompt per task (Fusion)."""
 
     input_ids: torch.Tensor
     attention_mask: torch.Tensor
     label_index: torch.Tensor
     targets: torch.Tensor | None = None
+    task: str | None = None
 
     def to(self, device: torch.device) -> Batch:
         return Batch(*(t.to(device) if t is not None else None for t in
-                       (self.input_ids, self.attention_mask, self.label_index, self.targets)))
+                       (self.input_ids, self.attention_mask, self.label_index, self.targets)), task=self.task)
 
     @property
     def size(self) -> int:

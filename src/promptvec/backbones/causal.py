@@ -39,7 +39,7 @@ class CausalLMBackbone(Backbone):
         label_index = torch.tensor([i.label_index for i in items], dtype=torch.long)
         if not train:
             ids, mask = left_pad([i.input_ids for i in items], pad)
-            return Batch(ids, mask, label_index)
+            return Batch(ids, mask, label_index, task=task.task)
         label_ids = [self.label_set(task).token_ids[i.label_index] for i in items]
         ids, mask = left_pad([i.input_ids + lab for i, lab in zip(items, label_ids, strict=True)], pad)
         longest = max(len(lab) for lab in label_ids)
@@ -47,7 +47,7 @@ class CausalLMBackbone(Backbone):
         targets = torch.full((len(items), longest + 1), -100, dtype=torch.long)
         for row, lab in enumerate(label_ids):
             targets[row, longest - len(lab): longest] = torch.tensor(lab)
-        return Batch(ids, mask, label_index, targets)
+        return Batch(ids, mask, label_index, targets, task=task.task)
 
     def loss(self, task: TaskSpec, batch: Batch, prompt: torch.Tensor) -> torch.Tensor:
         embeds, mask, positions = _with_prompt(self.input_embeds(batch.input_ids), batch.attention_mask, prompt)

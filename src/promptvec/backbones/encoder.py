@@ -35,7 +35,7 @@ class SentenceEncoderBackbone(Backbone):
 
     def collate(self, task: TaskSpec, items: list[Encoded], train: bool) -> Batch:
         ids, mask = right_pad([i.input_ids for i in items], pad_token_id(self.tokenizer))
-        return Batch(ids, mask, torch.tensor([i.label_index for i in items], dtype=torch.long))
+        return Batch(ids, mask, torch.tensor([i.label_index for i in items], dtype=torch.long), task=task.task)
 
     def _embed(self, input_ids: torch.Tensor, mask: torch.Tensor, prompt: torch.Tensor | None) -> torch.Tensor:
         embeds = self.input_embeds(input_ids)

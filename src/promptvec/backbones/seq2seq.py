@@ -28,7 +28,7 @@ class Seq2SeqBackbone(Backbone):
             label_ids = [self.label_set(task).token_ids[i.label_index] for i in items]
             targets, label_mask = right_pad(label_ids, 0)
             targets[label_mask == 0] = -100
-        return Batch(ids, mask, label_index, targets)
+        return Batch(ids, mask, label_index, targets, task=task.task)
 
     def _encoder_inputs(self, batch: Batch, prompt: torch.Tensor):
         embeds = self.input_embeds(batch.input_ids)

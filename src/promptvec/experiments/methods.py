@@ -44,6 +44,7 @@ class RunContext:
     suite_out: Path | None = None  # the suite folder (where source runs live)
     on_step: Any = None
     progress: bool = False
+    load_data: Any = None  # task name -> TaskData (e.g. the source tasks' data for joint training)
 
 
 class Method(ABC):
@@ -51,6 +52,7 @@ class Method(ABC):
     Settings: ClassVar[type[BaseModel]]
     needs_sources: ClassVar[bool] = False  # transfers from the suite's source prompts
     needs_multi_task_sources: ClassVar[bool] = False
+    needs_target_examples: ClassVar[bool] = False  # trains on the target before transferring (no 0-shot point)
 
     @classmethod
     def validate_settings(cls, settings: dict[str, Any]) -> BaseModel:
@@ -82,6 +84,7 @@ class PTSettings(BaseModel):
     weight_decay: float = Field(1e-5, ge=0)
     warmup_ratio: float = Field(0.1, ge=0, le=1)
     steps: int | None = Field(None, ge=1, description="overrides the suite budget")
+    batch_size: int | None = Field(None, ge=1, description="overrides the suite budget")
     select_initial: bool = Field(True, description="the initial prompt may be kept if training never beats it")
 
 
@@ -116,7 +119,8 @@ class PromptTuning(Method):
             task=ctx.run.tasks[0], extra_tasks=ctx.run.tasks[1:], shots=ctx.run.shots,
             prompt_length=s.prompt_length, origin_seed=ctx.run.origin, data_seed=ctx.run.seed,
             train_seed=ctx.run.seed, lr=s.lr, weight_decay=s.weight_decay, warmup_ratio=s.warmup_ratio,
-            max_steps=s.steps or b.steps, batch_size=b.batch_size, grad_accum=b.grad_accum, eval_every=b.eval_every,
+            max_steps=s.steps or b.steps, batch_size=s.batch_size or b.batch_size, grad_accum=b.grad_accum,
+            eval_every=b.eval_every,
             val_examples=b.val_examples, test_examples=b.test_examples, eval_seed=b.eval_seed,
             precision=b.precision, select_initial=s.select_initial,
             early_stopping_patience=b.early_stopping_patience, report_to=b.report_to)
@@ -204,4 +208,4 @@ class ZeroShot(Method):
                                   {"prompt": "origin", "prompt_length": s.prompt_length}, origin)
 
 
-from promptvec.experiments import init_methods  # noqa: E402, F401  (registers the transfer-init methods)
+from promptvec.experiments import init_methods, transfer_methods  # noqa: E402, F401  (register the transfer methods)

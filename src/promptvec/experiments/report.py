@@ -19,9 +19,11 @@ from promptvec.experiments.plots import FIGURE_MAKERS, primary_metric
 from promptvec.experiments.sources import SOURCE_LABEL
 from promptvec.experiments.suite import SuiteSpec
 from promptvec.experiments.tpv_report import source_sections
+from promptvec.experiments.transfer_report import transfer_sections
 from promptvec.io import atomic_write_text, read_json
 
 REPORT_DIR = "report"
+MARKS = [("▲", "▼"), ("△", "▽"), ("⁺", "⁻")]  # significance marks against the 1st, 2nd, 3rd baseline
 
 
 def _load(out: Path) -> tuple[SuiteSpec, list[dict]]:
@@ -71,18 +73,18 @@ def build_report(out: str | Path, report_dir: str | Path | None = None) -> Path:
         doc.add(Paragraph(suite.description.strip()))
     methods = [m.display for m in suite.methods]
     columns = _columns(suite, rows)
-    baseline = suite.stats.baseline
+    baselines = suite.stats.baselines
 
-    # ---- comparisons against the baseline, corrected over the whole table ----------------------
+    # ---- comparisons against the baseline(s), corrected together over the whole table ---------------
     comparisons = {}
-    if baseline:
+    for baseline in baselines:
         for label in methods:
             if label == baseline:
                 continue
             for task, shots in columns:
                 a, b = _values(rows, label, task, shots, free), _values(rows, baseline, task, shots, free)
                 if a and b:
-                    comparisons[(label, task, shots)] = compare(a, b)
+                    comparisons[(baseline, label, task, shots)] = compare(a, b)
     # single values on both sides cannot be tested: kept out of the correction family, reported as such
     keys = [k for k, c in comparisons.items() if c.test != "none"]
     untested = [k for k, c in comparisons.items() if c.test == "none"]
@@ -102,12 +104,13 @@ def build_report(out: str | Path, report_dir: str | Path | None = None) -> Path:
                 s = summarize(list(values.values()))
                 means.append(s.mean)
                 mark = ""
-                key = (label, task, shots)
-                if key in adjusted and adjusted[key] < suite.stats.alpha:
-                    mark = " ▲" if comparisons[key].difference > 0 else " ▼"
-                cells.append(s.format() + mark)
+                for baseline, (up, down) in zip(baselines, MARKS, strict=False):
+                    key = (baseline, label, task, shots)
+                    if key in adjusted and adjusted[key] < suite.stats.alpha:
+                        mark += up if comparisons[key].difference > 0 else down
+                cells.append(s.format() + (" " + mark if mark else ""))
             average = f"{100 * sum(means) / len(means):.1f}" if len(means) == len(cols) and means else "–"
-            body.append([label + (" (baseline)" if label == baseline else "")] + cells + [average])
+            body.append([label + (" (baseline)" if label in baselines else "")] + cells + [average])
         return header + ["average"], body
 
     doc.add(Heading("Results"))
@@ -117,10 +120,12 @@ def build_report(out: str | Path, report_dir: str | Path | None = None) -> Path:
         f"Test scores in % (mean ± standard deviation over the data/training seeds {seeds}; a single number "
         f"means the method does not depend on the seed). Every run is scored on the same "
         f"{'/'.join(map(str, sorted(x for x in test_n if x)))} seeded test examples. "
-        + (f"▲/▼: significantly better/worse than **{baseline}** at α = {suite.stats.alpha} after "
-           f"{suite.stats.correction.capitalize()} correction over the {len(keys)} comparisons of the table; "
-           "no mark means the difference was not shown to be significant (with few seeds, tests have little power)."
-           if baseline and keys else "No significance tests (no baseline set, or nothing to compare yet).")))
+        + (" ".join(f"{up}/{down}: significantly better/worse than **{b}**;" for b, (up, down)
+                    in zip(baselines, MARKS, strict=False))
+           + f" at α = {suite.stats.alpha} after {suite.stats.correction.capitalize()} correction over all "
+           f"{len(keys)} comparisons of the table; no mark means the difference was not shown to be significant "
+           "(with few seeds, tests have little power)."
+           if baselines and keys else "No significance tests (no baseline set, or nothing to compare yet).")))
     shot_values = list(dict.fromkeys(s for _, s in columns))
     if len(columns) <= 8 or len(shot_values) < 2:
         doc.add(TableBlock(*table(columns), caption="Methods × tasks (primary metric of each task)"))
@@ -132,7 +137,7 @@ def build_report(out: str | Path, report_dir: str | Path | None = None) -> Path:
     if comparisons:
         sentences = []
         for key in keys:
-            label, task, shots = key
+            baseline, label, task, shots = key
             c = comparisons[key]
             mine = summarize(list(_values(rows, label, task, shots, free).values()))
             theirs = summarize(list(_values(rows, baseline, task, shots, free).values()))
@@ -141,39 +146,40 @@ def build_report(out: str | Path, report_dir: str | Path | None = None) -> Path:
             sentences.append(f"On **{task}**{f' ({shots} shots)' if shots is not None else ''}, {label} scored "
                              f"{mine.format()} vs {theirs.format()} for {baseline} "
                              f"({100 * c.difference:+.1f} points; {verdict}, adjusted p = {adjusted[key]:.2g}).")
-        for label, task, shots in untested:
+        for baseline, label, task, shots in untested:
             mine = summarize(list(_values(rows, label, task, shots, free).values()))
             theirs = summarize(list(_values(rows, baseline, task, shots, free).values()))
             sentences.append(f"On **{task}**{f' ({shots} shots)' if shots is not None else ''}, {label} scored "
                              f"{mine.format()} vs {theirs.format()} for {baseline} "
-                             f"({100 * comparisons[(label, task, shots)].difference:+.1f} points; no test applies: "
+                             f"({100 * comparisons[(baseline, label, task, shots)].difference:+.1f} points; "
+                             "no test applies: "
                              "single values, or no variation across seeds).")
         doc.add(Heading("Summary", 3))
         for sentence in sentences:
             doc.add(Paragraph(sentence))
 
     if comparisons:
-        doc.add(Heading("Comparisons with the baseline", 3))
+        doc.add(Heading("Comparisons with the baseline" + ("s" if len(baselines) > 1 else ""), 3))
         doc.add(Paragraph("Paired t-test where runs pair up by seed (same few-shot sample), a one-sample t-test "
                           "against a deterministic baseline (one value), Welch's t-test otherwise; p-values are "
                           f"two-sided, adjusted with {suite.stats.correction}."))
         comp_rows = []
         for key in keys:
-            label, task, shots = key
+            baseline, label, task, shots = key
             c = comparisons[key]
-            comp_rows.append([label, task + _shots_label(shots), f"{100 * c.difference:+.1f}",
+            comp_rows.append([label, baseline, task + _shots_label(shots), f"{100 * c.difference:+.1f}",
                               c.test, f"{c.p_value:.3g}", f"{adjusted[key]:.3g}",
                               "yes" if adjusted[key] < suite.stats.alpha else "no"])
-        for label, task, shots in untested:
-            c = comparisons[(label, task, shots)]
-            comp_rows.append([label, task + _shots_label(shots), f"{100 * c.difference:+.1f}",
+        for baseline, label, task, shots in untested:
+            c = comparisons[(baseline, label, task, shots)]
+            comp_rows.append([label, baseline, task + _shots_label(shots), f"{100 * c.difference:+.1f}",
                               "none (single values or no variation)", "–", "–", "–"])
-        doc.add(TableBlock(["method", "task", f"Δ vs {baseline} (points)", "test", "p", "adjusted p",
+        doc.add(TableBlock(["method", "baseline", "task", "Δ vs baseline (points)", "test", "p", "adjusted p",
                             "significant"], comp_rows))
 
     doc.add(Heading("Figures"))
     figures = [fig for maker in FIGURE_MAKERS for fig in maker(suite, rows, report_dir)]
-    source_blocks = source_sections(suite, out, all_rows, report_dir)
+    source_blocks = source_sections(suite, out, all_rows, report_dir) + transfer_sections(suite, out, rows, report_dir)
     for fig in figures:
         doc.add(fig)
     if not figures:

@@ -17,7 +17,7 @@ from typing import Any
 
 from promptvec.errors import ConfigError, PromptvecError
 from promptvec.experiments.methods import METHODS, RunContext
-from promptvec.experiments.sources import is_source, source_runs
+from promptvec.experiments.sources import STORE_DIR, is_source, source_runs, stored_name
 from promptvec.experiments.suite import RunSpec, SuiteSpec, expand, run_dir, same_payload
 from promptvec.io import atomic_write_json, atomic_write_text, read_json
 
@@ -192,7 +192,7 @@ def execute_run(suite_dict: dict, run: RunSpec, out: str, data_dir: str | None, 
             raise BudgetExhausted
 
     ctx = RunContext(suite=suite, run=run, backbone=backbone, data=data, out=folder, suite_out=Path(out),
-                     on_step=guard, progress=progress)
+                     on_step=guard, progress=progress, load_data=lambda task: _task_data(task, data_dir)[0])
     try:
         record = METHODS[run.method].execute(ctx)
     except BudgetExhausted:
@@ -341,13 +341,6 @@ def _prepare_targets(suite: SuiteSpec, out: Path, data_dir: str | None, deadline
     return True
 
 
-STORE_DIR = "store"
-
-
-def _source_name(run: RunSpec) -> str:
-    return f"{run.task}@o{run.origin}"
-
-
 def sources_registered(suite: SuiteSpec, out: Path) -> bool:
     """Whether every source run already has its prompt and vector in ``<out>/store``."""
     if not (out / STORE_DIR / "index.sqlite").is_file():
@@ -355,7 +348,8 @@ def sources_registered(suite: SuiteSpec, out: Path) -> bool:
     from promptvec.store import VectorStore
 
     stored = {(e.kind, e.name) for e in VectorStore(out / STORE_DIR).entries()}
-    return all((kind, _source_name(run)) in stored for run in source_runs(suite) for kind in ("prompt", "vector"))
+    return all((kind, stored_name(run.task, run.origin)) in stored
+               for run in source_runs(suite) for kind in ("prompt", "vector"))
 
 
 def register_sources(suite: SuiteSpec, out: Path, backbone) -> None:
@@ -368,7 +362,7 @@ def register_sources(suite: SuiteSpec, out: Path, backbone) -> None:
     store = VectorStore(out / STORE_DIR)
     for run in source_runs(suite):
         folder = run_dir(out, run) / PROMPT_DIR
-        name = _source_name(run)
+        name = stored_name(run.task, run.origin)
         import_peft(store, folder, backbone=backbone, name=name)
         store.add_vector(TaskPromptVector.from_checkpoint(folder, backbone), name=name)
 

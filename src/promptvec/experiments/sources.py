@@ -15,6 +15,12 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 SOURCE_LABEL = "source"
+STORE_DIR = "store"  # inside a suite folder: every source prompt and its vector, named task@o<origin>
+
+
+def stored_name(task: str, origin: int | None) -> str:
+    """The store name of a source prompt/vector: ``task@o<origin>``."""
+    return f"{task}@o{origin}"
 
 
 class SourcesSpec(BaseModel):

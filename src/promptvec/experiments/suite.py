@@ -52,6 +52,8 @@ class MethodSpec(BaseModel):
     name: str = Field(description="registry name, e.g. pt, zero")
     label: str | None = Field(None, description="name in tables (default: name)")
     settings: dict[str, Any] = Field(default_factory=dict)
+    tasks: list[str] | None = Field(None, description="run only on these of the suite's tasks (e.g. a sensitivity "
+                                    "study on one target); default: all")
 
     @property
     def display(self) -> str:
@@ -60,9 +62,14 @@ class MethodSpec(BaseModel):
 
 class StatsSpec(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    baseline: str | None = Field(None, description="method label every other method is compared with")
+    baseline: str | list[str] | None = Field(
+        None, description="method label(s) every other method is compared with (e.g. [pt, spot])")
     correction: Literal["holm", "bonferroni", "none"] = "holm"
     alpha: float = Field(0.05, gt=0, lt=1)
+
+    @property
+    def baselines(self) -> list[str]:
+        return [] if self.baseline is None else [self.baseline] if isinstance(self.baseline, str) else self.baseline
 
 
 class SuiteSpec(BaseModel):
@@ -101,14 +108,22 @@ class SuiteSpec(BaseModel):
             if method.name not in METHODS:
                 raise ValueError(f"unknown method '{method.name}'; known: {sorted(METHODS)}")
             METHODS[method.name].validate_settings(method.settings)
-        if self.stats.baseline is not None and self.stats.baseline not in labels:
-            raise ValueError(f"stats.baseline '{self.stats.baseline}' is not one of the methods {labels}")
+        for baseline in self.stats.baselines:
+            if baseline not in labels:
+                raise ValueError(f"stats.baseline '{baseline}' is not one of the methods {labels}")
+        for method in self.methods:
+            unknown = [t for t in method.tasks or [] if t not in self.tasks]
+            if unknown:
+                raise ValueError(f"method '{method.display}' names tasks {unknown} that are not in the suite's tasks")
         for method in self.methods:
             if METHODS[method.name].needs_sources:
                 missing = [t for t in self.tasks if t not in self.sources.targets]
                 if missing:
                     raise ValueError(f"method '{method.display}' transfers from sources, but tasks {missing} have "
                                      "no entry in sources.targets")
+            if METHODS[method.name].needs_target_examples and 0 in self.shots:
+                raise ValueError(f"method '{method.display}' first trains on the target, so it has no 0-shot point: "
+                                 "remove 0 from shots (or run it in a suite without it)")
             if METHODS[method.name].needs_multi_task_sources and not self.sources.multi_task:
                 raise ValueError(f"method '{method.display}' needs multi-task source prompts: set "
                                  "sources.multi_task: true")
@@ -201,7 +216,7 @@ def expand(suite: SuiteSpec) -> list[RunSpec]:
     runs: dict[str, RunSpec] = {run.run_id: run for run in source_runs(suite)}
     for method in suite.methods:
         axes = METHODS[method.name].axes(method.settings)
-        for task in suite.tasks:
+        for task in (t for t in suite.tasks if method.tasks is None or t in method.tasks):
             for shots in (suite.shots if "shots" in axes else [0]):  # training-free = the 0-shot point
                 for origin in (suite.origins if "origin" in axes else [None]):
                     # at 0 shots nothing is trained, so the data/training seed does not matter

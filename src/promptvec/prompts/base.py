@@ -1,10 +1,22 @@
 """Prompt modules: the only trainable part. Every method differs only in how it produces the
-prompt for a batch, so a new method is one new :class:`PromptModule` subclass registered here."""
+prompt for a batch, so a new method is one new :class:`PromptModule` subclass registered here.
+
+Besides ``forward``, a module tells the trainer three things it cannot guess:
+
+* :meth:`parameter_groups` — learning rates per parameter group (ATTEMPT's attention network and
+  DTVG's scales train at their own rates);
+* :meth:`combine_losses` — how per-task losses of a mixed-task step add up (Fusion learns them);
+* :meth:`drain_log` — what it observed during training (DTVG's group per step, Fusion's weights),
+  buffered as tensors and read only at log intervals so the step never waits on the device.
+
+Modules whose prompt depends on the input or the task are saved in promptvec's own format
+(:mod:`promptvec.prompts.serialization`): :meth:`config` + the state dict.
+"""
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
@@ -22,6 +34,12 @@ def register_prompt_module(cls: type[PromptModule]) -> type[PromptModule]:
 class PromptModule(nn.Module, ABC):
     kind: ClassVar[str]
 
+    def __init__(self) -> None:
+        super().__init__()
+        #: the training step the next forward belongs to (set by the trainer; used in logs)
+        self.step = 0
+        self._log: list[dict[str, Any]] = []
+
     @abstractmethod
     def forward(self, batch: Batch) -> torch.Tensor:
         """The prompt for this batch, ``[B, R, d]``."""
@@ -34,6 +52,62 @@ class PromptModule(nn.Module, ABC):
     def trainable_parameters(self) -> list[nn.Parameter]:
         return [p for p in self.parameters() if p.requires_grad]
 
+    def parameter_groups(self, lr: float) -> list[dict[str, Any]]:
+        """Optimizer parameter groups; by default one group at the run's learning rate."""
+        return [{"params": self.trainable_parameters(), "lr": lr}]
+
+    def combine_losses(self, losses: dict[str, torch.Tensor], counts: dict[str, int]) -> torch.Tensor:
+        """One loss from the per-task losses of a step: the example-weighted mean (= the loss of the
+        whole batch), which single-task training reduces to."""
+        total = sum(counts.values())
+        return sum(loss * (counts[task] / total) for task, loss in losses.items())
+
+    def bind(self, backbone) -> PromptModule:
+        """Attach what the module reads from the frozen backbone (input embeddings) without making
+        it part of the module's parameters or state; a no-op for modules that need nothing."""
+        return self
+
     def export(self) -> torch.Tensor | None:
         """A single static ``[R, d]`` prompt, where one exists (None for per-input prompts)."""
         return None
+
+    def config(self) -> dict[str, Any]:
+        """JSON-able constructor arguments: with the state dict they rebuild the module."""
+        raise NotImplementedError(f"{type(self).__name__} cannot be saved in promptvec's module format")
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any], state: dict[str, torch.Tensor]) -> PromptModule:
+        """Rebuild a saved module (shapes come from the state; values are loaded after)."""
+        raise NotImplementedError(f"{cls.__name__} cannot be loaded from promptvec's module format")
+
+    # ---- training logs ------------------------------------------------------------------------
+    def record(self, **values: Any) -> None:
+        """Buffer one log entry (tensors stay on the device until :meth:`drain_log`)."""
+        if self.training:
+            self._log.append({"step": self.step, **{k: v.detach() if isinstance(v, torch.Tensor) else v
+                                                     for k, v in values.items()}})
+
+    def drain_log(self) -> list[dict[str, Any]]:
+        """The buffered entries as plain JSON values, and an empty buffer."""
+        entries = [{k: v.tolist() if isinstance(v, torch.Tensor) else v for k, v in e.items()} for e in self._log]
+        self._log.clear()
+        return entries
+
+
+def seeded_linear(fan_in: int, fan_out: int, seed: int, bias: bool = False) -> nn.Linear:
+    """A linear layer initialised like torch's default (uniform ±1/√fan_in) but from its own seed,
+    so a module's initial state does not depend on the global random state (runs are reproducible
+    and a rebuilt module equals the original)."""
+    layer = nn.Linear(fan_in, fan_out, bias=bias)
+    generator = torch.Generator().manual_seed(seed)
+    bound = 1 / fan_in ** 0.5
+    with torch.no_grad():
+        for param in layer.parameters():
+            param.uniform_(-bound, bound, generator=generator)
+    return layer
+
+
+def masked_max(embeds: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Max over the real tokens of ``[B, L, d]`` input embeddings (padding never wins)."""
+    filled = embeds.masked_fill(~mask.bool().unsqueeze(-1), torch.finfo(embeds.dtype).min)
+    return filled.max(dim=1).values

@@ -29,3 +29,10 @@ class StaticPrompt(PromptModule):
 
     def export(self) -> torch.Tensor:
         return self.weight.detach().clone()
+
+    def config(self) -> dict:
+        return {}
+
+    @classmethod
+    def from_config(cls, config: dict, state: dict[str, torch.Tensor]) -> StaticPrompt:
+        return cls(state["weight"])

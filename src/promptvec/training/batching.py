@@ -61,3 +61,54 @@ class BucketedBatches:
 
     def load_state(self, state: dict[str, int]) -> None:
         self.epoch, self.position = int(state["epoch"]), int(state["position"])
+
+
+@dataclass
+class MixedTaskBatches:
+    """Batches that mix tasks (joint multi-task training, e.g. Dynamic Prompt Fusion): every slot of
+    a batch draws a task with probability ∝ min(n_t, cap)^(1/temperature) — examples-proportional
+    with a cap at temperature 1, uniform over tasks as the temperature grows; optionally the first
+    task gets a fixed share and the others split the rest that way — then an example of
+    that task, with replacement. Batch k is a pure function of (seed, k), so the state is k alone.
+    Within a batch, examples are sorted by task so the trainer runs one forward per task."""
+
+    groups: list[int]
+    batch_size: int
+    seed: int
+    cap: int | None = None
+    temperature: float = 1.0
+    first_share: float | None = None  # fixed share of the first task (transfer: the target)
+    position: int = 0
+
+    def __post_init__(self) -> None:
+        self.members: dict[int, list[int]] = {}
+        for index, group in enumerate(self.groups):
+            self.members.setdefault(group, []).append(index)
+        self.order = sorted(self.members)
+        sizes = torch.tensor([float(len(self.members[g])) for g in self.order])
+        if self.cap is not None:
+            sizes = sizes.clamp(max=float(self.cap))
+        weights = sizes ** (1.0 / self.temperature)
+        self.weights = weights / weights.sum()
+        if self.first_share is not None and len(self.order) > 1:
+            rest = self.weights[1:] / self.weights[1:].sum()
+            self.weights = torch.cat([torch.tensor([self.first_share]), (1 - self.first_share) * rest])
+
+    def next(self) -> list[int]:
+        generator = torch.Generator().manual_seed(self.seed * 1_000_003 + self.position)
+        tasks = torch.multinomial(self.weights, self.batch_size, replacement=True, generator=generator).tolist()
+        batch = []
+        for slot in sorted(tasks):
+            pool = self.members[self.order[slot]]
+            batch.append(pool[int(torch.randint(len(pool), (1,), generator=generator))])
+        self.position += 1
+        return batch
+
+    def group(self, index: int) -> int:
+        return self.groups[index]
+
+    def state(self) -> dict[str, int]:
+        return {"position": self.position}
+
+    def load_state(self, state: dict[str, int]) -> None:
+        self.position = int(state["position"])

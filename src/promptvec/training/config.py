@@ -34,6 +34,17 @@ class TrainConfig(BaseModel):
         default_factory=list, description="further tasks trained jointly into one prompt (a multi-task prompt, "
         "e.g. SPoT's generic source): each batch holds one task's examples, tasks drawn in proportion to their size")
     shots: int | None = Field(None, ge=1, description="few-shot training set size (total); None = all")
+    extra_shots: int | None = Field(None, ge=1, description="training examples per extra task (default: shots)")
+    task_mixing: Literal["per-batch", "mixed"] = Field(
+        "per-batch", description="multi-task batches: one task per batch, or tasks mixed within a batch (one "
+        "forward per task, losses combined by the prompt module)")
+    mixing_cap: int | None = Field(None, ge=1, description="mixed batches: cap on a task's size when weighting it")
+    mixing_temperature: float = Field(1.0, gt=0, description="mixed batches: task weights ∝ size^(1/temperature)")
+    mixing_first_share: float | None = Field(
+        None, gt=0, lt=1, description="mixed batches: fixed share of the first task (the target), the rest by weight")
+    select_on: Literal["mean", "first"] = Field(
+        "mean", description="multi-task checkpoint selection: mean primary metric of all tasks, or the first task "
+        "only (transfer: the target; the other tasks are then not evaluated)")
     prompt_length: int = Field(20, ge=1, le=2048)
     origin_seed: int = 0
     data_seed: int = 0

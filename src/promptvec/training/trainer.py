@@ -8,6 +8,9 @@ Output folder layout::
     out/prompt/{adapter_config.json, adapter_model.safetensors, promptvec.json}   best prompt (PEFT folder)
     out/run.json                                                                   the run record
     out/checkpoint/state.{json,safetensors}                                        last state, for --resume
+    out/module/{module.json, module.safetensors}   best dynamic prompt module (ATTEMPT, DTVG, Fusion)
+    out/module_log.jsonl                           what the module observed per step (DTVG groups, ...)
+    out/stages/<name>/                             preliminary sub-runs of transfer methods (same layout)
 """
 
 from __future__ import annotations
@@ -25,10 +28,10 @@ import torch
 from promptvec.backbones import Backbone, load_backbone
 from promptvec.errors import ConfigError, OutputExistsError, PromptvecError
 from promptvec.evaluation import evaluate
-from promptvec.io import atomic_write_json, read_json
-from promptvec.prompts import PromptModule, StaticPrompt
+from promptvec.io import append_jsonl, atomic_write_json, read_json
+from promptvec.prompts import MODULE_DIR, PromptModule, StaticPrompt, load_module, save_module
 from promptvec.tasks import TaskData, few_shot, get_task, load_task_data, subsample
-from promptvec.training.batching import BucketedBatches
+from promptvec.training.batching import BucketedBatches, MixedTaskBatches
 from promptvec.training.checkpoint import (
     PROMPT_DIR,
     load_prompt,
@@ -41,6 +44,9 @@ from promptvec.training.checkpoint import (
 from promptvec.training.config import TrainConfig
 from promptvec.training.record import package_versions, peak_memory_mb
 from promptvec.vectors import Origin
+
+MODULE_LOG = "module_log.jsonl"
+STAGES_DIR = "stages"  # inside a run folder: its preliminary sub-runs (SPoT's early prompt, DTVG's Stage I)
 
 
 class TrainingDivergedError(PromptvecError):
@@ -61,7 +67,7 @@ def prepare_output_dir(out: Path, config: dict[str, Any], resume: bool, overwrit
     record_path = out / "run.json"
     if overwrite and out.exists():
         shutil.rmtree(out)
-    if not out.exists() or not any(out.iterdir()):
+    if not out.exists() or not any(p.name != STAGES_DIR for p in out.iterdir()):
         return None
     if not record_path.is_file():
         raise OutputExistsError(f"output folder {out} is not empty and holds no promptvec run",
@@ -100,7 +106,7 @@ class Trainer:
         self.progress = progress
         self.on_step = on_step
         self.origin: Origin | None = None
-        self.prompt_module = prompt_module or self._initial_prompt()
+        self.prompt_module = (prompt_module or self._initial_prompt()).bind(self.backbone)
 
     # ---- setup ------------------------------------------------------------------------------
     def _initial_prompt(self) -> PromptModule:
@@ -112,15 +118,21 @@ class Trainer:
     def _datasets(self):
         """Per task: few-shot training sample (``shots`` per task), validation and test subsamples."""
         cfg = self.config
-        train = [few_shot(task, data.train, cfg.shots, cfg.data_seed) if cfg.shots else list(data.train)
-                 for task, data in zip(self.tasks, self.datas, strict=True)]
-        val = [subsample(data.validation, cfg.val_examples, cfg.eval_seed) for data in self.datas]
-        test = [subsample(data.test, cfg.test_examples, cfg.eval_seed) for data in self.datas]
+        shots = [cfg.shots] + [cfg.extra_shots or cfg.shots] * (len(self.tasks) - 1)
+        train = [few_shot(task, data.train, n, cfg.data_seed) if n else list(data.train)
+                 for task, data, n in zip(self.tasks, self.datas, shots, strict=True)]
+        evaluated = self.datas[:1] if cfg.select_on == "first" else self.datas
+        val = [subsample(data.validation, cfg.val_examples, cfg.eval_seed) for data in evaluated]
+        test = [subsample(data.test, cfg.test_examples, cfg.eval_seed) for data in evaluated]
         return train, val, test
 
     @property
+    def evaluated_tasks(self) -> list:
+        return self.tasks[:1] if self.config.select_on == "first" else self.tasks
+
+    @property
     def primary_metric(self) -> str:
-        return self.task.primary_metric if len(self.tasks) == 1 else "mean"
+        return self.task.primary_metric if len(self.evaluated_tasks) == 1 else "mean"
 
     @property
     def task_name(self) -> str:
@@ -132,12 +144,13 @@ class Trainer:
         cfg = self.config
         summaries = [evaluate(self.backbone, task, examples, prompt, mode=cfg.eval_mode,
                               batch_size=cfg.eval_batch_size, length_normalize=cfg.length_normalize).summary()
-                     for task, examples in zip(self.tasks, splits, strict=True)]
+                     for task, examples in zip(self.evaluated_tasks, splits, strict=True)]
         if len(summaries) == 1:
             return summaries[0]
-        metrics = {f"{task.task}/{k}": v for task, s in zip(self.tasks, summaries, strict=True)
+        tasks = self.evaluated_tasks
+        metrics = {f"{task.task}/{k}": v for task, s in zip(tasks, summaries, strict=True)
                    for k, v in s["metrics"].items()}
-        metrics["mean"] = sum(s["metrics"][t.primary_metric] for t, s in zip(self.tasks, summaries, strict=True)) / len(
+        metrics["mean"] = sum(s["metrics"][t.primary_metric] for t, s in zip(tasks, summaries, strict=True)) / len(
             summaries)
         return {"metrics": metrics, "n": sum(s["n"] for s in summaries),
                 "invalid": sum(s.get("invalid", 0) for s in summaries)}
@@ -163,8 +176,12 @@ class Trainer:
         for group, (task, examples) in enumerate(zip(self.tasks, train, strict=True)):
             encoded.extend(self.backbone.encode(task, examples, self.prompt_module.rows))
             groups.extend([group] * len(examples))
-        batches = BucketedBatches([len(e.input_ids) for e in encoded], cfg.batch_size, cfg.data_seed,
-                                  groups=groups if len(self.tasks) > 1 else None)
+        if cfg.task_mixing == "mixed" and len(self.tasks) > 1:
+            batches = MixedTaskBatches(groups, cfg.batch_size, cfg.data_seed, cfg.mixing_cap, cfg.mixing_temperature,
+                                       cfg.mixing_first_share)
+        else:
+            batches = BucketedBatches([len(e.input_ids) for e in encoded], cfg.batch_size, cfg.data_seed,
+                                      groups=groups if len(self.tasks) > 1 else None)
 
         # Precision is applied with torch.autocast below rather than Accelerator(mixed_precision=...):
         # Accelerate's precision is a process-wide singleton, and suites run many configs per process.
@@ -179,7 +196,7 @@ class Trainer:
         torch.manual_seed(cfg.train_seed)
         random.seed(cfg.train_seed)
         module = self.prompt_module.to(accelerator.device)
-        optimizer = torch.optim.AdamW(module.trainable_parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+        optimizer = torch.optim.AdamW(module.parameter_groups(cfg.lr), lr=cfg.lr, weight_decay=cfg.weight_decay)
         scheduler = get_linear_schedule_with_warmup(optimizer, cfg.warmup, cfg.max_steps)
         module, optimizer, scheduler = accelerator.prepare(module, optimizer, scheduler)
         if cfg.train_dropout:
@@ -215,6 +232,9 @@ class Trainer:
         start = time.perf_counter()
 
         def checkpoint() -> None:
+            entries = accelerator.unwrap_model(module).drain_log()
+            if entries:  # before the state: a crash in between re-logs steps, which readers deduplicate
+                append_jsonl(self.out / MODULE_LOG, entries)
             record["step"] = step
             record["wall_time_s"] = elapsed_before + time.perf_counter() - start
             record["peak_memory"] = peak_memory_mb()
@@ -242,8 +262,7 @@ class Trainer:
             if score > best_score:
                 best_score, since_best = score, 0
                 record["best"] = {"step": step, "validation": metrics["metrics"]}
-                save_prompt(self.out / PROMPT_DIR, unwrapped.export(), self.backbone,
-                            self._metadata({"step": step, "validation": metrics["metrics"]}))
+                self._save_best(unwrapped, {"step": step, "validation": metrics["metrics"]})
             else:
                 since_best += 1
             return cfg.early_stopping_patience is not None and since_best >= cfg.early_stopping_patience
@@ -256,13 +275,20 @@ class Trainer:
         stopped_early = False
         while step < cfg.max_steps and not stopped_early:
             total = 0.0
+            accelerator.unwrap_model(module).step = step + 1
             for _ in range(cfg.grad_accum):
-                idx = batches.next()
-                task = self.tasks[batches.group(idx[0])]
-                batch = self.backbone.collate(task, [encoded[i] for i in idx], train=True)
-                batch = batch.to(accelerator.device)
-                with torch.autocast(**autocast_kwargs):
-                    loss = self.backbone.loss(task, batch, module(batch)) / cfg.grad_accum
+                by_task: dict[int, list[int]] = {}
+                for i in batches.next():
+                    by_task.setdefault(batches.group(i), []).append(i)
+                losses_now, counts = {}, {}
+                for group, idx in by_task.items():  # one forward per task (mixed batches may hold several)
+                    task = self.tasks[group]
+                    batch = self.backbone.collate(task, [encoded[i] for i in idx], train=True)
+                    batch = batch.to(accelerator.device)
+                    with torch.autocast(**autocast_kwargs):
+                        losses_now[task.task] = self.backbone.loss(task, batch, module(batch))
+                    counts[task.task] = len(idx)
+                loss = accelerator.unwrap_model(module).combine_losses(losses_now, counts) / cfg.grad_accum
                 accelerator.backward(loss)
                 total += float(loss.detach())
             if not math.isfinite(total):
@@ -288,7 +314,7 @@ class Trainer:
                 self.on_step(step)
         progress.close()
 
-        best = load_prompt(self.out / PROMPT_DIR, self.backbone).prompt
+        best = self._load_best()
         record["test"] = self._evaluate(test, best)
         if cfg.report_to:
             accelerator.log({f"test/{k}": v for k, v in record["test"]["metrics"].items()}, step=step)
@@ -297,11 +323,28 @@ class Trainer:
         record["status"] = "completed"
         record["wall_time_s"] = elapsed_before + time.perf_counter() - start
         record["peak_memory"] = peak_memory_mb()
-        save_prompt(self.out / PROMPT_DIR, best, self.backbone,
-                    self._metadata({"step": record["best"]["step"], "validation": record["best"]["validation"],
-                                    "test": record["test"]["metrics"]}))
+        self._save_best(best, {"step": record["best"]["step"], "validation": record["best"]["validation"],
+                               "test": record["test"]["metrics"]})
         atomic_write_json(self.out / "run.json", record)
         return record
+
+    def _save_best(self, module: PromptModule | torch.Tensor, info: dict[str, Any]) -> None:
+        """The best prompt as a PEFT folder where one static prompt exists; a dynamic module also
+        in promptvec's own format (its state + config)."""
+        if isinstance(module, torch.Tensor):
+            save_prompt(self.out / PROMPT_DIR, module, self.backbone, self._metadata(info))
+            return
+        if module.kind != StaticPrompt.kind:
+            save_module(self.out / MODULE_DIR, module, self.backbone, self._metadata(info))
+        static = module.export()
+        if static is not None:
+            save_prompt(self.out / PROMPT_DIR, static, self.backbone, self._metadata(info))
+
+    def _load_best(self) -> PromptModule | torch.Tensor:
+        if (self.out / MODULE_DIR).is_dir():
+            module, _ = load_module(self.out / MODULE_DIR, self.backbone)
+            return module.to(self.backbone.device).eval()
+        return load_prompt(self.out / PROMPT_DIR, self.backbone).prompt
 
 
 def _trackers(names: list[str]) -> list[str] | None:

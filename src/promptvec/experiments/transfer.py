@@ -1,0 +1,69 @@
+"""One transfer run from the library or `promptvec transfer`: a method, its source tasks and a
+target, run as a one-cell suite so that it gets everything a suite run has — the sources trained
+first (or reused when the folder already holds them) and put in ``<out>/store``, resumption, the
+same run record as ``promptvec train`` (``<out>/runs/<method>/<target>/…/run.json``), the prompt as
+a PEFT folder where one exists and dynamic modules in promptvec's own format.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from promptvec.errors import ConfigError, describe_validation_error
+from promptvec.experiments.methods import METHODS
+from promptvec.experiments.runner import run_suite
+from promptvec.experiments.sources import is_source
+from promptvec.experiments.suite import SuiteSpec, expand, run_dir
+from promptvec.io import read_json
+
+
+@dataclass
+class TransferResult:
+    record: dict[str, Any]
+    folder: Path  # the target run's folder
+
+
+def transfer(method: str, sources: list[str], target: str, out: str | Path, *, shots: int | None = None,
+             seed: int = 0, origin: int = 0, model: str = "default", max_length: int = 256, steps: int = 100,
+             batch_size: int = 8, source_steps: int | None = None, source_shots: int | None = None,
+             settings: dict[str, Any] | None = None, source_settings: dict[str, Any] | None = None,
+             eval_every: int = 25, val_examples: int | None = 200, test_examples: int | None = 500,
+             data_dir: str | None = None, progress: bool = True, log=print) -> TransferResult:
+    """Train ``target`` with ``method`` transferring from ``sources``; returns the target's record."""
+    if method not in METHODS:
+        raise ConfigError(f"unknown method '{method}'", f"use one of {sorted(METHODS)}")
+    needs_sources = METHODS[method].needs_sources
+    if needs_sources and not sources:
+        raise ConfigError(f"method '{method}' transfers from source tasks, but none were given",
+                          "name them with --sources a,b")
+    if target in sources:
+        raise ConfigError(f"'{target}' is both the target and one of its sources; a target never transfers from "
+                          "itself", "remove it from --sources")
+    settings = dict(settings or {})
+    source_settings = {"prompt_length": settings.get("prompt_length", 20), **(source_settings or {})}
+    body: dict[str, Any] = {
+        "name": f"transfer-{method}", "backbone": {"model": model, "max_length": max_length}, "data_dir": data_dir,
+        "tasks": [target], "shots": [shots], "seeds": [seed], "origins": [origin],
+        "budget": {"steps": steps, "batch_size": batch_size, "eval_every": min(eval_every, steps),
+                   "val_examples": val_examples, "test_examples": test_examples},
+        "methods": [{"name": method, "settings": settings}],
+    }
+    if needs_sources:
+        body["sources"] = {"tasks": list(sources), "targets": {target: list(sources)}, "shots": source_shots,
+                           "steps": source_steps, "settings": source_settings,
+                           "multi_task": METHODS[method].needs_multi_task_sources}
+    try:
+        suite = SuiteSpec(**body)
+    except ValidationError as exc:
+        raise ConfigError(f"invalid transfer: {describe_validation_error(exc)}", "fix the option(s) named") from None
+    out = Path(out)
+    run_suite(suite, out, data_dir=data_dir, progress=progress, log=log)
+    run = next(r for r in expand(suite) if not is_source(r))
+    folder = run_dir(out, run)
+    if not (folder / "run.json").is_file():
+        raise ConfigError(f"the transfer run did not finish ({folder})", "run the same command again to resume it")
+    return TransferResult(read_json(folder / "run.json", "run record"), folder)
