@@ -367,3 +367,39 @@ def test_spot_and_dtvg_need_target_examples(tmp_path, tiny_models, toy_tasks):  
     (tmp_path / "zero.yaml").write_text(yaml.safe_dump(body))
     with pytest.raises(ConfigError, match="'dtvg' first trains on the target, so it has no 0-shot point"):
         load_suite(tmp_path / "zero.yaml")
+
+
+def test_transfer_cli_refuses_bad_input_with_one_message(tmp_path):
+    from typer.testing import CliRunner
+
+    from promptvec.cli import app
+
+    runner = CliRunner()
+    result = runner.invoke(app, ["transfer", "--method", "spot", "--sources", "sst2,imdb", "--target", "imdb",
+                                 "--out", str(tmp_path / "x")])
+    assert result.exit_code == 2 and "never transfers from itself" in result.output
+    result = runner.invoke(app, ["transfer", "--method", "dtvg", "--sources", "sst2", "--target", "imdb",
+                                 "--out", str(tmp_path / "x"), "--set", "grouping"])
+    assert result.exit_code == 2 and "--set expects KEY=VALUE" in result.output
+    result = runner.invoke(app, ["transfer", "--method", "dtvg", "--sources", "sst2", "--target", "imdb",
+                                 "--out", str(tmp_path / "x"), "--set", "grouping=best"])
+    assert result.exit_code == 2 and "unknown grouping 'best'" in result.output
+    assert "Traceback" not in result.output and not (tmp_path / "x").exists()
+
+
+def test_transfer_cli_trains_sources_then_the_target(tmp_path, tiny_models, toy_tasks):  # noqa: F811
+    from typer.testing import CliRunner
+
+    from promptvec.cli import app
+
+    args = ["transfer", "--method", "attempt", "--sources", f"{toy_tasks['src_a']},{toy_tasks['src_b']}",
+            "--target", toy_tasks["target"], "--out", str(tmp_path / "t"), "--model", str(tiny_models["llama"]),
+            "--shots", "8", "--steps", "2", "--source-steps", "2", "--source-shots", "8", "--eval-every", "2",
+            "--val-examples", "8", "--test-examples", "8", "--set", "prompt_length=3"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    folder = tmp_path / "t" / "runs" / "attempt" / "target" / "8shot" / "o0-s0"
+    record = json.loads((folder / "run.json").read_text())
+    assert record["status"] == "completed" and record["init"]["sources"] == [toy_tasks["src_a"], toy_tasks["src_b"]]
+    assert (folder / "module" / "module.json").is_file() and "module" in result.output
+    assert CliRunner().invoke(app, args).exit_code == 0  # again: everything is reused, nothing retrained

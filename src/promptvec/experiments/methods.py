@@ -17,7 +17,7 @@ from promptvec.backbones import Backbone
 from promptvec.errors import ConfigError, describe_validation_error
 from promptvec.evaluation import evaluate
 from promptvec.io import atomic_write_json, read_json
-from promptvec.prompts import StaticPrompt
+from promptvec.prompts import PromptModule, StaticPrompt
 from promptvec.tasks import TaskData, subsample
 from promptvec.training.config import TrainConfig
 from promptvec.training.record import package_versions, peak_memory_mb
@@ -126,18 +126,34 @@ class PromptTuning(Method):
             early_stopping_patience=b.early_stopping_patience, report_to=b.report_to)
 
     @classmethod
+    def build(cls, ctx: RunContext) -> tuple[PromptModule | None, dict[str, Any]]:
+        """The prompt module to train and a description of it for the record; ``None`` = a static
+        prompt at the run's origin. Plain transfer inits only override :meth:`initial_prompt`."""
+        init, info = cls.initial_prompt(ctx)
+        return (None if init is None else StaticPrompt(init)), info
+
+    @classmethod
+    def configure(cls, ctx: RunContext, config: TrainConfig) -> TrainConfig:
+        """Adjust the training configuration (e.g. joint training on further tasks)."""
+        return config
+
+    @classmethod
+    def task_data(cls, ctx: RunContext) -> TaskData | list[TaskData]:
+        return ctx.data
+
+    @classmethod
     def execute(cls, ctx: RunContext) -> dict[str, Any]:
         done = _completed_record(ctx.out)
         if done is not None:
             return done
-        init, info = cls.initial_prompt(ctx)
+        module, info = cls.build(ctx)
         if ctx.run.shots == 0:
             s = cls.Settings(**dict(ctx.run.settings))
-            origin = Origin.sample(ctx.backbone, s.prompt_length, ctx.run.origin) if init is None else None
-            prompt = origin.tensor(ctx.backbone) if init is None else init
+            origin = Origin.sample(ctx.backbone, s.prompt_length, ctx.run.origin) if module is None else None
+            prompt = origin.tensor(ctx.backbone) if module is None else module.bind(ctx.backbone).eval()
             return evaluate_untrained(ctx, prompt, {**info, "prompt_length": s.prompt_length}, origin)
-        trainer = Trainer(cls.train_config(ctx), ctx.out, backbone=ctx.backbone, task_data=ctx.data,
-                          prompt_module=None if init is None else StaticPrompt(init), progress=ctx.progress,
+        trainer = Trainer(cls.configure(ctx, cls.train_config(ctx)), ctx.out, backbone=ctx.backbone,
+                          task_data=cls.task_data(ctx), prompt_module=module, progress=ctx.progress,
                           on_step=ctx.on_step)
         record = trainer.train(resume=True)
         record["init"] = info

@@ -28,10 +28,10 @@ from promptvec.errors import ConfigError
 from promptvec.experiments.init_methods import MultiSourceInit, target_sources
 from promptvec.experiments.methods import PromptTuning, PTSettings, RunContext, register_method
 from promptvec.experiments.sources import STORE_DIR, stored_name
-from promptvec.io import atomic_write_json
 from promptvec.prompts import AttemptPrompt, DTVGPrompt, FusionPrompt, PromptModule
 from promptvec.prompts.dtvg import GROUPING_CHOICES
 from promptvec.training.checkpoint import load_prompt
+from promptvec.training.config import TrainConfig
 from promptvec.training.trainer import STAGES_DIR, Trainer
 from promptvec.vectors import Origin
 
@@ -103,40 +103,9 @@ def train_early_target(method: type[PromptTuning], ctx: RunContext, steps: int, 
 
 
 class ModuleMethod(PromptTuning):
-    """A method that trains a prompt module other than a plain prompt; at 0 shots its untrained
-    module is evaluated. Subclasses build the module and may adjust the training config."""
+    """A method that trains a prompt module other than a plain prompt (it overrides :meth:`build`)."""
 
     needs_sources = True
-
-    @classmethod
-    def build(cls, ctx: RunContext) -> tuple[PromptModule, dict[str, Any]]:
-        raise NotImplementedError
-
-    @classmethod
-    def configure(cls, ctx: RunContext, config):
-        return config
-
-    @classmethod
-    def task_data(cls, ctx: RunContext):
-        return ctx.data
-
-    @classmethod
-    def execute(cls, ctx: RunContext) -> dict[str, Any]:
-        from promptvec.experiments.methods import _completed_record, evaluate_untrained
-
-        done = _completed_record(ctx.out)
-        if done is not None:
-            return done
-        module, info = cls.build(ctx)
-        if ctx.run.shots == 0:
-            return evaluate_untrained(ctx, module.bind(ctx.backbone).eval(), info)
-        trainer = Trainer(cls.configure(ctx, cls.train_config(ctx)), ctx.out, backbone=ctx.backbone,
-                          task_data=cls.task_data(ctx), prompt_module=module, progress=ctx.progress,
-                          on_step=ctx.on_step)
-        record = trainer.train(resume=True)
-        record["init"] = info
-        atomic_write_json(ctx.out / "run.json", record)
-        return record
 
 
 class SpotSettings(PTSettings):
@@ -297,7 +266,7 @@ class Fusion(ModuleMethod):
                         "temperature": s.temperature, "origin_seed": ctx.run.origin}
 
     @classmethod
-    def configure(cls, ctx: RunContext, config):
+    def configure(cls, ctx: RunContext, config: TrainConfig) -> TrainConfig:
         s = FusionSettings(**dict(ctx.run.settings))
         tasks = cls._tasks(ctx)
         return config.model_copy(update={
