@@ -42,6 +42,8 @@ def transfer_sections(suite, out: Path, rows: list[dict], report_dir: Path) -> l
 
 # ---- ablations and sensitivity ----------------------------------------------------------------------
 def _variants(suite, rows: list[dict]) -> list:
+    from promptvec.experiments.methods import METHODS
+
     by_name = defaultdict(list)
     for m in suite.methods:
         by_name[m.name].append(m)
@@ -59,7 +61,8 @@ def _variants(suite, rows: list[dict]) -> list:
                 values = [r["metrics"][primary_metric(task)] for r in rows if r["label"] == v.display
                           and r["task"] == task]
                 cells.append(summarize(values).format() if values else "–")
-            body.append([v.display, ", ".join(f"{k}={v.settings.get(k, 'default')}" for k in varying) or "–",
+            defaults = METHODS[name].Settings.model_fields
+            body.append([v.display, ", ".join(f"{k}={v.settings.get(k, defaults[k].default)}" for k in varying) or "–",
                          *cells])
         blocks += [Heading(f"Variants of {name}", 3),
                    Paragraph(f"Every `{name}` configuration of the suite (ablations, sensitivity studies), test "
@@ -135,29 +138,40 @@ def _fusion(out: Path, rows: list[dict], report_dir: Path) -> list:
     if not runs:
         return []
     blocks = [Heading("Dynamic Prompt Fusion: scheduling weights and gate")]
-    gate_rows = []
-    shown: set[str] = set()
+    cells: dict[tuple[str, str], dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
+    shown: set[tuple[str, str]] = set()
     for r, log in runs:
         per_task = defaultdict(list)
         for e in log:
             per_task[e["task"]].append(e)
+        key = (r["label"], r["task"])
+        target = Path(r["task"]).stem if r["task"].endswith((".yaml", ".yml")) else r["task"]
         for task, entries in per_task.items():
-            gate_rows.append([r["label"], r["task"], str(r["seed"]), task, f"{entries[0]['gate_mean']:.3f}",
-                              f"{entries[-1]['gate_mean']:.3f}", f"{entries[-1]['gate_std']:.3f}",
-                              f"{_entropy(entries[-1]['pi']):.2f} / {math.log(len(entries[-1]['pi'])):.2f}"])
-        key = r["label"]
-        if key not in shown and r["seed"] == min(x["seed"] for x, _ in runs if x["label"] == key):
+            role = "target" if task == target else "sources"
+            cells[key][f"gate {role}"].append(entries[-1]["gate_mean"])
+            cells[key][f"spread {role}"].append(entries[-1]["gate_std"])
+            cells[key][f"entropy {role}"].append(_entropy(entries[-1]["pi"]) / math.log(len(entries[-1]["pi"])))
+            cells[key]["gate start"].append(entries[0]["gate_mean"])
+        # one heatmap per variant and target, from its lowest seed
+        if key not in shown and r["seed"] == min(x["seed"] for x, _ in runs if (x["label"], x["task"]) == key):
             shown.add(key)
-            path = report_dir / f"fusion-schedule-{_slug(key)}-{_slug(r['task'])}.png"
-            final = {task: entries[-1]["pi"] for task, entries in per_task.items()}
-            _heatmap(final, f"π per task — {r['label']}, target {r['task']}", path)
+            path = report_dir / f"fusion-schedule-{_slug(r['label'])}-{_slug(r['task'])}.png"
+            _heatmap({task: entries[-1]["pi"] for task, entries in per_task.items()},
+                     f"π per task — {r['label']}, target {r['task']}", path)
             blocks.append(Figure(path, f"Scheduling weights π (rows: tasks, columns: pool prompts) at the last "
-                                            f"logged step of {r['label']} (target {r['task']}, seed {r['seed']})."))
-    blocks += [Paragraph("Gate g ∈ (0, 1) per prompt row, averaged over the examples of a step: at the first and "
-                         "last logged step of each task, its spread across rows and examples at the end, and the "
-                         "entropy of the task's scheduling weights π at the end (against its maximum, an even mix)."),
-               TableBlock(["variant", "target", "seed", "task", "gate first", "gate last", "gate std", "π entropy"],
-                          gate_rows)]
+                                       f"logged step of {r['label']} (target {r['task']}, seed {r['seed']})."))
+
+    def mean(values: list[float]) -> str:
+        return f"{sum(values) / len(values):.3f}" if values else "–"
+
+    columns = ["gate start", "gate target", "gate sources", "spread target", "spread sources", "entropy target",
+               "entropy sources"]
+    blocks += [Paragraph("Gate g ∈ (0, 1) per prompt row, averaged over the examples of a step, at the first step "
+                         "and at the last logged step for the target and (mean) for the source tasks; its spread "
+                         "(std over rows and examples) at the end; the entropy of each task's scheduling weights π "
+                         "at the end as a fraction of its maximum (1 = an even mix of the pool). Means over seeds."),
+               TableBlock(["variant", "target", *columns],
+                          [[label, task, *(mean(c[col]) for col in columns)] for (label, task), c in cells.items()])]
     return blocks
 
 
