@@ -1,6 +1,6 @@
 """Transfer to imdb from sst2 and trec with Dynamic Task Vector Grouping, through the library API.
 
-Runs on the embedded sentence encoder in about a minute on 2 CPU cores; reads the data from
+Runs on the embedded sentence encoder in about two minutes on 2 CPU cores; reads the data from
 $PROMPTVEC_DATA_DIR (default ../shared/data). The sources are trained first from origin 0 and kept in
 the output folder's store; running the script again reuses everything.
 
