@@ -47,11 +47,11 @@ class StoredSources:
     refs: list[dict[str, Any]]  # name, store id, sha256 of each source's vector and prompt
 
     @classmethod
-    def load(cls, ctx: RunContext, names: list[str] | None = None) -> StoredSources:
+    def load(cls, ctx: RunContext) -> StoredSources:
         from promptvec.store import VectorStore
         from promptvec.store.store import StoreError
 
-        names = list(names or target_sources(ctx))
+        names = target_sources(ctx)
         if ctx.run.task in names:
             raise ConfigError(f"'{ctx.run.task}' cannot be a source of itself", "remove the target from its sources")
         store_path = ctx.suite_out / STORE_DIR
