@@ -9,7 +9,7 @@ export HF_HUB_OFFLINE ?= 1
 export HF_DATASETS_OFFLINE ?= 1
 PIP = $(VENV)/bin/pip --disable-pip-version-check -q
 
-.PHONY: demo test lint setup
+.PHONY: demo test lint setup bench
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -26,7 +26,11 @@ demo: setup
 	$(VENV)/bin/promptvec demo
 
 lint: setup
-	$(VENV)/bin/ruff check src tests examples
+	$(VENV)/bin/ruff check src tests examples benchmarks
 
 test: lint
 	$(VENV)/bin/pytest -q
+
+# speed and memory against PEFT and plain prompt tuning; writes BENCHMARKS.md (≈ 10 min on 2 cores)
+bench: setup
+	$(VENV)/bin/python -m benchmarks.run
