@@ -3,21 +3,50 @@
     python -m benchmarks.run [--quick] [--only train_step,methods,evaluation,resources] [--out BENCHMARKS.md]
 
 Every ratio is measured side by side in the same run; absolute times on this shared machine are
-noisy, ratios much less so.
+noisy, ratios much less so. ``--only`` re-measures some benchmarks and keeps the others' last
+results (from results.json, each section stamped with when and how it was measured).
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import json
 import time
 from pathlib import Path
 
 from benchmarks import evaluation, methods, resources, train_step
-from benchmarks.common import machine, verdict
+from benchmarks.common import Section, machine, verdict
 from promptvec.io import atomic_write_json, atomic_write_text
 
-BENCHMARKS = {"train_step": train_step.run, "methods": methods.run, "evaluation": evaluation.run,
-              "resources": resources.run}
+BENCHMARKS = {"train_step": train_step.run, "methods": methods.run,
+              "evaluation": evaluation.run, "resources": resources.run}
+RESULTS = Path(__file__).parent / "results.json"
+
+
+def _previous() -> dict[str, dict]:
+    """Sections of the last run by benchmark name (an older or unreadable file counts as none)."""
+    try:
+        stored = json.loads(RESULTS.read_text())
+    except (OSError, ValueError):
+        return {}
+    return {k: v for k, v in stored.items() if isinstance(v, dict) and "section" in v}
+
+
+def render(sections: dict[str, dict]) -> str:
+    info = machine()
+    lines = ["# Benchmarks", "", "Written by `python -m benchmarks.run` (`make bench`). Each section says when it was "
+             "measured; ratios are always between candidates measured in the same rounds.", "",
+             f"- Machine: {info['machine']}; GPU: {info['gpu']}", f"- Versions: {info['versions']}", "",
+             "## Targets", "", "| target | measured | verdict |", "|---|---|---|"]
+    ordered = [sections[name] for name in BENCHMARKS if name in sections]
+    lines += [f"| {t} | {m} | {verdict(ok)} |" for s in ordered for t, ok, m in s["section"]["targets"]]
+    for stored in ordered:
+        s = stored["section"]
+        lines += ["", f"## {s['title']}", "", f"*Measured {stored['measured']}.* {s['intro']}", "",
+                  "| " + " | ".join(s["header"]) + " |", "|" + "---|" * len(s["header"])]
+        lines += ["| " + " | ".join(row) + " |" for row in s["rows"]]
+    return "\n".join(lines) + "\n"
 
 
 def main() -> None:
@@ -30,24 +59,17 @@ def main() -> None:
     unknown = [n for n in names if n not in BENCHMARKS]
     if unknown:
         parser.error(f"unknown benchmark(s) {unknown}; known: {sorted(BENCHMARKS)}")
-    start = time.time()
-    sections = []
+    sections = _previous()
     for name in names:
         print(f"→ {name}", flush=True)
-        sections.append(BENCHMARKS[name](quick=args.quick))
-    info = machine()
-    lines = ["# Benchmarks", "",
-             f"Written by `python -m benchmarks.run{' --quick' if args.quick else ''}` on "
-             f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} ({(time.time() - start) / 60:.1f} min).", "",
-             f"- Machine: {info['machine']}; GPU: {info['gpu']}", f"- Versions: {info['versions']}", "",
-             "## Targets", "", "| target | measured | verdict |", "|---|---|---|"]
-    lines += [f"| {t} | {m} | {verdict(ok)} |" for s in sections for t, ok, m in s.targets]
-    for s in sections:
-        lines += ["", f"## {s.title}", "", s.intro, "", "| " + " | ".join(s.header) + " |",
-                  "|" + "---|" * len(s.header)]
-        lines += ["| " + " | ".join(row) + " |" for row in s.rows]
-    atomic_write_text(args.out, "\n".join(lines) + "\n")
-    atomic_write_json(Path(__file__).parent / "results.json", {s.title: s.data for s in sections})
+        start = time.time()
+        section: Section = BENCHMARKS[name](quick=args.quick)
+        sections[name] = {
+            "section": dataclasses.asdict(section),
+            "measured": f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} in {(time.time() - start) / 60:.1f} min"
+                        + (" (--quick)" if args.quick else "")}
+        atomic_write_json(RESULTS, sections)  # after each benchmark: a long run interrupted keeps what it measured
+    atomic_write_text(args.out, render(sections))
     print(f"wrote {args.out}")
 
 

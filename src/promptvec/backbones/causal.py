@@ -57,10 +57,10 @@ class CausalLMBackbone(Backbone):
         logits = out.logits.float()
         return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), batch.targets.reshape(-1), ignore_index=-100)
 
-    def _prefill(self, batch: Batch, prompt: torch.Tensor):
+    def _prefill(self, batch: Batch, prompt: torch.Tensor, use_cache: bool = True):
         embeds, mask, positions = _with_prompt(self.input_embeds(batch.input_ids), batch.attention_mask, prompt)
         out = self.model(inputs_embeds=embeds, attention_mask=mask, position_ids=positions,
-                         logits_to_keep=1, use_cache=True)
+                         logits_to_keep=1, use_cache=use_cache)
         return out, mask, positions
 
     @torch.no_grad()
@@ -69,10 +69,10 @@ class CausalLMBackbone(Backbone):
         """One pass over prompt + input; label continuations reuse its key/value cache."""
         labels = self.label_set(task).token_ids
         n_labels, size = len(labels), batch.size
-        out, mask, positions = self._prefill(batch, prompt)
+        longest = max(len(lab) for lab in labels)
+        out, mask, positions = self._prefill(batch, prompt, use_cache=longest > 1)  # one-token labels: no cache
         first = torch.log_softmax(out.logits[:, -1].float(), dim=-1)
         scores = first[:, [lab[0] for lab in labels]]
-        longest = max(len(lab) for lab in labels)
         if longest > 1:
             pad = pad_token_id(self.tokenizer)
             steps = longest - 1

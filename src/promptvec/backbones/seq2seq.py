@@ -36,9 +36,16 @@ class Seq2SeqBackbone(Backbone):
         mask = torch.cat([batch.attention_mask.new_ones(batch.size, prompt.shape[1]), batch.attention_mask], 1)
         return full, mask
 
+    def _decoder_inputs(self, targets: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Teacher-forcing decoder inputs, given explicitly rather than as ``labels=`` where the model
+        can build them, so it does not also compute its own (identical) loss on every step."""
+        prepare = getattr(self.model, "prepare_decoder_input_ids_from_labels", None)
+        return {"decoder_input_ids": prepare(labels=targets)} if prepare else {"labels": targets}
+
     def loss(self, task: TaskSpec, batch: Batch, prompt: torch.Tensor) -> torch.Tensor:
         embeds, mask = self._encoder_inputs(batch, prompt)
-        out = self.model(inputs_embeds=embeds, attention_mask=mask, labels=batch.targets, use_cache=False)
+        out = self.model(inputs_embeds=embeds, attention_mask=mask, use_cache=False,
+                         **self._decoder_inputs(batch.targets))
         logits = out.logits.float()
         return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), batch.targets.reshape(-1), ignore_index=-100)
 
@@ -54,7 +61,8 @@ class Seq2SeqBackbone(Backbone):
         targets[label_mask.to(hidden.device) == 0] = -100
         rep_targets = targets.repeat(batch.size, 1)
         out = self.model(encoder_outputs=(hidden.repeat_interleave(n_labels, 0),),
-                         attention_mask=mask.repeat_interleave(n_labels, 0), labels=rep_targets, use_cache=False)
+                         attention_mask=mask.repeat_interleave(n_labels, 0),
+                         use_cache=False, **self._decoder_inputs(rep_targets))
         logp = torch.log_softmax(out.logits.float(), dim=-1)
         picked = logp.gather(-1, rep_targets.clamp(min=0).unsqueeze(-1)).squeeze(-1) * (rep_targets >= 0)
         scores = picked.sum(-1).view(batch.size, n_labels)
