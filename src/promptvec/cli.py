@@ -95,7 +95,11 @@ def train_command(
     origin_seed: Annotated[int | None, typer.Option(help="which random origin")] = None,
     data_seed: Annotated[int | None, typer.Option(help="few-shot sample and data order")] = None,
     train_seed: Annotated[int | None, typer.Option(help="dropout and other training randomness")] = None,
-    precision: Annotated[str | None, typer.Option(help="fp32 or bf16 (autocast)")] = None,
+    precision: Annotated[str | None, typer.Option(
+        help="fp32, bf16 (autocast) or auto (bf16 on a GPU that supports it)")] = None,
+    compile_model: Annotated[bool, typer.Option("--compile", help="torch.compile the frozen model (GPU, long runs)")
+                             ] = False,
+    log_every: Annotated[int | None, typer.Option(help="steps between reading losses from the device")] = None,
     eval_every: Annotated[int | None, typer.Option(help="evaluate on validation every N steps")] = None,
     val_examples: Annotated[int | None, typer.Option(help="validation subsample size")] = None,
     test_examples: Annotated[int | None, typer.Option(help="test subsample size (default 500)")] = None,
@@ -124,7 +128,8 @@ def train_command(
         train_seed=train_seed, precision=precision, eval_every=eval_every, val_examples=val_examples,
         test_examples=test_examples, early_stopping_patience=early_stopping, init_prompt=init_prompt,
         max_length=max_length, family=family, eval_mode=eval_mode, chat_template=chat_template or None,
-        report_to=report_to or None, extra_tasks=also or None, select_initial=None if select_initial else False)
+        report_to=report_to or None, extra_tasks=also or None, select_initial=None if select_initial else False,
+        compile=compile_model or None, log_every=log_every)
     if full_test:
         config.test_examples = None
     record = train_prompt(config, out, data_dir=data_dir, resume=resume, overwrite=overwrite)
@@ -327,10 +332,11 @@ def experiment_run_command(
                           f"{format_duration(estimate_seconds(suite, statuses, out))}")
         return
     outcome = run_suite(suite, out, jobs=jobs, max_minutes=max_minutes, data_dir=data_dir,
-                        log=lambda m: console.print(m, highlight=False))
-    out_console.print(f"{outcome.completed} runs completed in {format_duration(outcome.wall_time_s)}; "
-                      f"results in {out / 'results.csv'}" + (" (stopped by the time budget)" if outcome.stopped
-                                                             else ""))
+                        log=lambda m: console.print(m, highlight=False, markup=False))
+    if outcome.main:
+            out_console.print(f"{outcome.completed} runs completed in {format_duration(outcome.wall_time_s)}; "
+                          f"results in {out / 'results.csv'}"
+                          + (" (stopped by the time budget)" if outcome.stopped else ""))
 
 
 store_app = typer.Typer(no_args_is_help=True, help="The local store of prompts and task prompt vectors.")

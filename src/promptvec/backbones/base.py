@@ -54,9 +54,19 @@ class Batch:
     targets: torch.Tensor | None = None
     task: str | None = None
 
-    def to(self, device: torch.device) -> Batch:
-        return Batch(*(t.to(device) if t is not None else None for t in
-                       (self.input_ids, self.attention_mask, self.label_index, self.targets)), task=self.task)
+    def to(self, device: torch.device | str) -> Batch:
+        """The batch on ``device``. To a GPU through pinned memory and without blocking, so the host
+        does not wait for the GPU to finish its queued work before the copy (a hidden sync per step)."""
+        device = torch.device(device)
+        pinned = device.type == "cuda"
+
+        def move(t: torch.Tensor | None) -> torch.Tensor | None:
+            if t is None:
+                return None
+            return t.pin_memory().to(device, non_blocking=True) if pinned else t.to(device)
+
+        return Batch(*(move(t) for t in (self.input_ids, self.attention_mask, self.label_index, self.targets)),
+                     task=self.task)
 
     @property
     def size(self) -> int:

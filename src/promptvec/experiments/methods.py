@@ -45,6 +45,7 @@ class RunContext:
     on_step: Any = None
     progress: bool = False
     load_data: Any = None  # task name -> TaskData (e.g. the source tasks' data for joint training)
+    data_parallel: bool = True  # False: the suite spreads runs over the processes, each trains alone
 
 
 class Method(ABC):
@@ -122,7 +123,7 @@ class PromptTuning(Method):
             max_steps=s.steps or b.steps, batch_size=s.batch_size or b.batch_size, grad_accum=b.grad_accum,
             eval_every=b.eval_every,
             val_examples=b.val_examples, test_examples=b.test_examples, eval_seed=b.eval_seed,
-            precision=b.precision, select_initial=s.select_initial,
+            precision=b.precision, compile=b.compile, select_initial=s.select_initial,
             early_stopping_patience=b.early_stopping_patience, report_to=b.report_to)
 
     @classmethod
@@ -154,7 +155,7 @@ class PromptTuning(Method):
             return evaluate_untrained(ctx, prompt, {**info, "prompt_length": s.prompt_length}, origin)
         trainer = Trainer(cls.configure(ctx, cls.train_config(ctx)), ctx.out, backbone=ctx.backbone,
                           task_data=cls.task_data(ctx), prompt_module=module, progress=ctx.progress,
-                          on_step=ctx.on_step)
+                          on_step=ctx.on_step, data_parallel=ctx.data_parallel)
         record = trainer.train(resume=True)
         record["init"] = info
         atomic_write_json(ctx.out / "run.json", record)

@@ -1,5 +1,10 @@
 """Run a suite: skip what is done, resume what was interrupted (to the step), respect a time
-budget, optionally in parallel processes; keep a results table with provenance up to date."""
+budget, optionally in parallel processes; keep a results table with provenance up to date.
+
+Two ways to use several devices: ``--jobs N`` starts N worker processes on this machine (one GPU
+each when GPUs exist); under ``accelerate launch`` (any number of GPUs and nodes) the launched
+processes share the runs round-robin, each run trained on one process's device, and the main
+process alone does the suite-level work (the source store, analyses, results tables)."""
 
 from __future__ import annotations
 
@@ -20,6 +25,7 @@ from promptvec.experiments.methods import METHODS, RunContext
 from promptvec.experiments.sources import STORE_DIR, is_source, source_runs, stored_name
 from promptvec.experiments.suite import RunSpec, SuiteSpec, expand, run_dir, same_payload
 from promptvec.io import atomic_write_json, atomic_write_text, read_json
+from promptvec.training.distributed import Processes
 
 SPECS_DIR = "specs"  # per-run bookkeeping (fingerprint, data hash), kept outside the trainer's folder
 # Measured on this 2-core CPU with SmolLM2-135M (fp32, ~70 tokens): seconds per training example-step
@@ -172,7 +178,7 @@ def _run_data(run: RunSpec, data_dir: str | None):
 
 
 def execute_run(suite_dict: dict, run: RunSpec, out: str, data_dir: str | None, deadline: float | None,
-                progress: bool = False, device: str | None = None) -> dict[str, Any]:
+                progress: bool = False, device: str | None = None, data_parallel: bool = True) -> dict[str, Any]:
     """Do one run (in this process or a worker); returns its result row or a 'stopped' marker."""
     suite = SuiteSpec(**suite_dict)
     folder = run_dir(Path(out), run)
@@ -192,7 +198,8 @@ def execute_run(suite_dict: dict, run: RunSpec, out: str, data_dir: str | None, 
             raise BudgetExhausted
 
     ctx = RunContext(suite=suite, run=run, backbone=backbone, data=data, out=folder, suite_out=Path(out),
-                     on_step=guard, progress=progress, load_data=lambda task: _task_data(task, data_dir)[0])
+                     on_step=guard, progress=progress, load_data=lambda task: _task_data(task, data_dir)[0],
+                     data_parallel=data_parallel)
     try:
         record = METHODS[run.method].execute(ctx)
     except BudgetExhausted:
@@ -206,6 +213,7 @@ def _worker_init(threads: int, devices) -> None:
     torch.set_num_threads(threads)
     if devices is not None:
         _CACHE["device"] = devices.get()
+        torch.cuda.set_device(_CACHE["device"])  # so the trainer's default CUDA device is this worker's GPU
 
 
 def _worker_execute(suite_dict, run, out, data_dir, deadline):
@@ -257,16 +265,29 @@ def write_results(suite: SuiteSpec, out: Path) -> list[dict[str, Any]]:
 @dataclass
 class SuiteOutcome:
     statuses: list[RunStatus]
-    completed: int
+    completed: int  # by all processes
     stopped: bool
     wall_time_s: float
+    main: bool = True  # whether this is the process that reports (the only one unless under accelerate launch)
 
 
 def run_suite(suite: SuiteSpec, out: str | Path, jobs: int = 1, max_minutes: float | None = None,
               data_dir: str | None = None, progress: bool = True, log=print) -> SuiteOutcome:
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    atomic_write_json(out / "suite.json", suite.model_dump())
+    processes = Processes()
+    if processes.world > 1 and jobs > 1:
+        raise ConfigError("--jobs starts worker processes, and so does accelerate launch",
+                          "use one of the two: accelerate launch alone spreads the runs over its processes")
+    if processes.device is not None:
+        _CACHE["device"] = processes.device
+    if processes.main:
+        out.mkdir(parents=True, exist_ok=True)
+        atomic_write_json(out / "suite.json", suite.model_dump())
+    processes.wait()
+    # the main process reports the suite; every process reports the runs it does (tagged when several)
+    report = log
+    log_run = report if processes.world == 1 else (lambda message: report(f"(process {processes.rank}) {message}"))
+    log = report if processes.main else (lambda message: None)
     data_dir = data_dir or suite.data_dir
     statuses = [status_of(suite, out, r) for r in expand(suite)]
     changed = [st.run.run_id for st in statuses if st.state == "changed"]
@@ -277,7 +298,8 @@ def run_suite(suite: SuiteSpec, out: str | Path, jobs: int = 1, max_minutes: flo
     estimate = estimate_seconds(suite, statuses, out)
     done = len(statuses) - len(todo)
     log(f"suite '{suite.name}': {len(statuses)} runs, {done} done, {len(todo)} to do; "
-        f"estimated CPU time {format_duration(estimate)}")
+        f"estimated CPU time {format_duration(estimate)}"
+        + (f"; {processes.world} processes share them" if processes.world > 1 else ""))
     start = time.time()
     deadline = start + max_minutes * 60 if max_minutes else None
     counts = {"completed": 0, "stopped": 0}
@@ -289,31 +311,45 @@ def run_suite(suite: SuiteSpec, out: str | Path, jobs: int = 1, max_minutes: flo
             counts["stopped"] += 1
             return False
         counts["completed"] += 1
-        write_results(suite, out)
-        log(f"  {run.run_id}: {row['metrics']}")
+        if processes.main:
+            write_results(suite, out)
+        log_run(f"  {run.run_id}: {row['metrics']}")
         return True
+
+    def execute(runs: list[RunSpec]) -> bool:
+        """This process's share of the runs; then every process waits for the others. True when no
+        process was stopped by the time budget."""
+        finished = _execute(processes.share(runs), suite_dict, out, data_dir, deadline, jobs, progress, on_result,
+                            log_run, data_parallel=processes.world == 1)
+        processes.wait()
+        return not processes.total(not finished)  # a process stopped by the budget stops the suite
 
     # sources first (targets start from them), then the analyses of the sources, then the targets
     sources = [run for run in todo if is_source(run)]
     targets = [run for run in todo if not is_source(run)]
-    if _execute(sources, suite_dict, out, data_dir, deadline, jobs, progress, on_result, log):
-        if _prepare_targets(suite, out, data_dir, deadline, log):
-            _execute(targets, suite_dict, out, data_dir, deadline, jobs, progress, on_result, log)
+    if execute(sources):
+        prepared = _prepare_targets(suite, out, data_dir, deadline, log) if processes.main else True
+        if processes.decide(prepared):
+            execute(targets)
         else:
             counts["stopped"] += 1
-    completed, stopped = counts["completed"], counts["stopped"] > 0
-    write_results(suite, out)
+    completed, stopped = processes.total(counts["completed"]), processes.total(counts["stopped"]) > 0
+    if processes.main:
+        write_results(suite, out)
     if stopped:
         log(f"time budget of {max_minutes} min spent: stopped cleanly; run the same command again to resume")
-    return SuiteOutcome(statuses, completed, stopped, time.time() - start)
+    return SuiteOutcome(statuses, completed, stopped, time.time() - start, processes.main)
 
 
-def _execute(runs, suite_dict, out, data_dir, deadline, jobs, progress, on_result, log) -> bool:
+def _execute(runs, suite_dict, out, data_dir, deadline, jobs, progress, on_result, log,
+             data_parallel: bool = True) -> bool:
     """Execute runs serially or in ``jobs`` processes; False when the time budget stopped them."""
     if jobs <= 1:
         for run in runs:
             log(f"→ {run.run_id}")
-            if not on_result(run, execute_run(suite_dict, run, str(out), data_dir, deadline, progress=progress)):
+            row = execute_run(suite_dict, run, str(out), data_dir, deadline, progress=progress,
+                              data_parallel=data_parallel, device=_CACHE.get("device"))
+            if not on_result(run, row):
                 return False
         return True
     results = _run_parallel(suite_dict, runs, out, data_dir, deadline, jobs, on_result)

@@ -42,7 +42,8 @@ class BudgetSpec(BaseModel):
     val_examples: int | None = Field(200, ge=1)
     test_examples: int | None = Field(500, ge=1, description="seeded test subsample (None = full split)")
     eval_seed: int = 1234
-    precision: Literal["fp32", "bf16"] = "fp32"
+    precision: Literal["fp32", "bf16", "auto"] = "fp32"
+    compile: bool = Field(False, description="torch.compile the frozen model (GPU, long runs)")
     early_stopping_patience: int | None = Field(None, ge=1)
     report_to: list[Literal["tensorboard", "wandb"]] = Field(default_factory=list, description="off by default")
 

@@ -97,7 +97,7 @@ def train_early_target(method: type[PromptTuning], ctx: RunContext, steps: int, 
     config = method.train_config(ctx).model_copy(update={"max_steps": steps, "eval_every": steps,
                                                                "select_initial": False})
     trainer = Trainer(config, ctx.out / STAGES_DIR / folder, backbone=ctx.backbone, task_data=ctx.data,
-                      progress=False)
+                      progress=False, data_parallel=ctx.data_parallel)
     trainer.train(resume=True)
     return load_prompt(ctx.out / STAGES_DIR / folder, ctx.backbone).prompt
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
+import torch
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from promptvec.errors import ConfigError, describe_validation_error
@@ -20,6 +21,13 @@ PRESETS: dict[str, dict[str, Any]] = {
                  "max_length": 256, "train_dropout": True, "max_steps": 30000, "eval_every": 1000,
                  "save_every": 100},
 }
+
+
+def resolve_precision(precision: str, device: torch.device) -> str:
+    """``auto`` → bf16 where the device computes it natively (a CUDA GPU with bf16 support), else fp32."""
+    if precision != "auto":
+        return precision
+    return "bf16" if device.type == "cuda" and torch.cuda.is_bf16_supported() else "fp32"
 
 
 class TrainConfig(BaseModel):
@@ -60,7 +68,13 @@ class TrainConfig(BaseModel):
     max_grad_norm: float | None = Field(1.0, gt=0)
     max_length: int = Field(256, ge=16)
     chat_template: bool = Field(False, description="wrap inputs in the model's chat template (a user turn)")
-    precision: Literal["fp32", "bf16"] = "fp32"
+    precision: Literal["fp32", "bf16", "auto"] = Field(
+        "fp32", description="bf16 autocast of the frozen model; auto = bf16 on a GPU that supports it, else fp32 "
+        "(CPUs without bf16 instructions run it slower than fp32)")
+    compile: bool = Field(False, description="torch.compile the frozen model (dynamic shapes); pays off on GPUs "
+                          "for long runs, costs minutes of compilation first")
+    log_every: int = Field(10, ge=1, description="steps between reading the buffered training losses from the device "
+                           "(and checking they are finite); checkpoints and evaluations read them too")
     train_dropout: bool = Field(False, description="keep the frozen model's dropout active while training")
     eval_every: int = Field(25, ge=1)
     save_every: int = Field(1, ge=1, description="steps between resumable checkpoints (the state is tiny)")

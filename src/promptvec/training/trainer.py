@@ -10,6 +10,7 @@ Output folder layout::
     out/checkpoint/state.{json,safetensors}                                        last state, for --resume
     out/module/{module.json, module.safetensors}   best dynamic prompt module (ATTEMPT, DTVG, Fusion)
     out/module_log.jsonl                           what the module observed per step (DTVG groups, ...)
+    out/train_log.jsonl                            the training loss of every step (global batch)
     out/stages/<name>/                             preliminary sub-runs of transfer methods (same layout)
 """
 
@@ -41,11 +42,13 @@ from promptvec.training.checkpoint import (
     save_training_state,
     set_rng_state,
 )
-from promptvec.training.config import TrainConfig
+from promptvec.training.config import TrainConfig, resolve_precision
+from promptvec.training.distributed import LossBuffer, agree, average_gradients, local_slice, local_weight
 from promptvec.training.record import package_versions, peak_memory_mb
 from promptvec.vectors import Origin
 
 MODULE_LOG = "module_log.jsonl"
+TRAIN_LOG = "train_log.jsonl"
 STAGES_DIR = "stages"  # inside a run folder: its preliminary sub-runs (SPoT's early prompt, DTVG's Stage I)
 
 
@@ -87,13 +90,17 @@ def prepare_output_dir(out: Path, config: dict[str, Any], resume: bool, overwrit
 class Trainer:
     """Train one prompt module on one task (or jointly on several: ``config.extra_tasks``).
     ``prompt_module`` defaults to a static prompt initialised from the configured origin (or
-    ``init_prompt``). ``task_data`` gives the data of the first task(s); the rest is loaded."""
+    ``init_prompt``). ``task_data`` gives the data of the first task(s); the rest is loaded.
+
+    Under ``accelerate launch`` the run is data-parallel over all processes; ``data_parallel=False``
+    keeps it on this process alone (a suite spreading whole runs over the processes)."""
 
     def __init__(self, config: TrainConfig, output_dir: str | Path, backbone: Backbone | None = None,
                  data_dir: str | Path | None = None, task_data: TaskData | list[TaskData] | None = None,
                  prompt_module: PromptModule | None = None, progress: bool = True,
-                 on_step: Callable[[int], None] | None = None) -> None:
+                 on_step: Callable[[int], None] | None = None, data_parallel: bool = True) -> None:
         self.config = config
+        self.data_parallel = data_parallel
         self.out = Path(output_dir)
         self.tasks = [get_task(name) for name in (config.task, *config.extra_tasks)]
         self.task = self.tasks[0]
@@ -161,15 +168,34 @@ class Trainer:
 
     # ---- the loop ---------------------------------------------------------------------------
     def train(self, resume: bool = False, overwrite: bool = False) -> dict[str, Any]:
+        """Run (or resume) training. Under ``accelerate launch`` every process runs this: each trains
+        on its slice of the global batch, the main process alone writes files."""
         from accelerate import Accelerator
         from transformers import get_linear_schedule_with_warmup
 
         cfg = self.config
         config_dict = cfg.model_dump()
-        previous = prepare_output_dir(self.out, config_dict, resume, overwrite)
+        # Precision is applied with torch.autocast below rather than Accelerator(mixed_precision=...):
+        # Accelerate's precision is a process-wide singleton, and suites run many configs per process.
+        accelerator = Accelerator(cpu=not torch.cuda.is_available(), log_with=_trackers(cfg.report_to),
+                                  project_dir=str(self.out / "tracking"))
+        parallel = self.data_parallel and accelerator.num_processes > 1
+        world, rank = (accelerator.num_processes, accelerator.process_index) if parallel else (1, 0)
+        main, device = rank == 0, accelerator.device
+
+        def wait_for_everyone() -> None:
+            if parallel:
+                accelerator.wait_for_everyone()
+
+        if overwrite and main and self.out.exists():
+            shutil.rmtree(self.out)
+        wait_for_everyone()
+        previous = prepare_output_dir(self.out, config_dict, resume, overwrite=False)
         if previous is not None and previous.get("status") == "completed":
             return previous
-        self.out.mkdir(parents=True, exist_ok=True)
+        if main:
+            self.out.mkdir(parents=True, exist_ok=True)
+        wait_for_everyone()
 
         train, val, test = self._datasets()
         encoded, groups = [], []
@@ -183,22 +209,20 @@ class Trainer:
             batches = BucketedBatches([len(e.input_ids) for e in encoded], cfg.batch_size, cfg.data_seed,
                                       groups=groups if len(self.tasks) > 1 else None)
 
-        # Precision is applied with torch.autocast below rather than Accelerator(mixed_precision=...):
-        # Accelerate's precision is a process-wide singleton, and suites run many configs per process.
-        accelerator = Accelerator(cpu=not torch.cuda.is_available(), log_with=_trackers(cfg.report_to),
-                                  project_dir=str(self.out / "tracking"))
         if cfg.report_to:
             accelerator.init_trackers(f"promptvec-{self.task_name}",
                                       config={k: v for k, v in config_dict.items() if isinstance(v, int | float | str)})
-        autocast_kwargs = {"device_type": accelerator.device.type, "dtype": torch.bfloat16,
-                           "enabled": cfg.precision == "bf16"}
-        self.backbone.model.to(accelerator.device)
+        autocast_kwargs = {"device_type": device.type, "dtype": torch.bfloat16,
+                           "enabled": resolve_precision(cfg.precision, device) == "bf16"}
+        self.backbone.model.to(device)
+        if cfg.compile:
+            self.backbone.model.compile(dynamic=True)
         torch.manual_seed(cfg.train_seed)
         random.seed(cfg.train_seed)
-        module = self.prompt_module.to(accelerator.device)
+        module = self.prompt_module.to(device)
+        parameters = [p for p in module.parameters() if p.requires_grad]
         optimizer = torch.optim.AdamW(module.parameter_groups(cfg.lr), lr=cfg.lr, weight_decay=cfg.weight_decay)
         scheduler = get_linear_schedule_with_warmup(optimizer, cfg.warmup, cfg.max_steps)
-        module, optimizer, scheduler = accelerator.prepare(module, optimizer, scheduler)
         if cfg.train_dropout:
             self.backbone.model.train()
 
@@ -210,15 +234,16 @@ class Trainer:
             "origin": self.origin.to_dict() if self.origin else None,
             "data_origin": self.data.origin if len(self.datas) == 1 else [d.origin for d in self.datas],
             "sizes": {"train": sum(map(len, train)), "validation": sum(map(len, val)), "test": sum(map(len, test))},
-            "versions": package_versions(), "history": [], "best": None, "test": None,
+            "processes": world, "versions": package_versions(), "history": [], "best": None, "test": None,
             "wall_time_s": 0.0, "peak_memory": None,
         }
         step, best_score, since_best, elapsed_before = 0, -math.inf, 0, 0.0
         losses: list[float] = []  # training losses since the last evaluation
+        pending = LossBuffer(device, world)  # losses still on the device
         checkpoint_dir = self.out / "checkpoint"
         if previous is not None and (checkpoint_dir / "state.json").is_file():
             state = load_training_state(checkpoint_dir)
-            accelerator.unwrap_model(module).load_state_dict(state["module"])
+            module.load_state_dict(state["module"])
             optimizer.load_state_dict(state["optimizer"])
             scheduler.load_state_dict(state["scheduler"])
             batches.load_state(state["data"])
@@ -230,27 +255,48 @@ class Trainer:
 
         primary = self.primary_metric
         start = time.perf_counter()
+        progress = _progress(self.progress and main, self.task_name, cfg.max_steps, step)
+
+        def read_losses() -> None:
+            """Bring the buffered losses to the host; a non-finite one stops the run before anything
+            after it is saved, so the last checkpoint on disk is the last good one."""
+            read = pending.read()
+            if main and read:  # the loss curve; a resumed run may repeat a few steps (readers keep the last)
+                append_jsonl(self.out / TRAIN_LOG, [{"step": at, "loss": value} for at, value in read])
+            for at, value in read:
+                if not math.isfinite(value):
+                    raise TrainingDivergedError(
+                        f"training loss became {value} at step {at} (lr {scheduler.get_last_lr()[0]:.3g}); "
+                        f"the last good checkpoint is kept in {checkpoint_dir}",
+                        "lower --lr (e.g. by 10x) or use --precision fp32")
+                losses.append(value)
+                progress.show(loss=value)
 
         def checkpoint() -> None:
-            entries = accelerator.unwrap_model(module).drain_log()
+            read_losses()
+            entries = module.drain_log()
+            if not main:
+                return
             if entries:  # before the state: a crash in between re-logs steps, which readers deduplicate
                 append_jsonl(self.out / MODULE_LOG, entries)
             record["step"] = step
             record["wall_time_s"] = elapsed_before + time.perf_counter() - start
             record["peak_memory"] = peak_memory_mb()
             save_training_state(checkpoint_dir, {
-                "module": accelerator.unwrap_model(module).state_dict(), "optimizer": optimizer.state_dict(),
+                "module": module.state_dict(), "optimizer": optimizer.state_dict(),
                 "scheduler": scheduler.state_dict(), "data": batches.state(), "rng": rng_state(), "step": step,
                 "best_score": best_score, "since_best": since_best, "losses": list(losses), "record": record})
             atomic_write_json(self.out / "run.json", record)
 
-        def evaluate_and_select(train_loss: float | None, selectable: bool = True) -> bool:
+        def evaluate_and_select(selectable: bool = True) -> bool:
             nonlocal best_score, since_best
-            unwrapped = accelerator.unwrap_model(module)
-            unwrapped.eval()
-            metrics = self._evaluate(val, unwrapped)
-            unwrapped.train()
-            score = metrics["metrics"][primary]
+            read_losses()
+            train_loss = sum(losses) / len(losses) if losses else None
+            losses.clear()
+            module.eval()
+            metrics = self._evaluate(val, module)
+            module.train()
+            score = agree(metrics["metrics"][primary], device, world)
             entry = {"step": step, "train_loss": train_loss, "lr": scheduler.get_last_lr()[0],
                      "validation": metrics["metrics"], "elapsed_s": elapsed_before + time.perf_counter() - start}
             record["history"].append(entry)
@@ -262,58 +308,59 @@ class Trainer:
             if score > best_score:
                 best_score, since_best = score, 0
                 record["best"] = {"step": step, "validation": metrics["metrics"]}
-                self._save_best(unwrapped, {"step": step, "validation": metrics["metrics"]})
+                if main:
+                    self._save_best(module, {"step": step, "validation": metrics["metrics"]})
             else:
                 since_best += 1
             return cfg.early_stopping_patience is not None and since_best >= cfg.early_stopping_patience
 
         if step == 0 and not record["history"]:
-            evaluate_and_select(None, selectable=cfg.select_initial)
+            evaluate_and_select(selectable=cfg.select_initial)
             checkpoint()
-        progress = _progress(self.progress, self.task_name, cfg.max_steps, step)
         module.train()
         stopped_early = False
         while step < cfg.max_steps and not stopped_early:
-            total = 0.0
-            accelerator.unwrap_model(module).step = step + 1
+            step_loss = torch.zeros((), device=device)
+            module.step = step + 1
             for _ in range(cfg.grad_accum):
+                global_batch = batches.next()
                 by_task: dict[int, list[int]] = {}
-                for i in batches.next():
+                for i in local_slice(global_batch, rank, world):
                     by_task.setdefault(batches.group(i), []).append(i)
+                if not by_task:  # a global batch smaller than the number of processes
+                    continue
                 losses_now, counts = {}, {}
                 for group, idx in by_task.items():  # one forward per task (mixed batches may hold several)
                     task = self.tasks[group]
-                    batch = self.backbone.collate(task, [encoded[i] for i in idx], train=True)
-                    batch = batch.to(accelerator.device)
+                    batch = self.backbone.collate(task, [encoded[i] for i in idx], train=True).to(device)
                     with torch.autocast(**autocast_kwargs):
                         losses_now[task.task] = self.backbone.loss(task, batch, module(batch))
                     counts[task.task] = len(idx)
-                loss = accelerator.unwrap_model(module).combine_losses(losses_now, counts) / cfg.grad_accum
+                share = local_weight(sum(counts.values()), len(global_batch), world)
+                loss = module.combine_losses(losses_now, counts) * (share / cfg.grad_accum)
                 accelerator.backward(loss)
-                total += float(loss.detach())
-            if not math.isfinite(total):
-                checkpoint_note = "the last good checkpoint is kept in " + str(checkpoint_dir)
-                raise TrainingDivergedError(
-                    f"training loss became {total} at step {step + 1} (lr {scheduler.get_last_lr()[0]:.3g}); "
-                    + checkpoint_note, "lower --lr (e.g. by 10x) or use --precision fp32")
+                step_loss += loss.detach()
+            average_gradients(parameters, world)
             if cfg.max_grad_norm:
-                accelerator.clip_grad_norm_(module.parameters(), cfg.max_grad_norm)
+                torch.nn.utils.clip_grad_norm_(parameters, cfg.max_grad_norm)
             optimizer.step()
             scheduler.step()
             optimizer.zero_grad(set_to_none=True)
             step += 1
-            losses.append(total)
-            progress.advance(loss=total)
+            pending.add(step, step_loss)
+            progress.advance()
             if step % cfg.eval_every == 0 or step == cfg.max_steps:
-                stopped_early = evaluate_and_select(sum(losses) / len(losses))
-                losses.clear()
+                stopped_early = evaluate_and_select()
                 checkpoint()
             elif step % cfg.save_every == 0:
                 checkpoint()
+            elif step % cfg.log_every == 0:
+                read_losses()
             if self.on_step:  # after the checkpoint: an interruption here resumes at the next step
                 self.on_step(step)
         progress.close()
 
+        wait_for_everyone()  # the best prompt is on disk (written by the main process)
         best = self._load_best()
         record["test"] = self._evaluate(test, best)
         if cfg.report_to:
@@ -323,9 +370,11 @@ class Trainer:
         record["status"] = "completed"
         record["wall_time_s"] = elapsed_before + time.perf_counter() - start
         record["peak_memory"] = peak_memory_mb()
-        self._save_best(best, {"step": record["best"]["step"], "validation": record["best"]["validation"],
-                               "test": record["test"]["metrics"]})
-        atomic_write_json(self.out / "run.json", record)
+        if main:
+            self._save_best(best, {"step": record["best"]["step"], "validation": record["best"]["validation"],
+                                   "test": record["test"]["metrics"]})
+            atomic_write_json(self.out / "run.json", record)
+        wait_for_everyone()
         return record
 
     def _save_best(self, module: PromptModule | torch.Tensor, info: dict[str, Any]) -> None:
@@ -371,9 +420,13 @@ class _progress:
             self.bar.start()
             self.id = self.bar.add_task(label, total=total, completed=done, loss=float("nan"))
 
-    def advance(self, loss: float) -> None:
+    def advance(self) -> None:
         if self.bar is not None:
-            self.bar.update(self.id, advance=1, loss=loss)
+            self.bar.update(self.id, advance=1)
+
+    def show(self, loss: float) -> None:
+        if self.bar is not None:
+            self.bar.update(self.id, loss=loss)
 
     def close(self) -> None:
         if self.bar is not None:
