@@ -103,6 +103,39 @@ def test_non_finite_loss_stops_with_a_clear_message(backbones, tiny_models, toy_
     assert json.loads((tmp_path / "r" / "run.json").read_text())["history"][-1]["step"] == 2
 
 
+def test_buffered_losses_find_a_nan_at_the_next_read_and_keep_the_good_checkpoint(
+        backbones, tiny_models, toy_task, tmp_path, monkeypatch):
+    """Losses are read from the device every ``log_every`` steps; a NaN at step 5 is found at the
+    read of step 6, named by its own step, and the checkpoint of step 3 is what stays on disk."""
+    from safetensors.torch import load_file
+
+    from promptvec.training.checkpoint import load_training_state
+
+    backbone = backbones["llama"]
+    original = type(backbone).loss
+    calls = {"n": 0}
+
+    def exploding(self, task, batch, prompt):
+        calls["n"] += 1
+        loss = original(self, task, batch, prompt)
+        return loss * float("inf") if calls["n"] > 4 else loss
+
+    monkeypatch.setattr(type(backbone), "loss", exploding)
+    config = _config(tiny_models, toy_task, max_steps=9, eval_every=9, save_every=3, log_every=3)
+    with pytest.raises(TrainingDivergedError, match="loss became (inf|nan) at step 5"):
+        train_prompt(config, tmp_path / "r", backbone=backbone, progress=False)
+    assert load_training_state(tmp_path / "r" / "checkpoint")["step"] == 3
+    saved = load_file(tmp_path / "r" / "checkpoint" / "state.safetensors")
+    assert all(torch.isfinite(t).all() for t in saved.values() if t.is_floating_point())
+
+
+def test_precision_auto_is_fp32_without_a_gpu():
+    from promptvec.training.config import resolve_precision
+
+    assert resolve_precision("auto", torch.device("cpu")) == "fp32"
+    assert resolve_precision("bf16", torch.device("cpu")) == "bf16"
+
+
 def test_too_many_shots(backbones, tiny_models, toy_task, tmp_path):
     with pytest.raises(DataError, match="larger than the training set"):
         train_prompt(_config(tiny_models, toy_task, shots=1000), tmp_path / "r", backbone=backbones["llama"],
@@ -168,3 +201,18 @@ def test_multi_task_training_never_mixes_tasks_in_a_batch(backbones, tiny_models
         (record["test"]["metrics"]["toy_sentiment/acc"] + record["test"]["metrics"]["toy_b/acc"]) / 2)
     with pytest.raises(ValueError, match="extra_tasks"):
         _config(tiny_models, toy_task, extra_tasks=[str(toy_task)])
+
+
+def test_compiled_model_trains_like_the_eager_one(backbones, tiny_models, toy_task, tmp_path):
+    """``compile=True`` (torch.compile of the frozen model, dynamic shapes) follows the same loss curve."""
+    from promptvec.backbones import load_backbone
+    from promptvec.io import read_jsonl
+
+    config = _config(tiny_models, toy_task, max_steps=3, eval_every=3, log_every=1)
+    train_prompt(config, tmp_path / "eager", backbone=backbones["llama"], progress=False)
+    compiled_backbone = load_backbone(str(tiny_models["llama"]))  # compiling changes the model in place
+    train_prompt(config.model_copy(update={"compile": True}), tmp_path / "compiled", backbone=compiled_backbone,
+                 progress=False)
+    eager = [row["loss"] for row in read_jsonl(tmp_path / "eager" / "train_log.jsonl")]
+    compiled = [row["loss"] for row in read_jsonl(tmp_path / "compiled" / "train_log.jsonl")]
+    assert len(eager) == 3 and compiled == pytest.approx(eager, rel=1e-4)

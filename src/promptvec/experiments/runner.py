@@ -14,6 +14,7 @@ import json
 import math
 import os
 import re
+import socket
 import time
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import dataclass
@@ -191,7 +192,8 @@ def execute_run(suite_dict: dict, run: RunSpec, out: str, data_dir: str | None, 
     backbone = _backbone(suite, device)
     data, data_hash = _run_data(run, data_dir)
     atomic_write_json(spec_file, {"fingerprint": run.fingerprint(suite), "payload": run.payload(suite),
-                                  "run": run.to_dict(), "suite": suite.name, "data_hash": data_hash})
+                                  "run": run.to_dict(), "suite": suite.name, "data_hash": data_hash,
+                                  "worker": {"host": socket.gethostname(), "pid": os.getpid(), "device": device}})
 
     def guard(step: int) -> None:
         if deadline is not None and time.time() > deadline:
