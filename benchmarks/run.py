@@ -15,12 +15,12 @@ import json
 import time
 from pathlib import Path
 
-from benchmarks import evaluation, methods, resources, train_step
+from benchmarks import evaluation, methods, resources, throughput, train_step
 from benchmarks.common import Section, machine, verdict
 from promptvec.io import atomic_write_json, atomic_write_text
 
 BENCHMARKS = {"train_step": train_step.run, "methods": methods.run,
-              "evaluation": evaluation.run, "resources": resources.run}
+              "evaluation": evaluation.run, "resources": resources.run, "throughput": throughput.run}
 RESULTS = Path(__file__).parent / "results.json"
 
 

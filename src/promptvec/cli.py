@@ -304,7 +304,8 @@ def experiment_run_command(
     suite_path: Annotated[Path, typer.Argument(metavar="SUITE.yaml", help="the suite definition")],
     out: Annotated[Path | None, typer.Option("--out", help="suite folder (default runs/<suite name>)")] = None,
     dry_run: Annotated[bool, typer.Option(help="validate, list runs, estimate cost; load nothing")] = False,
-    jobs: Annotated[int, typer.Option(help="parallel worker processes (one per GPU when GPUs exist)")] = 1,
+    jobs: Annotated[int, typer.Option(min=0, help="parallel worker processes (one GPU each when GPUs exist); "
+                                      "0 = one per GPU")] = 1,
     max_minutes: Annotated[float | None, typer.Option(help="stop cleanly (resumable) after this budget")] = None,
     data_dir: DataDir = None,
 ) -> None:

@@ -277,6 +277,10 @@ def run_suite(suite: SuiteSpec, out: str | Path, jobs: int = 1, max_minutes: flo
               data_dir: str | None = None, progress: bool = True, log=print) -> SuiteOutcome:
     out = Path(out)
     processes = Processes()
+    if jobs == 0:  # one worker per GPU (one process on a machine without)
+        import torch
+
+        jobs = max(1, torch.cuda.device_count()) if processes.world == 1 else 1
     if processes.world > 1 and jobs > 1:
         raise ConfigError("--jobs starts worker processes, and so does accelerate launch",
                           "use one of the two: accelerate launch alone spreads the runs over its processes")
