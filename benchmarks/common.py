@@ -21,7 +21,8 @@ class Section:
     intro: str
     header: list[str]
     rows: list[list[str]]
-    targets: list[tuple[str, bool | None, str]] = field(default_factory=list)  # (target, met?, measured)
+    # (target, verdict, measured): verdict True = met, False = missed, None = not measured, "info" = no target
+    targets: list[tuple[str, bool | None | str, str]] = field(default_factory=list)
     data: dict = field(default_factory=dict)  # raw numbers, written to benchmarks/results.json
 
 
@@ -58,5 +59,5 @@ def machine() -> dict[str, str]:
                         f"transformers {transformers.__version__}, peft {peft.__version__}"}
 
 
-def verdict(met: bool | None) -> str:
-    return {True: "**met**", False: "**missed**", None: "not measured"}[met]
+def verdict(met: bool | None | str) -> str:
+    return {True: "**met**", False: "**missed**", None: "not measured", "info": "information (no target)"}[met]

@@ -88,7 +88,7 @@ def run(quick: bool = False) -> Section:
     causal = load_backbone("default")
     models = {"SmolLM2-135M": causal, "T5-small-shaped": t5_small_backbone(causal.tokenizer)}
     settings = [(8, 20, None), (16, 50, 64)] if not quick else [(4, 20, None)]
-    repeats = 2 if quick else 5
+    repeats = 2 if quick else 7
     rows_out, data, targets = [], {}, []
     for model_name, backbone in models.items():
         for batch_size, rows, input_tokens in settings:

@@ -75,6 +75,7 @@ def test_bad_inputs_exit_2_without_traceback(tiny_models, toy_task, tmp_path):
         assert result.exit_code == 2, (args, result.output)
         assert message in result.output, (args, result.output)
         assert "Traceback" not in result.output
+    assert not (tmp_path / "a").exists()  # refused input leaves no partial output
 
 
 def test_checkpoint_of_another_model_is_refused(tiny_models, toy_task, tmp_path):

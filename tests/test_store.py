@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import multiprocessing
 import os
 
 import pytest
@@ -36,27 +35,6 @@ def test_add_get_list_search_remove(tmp_path):
     store.remove("sst2-o0")
     with pytest.raises(StoreError, match="no store entry"):
         store.get("sst2-o0")
-
-
-def _writer(root: str, worker: int, count: int) -> None:
-    store = VectorStore(root)
-    for i in range(count):
-        torch.manual_seed(worker * 100_000 + i)
-        store.add_vector(_vec(f"task{worker}", torch.randn(4)))
-
-
-def test_concurrent_writers_lose_nothing(tmp_path):
-    ctx = multiprocessing.get_context("spawn")
-    procs = [ctx.Process(target=_writer, args=(str(tmp_path / "s"), w, 200)) for w in range(2)]
-    for p in procs:
-        p.start()
-    for p in procs:
-        p.join(timeout=300)
-        assert p.exitcode == 0
-    store = VectorStore(tmp_path / "s")
-    assert len(store.entries()) == 400
-    assert len(list((tmp_path / "s" / "objects").glob("*/*.safetensors"))) == 400
-    assert not list((tmp_path / "s").rglob("*.tmp"))  # no half-written file left
 
 
 def test_corrupted_object_is_detected(tmp_path):

@@ -134,6 +134,8 @@ def train_command(
         config.test_examples = None
     record = train_prompt(config, out, data_dir=data_dir, resume=resume, overwrite=overwrite)
     best = record["best"]
+    for warning in record.get("warnings", []):
+        console.print(f"warning: {warning['message']}", style="yellow", markup=False, highlight=False)
     out_console.print(f"best validation {best['validation']} at step {best['step']}")
     out_console.print(f"test ({record['test']['n']} examples): {record['test']['metrics']}")
     out_console.print(f"prompt saved to {out / 'prompt'} (a PEFT adapter folder); record: {out / 'run.json'}")

@@ -39,6 +39,10 @@ class CheckpointError(PromptvecError):
     """A prompt/checkpoint file that is corrupted, unsafe, or incompatible with the backbone."""
 
 
+class StorageError(PromptvecError):
+    """A file that cannot be written: the disk is full, the folder is read-only, ..."""
+
+
 class OutputExistsError(PromptvecError):
     """An output folder already holds a different run."""
 

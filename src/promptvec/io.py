@@ -13,6 +13,8 @@ Two rules hold for every file promptvec touches:
 from __future__ import annotations
 
 import contextlib
+import errno
+import hashlib
 import json
 import os
 import shutil
@@ -26,7 +28,8 @@ import torch
 from safetensors.torch import load as st_load
 from safetensors.torch import save as st_save
 
-from promptvec.errors import CheckpointError
+from promptvec.errors import CheckpointError, StorageError
+from promptvec.faults import fault_point
 
 # A safetensors header larger than this is not a prompt file (PEFT prompt headers are < 1 KiB).
 MAX_HEADER_BYTES = 16 * 1024 * 1024
@@ -48,19 +51,35 @@ def _fsync_dir(path: Path) -> None:
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
     """Write ``data`` to ``path`` atomically (temp file + fsync + rename)."""
     target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    except OSError as exc:
+        raise storage_error(target, exc) from None
     try:
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())
+        fault_point("atomic-write.before-rename")
         os.replace(tmp, target)
-    except BaseException:
+    except BaseException as exc:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
+        if isinstance(exc, OSError):
+            raise storage_error(target, exc) from None
         raise
     _fsync_dir(target.parent)
+
+
+def storage_error(target: Path, exc: OSError) -> StorageError:
+    """A failed write as one readable message; the previous version of the file is untouched."""
+    fixes = {errno.ENOSPC: "free space on that disk (or write elsewhere) and run the command again",
+             errno.EDQUOT: "free space within your disk quota and run the command again",
+             errno.EROFS: "the file system is read-only: choose a writable folder",
+             errno.EACCES: "you may not write there: choose another folder or fix its permissions"}
+    return StorageError(f"cannot write {target}: {exc.strerror or exc} (the previous version, if any, is intact)",
+                        fixes.get(exc.errno, "check the folder and the disk, then run the command again"))
 
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:
@@ -75,10 +94,17 @@ def append_jsonl(path: str | os.PathLike, rows: list[Any]) -> None:
     """Append rows to a JSON-lines log and fsync. A crash can only leave a truncated *last* line,
     which :func:`read_jsonl` skips — logs are append-only records, not state."""
     text = "".join(json.dumps(row, default=str) + "\n" for row in rows)
-    with open(path, "a", encoding="utf-8") as fh:
-        fh.write(text)
-        fh.flush()
-        os.fsync(fh.fileno())
+    try:
+        with open(path, "a+b") as fh:
+            if fh.tell() > 0:  # after a crash mid-line, start on a fresh line: only the cut line is lost
+                fh.seek(-1, os.SEEK_END)
+                if fh.read(1) != b"\n":
+                    text = "\n" + text
+            fh.write(text.encode("utf-8"))
+            fh.flush()
+            os.fsync(fh.fileno())
+    except OSError as exc:
+        raise storage_error(Path(path), exc) from None
 
 
 def read_jsonl(path: str | os.PathLike) -> list[Any]:
@@ -111,12 +137,28 @@ def save_tensors(path: str | os.PathLike, tensors: Mapping[str, torch.Tensor],
     atomic_write_bytes(path, st_save(clean, metadata=dict(metadata) if metadata else None))
 
 
+def sha256_file(path: str | os.PathLike) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def verify_checksum(path: str | os.PathLike, expected: str | None, what: str) -> None:
+    """A file whose bytes changed since it was written (a bit flip, a partial copy) is refused; the
+    header checks catch a damaged layout, this catches damaged values."""
+    if expected is not None and sha256_file(path) != expected:
+        raise CheckpointError(f"{path}: {what} does not match the checksum recorded when it was written",
+                              "the file is corrupted: restore it from a copy, or re-create it")
+
+
 def refuse_pickle(path: Path) -> None:
     if path.suffix.lower() in PICKLE_SUFFIXES:
         raise CheckpointError(
             f"{path} is a pickle-based PyTorch file; promptvec never unpickles user files "
             "because unpickling can execute arbitrary code",
-            "convert it once with `promptvec convert` (weights-only loader) or re-save it as safetensors",
+            "convert it once with `promptvec store convert` (weights-only loader) or re-save it as safetensors",
         )
 
 
@@ -193,11 +235,13 @@ def atomic_directory(target: str | os.PathLike) -> Iterator[Path]:
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
     try:
         yield tmp
+        fault_point("atomic-directory.before-swap")
         if target.exists():
             old = target.with_name(f".{target.name}.old")
             if old.exists():
                 shutil.rmtree(old)
             os.replace(target, old)
+            fault_point("atomic-directory.mid-swap")
             os.replace(tmp, target)
             shutil.rmtree(old, ignore_errors=True)
         else:

@@ -25,6 +25,7 @@ from promptvec.errors import ConfigError, PromptvecError
 from promptvec.experiments.methods import METHODS, RunContext
 from promptvec.experiments.sources import STORE_DIR, is_source, source_runs, stored_name
 from promptvec.experiments.suite import RunSpec, SuiteSpec, expand, run_dir, same_payload
+from promptvec.faults import fault_point
 from promptvec.io import atomic_write_json, atomic_write_text, read_json
 from promptvec.training.distributed import Processes
 
@@ -231,6 +232,7 @@ def result_row(run: RunSpec, record: dict[str, Any], data_hash: str) -> dict[str
         "wall_time_s": record.get("wall_time_s"), "peak_rss_mb": (record.get("peak_memory") or {}).get("cpu_rss_mb"),
         "model": record.get("model"), "model_fingerprint": record.get("model_fingerprint"), "data_hash": data_hash,
         "versions": {k: versions.get(k) for k in ("promptvec", "torch", "transformers", "peft", "python")},
+        "warnings": [w["message"] for w in record.get("warnings", [])],
     }
 
 
@@ -320,6 +322,9 @@ def run_suite(suite: SuiteSpec, out: str | Path, jobs: int = 1, max_minutes: flo
         if processes.main:
             write_results(suite, out)
         log_run(f"  {run.run_id}: {row['metrics']}")
+        for warning in row.get("warnings", []):
+            log_run(f"  {run.run_id}: warning: {warning}")
+        fault_point("suite.run")
         return True
 
     def execute(runs: list[RunSpec]) -> bool:

@@ -10,7 +10,7 @@ from typing import Any
 import torch
 
 from promptvec.errors import CheckpointError
-from promptvec.io import atomic_directory, atomic_write_json, read_json, save_tensors
+from promptvec.io import atomic_directory, atomic_write_json, read_json, save_tensors, sha256_file, verify_checksum
 from promptvec.store.store import PROMPT_KEY, Entry, VectorStore
 from promptvec.training.checkpoint import METADATA_FILE, check_compatible
 
@@ -42,6 +42,7 @@ def import_peft(store: VectorStore, folder: str | Path, backbone=None, name: str
                               "the adapter folder is inconsistent")
     meta: dict[str, Any] = json.loads((folder / METADATA_FILE).read_text()) if (folder / METADATA_FILE).is_file() \
         else {}
+    verify_checksum(weights, meta.pop("weights_sha256", None), "the prompt")  # the store keeps its own hashes
     if backbone is not None:
         check_compatible(full[:rows], meta, backbone, str(folder))
         meta.setdefault("model", backbone.name)
@@ -70,8 +71,10 @@ def export_peft(store: VectorStore, ref: str, folder: str | Path) -> Path:
     peft_config = PromptTuningConfig(**{k: v for k, v in config.items() if k in known and k != "peft_type"})
     with atomic_directory(folder) as tmp:
         peft_config.save_pretrained(str(tmp))
-        save_tensors(tmp / "adapter_model.safetensors", {PROMPT_KEY: prompt}, {"format": "pt"})
-        atomic_write_json(tmp / METADATA_FILE, {k: v for k, v in meta.items() if k != "peft_config"})
+        weights = tmp / "adapter_model.safetensors"
+        save_tensors(weights, {PROMPT_KEY: prompt}, {"format": "pt"})
+        atomic_write_json(tmp / METADATA_FILE, {**{k: v for k, v in meta.items() if k != "peft_config"},
+                                                "weights_sha256": sha256_file(weights)})
     return Path(folder)
 
 

@@ -96,6 +96,9 @@ def default_store_path() -> Path:
 
 
 class VectorStore:
+    #: how long a write waits for another process holding the index before giving up with a message
+    lock_timeout_s: float = 60.0
+
     def __init__(self, root: str | Path | None = None) -> None:
         self._set_paths(root)
         with self._db() as db:
@@ -118,19 +121,25 @@ class VectorStore:
     @contextmanager
     def _db(self) -> Iterator[sqlite3.Connection]:
         try:
-            db = sqlite3.connect(self.index_path, timeout=60, isolation_level=None)
-            db.execute("PRAGMA busy_timeout = 60000")
+            db = sqlite3.connect(self.index_path, timeout=self.lock_timeout_s, isolation_level=None)
+            db.execute(f"PRAGMA busy_timeout = {int(self.lock_timeout_s * 1000)}")
             db.execute("PRAGMA journal_mode = WAL")
         except sqlite3.DatabaseError as exc:
-            raise StoreError(f"store index {self.index_path} is damaged or locked ({exc})",
-                             "run `promptvec store rebuild` to recreate it from the stored files") from None
+            raise self._index_error(exc) from None
         try:
             yield db
         except sqlite3.DatabaseError as exc:
-            raise StoreError(f"store index {self.index_path} is damaged or locked ({exc})",
-                             "run `promptvec store rebuild` to recreate it from the stored files") from None
+            raise self._index_error(exc) from None
         finally:
             db.close()
+
+    def _index_error(self, exc: sqlite3.DatabaseError) -> StoreError:
+        if "locked" in str(exc) or "busy" in str(exc):
+            return StoreError(f"store index {self.index_path} is locked by another process (waited "
+                              f"{self.lock_timeout_s:g} s)", "let the other promptvec process finish (or stop it), "
+                              "then run the command again; nothing was written")
+        return StoreError(f"store index {self.index_path} is damaged ({exc})",
+                          "run `promptvec store rebuild` to recreate it from the stored files")
 
     def _object_path(self, sha: str) -> Path:
         return self.objects / sha[:2] / f"{sha}.safetensors"

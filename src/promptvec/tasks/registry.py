@@ -33,6 +33,10 @@ def load_task_yaml(path: str | Path) -> TaskSpec:
     raw.setdefault("task", p.stem)
     files = raw.get("data_files")
     if isinstance(files, dict):
+        bad = [split for split, f in files.items() if not isinstance(f, str) or not f or not isinstance(split, str)]
+        if bad:
+            raise TaskError(f"{p}: data_files must map split names to file paths; {bad} do not",
+                            "write e.g. data_files: {train: train.jsonl, test: test.jsonl}")
         raw["data_files"] = {
             split: str((p.parent / f).resolve()) if not Path(str(f)).is_absolute() else str(f)
             for split, f in files.items()

@@ -19,7 +19,16 @@ from typing import Any
 import torch
 
 from promptvec.errors import CheckpointError
-from promptvec.io import atomic_directory, atomic_write_json, load_tensors, read_json, recover_directory, save_tensors
+from promptvec.io import (
+    atomic_directory,
+    atomic_write_json,
+    load_tensors,
+    read_json,
+    recover_directory,
+    save_tensors,
+    sha256_file,
+    verify_checksum,
+)
 
 PROMPT_KEY = "prompt_embeddings"
 METADATA_FILE = "promptvec.json"
@@ -59,8 +68,9 @@ def save_prompt(directory: str | Path, prompt: torch.Tensor, backbone, metadata:
     directory = Path(directory)
     with atomic_directory(directory) as tmp:
         peft_config.save_pretrained(str(tmp))
-        save_tensors(tmp / "adapter_model.safetensors", {PROMPT_KEY: prompt}, {"format": "pt"})
-        atomic_write_json(tmp / METADATA_FILE, meta)
+        weights = tmp / "adapter_model.safetensors"
+        save_tensors(weights, {PROMPT_KEY: prompt}, {"format": "pt"})
+        atomic_write_json(tmp / METADATA_FILE, {**meta, "weights_sha256": sha256_file(weights)})
     return directory
 
 
@@ -75,7 +85,7 @@ def load_prompt(path: str | Path, backbone=None) -> PromptCheckpoint:
         weights = path / "adapter_model.safetensors"
         if not weights.is_file():
             legacy = [p.name for p in path.iterdir() if p.suffix in {".bin", ".pt", ".pth"}]
-            hint = ("convert it with `promptvec convert` (weights-only loader) first" if legacy
+            hint = ("convert it with `promptvec store convert` (weights-only loader) first" if legacy
                     else "point to a folder made by `promptvec train` or PEFT's save_pretrained")
             what = f"only pickle files {legacy}" if legacy else "no adapter_model.safetensors"
             raise CheckpointError(f"{path} holds {what}; promptvec never unpickles user files", hint)
@@ -89,6 +99,7 @@ def load_prompt(path: str | Path, backbone=None) -> PromptCheckpoint:
     if config and config.get("peft_type") not in (None, "PROMPT_TUNING"):
         raise CheckpointError(f"{path} is a PEFT '{config.get('peft_type')}' adapter, not prompt tuning",
                               "use a prompt-tuning adapter")
+    verify_checksum(weights, metadata.get("weights_sha256"), "the prompt")
     tensors, _ = load_tensors(weights)
     if PROMPT_KEY not in tensors:
         raise CheckpointError(f"{weights} has no '{PROMPT_KEY}' tensor (keys: {sorted(tensors)})",
@@ -162,18 +173,23 @@ def set_rng_state(state: dict[str, Any]) -> None:
 
 
 def save_training_state(directory: str | Path, state: dict[str, Any]) -> None:
-    """Atomically write a nested state (tensors anywhere inside) as state.safetensors + state.json."""
+    """Atomically write a nested state (tensors anywhere inside) as state.safetensors + state.json;
+    the JSON records the tensors file's sha256, checked on load."""
     tensors: dict[str, torch.Tensor] = {}
     skeleton = _flatten(state, "s", tensors)
     with atomic_directory(directory) as tmp:
         save_tensors(tmp / "state.safetensors", tensors)
-        atomic_write_json(tmp / "state.json", skeleton)
+        atomic_write_json(tmp / "state.json", {"tensors_sha256": sha256_file(tmp / "state.safetensors"),
+                                               "state": skeleton})
 
 
 def load_training_state(directory: str | Path) -> dict[str, Any]:
     directory = Path(directory)
     recover_directory(directory)
-    skeleton = read_json(directory / "state.json", "training state")
+    stored = read_json(directory / "state.json", "training state")
+    # states written before checksums were recorded are the bare skeleton
+    skeleton = stored.get("state", stored)
+    verify_checksum(directory / "state.safetensors", stored.get("tensors_sha256"), "the training state")
     tensors, _ = load_tensors(directory / "state.safetensors")
     try:
         return _unflatten(skeleton, tensors)

@@ -29,6 +29,7 @@ import torch
 from promptvec.backbones import Backbone, load_backbone
 from promptvec.errors import ConfigError, OutputExistsError, PromptvecError
 from promptvec.evaluation import evaluate
+from promptvec.faults import fault_point
 from promptvec.io import append_jsonl, atomic_write_json, read_json
 from promptvec.prompts import MODULE_DIR, PromptModule, StaticPrompt, load_module, save_module
 from promptvec.tasks import TaskData, few_shot, get_task, load_task_data, subsample
@@ -85,6 +86,23 @@ def prepare_output_dir(out: Path, config: dict[str, Any], resume: bool, overwrit
         raise OutputExistsError(f"output folder {out} already holds this run ({status})",
                                 "pass --resume to continue it, or --overwrite to start again")
     return previous
+
+
+DIVERGENCE_FACTOR = 2.0  # a training loss this many times its lowest earlier value is reported
+
+
+def warn_if_diverging(record: dict[str, Any], train_loss: float | None, step: int, lr: float) -> None:
+    """Report (once per run, in the record's ``warnings``) a training loss that climbs far above its
+    lowest earlier value: a learning rate that diverges without producing NaN is not hidden."""
+    earlier = [(h["train_loss"], h["step"]) for h in record["history"] if h.get("train_loss") is not None]
+    warnings = record.setdefault("warnings", [])
+    if train_loss is None or not earlier or any(w["kind"] == "diverging" for w in warnings):
+        return
+    lowest, at = min(earlier)
+    if train_loss > DIVERGENCE_FACTOR * lowest:
+        warnings.append({"kind": "diverging", "step": step, "message": (
+            f"training loss rose from {lowest:.3g} (step {at}) to {train_loss:.3g} (step {step}) at lr {lr:.3g}: "
+            "the learning rate is probably too high; try a lower --lr")})
 
 
 class Trainer:
@@ -187,6 +205,7 @@ class Trainer:
             if parallel:
                 accelerator.wait_for_everyone()
 
+        train, val, test = self._datasets()  # before any folder is touched: bad data leaves everything as it was
         if overwrite and main and self.out.exists():
             shutil.rmtree(self.out)
         wait_for_everyone()
@@ -197,7 +216,6 @@ class Trainer:
             self.out.mkdir(parents=True, exist_ok=True)
         wait_for_everyone()
 
-        train, val, test = self._datasets()
         encoded, groups = [], []
         for group, (task, examples) in enumerate(zip(self.tasks, train, strict=True)):
             encoded.extend(self.backbone.encode(task, examples, self.prompt_module.rows))
@@ -297,6 +315,7 @@ class Trainer:
             metrics = self._evaluate(val, module)
             module.train()
             score = agree(metrics["metrics"][primary], device, world)
+            warn_if_diverging(record, train_loss, step, scheduler.get_last_lr()[0])
             entry = {"step": step, "train_loss": train_loss, "lr": scheduler.get_last_lr()[0],
                      "validation": metrics["metrics"], "elapsed_s": elapsed_before + time.perf_counter() - start}
             record["history"].append(entry)
@@ -356,6 +375,7 @@ class Trainer:
                 checkpoint()
             elif step % cfg.log_every == 0:
                 read_losses()
+            fault_point("train.step")
             if self.on_step:  # after the checkpoint: an interruption here resumes at the next step
                 self.on_step(step)
         progress.close()

@@ -163,7 +163,13 @@ class TaskPromptVector:
             meta = VectorMeta(**json.loads(metadata["promptvec"]))
         except (KeyError, TypeError, json.JSONDecodeError):
             raise CheckpointError(f"{path}: task vector metadata is damaged", "re-create the vector") from None
-        vector = cls(tensors[VECTOR_KEY], meta)
+        tensor = tensors[VECTOR_KEY]
+        if tensor.dim() != 2 or not tensor.is_floating_point() or tuple(tensor.shape) != (meta.rows, meta.dim):
+            raise CheckpointError(
+                f"{path}: the vector must be a float [R, d] matrix matching its metadata [{meta.rows}, {meta.dim}], "
+                f"got {tuple(tensor.shape)} {tensor.dtype}", "the file is damaged or was not written by promptvec; "
+                "re-create the vector")
+        vector = cls(tensor, meta)
         if backbone is not None and backbone.fingerprint != meta.model_fingerprint:
             raise VectorMismatchError(
                 f"{path} was made on model '{meta.model}' ({meta.model_fingerprint[:12]}), not on "
