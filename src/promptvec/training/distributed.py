@@ -56,17 +56,14 @@ class LossBuffer:
     the training step never waits for the device (no ``.item()`` per step). On several processes
     the read also sums the processes' weighted shares into the global batch's loss."""
 
-    def __init__(self, device: torch.device, world: int) -> None:
-        self.device, self.world = device, world
+    def __init__(self, world: int) -> None:
+        self.world = world
         self.steps: list[int] = []
         self.values: list[torch.Tensor] = []
 
     def add(self, step: int, loss: torch.Tensor) -> None:
         self.steps.append(step)
         self.values.append(loss.detach().float().reshape(()))
-
-    def __len__(self) -> int:
-        return len(self.values)
 
     def read(self) -> list[tuple[int, float]]:
         """(step, global loss) for every buffered step, and an empty buffer."""

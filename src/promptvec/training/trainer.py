@@ -257,7 +257,7 @@ class Trainer:
         }
         step, best_score, since_best, elapsed_before = 0, -math.inf, 0, 0.0
         losses: list[float] = []  # training losses since the last evaluation
-        pending = LossBuffer(device, world)  # losses still on the device
+        pending = LossBuffer(world)  # losses still on the device
         checkpoint_dir = self.out / "checkpoint"
         if previous is not None and (checkpoint_dir / "state.json").is_file():
             state = load_training_state(checkpoint_dir)
