@@ -16,10 +16,24 @@ also step once per process per step, shortening the schedule N-fold.
 
 from __future__ import annotations
 
+import atexit
 import os
 
 import torch
 import torch.distributed as dist
+
+
+def release_at_exit() -> None:
+    """Tear the process group down when the process exits. Left to interpreter shutdown, gloo's
+    threads can outlive it and abort the process ("terminate called without an active exception")
+    after all the work is done."""
+    global _RELEASE_REGISTERED
+    if not _RELEASE_REGISTERED:
+        atexit.register(lambda: dist.is_initialized() and dist.destroy_process_group())
+        _RELEASE_REGISTERED = True
+
+
+_RELEASE_REGISTERED = False
 
 
 def local_slice(indices: list[int], rank: int, world: int) -> list[int]:
@@ -101,6 +115,7 @@ class Processes:
 
             self._state = PartialState(cpu=not torch.cuda.is_available())
             self.rank, self.world = self._state.process_index, self._state.num_processes
+            release_at_exit()
 
     @property
     def main(self) -> bool:

@@ -44,7 +44,14 @@ from promptvec.training.checkpoint import (
     set_rng_state,
 )
 from promptvec.training.config import TrainConfig, resolve_precision
-from promptvec.training.distributed import LossBuffer, agree, average_gradients, local_slice, local_weight
+from promptvec.training.distributed import (
+    LossBuffer,
+    agree,
+    average_gradients,
+    local_slice,
+    local_weight,
+    release_at_exit,
+)
 from promptvec.training.record import package_versions, peak_memory_mb
 from promptvec.vectors import Origin
 
@@ -198,6 +205,8 @@ class Trainer:
         accelerator = Accelerator(cpu=not torch.cuda.is_available(), log_with=_trackers(cfg.report_to),
                                   project_dir=str(self.out / "tracking"))
         parallel = self.data_parallel and accelerator.num_processes > 1
+        if accelerator.num_processes > 1:
+            release_at_exit()
         world, rank = (accelerator.num_processes, accelerator.process_index) if parallel else (1, 0)
         main, device = rank == 0, accelerator.device
 
