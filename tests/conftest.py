@@ -150,3 +150,14 @@ def shared_data() -> Path:
     if not SHARED_DATA.is_dir():
         pytest.skip("../shared/data is not present")
     return SHARED_DATA
+
+
+def scale_loss(monkeypatch, backbone, factor) -> None:
+    """Make the backbone's training loss ``loss * factor(n)`` on its n-th call (NaN, inf, a climb)."""
+    original, calls = type(backbone).loss, {"n": 0}
+
+    def scaled(self, task, batch, prompt):
+        calls["n"] += 1
+        return original(self, task, batch, prompt) * factor(calls["n"])
+
+    monkeypatch.setattr(type(backbone), "loss", scaled)

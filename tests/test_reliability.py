@@ -23,7 +23,7 @@ from promptvec.io import append_jsonl, atomic_write_json, load_tensors, read_jso
 from promptvec.store import StoreError, VectorStore
 from promptvec.training.checkpoint import load_prompt, load_training_state, save_prompt, save_training_state
 from promptvec.vectors import TaskPromptVector, VectorMeta
-from tests.conftest import TASK_YAML, sentiment_rows, write_jsonl
+from tests.conftest import TASK_YAML, scale_loss, sentiment_rows, write_jsonl
 
 PROPERTY = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 
@@ -316,13 +316,7 @@ def test_a_climbing_loss_is_reported_as_a_diverging_learning_rate(backbones, tin
     assert sane["warnings"] == []
 
     backbone = backbones["llama"]
-    original, calls = type(backbone).loss, {"n": 0}
-
-    def climbing(self, task, batch, prompt):
-        calls["n"] += 1
-        return original(self, task, batch, prompt) * 1.3 ** calls["n"]
-
-    monkeypatch.setattr(type(backbone), "loss", climbing)
+    scale_loss(monkeypatch, backbone, lambda n: 1.3 ** n)
     record = train_prompt(config, tmp_path / "r", backbone=backbone, progress=False)
     assert [w["kind"] for w in record["warnings"]] == ["diverging"]  # once, not at every evaluation
     assert "learning rate is probably too high" in record["warnings"][0]["message"]

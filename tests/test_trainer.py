@@ -11,6 +11,7 @@ from promptvec.errors import DataError, OutputExistsError
 from promptvec.training.checkpoint import load_prompt
 from promptvec.training.config import TrainConfig
 from promptvec.training.trainer import Trainer, TrainingDivergedError, train_prompt
+from tests.conftest import scale_loss
 
 
 class Stop(Exception):
@@ -88,15 +89,7 @@ def test_early_stopping(backbones, tiny_models, toy_task, tmp_path):
 
 def test_non_finite_loss_stops_with_a_clear_message(backbones, tiny_models, toy_task, tmp_path, monkeypatch):
     backbone = backbones["llama"]
-    original = type(backbone).loss
-    calls = {"n": 0}
-
-    def exploding(self, task, batch, prompt):
-        calls["n"] += 1
-        loss = original(self, task, batch, prompt)
-        return loss * float("nan") if calls["n"] > 3 else loss
-
-    monkeypatch.setattr(type(backbone), "loss", exploding)
+    scale_loss(monkeypatch, backbone, lambda n: float("nan") if n > 3 else 1.0)
     with pytest.raises(TrainingDivergedError, match="loss became nan at step 4"):
         train_prompt(_config(tiny_models, toy_task), tmp_path / "r", backbone=backbone, progress=False)
     assert (tmp_path / "r" / "checkpoint" / "state.json").is_file()  # last good checkpoint (step 2) kept
@@ -112,15 +105,7 @@ def test_buffered_losses_find_a_nan_at_the_next_read_and_keep_the_good_checkpoin
     from promptvec.training.checkpoint import load_training_state
 
     backbone = backbones["llama"]
-    original = type(backbone).loss
-    calls = {"n": 0}
-
-    def exploding(self, task, batch, prompt):
-        calls["n"] += 1
-        loss = original(self, task, batch, prompt)
-        return loss * float("inf") if calls["n"] > 4 else loss
-
-    monkeypatch.setattr(type(backbone), "loss", exploding)
+    scale_loss(monkeypatch, backbone, lambda n: float("inf") if n > 4 else 1.0)
     config = _config(tiny_models, toy_task, max_steps=9, eval_every=9, save_every=3, log_every=3)
     with pytest.raises(TrainingDivergedError, match="loss became (inf|nan) at step 5"):
         train_prompt(config, tmp_path / "r", backbone=backbone, progress=False)

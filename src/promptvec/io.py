@@ -137,7 +137,7 @@ def save_tensors(path: str | os.PathLike, tensors: Mapping[str, torch.Tensor],
     atomic_write_bytes(path, st_save(clean, metadata=dict(metadata) if metadata else None))
 
 
-def sha256_file(path: str | os.PathLike) -> str:
+def file_sha256(path: str | os.PathLike) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as handle:
         for block in iter(lambda: handle.read(1 << 20), b""):
@@ -148,7 +148,7 @@ def sha256_file(path: str | os.PathLike) -> str:
 def verify_checksum(path: str | os.PathLike, expected: str | None, what: str) -> None:
     """A file whose bytes changed since it was written (a bit flip, a partial copy) is refused; the
     header checks catch a damaged layout, this catches damaged values."""
-    if expected is not None and sha256_file(path) != expected:
+    if expected is not None and file_sha256(path) != expected:
         raise CheckpointError(f"{path}: {what} does not match the checksum recorded when it was written",
                               "the file is corrupted: restore it from a copy, or re-create it")
 
@@ -270,13 +270,3 @@ def read_yaml_mapping(path: str | os.PathLike, what: str, error: type[Exception]
     if not isinstance(raw, dict):
         raise error(f"{p}: a {what} must be a mapping of keys", "see the docs for an example")
     return raw
-
-
-def file_sha256(path: str | os.PathLike) -> str:
-    import hashlib
-
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()

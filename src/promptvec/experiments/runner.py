@@ -328,11 +328,10 @@ def run_suite(suite: SuiteSpec, out: str | Path, jobs: int = 1, max_minutes: flo
         return True
 
     def execute(runs: list[RunSpec]) -> bool:
-        """This process's share of the runs; then every process waits for the others. True when no
-        process was stopped by the time budget."""
+        """This process's share of the runs; then every process waits for the others (the count of
+        stopped processes is gathered from all). True when no process was stopped by the time budget."""
         finished = _execute(processes.share(runs), suite_dict, out, data_dir, deadline, jobs, progress, on_result,
                             log_run, data_parallel=processes.world == 1)
-        processes.wait()
         return not processes.total(not finished)  # a process stopped by the budget stops the suite
 
     # sources first (targets start from them), then the analyses of the sources, then the targets

@@ -71,14 +71,14 @@ class PromptModule(nn.Module, ABC):
         """A single static ``[R, d]`` prompt, where one exists (None for per-input prompts)."""
         return None
 
+    @abstractmethod
     def config(self) -> dict[str, Any]:
         """JSON-able constructor arguments: with the state dict they rebuild the module."""
-        raise NotImplementedError(f"{type(self).__name__} cannot be saved in promptvec's module format")
 
     @classmethod
+    @abstractmethod
     def from_config(cls, config: dict[str, Any], state: dict[str, torch.Tensor]) -> PromptModule:
         """Rebuild a saved module (shapes come from the state; values are loaded after)."""
-        raise NotImplementedError(f"{cls.__name__} cannot be loaded from promptvec's module format")
 
     # ---- training logs ------------------------------------------------------------------------
     def record(self, **values: Any) -> None:

@@ -10,7 +10,7 @@ from typing import Any
 import torch
 
 from promptvec.errors import CheckpointError
-from promptvec.io import atomic_directory, atomic_write_json, read_json, save_tensors, sha256_file, verify_checksum
+from promptvec.io import atomic_directory, atomic_write_json, file_sha256, read_json, save_tensors, verify_checksum
 from promptvec.store.store import PROMPT_KEY, Entry, VectorStore
 from promptvec.training.checkpoint import METADATA_FILE, check_compatible
 
@@ -74,7 +74,7 @@ def export_peft(store: VectorStore, ref: str, folder: str | Path) -> Path:
         weights = tmp / "adapter_model.safetensors"
         save_tensors(weights, {PROMPT_KEY: prompt}, {"format": "pt"})
         atomic_write_json(tmp / METADATA_FILE, {**{k: v for k, v in meta.items() if k != "peft_config"},
-                                                "weights_sha256": sha256_file(weights)})
+                                                "weights_sha256": file_sha256(weights)})
     return Path(folder)
 
 

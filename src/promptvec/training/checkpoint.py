@@ -22,11 +22,11 @@ from promptvec.errors import CheckpointError
 from promptvec.io import (
     atomic_directory,
     atomic_write_json,
+    file_sha256,
     load_tensors,
     read_json,
     recover_directory,
     save_tensors,
-    sha256_file,
     verify_checksum,
 )
 
@@ -70,7 +70,7 @@ def save_prompt(directory: str | Path, prompt: torch.Tensor, backbone, metadata:
         peft_config.save_pretrained(str(tmp))
         weights = tmp / "adapter_model.safetensors"
         save_tensors(weights, {PROMPT_KEY: prompt}, {"format": "pt"})
-        atomic_write_json(tmp / METADATA_FILE, {**meta, "weights_sha256": sha256_file(weights)})
+        atomic_write_json(tmp / METADATA_FILE, {**meta, "weights_sha256": file_sha256(weights)})
     return directory
 
 
@@ -179,7 +179,7 @@ def save_training_state(directory: str | Path, state: dict[str, Any]) -> None:
     skeleton = _flatten(state, "s", tensors)
     with atomic_directory(directory) as tmp:
         save_tensors(tmp / "state.safetensors", tensors)
-        atomic_write_json(tmp / "state.json", {"tensors_sha256": sha256_file(tmp / "state.safetensors"),
+        atomic_write_json(tmp / "state.json", {"tensors_sha256": file_sha256(tmp / "state.safetensors"),
                                                "state": skeleton})
 
 
