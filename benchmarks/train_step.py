@@ -104,6 +104,7 @@ def run(quick: bool = False) -> Section:
         "Training step: promptvec vs PEFT prompt tuning (SmolLM2-135M causal, T5-small-shaped seq2seq; fp32)",
         "Seconds per optimizer step (forward + backward + AdamW on the prompt), median [min–max] over "
         f"{repeats} steps after one warm-up, the two run round-robin on identical batches of sst2 "
-        "(second row of each model: inputs fixed to 64 tokens, the ARCHITECTURE.md reference setting). "
+        "(second row of each model: inputs fixed to 64 tokens, a reference length that does not depend on the "
+        "sample). "
         "The T5-shaped model has random weights and SmolLM2's tokenizer (no T5 weights ship with the project).",
         ["setting", "promptvec (s/step)", "PEFT (s/step)", "ratio promptvec / PEFT"], rows_out, targets, data)

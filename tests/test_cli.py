@@ -53,6 +53,15 @@ def test_train_eval_predict(tiny_models, toy_task, tmp_path):
     assert result.exit_code == 2 and "already holds this run" in result.output and "--resume" in result.output
 
 
+def test_train_says_once_when_it_kept_the_untrained_prompt(tiny_models, toy_task, tmp_path):
+    result = runner.invoke(app, ["train", "--task", str(toy_task), "--model", str(tiny_models["gpt2"]), "--out",
+                                 str(tmp_path / "run"), "--steps", "2", "--eval-every", "1", "--batch-size", "4",
+                                 "--prompt-length", "3", "--lr", "1e-9"])
+    assert result.exit_code == 0, result.output
+    text = " ".join(result.output.split())  # rich wraps long lines
+    assert text.count("saved prompt is the untrained initial prompt") == 1 and "--no-select-initial" in text
+
+
 def test_bad_inputs_exit_2_without_traceback(tiny_models, toy_task, tmp_path):
     cases = [
         (["train", "--task", "sst3", "--out", str(tmp_path / "a")], "unknown task 'sst3'"),

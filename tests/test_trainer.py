@@ -201,3 +201,64 @@ def test_compiled_model_trains_like_the_eager_one(backbones, tiny_models, toy_ta
     eager = [row["loss"] for row in read_jsonl(tmp_path / "eager" / "train_log.jsonl")]
     compiled = [row["loss"] for row in read_jsonl(tmp_path / "compiled" / "train_log.jsonl")]
     assert len(eager) == 3 and compiled == pytest.approx(eager, rel=1e-4)
+
+
+def test_module_mode_restores_every_submodule_even_after_an_error():
+    from promptvec.modes import module_mode
+
+    model = torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.Dropout(0.5), torch.nn.Linear(2, 2))
+    model.train()
+    model[1].eval()  # a caller's deliberate mixed state
+    with pytest.raises(Stop), module_mode(model, torch.zeros(1), None, training=False):
+        assert not any(m.training for m in model.modules())
+        raise Stop
+    assert [m.training for m in model.modules()] == [True, True, False, True]
+
+
+def test_dropout_is_off_at_every_evaluation_and_the_backbone_keeps_its_mode(tiny_tokenizer_dir, toy_task, tmp_path):
+    """train_dropout trains with the frozen model's dropout on; validation selection, the test score
+    and any later use of the backbone run without it."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from promptvec.backbones import load_backbone
+    from promptvec.evaluation import evaluate
+    from tests.conftest import _save_model, _vocab
+
+    torch.manual_seed(0)
+    model = LlamaForCausalLM(LlamaConfig(
+        vocab_size=_vocab(tiny_tokenizer_dir), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=256, pad_token_id=0, eos_token_id=1,
+        bos_token_id=1, initializer_range=0.2, attention_dropout=0.5))
+    backbone = load_backbone(str(_save_model(model, tiny_tokenizer_dir, tmp_path / "dropout-llama")))
+    config = TrainConfig(model=str(tmp_path / "dropout-llama"), task=str(toy_task), max_steps=4, eval_every=2,
+                         batch_size=4, lr=0.05, prompt_length=4, train_dropout=True)
+    trainer = Trainer(config, tmp_path / "r", backbone=backbone, progress=False)
+    _, val, test = trainer._datasets()
+    record = trainer.train()
+    assert not any(m.training for m in backbone.model.modules())  # as the caller passed it in
+    best = load_prompt(tmp_path / "r").prompt
+    again = evaluate(backbone, trainer.task, test[0], best)
+    assert again.metrics == record["test"]["metrics"]
+    assert again.scores == evaluate(backbone, trainer.task, test[0], best).scores  # deterministic
+    assert evaluate(backbone, trainer.task, val[0], best).metrics == record["best"]["validation"]
+    # the dropout really is on while training: two training losses of one batch differ
+    batch_task = trainer.task
+    batch = backbone.collate(batch_task, backbone.encode(batch_task, test[0][:4], 4), train=True)
+    backbone.model.train()
+    losses = {float(backbone.loss(batch_task, batch, best.unsqueeze(0).expand(4, -1, -1))) for _ in range(3)}
+    backbone.model.eval()
+    assert len(losses) > 1
+
+
+def test_keeping_the_untrained_prompt_is_said_plainly(backbones, tiny_models, toy_task, tmp_path):
+    # lr so small that no trained checkpoint beats the origin: the saved prompt is the origin
+    record = train_prompt(_config(tiny_models, toy_task, lr=1e-7), tmp_path / "r", backbone=backbones["llama"],
+                          progress=False)
+    assert record["best"]["step"] == 0
+    [warning] = [w for w in record["warnings"] if w["kind"] == "initial-kept"]
+    assert "saved prompt is the untrained initial prompt" in warning["message"]
+    assert "--no-select-initial" in warning["message"] and "--steps" in warning["message"]
+    assert json.loads((tmp_path / "r" / "run.json").read_text())["warnings"] == record["warnings"]
+    trained = train_prompt(_config(tiny_models, toy_task, lr=1e-7, select_initial=False), tmp_path / "t",
+                           backbone=backbones["llama"], progress=False)
+    assert trained["best"]["step"] > 0 and not any(w["kind"] == "initial-kept" for w in trained["warnings"])

@@ -178,6 +178,57 @@ def test_gradients_reach_exactly_the_declared_parameters(backbones, toy_task, ki
     assert sum(len(g["params"]) for g in groups) == len(trainable)
 
 
+@pytest.mark.parametrize("family", ["llama", "t5", "bert"])
+@pytest.mark.parametrize("kind", ["attempt", "fusion"])
+def test_modules_that_read_the_input_never_read_the_gold_label(backbones, toy_task, family, kind):
+    """A causal training sequence is input + label tokens: ATTEMPT's attention and Fusion's gate must
+    pool the input alone, so training computes the prompt that evaluation computes for the same input."""
+    from promptvec.backbones.base import Encoded
+
+    backbone = backbones[family]
+    module = _modules(backbone)[kind]
+    with torch.no_grad():  # Fusion's gate starts input-independent (zero weights): make it read the input
+        for p in module.parameters():
+            p.add_(0.5 * torch.randn_like(p))
+    module.eval()
+    task = get_task(str(toy_task))
+    encoded = backbone.encode(task, load_task_data(task).train[:6], module.rows)
+    flipped = [Encoded(e.input_ids, 1 - e.label_index) for e in encoded]
+    evaluation = module(backbone.collate(task, encoded, train=False))
+    training = module(backbone.collate(task, encoded, train=True))
+    training_flipped = module(backbone.collate(task, flipped, train=True))
+    assert not torch.allclose(evaluation[0], evaluation[1])  # the prompt does depend on the input
+    assert torch.allclose(training, evaluation, atol=1e-6, rtol=0)
+    assert torch.allclose(training_flipped, training, atol=1e-6, rtol=0)
+
+
+def test_attempt_projections_start_as_the_authors_code_initialises_them(backbones):
+    from promptvec.prompts.attempt import ATTENTION_INIT_STD
+
+    backbone = backbones["llama"]
+    first, second = _modules(backbone)["attempt"], _modules(backbone)["attempt"]
+    for name in ("down", "up"):
+        weight = getattr(first, name).weight
+        assert abs(float(weight.std()) - ATTENTION_INIT_STD) < 0.1 * ATTENTION_INIT_STD, name  # N(0, 0.01²)
+        assert abs(float(weight.mean())) < 0.1 * ATTENTION_INIT_STD, name
+        assert torch.equal(weight, getattr(second, name).weight)  # from its own seed, not the global state
+    assert ATTENTION_INIT_STD == 0.01
+
+
+def test_causal_training_batches_mark_the_label_as_not_input(backbones, toy_task):
+    backbone = backbones["llama"]
+    task = get_task(str(toy_task))
+    encoded = backbone.encode(task, load_task_data(task).train[:4], 2)
+    batch = backbone.collate(task, encoded, train=True)
+    labels = backbone.label_set(task).token_ids
+    for row, item in enumerate(encoded):
+        label = len(labels[item.label_index])
+        assert batch.input_positions[row].sum() == len(item.input_ids)
+        assert batch.input_positions[row, -label:].sum() == 0 and batch.attention_mask[row, -label:].all()
+    assert torch.equal(backbone.collate(task, encoded, train=False).input_positions,
+                       backbone.collate(task, encoded, train=False).attention_mask)
+
+
 @pytest.mark.parametrize("kind", ["dtvg", "attempt", "fusion"])
 def test_save_then_load_gives_the_same_prompts(backbones, tmp_path, kind):
     backbone = backbones["llama"]
@@ -289,29 +340,38 @@ def test_a_mixed_task_fusion_run_resumes_to_the_same_module(backbones, tiny_mode
 
 
 # ---- every method in a suite, its logs and its report ---------------------------------------------
-def _suite_file(tmp_path, tiny_models, tasks) -> str:
-    ps = {"prompt_length": 3, "lr": 0.05}
+PS = {"prompt_length": 3, "lr": 0.05}  # the tiny suites' prompt-tuning settings
+
+
+def _tiny_suite(tmp_path, tiny_models, tasks, name: str, methods: list[dict], steps: int = 3, eval_every: int = 3,
+                **extra) -> str:
+    """A suite on the tiny llama: one target, two 16-example sources, 8 target shots, one seed and origin."""
     body = {
-        "name": "methods-tiny", "backbone": {"model": str(tiny_models["llama"])}, "tasks": [tasks["target"]],
+        "name": name, "backbone": {"model": str(tiny_models["llama"])}, "tasks": [tasks["target"]],
         "shots": [8], "seeds": [0], "origins": [0],
-        "budget": {"steps": 3, "batch_size": 4, "eval_every": 3, "val_examples": 8, "test_examples": 12},
-        "sources": {"tasks": [tasks["src_a"], tasks["src_b"]], "shots": 16, "steps": 3, "multi_task": True,
-                    "settings": ps, "targets": {tasks["target"]: [tasks["src_a"], tasks["src_b"]]}},
-        "methods": [{"name": "pt", "settings": ps},
-                    {"name": "spot", "settings": {**ps, "early_steps": 2}},
-                    {"name": "spot-multi", "settings": ps},
-                    {"name": "attempt", "settings": {**ps, "attention_lr": 0.01}},
-                    {"name": "dtvg", "settings": {**ps, "stage1_steps": 2}},
-                    {"name": "dtvg", "label": "dtvg fixed", "settings": {**ps, "stage1_steps": 2,
-                                                                         "grouping": "fixed-at-start"}},
-                    {"name": "fusion", "settings": {**ps, "batch_size": 6}},
-                    {"name": "fusion", "label": "fusion hot", "tasks": [tasks["target"]],
-                     "settings": {**ps, "temperature": 10.0, "max_sources": 1}}],
-        "stats": {"baseline": ["pt", "spot"]},
-    }
+        "budget": {"steps": steps, "batch_size": 4, "eval_every": eval_every, "val_examples": 8, "test_examples": 12},
+        "sources": {"tasks": [tasks["src_a"], tasks["src_b"]], "shots": 16, "steps": 3, "settings": PS,
+                    "targets": {tasks["target"]: [tasks["src_a"], tasks["src_b"]]}, **extra.pop("sources", {})},
+        "methods": methods, **extra}
     path = tmp_path / "suite.yaml"
     path.write_text(yaml.safe_dump(body, allow_unicode=True))
     return str(path)
+
+
+def _suite_file(tmp_path, tiny_models, tasks) -> str:
+    ps = PS
+    methods = [{"name": "pt", "settings": ps},
+               {"name": "spot", "settings": {**ps, "early_steps": 2}},
+               {"name": "spot-multi", "settings": ps},
+               {"name": "attempt", "settings": {**ps, "attention_lr": 0.01}},
+               {"name": "dtvg", "settings": {**ps, "stage1_steps": 2}},
+               {"name": "dtvg", "label": "dtvg fixed", "settings": {**ps, "stage1_steps": 2,
+                                                                    "grouping": "fixed-at-start"}},
+               {"name": "fusion", "settings": {**ps, "batch_size": 6}},
+               {"name": "fusion", "label": "fusion hot", "tasks": [tasks["target"]],
+                "settings": {**ps, "temperature": 10.0, "max_sources": 1}}]
+    return _tiny_suite(tmp_path, tiny_models, tasks, "methods-tiny", methods, sources={"multi_task": True},
+                       stats={"baseline": ["pt", "spot"]})
 
 
 def test_every_transfer_method_runs_in_a_suite_with_logs_and_report(tmp_path, tiny_models, toy_tasks,  # noqa: F811
@@ -403,3 +463,40 @@ def test_transfer_cli_trains_sources_then_the_target(tmp_path, tiny_models, toy_
     assert record["status"] == "completed" and record["init"]["sources"] == [toy_tasks["src_a"], toy_tasks["src_b"]]
     assert (folder / "module" / "module.json").is_file() and "module" in result.output
     assert CliRunner().invoke(app, args).exit_code == 0  # again: everything is reused, nothing retrained
+
+
+def test_dtvg_stage1_is_the_trained_validation_selected_target_prompt(tmp_path, tiny_models, toy_tasks):  # noqa: F811
+    """By default Stage I trains the target with the method's own budget and keeps its best validation
+    checkpoint among trained steps (the authors' code) — reused from the suite's pt run when that run
+    trained exactly the same; ``stage1_steps`` is the explicit cheaper option."""
+    from promptvec.experiments.methods import METHODS
+
+    ps = PS
+    methods = [{"name": "pt", "settings": {**ps, "select_initial": False}},
+               {"name": "dtvg", "settings": ps},
+               {"name": "dtvg", "label": "dtvg own lr", "settings": {**ps, "lr": 0.07}},
+               {"name": "dtvg", "label": "dtvg short", "settings": {**ps, "stage1_steps": 2}}]
+    suite = load_suite(_tiny_suite(tmp_path, tiny_models, toy_tasks, "stage1-tiny", methods, steps=4, eval_every=2))
+    assert METHODS["dtvg"].estimate_steps(suite, ps) == 8 and METHODS["dtvg"].estimate_steps(
+        suite, {**ps, "stage1_steps": 2}) == 6
+    out = tmp_path / "out"
+    run_suite(suite, out, progress=False, log=lambda m: None)
+    runs = {r.label: r for r in expand(suite)}
+    record = lambda label: json.loads((run_dir(out, runs[label]) / "run.json").read_text())  # noqa: E731
+
+    pt = record("pt")
+    reused = record("dtvg")["init"]["stage1"]
+    assert reused["reused_from"] == f"runs/{runs['pt'].run_id}"
+    assert not (run_dir(out, runs["dtvg"]) / "stages").exists()  # nothing trained twice
+    assert (reused["best_step"], reused["validation"]) == (pt["best"]["step"], pt["best"]["validation"])
+
+    own = record("dtvg own lr")["init"]["stage1"]  # another lr: not the pt run, so trained here
+    stage = json.loads((run_dir(out, runs["dtvg own lr"]) / "stages" / "stage1" / "run.json").read_text())
+    assert own["reused_from"] is None and own["steps"] == 4 and own["selected"] == "validation"
+    assert [h["step"] for h in stage["history"]] == [0, 2, 4] and stage["config"]["lr"] == 0.07
+    trained = [h for h in stage["history"] if h["step"] > 0]
+    assert own["best_step"] == max(trained, key=lambda h: h["validation"]["acc"])["step"]  # never step 0
+    assert own["wall_time_s"] > 0
+
+    short = record("dtvg short")["init"]["stage1"]
+    assert (short["steps"], short["best_step"], short["selected"]) == (2, 2, "last step")

@@ -43,6 +43,19 @@ def test_arithmetic_identities():
     assert (a + b).meta.task == "a+b" and (a + b).meta.provenance["op"] == "add"
 
 
+def test_builtin_sum_adds_vectors():
+    a, b, c = _vec(torch.randn(3, 5), "a"), _vec(torch.randn(3, 5), "b"), _vec(torch.randn(3, 5), "c")
+    total = sum([a, b, c])
+    assert isinstance(total, TaskPromptVector)
+    assert torch.allclose(total.tensor, a.tensor + b.tensor + c.tensor)
+    assert total.meta.task == "a+b+c"
+    assert sum([a]) is a
+    with pytest.raises(TypeError):
+        sum([a, b], 1)  # only 0 is the neutral start
+    with pytest.raises(TypeError):
+        a + 1
+
+
 def test_incompatible_vectors_are_refused():
     a = _vec(torch.zeros(3, 5))
     with pytest.raises(VectorMismatchError, match="different models"):

@@ -7,6 +7,7 @@ itself in :data:`BACKBONES`.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
@@ -46,13 +47,25 @@ class Encoded:
 @dataclass
 class Batch:
     """Padded tensors of one batch (of one task); ``targets`` only for training batches. ``task``
-    names the task, for prompt modules that produce a different prompt per task (Fusion)."""
+    names the task, for prompt modules that produce a different prompt per task (Fusion).
+
+    ``input_mask`` marks the positions that hold the *input* — where a training sequence also holds
+    the gold label (a causal LM's input + label tokens) it is 0 on the label. A module that reads
+    the input (ATTEMPT's attention, Fusion's gate) must read :attr:`input_positions`, never the
+    attention mask: otherwise its prompt would depend on the gold label while training and differ
+    from the prompt evaluation computes for the same input. ``None``: every attended position is input."""
 
     input_ids: torch.Tensor
     attention_mask: torch.Tensor
     label_index: torch.Tensor
     targets: torch.Tensor | None = None
     task: str | None = None
+    input_mask: torch.Tensor | None = None
+
+    @property
+    def input_positions(self) -> torch.Tensor:
+        """``[B, L]`` mask of the input tokens (padding and label positions 0)."""
+        return self.attention_mask if self.input_mask is None else self.input_mask
 
     def to(self, device: torch.device | str) -> Batch:
         """The batch on ``device``. To a GPU through pinned memory and without blocking, so the host
@@ -65,8 +78,8 @@ class Batch:
                 return None
             return t.pin_memory().to(device, non_blocking=True) if pinned else t.to(device)
 
-        return Batch(*(move(t) for t in (self.input_ids, self.attention_mask, self.label_index, self.targets)),
-                     task=self.task)
+        return dataclasses.replace(self, **{f.name: move(getattr(self, f.name)) for f in dataclasses.fields(self)
+                                            if f.name != "task"})
 
     @property
     def size(self) -> int:

@@ -45,9 +45,11 @@ class CausalLMBackbone(Backbone):
         longest = max(len(lab) for lab in label_ids)
         # targets[:, j] is the token predicted by the j-th of the last (longest + 1) positions
         targets = torch.full((len(items), longest + 1), -100, dtype=torch.long)
+        input_mask = mask.clone()  # the label tokens end every row: not input
         for row, lab in enumerate(label_ids):
             targets[row, longest - len(lab): longest] = torch.tensor(lab)
-        return Batch(ids, mask, label_index, targets, task=task.task)
+            input_mask[row, ids.shape[1] - len(lab):] = 0
+        return Batch(ids, mask, label_index, targets, task=task.task, input_mask=input_mask)
 
     def loss(self, task: TaskSpec, batch: Batch, prompt: torch.Tensor) -> torch.Tensor:
         embeds, mask, positions = _with_prompt(self.input_embeds(batch.input_ids), batch.attention_mask, prompt)

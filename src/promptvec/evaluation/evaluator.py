@@ -15,6 +15,7 @@ import torch
 
 from promptvec.backbones.base import Backbone
 from promptvec.evaluation.metrics import compute_metrics
+from promptvec.modes import module_mode
 from promptvec.tasks.spec import Example, TaskSpec
 
 EvalMode = Literal["rank", "generate"]
@@ -50,11 +51,21 @@ def match_generation(text: str, verbalizations: list[str]) -> int:
     return -1
 
 
-@torch.no_grad()
 def predict(backbone: Backbone, task: TaskSpec, examples: list[Example], prompt=None, mode: EvalMode = "rank",
             batch_size: int = 32, length_normalize: bool = False, max_new_tokens: int | None = None,
             autocast: bool = False) -> tuple[list[int], list[list[float]], list[float] | None]:
-    """Predicted label index per example (-1 = invalid), label scores, and regression values."""
+    """Predicted label index per example (-1 = invalid), label scores, and regression values.
+
+    Always in eval mode (no dropout in the frozen model or the prompt module), whatever mode the
+    caller left them in — a training loop with ``train_dropout`` included — and back to that mode after."""
+    with torch.no_grad(), module_mode(backbone.model, prompt, training=False):
+        return _predict(backbone, task, examples, prompt, mode, batch_size, length_normalize, max_new_tokens,
+                        autocast)
+
+
+def _predict(backbone: Backbone, task: TaskSpec, examples: list[Example], prompt, mode: EvalMode, batch_size: int,
+             length_normalize: bool, max_new_tokens: int | None,
+             autocast: bool) -> tuple[list[int], list[list[float]], list[float] | None]:
     rows = prompt.shape[-2] if isinstance(prompt, torch.Tensor) else (prompt.rows if prompt is not None else 0)
     encoded = backbone.encode(task, examples, rows)
     order = sorted(range(len(encoded)), key=lambda i: len(encoded[i].input_ids))

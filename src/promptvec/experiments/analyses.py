@@ -1,5 +1,5 @@
 """Analyses of a suite's source prompts, run after the sources are trained and before any target
-(TPV paper, METHODS.md §2): task similarity of prompts and vectors, cross-origin transfer, and
+(TPV paper; docs/methods.md §2): task similarity of prompts and vectors, cross-origin transfer, and
 pairwise combinations. Each is registered by name, configured under the suite's ``analyses``
 key, and writes JSON under ``<suite out>/analyses/`` one item at a time (atomic), so an
 interrupted suite resumes an analysis where it stopped; the report draws tables and figures

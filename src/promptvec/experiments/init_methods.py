@@ -1,5 +1,5 @@
 """Prompt tuning that starts from transferred knowledge instead of a random origin (TPV paper's
-few-shot experiment, METHODS.md §2.4). All train exactly like ``pt`` — only the initial prompt
+few-shot experiment; docs/methods.md §3). All train exactly like ``pt`` — only the initial prompt
 differs — and at 0 shots evaluate that initial prompt untrained:
 
 * ``random`` — the random origin θ0 (prompt tuning; named for the comparison tables);

@@ -144,7 +144,7 @@ class PromptTuning(Method):
 
     @classmethod
     def execute(cls, ctx: RunContext) -> dict[str, Any]:
-        done = _completed_record(ctx.out)
+        done = completed_record(ctx.out)
         if done is not None:
             return done
         module, info = cls.build(ctx)
@@ -162,7 +162,8 @@ class PromptTuning(Method):
         return record
 
 
-def _completed_record(out: Path) -> dict[str, Any] | None:
+def completed_record(out: Path) -> dict[str, Any] | None:
+    """The run record in ``out`` if that run completed, else None."""
     record_path = out / "run.json"
     if record_path.is_file():
         previous = read_json(record_path, "run record")
@@ -212,7 +213,7 @@ class ZeroShot(Method):
 
     @classmethod
     def execute(cls, ctx: RunContext) -> dict[str, Any]:
-        done = _completed_record(ctx.out)
+        done = completed_record(ctx.out)
         if done is not None:
             return done
         s = ZeroSettings(**dict(ctx.run.settings))

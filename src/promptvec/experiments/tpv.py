@@ -1,4 +1,4 @@
-"""Task prompt vector experiments (TPV paper, METHODS.md §2) on trained prompts.
+"""Task prompt vector experiments (TPV paper; docs/methods.md §2) on trained prompts.
 
 * :func:`cross_origin` — for every task and origin i, apply τ^(i) to every other origin j
   ("mixed init") and compare the scores with the prompts actually trained from the origins.
@@ -21,7 +21,7 @@ from promptvec.tasks import TaskData, subsample
 from promptvec.training.checkpoint import load_prompt
 from promptvec.vectors import Origin, TaskPromptVector
 
-LAMBDA_GRID = tuple(round(0.05 * i, 2) for i in range(21))  # λ for combinations (METHODS.md §2)
+LAMBDA_GRID = tuple(round(0.05 * i, 2) for i in range(21))  # λ for combinations (docs/methods.md §2)
 
 
 def _score(backbone: Backbone, data: TaskData, prompt, split: str, limit: int | None, seed: int) -> float:

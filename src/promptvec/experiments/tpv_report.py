@@ -1,4 +1,4 @@
-"""Report sections about a suite's source prompts and their analyses (TPV paper, METHODS.md §2):
+"""Report sections about a suite's source prompts and their analyses (TPV paper; docs/methods.md §2):
 the source prompts, similarity heatmaps, cross-origin transfer and combinations. Each section
 appears only when the suite produced its data."""
 

@@ -1,12 +1,13 @@
-"""Transfer methods that go beyond choosing an initial prompt (METHODS.md §3–§5):
+"""Transfer methods that go beyond choosing an initial prompt (docs/methods.md §4–§7):
 
 * ``spot`` — SPoT targeted: train the target briefly from the run's origin (``early_steps``),
   pick the stored source prompt most similar to that early prompt (cosine of row means; or of
   the task prompt vectors), and prompt-tune the target from it;
 * ``spot-multi`` — SPoT generic: start from one prompt trained on the mixture of the sources;
 * ``attempt`` — ATTEMPT: frozen source prompts + a trainable target prompt, mixed per input;
-* ``dtvg`` — Dynamic Task Vector Grouping: Stage I = the stored source vectors and a target vector
-  from ``stage1_steps`` of prompt tuning from the same origin; Stage II trains the target vector
+* ``dtvg`` — Dynamic Task Vector Grouping: Stage I = the stored source vectors and the target's
+  vector from the target prompt-tuned to its best validation checkpoint from the same origin (or
+  only ``stage1_steps`` of tuning, the cheaper option); Stage II trains the target vector
   and row scales with the group chosen again on every forward pass;
 * ``fusion`` — Dynamic Prompt Fusion: a prompt pool mixed per task and per input, trained jointly
   on the target and its source tasks with mixed-task batches; selected on the target.
@@ -19,6 +20,7 @@ store id and sha256. The target is never its own source.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Literal
 
 import torch
@@ -26,13 +28,15 @@ from pydantic import Field, field_validator
 
 from promptvec.errors import ConfigError
 from promptvec.experiments.init_methods import MultiSourceInit, target_sources
-from promptvec.experiments.methods import PromptTuning, PTSettings, RunContext, register_method
+from promptvec.experiments.methods import PromptTuning, PTSettings, RunContext, completed_record, register_method
 from promptvec.experiments.sources import STORE_DIR, stored_name
+from promptvec.experiments.suite import expand, run_dir
+from promptvec.io import read_json
 from promptvec.prompts import AttemptPrompt, DTVGPrompt, FusionPrompt, PromptModule
 from promptvec.prompts.dtvg import GROUPING_CHOICES
-from promptvec.training.checkpoint import load_prompt
+from promptvec.training.checkpoint import PROMPT_DIR, load_prompt
 from promptvec.training.config import TrainConfig
-from promptvec.training.trainer import STAGES_DIR, Trainer
+from promptvec.training.trainer import STAGES_DIR, Trainer, config_differences
 from promptvec.vectors import Origin
 
 
@@ -88,18 +92,52 @@ class StoredSources:
         return cls(names, torch.stack(prompts), torch.stack(vectors), Origin.from_dict(origins[0]), refs)
 
 
-def train_early_target(method: type[PromptTuning], ctx: RunContext, steps: int, folder: str) -> torch.Tensor:
-    """Prompt-tune the target from the run's origin for ``steps`` steps (a resumable sub-run in
-    ``<run>/stages/<folder>``) and return the trained prompt — SPoT's early target prompt, DTVG's Stage I."""
+def train_target_stage(method: type[PromptTuning], ctx: RunContext, folder: str,
+                       steps: int | None) -> tuple[torch.Tensor, dict[str, Any]]:
+    """Prompt-tune the target from the run's origin before the method proper — SPoT's early prompt,
+    DTVG's Stage I — and return that prompt and what it cost (for the run's record).
+
+    ``steps=None``: with the method's whole prompt-tuning budget, the checkpoint chosen on validation
+    among *trained* steps (a zero vector would say nothing about the target). A finished run of the
+    same suite that trained exactly this from the same origin (e.g. its ``pt`` baseline with
+    ``select_initial: false``) is reused instead of training again. ``steps=N``: N steps, the prompt
+    after them. Either way a resumable sub-run in ``<run>/stages/<folder>``."""
     if ctx.run.shots == 0:
-        raise ConfigError(f"method '{ctx.run.method}' first trains the target briefly, so it needs target "
-                          "examples (shots ≥ 1, or null for all)", "drop shots: 0 for this method")
-    config = method.train_config(ctx).model_copy(update={"max_steps": steps, "eval_every": steps,
-                                                               "select_initial": False})
-    trainer = Trainer(config, ctx.out / STAGES_DIR / folder, backbone=ctx.backbone, task_data=ctx.data,
-                      progress=False, data_parallel=ctx.data_parallel)
-    trainer.train(resume=True)
-    return load_prompt(ctx.out / STAGES_DIR / folder, ctx.backbone).prompt
+        raise ConfigError(f"method '{ctx.run.method}' first trains the target, so it needs target examples "
+                          "(shots ≥ 1, or null for all)", "drop shots: 0 for this method")
+    updates: dict[str, Any] = {"select_initial": False}
+    if steps is not None:
+        updates |= {"max_steps": steps, "eval_every": steps}
+    config = TrainConfig.model_validate({**method.train_config(ctx).model_dump(), **updates})
+    reused = finished_run_like(ctx, config) if steps is None else None
+    folder_path = reused or ctx.out / STAGES_DIR / folder
+    if reused is None:
+        record = Trainer(config, folder_path, backbone=ctx.backbone, task_data=ctx.data, progress=False,
+                         data_parallel=ctx.data_parallel).train(resume=True)
+    else:
+        record = read_json(reused / "run.json", "run record")
+    cost = {"steps": config.max_steps, "selected": "validation" if steps is None else "last step",
+            "best_step": record["best"]["step"], "validation": record["best"]["validation"],
+            "wall_time_s": record["wall_time_s"],
+            "reused_from": str(reused.relative_to(ctx.suite_out)) if reused is not None else None}
+    return load_prompt(folder_path / PROMPT_DIR, ctx.backbone).prompt, cost
+
+
+def finished_run_like(ctx: RunContext, config: TrainConfig) -> Path | None:
+    """A completed run of the suite (same task, shots, origin and seed) that started from the origin
+    and was trained with exactly ``config`` — so its prompt is the one training ``config`` would give."""
+    if ctx.suite_out is None:
+        return None
+    wanted = config.model_dump()
+    for run in expand(ctx.suite):
+        if (run.task, run.shots, run.origin, run.seed) != (ctx.run.task, ctx.run.shots, ctx.run.origin, ctx.run.seed):
+            continue
+        folder = run_dir(ctx.suite_out, run)
+        record = completed_record(folder)
+        if (record is not None and (record.get("init") or {}).get("init") == "origin"
+                and not config_differences(wanted, record.get("config", {})) and (folder / PROMPT_DIR).is_dir()):
+            return folder
+    return None
 
 
 class ModuleMethod(PromptTuning):
@@ -131,7 +169,7 @@ class SpotTargeted(PromptTuning):
     def initial_prompt(cls, ctx: RunContext) -> tuple[torch.Tensor, dict[str, Any]]:
         s = SpotSettings(**dict(ctx.run.settings))
         sources = StoredSources.load(ctx)
-        early = train_early_target(cls, ctx, s.early_steps, "early")
+        early, _ = train_target_stage(cls, ctx, "early", s.early_steps)
         origin = sources.origin.tensor(ctx.backbone)
         if s.compare == "vectors":
             query, keys = (early - origin).mean(0), sources.vectors.mean(1)
@@ -181,7 +219,10 @@ class Attempt(ModuleMethod):
 class DTVGSettings(PTSettings):
     grouping: str = Field("kc", description=f"group choice per step: one of {sorted(GROUPING_CHOICES)}")
     lam: float = Field(1.0, ge=0, description="λ of the ts-plus-kc objective mean(TS) + λ·KC")
-    stage1_steps: int = Field(10, ge=1, description="steps of target prompt tuning that give its Stage-I vector")
+    stage1_steps: int | None = Field(
+        None, ge=1, description="Stage I target vector: null = the target prompt-tuned with this method's budget "
+        "and validation-selected (the authors' code; reused from a finished pt run of the suite with the same "
+        "settings); N = only N steps of tuning (cheaper, and a noisier target vector)")
     scale_lr: float | None = Field(None, gt=0, description="learning rate of the row scales α (default lr)")
 
     @field_validator("grouping")
@@ -194,7 +235,7 @@ class DTVGSettings(PTSettings):
 
 @register_method
 class DTVG(ModuleMethod):
-    """Dynamic Task Vector Grouping (Stage I from the store + a short target run; Stage II here)."""
+    """Dynamic Task Vector Grouping (Stage I: the store + the trained target; Stage II: this run)."""
 
     name = "dtvg"
     Settings = DTVGSettings
@@ -202,18 +243,20 @@ class DTVG(ModuleMethod):
 
     @classmethod
     def estimate_steps(cls, suite, settings):
-        return super().estimate_steps(suite, settings) + DTVGSettings(**settings).stage1_steps
+        steps = super().estimate_steps(suite, settings)
+        return steps + (DTVGSettings(**settings).stage1_steps or steps)
 
     @classmethod
     def build(cls, ctx: RunContext) -> tuple[PromptModule, dict[str, Any]]:
         s = DTVGSettings(**dict(ctx.run.settings))
         sources = StoredSources.load(ctx)
         origin = sources.origin.tensor(ctx.backbone)
-        target_vector = train_early_target(cls, ctx, s.stage1_steps, "stage1") - origin
-        module = DTVGPrompt(origin, target_vector, sources.vectors, sources.names, s.grouping, s.lam, sources.refs,
+        stage1, stage1_cost = train_target_stage(cls, ctx, "stage1", s.stage1_steps)
+        module = DTVGPrompt(origin, stage1 - origin, sources.vectors, sources.names, s.grouping, s.lam, sources.refs,
                             scale_lr=s.scale_lr)
         return module, {"init": "dtvg", "grouping": s.grouping, "lam": s.lam, "stage1_steps": s.stage1_steps,
-                        "sources": sources.names, "origin_seed": ctx.run.origin, "store": sources.refs}
+                        "stage1": stage1_cost, "sources": sources.names, "origin_seed": ctx.run.origin,
+                        "store": sources.refs}
 
 
 class FusionSettings(PTSettings):

@@ -1,4 +1,4 @@
-"""ATTEMPT (Asai et al. 2022; METHODS.md §5): frozen source prompts and a trainable target prompt,
+"""ATTEMPT (Asai et al. 2022; docs/methods.md §5): frozen source prompts and a trainable target prompt,
 mixed per input by attention.
 
 ``x̂ = maxpool(input embeddings)`` over the real tokens, ``h = LayerNorm(W_up SiLU(W_down x̂))``
@@ -20,7 +20,9 @@ from torch.nn import functional as F
 
 from promptvec.backbones.base import Batch
 from promptvec.errors import ConfigError
-from promptvec.prompts.base import PromptModule, masked_max, register_prompt_module, seeded_linear
+from promptvec.prompts.base import PromptModule, max_pooled_input, register_prompt_module, seeded_linear
+
+ATTENTION_INIT_STD = 0.01  # std of W_down and W_up at initialisation (docs/methods.md)
 
 
 @register_prompt_module
@@ -43,8 +45,9 @@ class AttemptPrompt(PromptModule):
         self.attention_lr = attention_lr
         self.register_buffer("source_prompts", source_prompts.detach().float().clone())
         self.target = nn.Parameter(target_init.detach().float().clone())
-        self.down = seeded_linear(dim, hidden, seed=1)
-        self.up = seeded_linear(hidden, dim, seed=2)
+        # N(0, 0.01²), as the authors' code re-initialises them (torch's default would be uniform ±1/√fan_in)
+        self.down = seeded_linear(dim, hidden, seed=1, std=ATTENTION_INIT_STD)
+        self.up = seeded_linear(hidden, dim, seed=2, std=ATTENTION_INIT_STD)
         self.norm = nn.LayerNorm(dim)
         #: the backbone's (frozen) input embedding, kept outside the module's parameters and state
         self.embed: Callable[[torch.Tensor], torch.Tensor] | None = None
@@ -61,9 +64,7 @@ class AttemptPrompt(PromptModule):
         """``[B, n + 1]`` weights over the sources and (last) the target prompt."""
         if self.embed is None:
             raise ConfigError("ATTEMPT needs the backbone's input embeddings", "call bind(backbone) first")
-        with torch.no_grad():
-            pooled = masked_max(self.embed(batch.input_ids).float(), batch.attention_mask)
-        h = self.norm(self.up(F.silu(self.down(pooled))))
+        h = self.norm(self.up(F.silu(self.down(max_pooled_input(self.embed, batch)))))
         prompts = torch.cat([self.source_prompts, self.target.unsqueeze(0)])
         keys = prompts.max(dim=1).values  # [n + 1, d]
         return torch.softmax(h @ keys.T / self.temperature, dim=-1)

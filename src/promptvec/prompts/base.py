@@ -16,6 +16,7 @@ Modules whose prompt depends on the input or the task are saved in promptvec's o
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from typing import Any, ClassVar
 
 import torch
@@ -94,16 +95,19 @@ class PromptModule(nn.Module, ABC):
         return entries
 
 
-def seeded_linear(fan_in: int, fan_out: int, seed: int, bias: bool = False) -> nn.Linear:
-    """A linear layer initialised like torch's default (uniform ±1/√fan_in) but from its own seed,
-    so a module's initial state does not depend on the global random state (runs are reproducible
-    and a rebuilt module equals the original)."""
+def seeded_linear(fan_in: int, fan_out: int, seed: int, bias: bool = False, std: float | None = None) -> nn.Linear:
+    """A linear layer initialised from its own seed — like torch's default (uniform ±1/√fan_in), or
+    N(0, std²) where a method's reference code says so — so a module's initial state does not depend
+    on the global random state (runs are reproducible and a rebuilt module equals the original)."""
     layer = nn.Linear(fan_in, fan_out, bias=bias)
     generator = torch.Generator().manual_seed(seed)
     bound = 1 / fan_in ** 0.5
     with torch.no_grad():
         for param in layer.parameters():
-            param.uniform_(-bound, bound, generator=generator)
+            if std is None:
+                param.uniform_(-bound, bound, generator=generator)
+            else:
+                param.normal_(0.0, std, generator=generator)
     return layer
 
 
@@ -111,3 +115,11 @@ def masked_max(embeds: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """Max over the real tokens of ``[B, L, d]`` input embeddings (padding never wins)."""
     filled = embeds.masked_fill(~mask.bool().unsqueeze(-1), torch.finfo(embeds.dtype).min)
     return filled.max(dim=1).values
+
+
+def max_pooled_input(embed: Callable[[torch.Tensor], torch.Tensor], batch: Batch) -> torch.Tensor:
+    """``[B, d]`` max over the frozen input embeddings of the batch's *input* tokens — never its
+    padding, never the gold label a causal training sequence ends with (:attr:`Batch.input_positions`),
+    so a training batch and an evaluation batch of the same examples pool to the same vectors."""
+    with torch.no_grad():
+        return masked_max(embed(batch.input_ids).float(), batch.input_positions)

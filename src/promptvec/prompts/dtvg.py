@@ -1,4 +1,4 @@
-"""Dynamic Task Vector Grouping, Stage II (Zhang, Zhang, Nie 2025; METHODS.md §3).
+"""Dynamic Task Vector Grouping, Stage II (Zhang, Zhang, Nie 2025; docs/methods.md §6).
 
 ``P_mix = P_init + α_t ⊙ T_t + Σ_{s ∈ S'} α_s ⊙ T_s`` where the group S' is chosen again on every
 forward pass from the row-scaled vectors (detached) by a :mod:`grouping <promptvec.prompts.grouping>`

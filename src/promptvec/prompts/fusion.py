@@ -1,5 +1,5 @@
-"""Dynamic Prompt Fusion (Hu et al. 2025; METHODS.md §4 — the paper gives components, not
-equations, so this concrete design is promptvec's choice, as the methods reference states).
+"""Dynamic Prompt Fusion (Hu et al. 2025; docs/methods.md §7 — the paper gives components, not
+equations, so this concrete design is promptvec's own).
 
 * a pool of M prompts ``P_m`` shared by all tasks (origin-style initialisation);
 * a task embedding ``e_t`` per task (random, or the frozen backbone's mean input embedding of
@@ -24,7 +24,7 @@ from torch import nn
 
 from promptvec.backbones.base import Batch
 from promptvec.errors import ConfigError
-from promptvec.prompts.base import PromptModule, masked_max, register_prompt_module, seeded_linear
+from promptvec.prompts.base import PromptModule, max_pooled_input, register_prompt_module, seeded_linear
 
 
 @register_prompt_module
@@ -87,9 +87,8 @@ class FusionPrompt(PromptModule):
         t = self.task_index(batch.task)
         pi = self.schedule()[t]
         fused = torch.einsum("m,mrd->rd", pi, self.pool)
-        with torch.no_grad():
-            pooled = masked_max(self.embed(batch.input_ids).float(), batch.attention_mask)
-        gate_input = torch.cat([self.task_embeddings[t].expand(batch.size, -1), pooled], dim=-1)
+        gate_input = torch.cat([self.task_embeddings[t].expand(batch.size, -1),
+                                max_pooled_input(self.embed, batch)], dim=-1)
         g = torch.sigmoid(self.gate(gate_input))  # [B, R]
         self.record(task=batch.task, pi=pi, gate_mean=g.mean(), gate_std=g.std(unbiased=False))
         prompt = g.unsqueeze(-1) * fused

@@ -1,4 +1,4 @@
-"""Which source vectors join the target at a DTVG step (METHODS.md §3, steps 2–5), as pure
+"""Which source vectors join the target at a DTVG step (docs/methods.md §6, steps 2–5), as pure
 tensor code: every strategy maps (target row-mean, source row-means) to a 0/1 membership mask
 without leaving the device — no ``.item()``, no Python branch on tensor values — so grouping on
 every forward pass never synchronises host and device.

@@ -1,7 +1,7 @@
 """Training configuration, validated at the boundary, with named presets.
 
-``cpu-small`` is what promptvec ships for small models on CPU (measured on SmolLM2-135M, see
-ARCHITECTURE.md): R = 20, AdamW lr 0.03, 10 % warmup then linear decay, batch 8, max length 256.
+``cpu-small`` is what promptvec ships for small models on CPU (measured on SmolLM2-135M; see
+docs/methods.md §1): R = 20, AdamW lr 0.03, 10 % warmup then linear decay, batch 8, max length 256.
 ``paper-t5`` is the TPV/DTVG papers' T5-base setting: lr 0.3, weight decay 1e-5, 500 warmup
 steps, batch 32, max source length 256, R = 100.
 """

@@ -31,6 +31,7 @@ from promptvec.errors import ConfigError, OutputExistsError, PromptvecError
 from promptvec.evaluation import evaluate
 from promptvec.faults import fault_point
 from promptvec.io import append_jsonl, atomic_write_json, read_json
+from promptvec.modes import module_mode
 from promptvec.prompts import MODULE_DIR, PromptModule, StaticPrompt, load_module, save_module
 from promptvec.tasks import TaskData, few_shot, get_task, load_task_data, subsample
 from promptvec.training.batching import BucketedBatches, MixedTaskBatches
@@ -110,6 +111,23 @@ def warn_if_diverging(record: dict[str, Any], train_loss: float | None, step: in
         warnings.append({"kind": "diverging", "step": step, "message": (
             f"training loss rose from {lowest:.3g} (step {at}) to {train_loss:.3g} (step {step}) at lr {lr:.3g}: "
             "the learning rate is probably too high; try a lower --lr")})
+
+
+def warn_if_initial_kept(record: dict[str, Any], primary: str, lr: float) -> None:
+    """Say plainly (once, in the record's ``warnings``) when validation never beat the initial prompt,
+    so the saved prompt *is* the untrained initial prompt: "best … at step 0" alone reads like success."""
+    best, warnings = record.get("best") or {}, record.setdefault("warnings", [])
+    if best.get("step") != 0 or any(w["kind"] == "initial-kept" for w in warnings):
+        return
+    trained = [h for h in record["history"] if h["step"] > 0 and primary in h["validation"]]
+    if not trained:
+        return
+    top = max(trained, key=lambda h: h["validation"][primary])
+    warnings.append({"kind": "initial-kept", "step": 0, "message": (
+        f"no trained checkpoint beat the initial prompt on validation ({primary} {best['validation'][primary]:.4g} "
+        f"at step 0; best trained {top['validation'][primary]:.4g} at step {top['step']}), so the saved prompt is "
+        f"the untrained initial prompt. Fix: train longer (--steps), try another learning rate (now {lr:.3g}), "
+        "or pass --no-select-initial to keep the best trained checkpoint instead")})
 
 
 class Trainer:
@@ -194,7 +212,16 @@ class Trainer:
     # ---- the loop ---------------------------------------------------------------------------
     def train(self, resume: bool = False, overwrite: bool = False) -> dict[str, Any]:
         """Run (or resume) training. Under ``accelerate launch`` every process runs this: each trains
-        on its slice of the global batch, the main process alone writes files."""
+        on its slice of the global batch, the main process alone writes files.
+
+        The frozen model trains in eval mode unless ``train_dropout``; every evaluation inside the run
+        switches to eval mode and back (:func:`~promptvec.evaluation.predict`); afterwards the backbone
+        and the prompt module are in whatever mode the caller had them."""
+        with module_mode(self.backbone.model, training=self.config.train_dropout), \
+                module_mode(self.prompt_module, training=True):
+            return self._train(resume, overwrite)
+
+    def _train(self, resume: bool, overwrite: bool) -> dict[str, Any]:
         from accelerate import Accelerator
         from transformers import get_linear_schedule_with_warmup
 
@@ -250,8 +277,6 @@ class Trainer:
         parameters = [p for p in module.parameters() if p.requires_grad]
         optimizer = torch.optim.AdamW(module.parameter_groups(cfg.lr), lr=cfg.lr, weight_decay=cfg.weight_decay)
         scheduler = get_linear_schedule_with_warmup(optimizer, cfg.warmup, cfg.max_steps)
-        if cfg.train_dropout:
-            self.backbone.model.train()
 
         record: dict[str, Any] = {
             "status": "running", "config": config_dict, "task": self.task_name, "model": self.backbone.name,
@@ -320,9 +345,7 @@ class Trainer:
             read_losses()
             train_loss = sum(losses) / len(losses) if losses else None
             losses.clear()
-            module.eval()
             metrics = self._evaluate(val, module)
-            module.train()
             score = agree(metrics["metrics"][primary], device, world)
             warn_if_diverging(record, train_loss, step, scheduler.get_last_lr()[0])
             entry = {"step": step, "train_loss": train_loss, "lr": scheduler.get_last_lr()[0],
@@ -345,7 +368,6 @@ class Trainer:
         if step == 0 and not record["history"]:
             evaluate_and_select(selectable=cfg.select_initial)
             checkpoint()
-        module.train()
         stopped_early = False
         while step < cfg.max_steps and not stopped_early:
             step_loss = torch.zeros((), device=device)
@@ -396,6 +418,7 @@ class Trainer:
             accelerator.log({f"test/{k}": v for k, v in record["test"]["metrics"].items()}, step=step)
             accelerator.end_training()
         record["stopped_early"] = stopped_early
+        warn_if_initial_kept(record, primary, cfg.lr)
         record["status"] = "completed"
         record["wall_time_s"] = elapsed_before + time.perf_counter() - start
         record["peak_memory"] = peak_memory_mb()

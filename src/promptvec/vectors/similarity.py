@@ -6,7 +6,7 @@
 * ``dtvg`` (Dynamic Task Vector Grouping): ``mean_rows(a) · mean_rows(b) / d`` — not normalised,
   so it also reflects magnitude.
 
-:func:`similarity_matrix` averages over origin pairs as METHODS.md §2 defines: for tasks a ≠ b,
+:func:`similarity_matrix` averages over origin pairs (docs/methods.md §2): for tasks a ≠ b,
 the mean of sim(τ_a^(i), τ_b^(j)) over all origins (i, j); on the diagonal only i ≠ j, which
 measures how origin-independent a task's vector is (NaN when a task has a single origin).
 """

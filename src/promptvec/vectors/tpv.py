@@ -103,10 +103,20 @@ class TaskPromptVector:
         return TaskPromptVector(tensor, meta)
 
     def __add__(self, other: TaskPromptVector) -> TaskPromptVector:
+        if not isinstance(other, TaskPromptVector):
+            return NotImplemented
         self.check_compatible(other)
         return self._derive(self.tensor + other.tensor, "add", [self, other], f"{self.meta.task}+{other.meta.task}")
 
+    def __radd__(self, other: object) -> TaskPromptVector:
+        """``0 + τ = τ``: Python's ``sum`` starts from 0, so ``sum([τa, τb])`` is ``τa + τb``."""
+        if isinstance(other, int | float) and not isinstance(other, bool) and other == 0:
+            return self
+        return NotImplemented
+
     def __sub__(self, other: TaskPromptVector) -> TaskPromptVector:
+        if not isinstance(other, TaskPromptVector):
+            return NotImplemented
         self.check_compatible(other)
         return self._derive(self.tensor - other.tensor, "sub", [self, other], f"{self.meta.task}-{other.meta.task}")
 
