@@ -159,6 +159,20 @@ _VALUES = st.recursive(st.none() | st.booleans() | st.integers(-5, 5) | st.float
 _TASK = yaml.safe_load(TASK_YAML)
 
 
+@pytest.mark.parametrize("text", ["?", "1: x\n", "null: 3\n"])
+def test_yaml_keys_that_are_not_names_are_refused(tmp_path, text):
+    """Found by the property test above: a bare `?` is a mapping with a null key (a TypeError before)."""
+    from promptvec.errors import ConfigError, TaskError
+    from promptvec.experiments.suite import load_suite
+    from promptvec.tasks import get_task
+
+    path = tmp_path / "x.yaml"
+    path.write_text(text, encoding="utf-8")
+    for load, error in ((get_task, TaskError), (load_suite, ConfigError)):
+        with pytest.raises(error, match="keys must be names"):
+            load(str(path))
+
+
 @PROPERTY
 @given(changes=st.dictionaries(st.sampled_from([*_TASK, "bogus", "label_column", "input_columns"]), _VALUES,
                                max_size=3), removed=st.sets(st.sampled_from(list(_TASK)), max_size=2))

@@ -269,4 +269,7 @@ def read_yaml_mapping(path: str | os.PathLike, what: str, error: type[Exception]
         raise error(f"{p}: not a UTF-8 text file", f"give the path of a {what}") from None
     if not isinstance(raw, dict):
         raise error(f"{p}: a {what} must be a mapping of keys", "see the docs for an example")
+    odd = [key for key in raw if not isinstance(key, str)]
+    if odd:  # e.g. a bare `?` or `1:` line: a key YAML reads as null or a number
+        raise error(f"{p}: the {what}'s keys must be names, got {odd[0]!r}", "write every top-level key as a name")
     return raw
