@@ -10,12 +10,28 @@ from __future__ import annotations
 
 import time
 
-from benchmarks.common import Section
+from benchmarks.common import Section, interleaved, median, spread
+from benchmarks.methods import PerExamplePrompt
 from promptvec.backbones import load_backbone
 from promptvec.evaluation import evaluate
 from promptvec.tasks import get_task, load_task_data, subsample
+from promptvec.vectors import Origin
 
 LONG_GENERATION = 512
+PROMPT_OVERHEAD_LIMIT = 1.1  # rank evaluation with a fixed prompt against no prompt
+PROMPT_ROWS = 20
+
+
+def _prompt_overhead(backbone, task, examples, repeats: int) -> dict[str, list[float]]:
+    """Seconds of a rank evaluation with no prompt, with a fixed R-row prompt (its keys/values computed
+    once per evaluation), and with the same prompt run once per example (what sharing saves), round-robin."""
+    prompt = Origin.sample(backbone, PROMPT_ROWS, 0).tensor(backbone)
+    per_example = PerExamplePrompt(prompt)
+    return interleaved({
+        "no prompt": lambda: evaluate(backbone, task, examples, None, batch_size=32),
+        f"R = {PROMPT_ROWS} prompt": lambda: evaluate(backbone, task, examples, prompt, batch_size=32),
+        f"R = {PROMPT_ROWS} prompt, per example": lambda: evaluate(backbone, task, examples, per_example,
+                                                                   batch_size=32)}, repeats)
 
 
 def run(quick: bool = False) -> Section:
@@ -35,6 +51,16 @@ def run(quick: bool = False) -> Section:
             results[label] = {"s": elapsed, "metric": result.metrics[task.primary_metric], "invalid": result.invalid}
             rows.append([name, label, f"{elapsed:.1f}", f"{elapsed / len(examples) * 1000:.0f}",
                          f"{100 * result.metrics[task.primary_metric]:.1f}", str(result.invalid)])
+        results["prompt"] = _prompt_overhead(backbone, task, examples, 2 if quick else 3)
+        overhead = results["prompt"]
+        for label in ("no prompt", f"R = {PROMPT_ROWS} prompt", f"R = {PROMPT_ROWS} prompt, per example"):
+            rows.append([name, f"rank, {label}", spread(overhead[label]),
+                         f"{median(overhead[label]) / len(examples) * 1000:.0f}", "–", "–"])
+        none = median(overhead["no prompt"])
+        ratio = median(overhead[f"R = {PROMPT_ROWS} prompt"]) / none
+        unshared = median(overhead[f"R = {PROMPT_ROWS} prompt, per example"]) / none
+        targets.append((f"{name}: rank evaluation with a prompt ≤ {PROMPT_OVERHEAD_LIMIT}× without",
+                        ratio <= PROMPT_OVERHEAD_LIMIT, f"{ratio:.2f}× (run once per example: {unshared:.2f}×)"))
         data[name] = results
         rank, short, long = (results[m[0]] for m in modes)
         targets += [
@@ -47,7 +73,10 @@ def run(quick: bool = False) -> Section:
              f"{long['s'] / rank['s']:.1f}×"),
         ]
     return Section(
-        "Evaluation: rank classification vs generation (embedded SmolLM2-135M, fp32, no prompt)",
+        "Evaluation: rank classification vs generation, and the cost of a prompt (embedded SmolLM2-135M, fp32)",
         f"{n} seeded test examples per task, batch 32, one timed pass each. Generation is greedy and matched "
-        "exactly against the label verbalizations (an unmatched output is invalid and counts as wrong).",
+        "exactly against the label verbalizations (an unmatched output is invalid and counts as wrong). The "
+        "`rank, … prompt` rows time the same rank evaluation round-robin (median [min–max] seconds): no prompt, a "
+        f"fixed R = {PROMPT_ROWS} prompt whose keys/values are computed once per evaluation, and that prompt run "
+        "once per example.",
         ["task", "mode", "time (s)", "ms / example", "accuracy (%)", "invalid"], rows, targets, data)

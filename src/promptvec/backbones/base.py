@@ -191,14 +191,21 @@ class Backbone(ABC):
     def collate(self, task: TaskSpec, items: list[Encoded], train: bool) -> Batch:
         """Pad a list of encoded examples into a batch (with training targets if ``train``)."""
 
+    # Every method below takes the prompt as ``[R, d]`` (one prompt for the whole batch), ``[B, R, d]``
+    # (one per example) or what :meth:`prepare_prompt` made of an ``[R, d]`` prompt.
     @abstractmethod
     def loss(self, task: TaskSpec, batch: Batch, prompt: torch.Tensor) -> torch.Tensor:
-        """Mean training loss on the label tokens, given the prompt ``[B, R, d]``."""
+        """Mean training loss on the label tokens."""
 
     @abstractmethod
     def label_scores(self, task: TaskSpec, batch: Batch, prompt: torch.Tensor,
                      length_normalize: bool = False) -> torch.Tensor:
         """``[B, C]`` score of every label (log-likelihood or similarity) for rank classification."""
+
+    def prepare_prompt(self, prompt: torch.Tensor):
+        """A fixed ``[R, d]`` prompt made ready once for every batch of an evaluation. Decoder-only
+        models compute its keys/values here; other families take the prompt as it is."""
+        return prompt
 
     def generate(self, task: TaskSpec, batch: Batch, prompt: torch.Tensor, max_new_tokens: int) -> list[str]:
         """Greedy decoding; returns the generated text per example."""
@@ -210,6 +217,11 @@ class Backbone(ABC):
 
     def token_lengths(self, items: list[Encoded]) -> list[int]:
         return [len(i.input_ids) for i in items]
+
+
+def per_example(prompt: torch.Tensor, size: int) -> torch.Tensor:
+    """``[B, R, d]`` from a prompt shared by the batch (``[R, d]``, expanded as a view) or per example."""
+    return prompt.unsqueeze(0).expand(size, -1, -1) if prompt.dim() == 2 else prompt
 
 
 def left_pad(seqs: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:

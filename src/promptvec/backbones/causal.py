@@ -5,23 +5,27 @@ The prompt sits at the front and padding after it; the attention mask hides the 
 explicit position ids number the real tokens contiguously, which is equivalent to left-padding
 the whole sequence and keeps the label tokens at the end — so only the last ``k + 1`` positions
 need logits (``logits_to_keep``), never the whole vocabulary at every position.
+
+A prompt given as ``[R, d]`` is the same for every example: its keys/values are computed once and
+shared by the batch (:mod:`promptvec.backbones.prefix`); ``[B, R, d]`` (a prompt per input, e.g.
+ATTEMPT) runs with the batch. Evaluation prepares a fixed prompt once (:meth:`prepare_prompt`).
 """
 
 from __future__ import annotations
+
+from functools import cached_property
 
 import torch
 import torch.nn.functional as F
 
 from promptvec.backbones.base import Backbone, Batch, Encoded, left_pad, pad_token_id, register_backbone
+from promptvec.backbones.prefix import SharedPrompt, cache_kwarg, returned_cache, shares_exactly
 from promptvec.tasks.spec import TaskSpec
 
 
-def _with_prompt(embeds: torch.Tensor, mask: torch.Tensor, prompt: torch.Tensor):
-    batch, rows = embeds.shape[0], prompt.shape[1]
-    full = torch.cat([prompt.to(embeds.dtype).expand(batch, -1, -1), embeds], dim=1)
-    full_mask = torch.cat([mask.new_ones(batch, rows), mask], dim=1)
-    positions = (full_mask.cumsum(-1) - 1).clamp(min=0)
-    return full, full_mask, positions
+def _positions(mask: torch.Tensor) -> torch.Tensor:
+    """Position ids that count the real tokens only (padding is masked and its position unused)."""
+    return (mask.cumsum(-1) - 1).clamp(min=0)
 
 
 @register_backbone
@@ -51,19 +55,40 @@ class CausalLMBackbone(Backbone):
             input_mask[row, ids.shape[1] - len(lab):] = 0
         return Batch(ids, mask, label_index, targets, task=task.task, input_mask=input_mask)
 
+    @cached_property
+    def shares_prompt_exactly(self) -> bool:
+        """Whether this model gives the same logits with a shared prompt cache (checked once)."""
+        return shares_exactly(self.model, self.name, pad_token_id(self.tokenizer))
+
+    def prepare_prompt(self, prompt: torch.Tensor) -> torch.Tensor | SharedPrompt:
+        """A fixed ``[R, d]`` prompt's keys/values, computed once for every batch of an evaluation."""
+        if prompt.dim() == 2 and prompt.shape[0] > 0 and self.shares_prompt_exactly:
+            return SharedPrompt(self.model, prompt.to(self.device))
+        return prompt
+
+    def _run(self, batch: Batch, prompt: torch.Tensor | SharedPrompt, **kwargs):
+        """The model over prompt + batch, and the full attention mask and position ids (prompt rows
+        included) that a continuation needs. ``[R, d]`` or prepared prompts use a shared cache."""
+        embeds = self.input_embeds(batch.input_ids)
+        size = batch.size
+        if isinstance(prompt, torch.Tensor) and prompt.dim() == 2:
+            prompt = self.prepare_prompt(prompt)
+        if isinstance(prompt, SharedPrompt):
+            mask = torch.cat([batch.attention_mask.new_ones(size, prompt.rows), batch.attention_mask], dim=1)
+            positions = _positions(mask)
+            out = self.model(inputs_embeds=embeds, attention_mask=mask, position_ids=positions[:, prompt.rows:],
+                             **{cache_kwarg(self.model): prompt.for_batch(size)}, **kwargs)
+            return out, mask, positions
+        prompt = prompt.unsqueeze(0).expand(size, -1, -1) if prompt.dim() == 2 else prompt
+        full = torch.cat([prompt.to(embeds.dtype), embeds], dim=1)
+        mask = torch.cat([batch.attention_mask.new_ones(size, prompt.shape[1]), batch.attention_mask], dim=1)
+        positions = _positions(mask)
+        return self.model(inputs_embeds=full, attention_mask=mask, position_ids=positions, **kwargs), mask, positions
+
     def loss(self, task: TaskSpec, batch: Batch, prompt: torch.Tensor) -> torch.Tensor:
-        embeds, mask, positions = _with_prompt(self.input_embeds(batch.input_ids), batch.attention_mask, prompt)
-        keep = batch.targets.shape[1]
-        out = self.model(inputs_embeds=embeds, attention_mask=mask, position_ids=positions,
-                         logits_to_keep=keep, use_cache=False)
+        out, _, _ = self._run(batch, prompt, logits_to_keep=batch.targets.shape[1], use_cache=False)
         logits = out.logits.float()
         return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), batch.targets.reshape(-1), ignore_index=-100)
-
-    def _prefill(self, batch: Batch, prompt: torch.Tensor, use_cache: bool = True):
-        embeds, mask, positions = _with_prompt(self.input_embeds(batch.input_ids), batch.attention_mask, prompt)
-        out = self.model(inputs_embeds=embeds, attention_mask=mask, position_ids=positions,
-                         logits_to_keep=1, use_cache=use_cache)
-        return out, mask, positions
 
     @torch.no_grad()
     def label_scores(self, task: TaskSpec, batch: Batch, prompt: torch.Tensor,
@@ -72,7 +97,8 @@ class CausalLMBackbone(Backbone):
         labels = self.label_set(task).token_ids
         n_labels, size = len(labels), batch.size
         longest = max(len(lab) for lab in labels)
-        out, mask, positions = self._prefill(batch, prompt, use_cache=longest > 1)  # one-token labels: no cache
+        out, mask, positions = self._run(batch, prompt, logits_to_keep=1,
+                                         use_cache=longest > 1)  # one-token labels: no cache
         first = torch.log_softmax(out.logits[:, -1].float(), dim=-1)
         scores = first[:, [lab[0] for lab in labels]]
         if longest > 1:
@@ -84,14 +110,14 @@ class CausalLMBackbone(Backbone):
                 if len(lab) > 1:
                     cont[c, : len(lab) - 1] = torch.tensor(lab[:-1])
                     target[c, : len(lab) - 1] = torch.tensor(lab[1:])
-            cache = out.past_key_values
+            cache = returned_cache(out)
             cache.batch_repeat_interleave(n_labels)
             cont_mask = torch.cat([mask.repeat_interleave(n_labels, 0),
                                    mask.new_ones(size * n_labels, steps)], dim=1)
             cont_pos = positions[:, -1:].repeat_interleave(n_labels, 0) + torch.arange(
                 1, steps + 1, device=mask.device)
             cont_out = self.model(input_ids=cont.repeat(size, 1), attention_mask=cont_mask,
-                                  position_ids=cont_pos, past_key_values=cache, use_cache=False)
+                                  position_ids=cont_pos, use_cache=False, **{cache_kwarg(self.model): cache})
             logp = torch.log_softmax(cont_out.logits.float(), dim=-1).view(size, n_labels, steps, -1)
             tgt = target.clamp(min=0).unsqueeze(0).expand(size, -1, -1).unsqueeze(-1)
             picked = logp.gather(-1, tgt).squeeze(-1) * (target >= 0)
@@ -102,9 +128,9 @@ class CausalLMBackbone(Backbone):
 
     @torch.no_grad()
     def generate(self, task: TaskSpec, batch: Batch, prompt: torch.Tensor, max_new_tokens: int) -> list[str]:
-        out, mask, positions = self._prefill(batch, prompt)
+        out, mask, positions = self._run(batch, prompt, logits_to_keep=1, use_cache=True)
         eos = self.tokenizer.eos_token_id
-        cache, last_pos = out.past_key_values, positions[:, -1:]
+        cache, last_pos = returned_cache(out), positions[:, -1:]
         token = out.logits[:, -1].argmax(-1, keepdim=True)
         produced = [token]
         done = token.squeeze(-1) == eos if eos is not None else torch.zeros_like(token.squeeze(-1), dtype=torch.bool)
@@ -113,9 +139,9 @@ class CausalLMBackbone(Backbone):
                 break
             mask = torch.cat([mask, mask.new_ones(batch.size, 1)], dim=1)
             last_pos = last_pos + 1
-            step = self.model(input_ids=token, attention_mask=mask, position_ids=last_pos,
-                              past_key_values=cache, use_cache=True)
-            cache = step.past_key_values
+            step = self.model(input_ids=token, attention_mask=mask, position_ids=last_pos, use_cache=True,
+                              **{cache_kwarg(self.model): cache})
+            cache = returned_cache(step)
             token = step.logits[:, -1].argmax(-1, keepdim=True)
             produced.append(token)
             if eos is not None:

@@ -11,7 +11,15 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from promptvec.backbones.base import Backbone, Batch, Encoded, pad_token_id, register_backbone, right_pad
+from promptvec.backbones.base import (
+    Backbone,
+    Batch,
+    Encoded,
+    pad_token_id,
+    per_example,
+    register_backbone,
+    right_pad,
+)
 from promptvec.tasks.spec import TaskSpec
 
 
@@ -40,8 +48,8 @@ class SentenceEncoderBackbone(Backbone):
     def _embed(self, input_ids: torch.Tensor, mask: torch.Tensor, prompt: torch.Tensor | None) -> torch.Tensor:
         embeds = self.input_embeds(input_ids)
         if prompt is not None:
-            embeds = torch.cat([prompt.to(embeds.dtype).expand(input_ids.shape[0], -1, -1), embeds], dim=1)
-            mask = torch.cat([mask.new_ones(input_ids.shape[0], prompt.shape[1]), mask], dim=1)
+            embeds = torch.cat([per_example(prompt, input_ids.shape[0]).to(embeds.dtype), embeds], dim=1)
+            mask = torch.cat([mask.new_ones(input_ids.shape[0], prompt.shape[-2]), mask], dim=1)
         hidden = self.model(inputs_embeds=embeds, attention_mask=mask).last_hidden_state
         return F.normalize(_mean_pool(hidden.float(), mask), dim=-1)
 

@@ -9,7 +9,15 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from promptvec.backbones.base import Backbone, Batch, Encoded, pad_token_id, register_backbone, right_pad
+from promptvec.backbones.base import (
+    Backbone,
+    Batch,
+    Encoded,
+    pad_token_id,
+    per_example,
+    register_backbone,
+    right_pad,
+)
 from promptvec.tasks.spec import TaskSpec
 
 
@@ -32,8 +40,8 @@ class Seq2SeqBackbone(Backbone):
 
     def _encoder_inputs(self, batch: Batch, prompt: torch.Tensor):
         embeds = self.input_embeds(batch.input_ids)
-        full = torch.cat([prompt.to(embeds.dtype).expand(batch.size, -1, -1), embeds], dim=1)
-        mask = torch.cat([batch.attention_mask.new_ones(batch.size, prompt.shape[1]), batch.attention_mask], 1)
+        full = torch.cat([per_example(prompt, batch.size).to(embeds.dtype), embeds], dim=1)
+        mask = torch.cat([batch.attention_mask.new_ones(batch.size, prompt.shape[-2]), batch.attention_mask], 1)
         return full, mask
 
     def _decoder_inputs(self, targets: torch.Tensor) -> dict[str, torch.Tensor]:

@@ -33,14 +33,16 @@ class EvalResult:
         return {"metrics": self.metrics, "n": self.n, "invalid": self.invalid}
 
 
-def _prompt_for(prompt, batch, backbone: Backbone) -> torch.Tensor:
-    """Resolve what the caller passed as a prompt into a ``[B, R, d]`` tensor."""
+def _fixed_prompt(prompt, backbone: Backbone, batch):
+    """What the caller passed, made ready once for every batch when it is the same for all of them
+    (a ``[R, d]`` tensor, or a module that shares its prompt); None for a prompt that depends on the input."""
     if prompt is None:
-        return torch.zeros(batch.size, 0, backbone.dim, device=backbone.device)
+        return torch.zeros(0, backbone.dim, device=backbone.device)
     if isinstance(prompt, torch.Tensor):
-        p = prompt.to(backbone.device)
-        return p.unsqueeze(0).expand(batch.size, -1, -1) if p.dim() == 2 else p
-    return prompt(batch)
+        if prompt.dim() != 2:
+            return None
+        return backbone.prepare_prompt(prompt.to(backbone.device))
+    return backbone.prepare_prompt(prompt(batch)) if prompt.shares_prompt else None
 
 
 def match_generation(text: str, verbalizations: list[str]) -> int:
@@ -76,11 +78,14 @@ def _predict(backbone: Backbone, task: TaskSpec, examples: list[Example], prompt
     new_tokens = max_new_tokens or max(len(t) for t in labels.token_ids) + 2
     bins = torch.tensor([float(v) for v in task.label_names]) if task.is_regression else None
     device_type = backbone.device.type
+    fixed = None  # a prompt shared by every batch: prepared once (a decoder's keys/values computed once)
     for start in range(0, len(order), batch_size):
         idx = order[start: start + batch_size]
         batch = backbone.collate(task, [encoded[i] for i in idx], train=False).to(backbone.device)
         with torch.autocast(device_type, dtype=torch.bfloat16, enabled=autocast):
-            p = _prompt_for(prompt, batch, backbone)
+            if start == 0:
+                fixed = _fixed_prompt(prompt, backbone, batch)
+            p = fixed if fixed is not None else (prompt if isinstance(prompt, torch.Tensor) else prompt(batch))
             if mode == "generate":
                 texts = backbone.generate(task, batch, p, new_tokens)
                 for i, text in zip(idx, texts, strict=True):

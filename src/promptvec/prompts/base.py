@@ -34,6 +34,9 @@ def register_prompt_module(cls: type[PromptModule]) -> type[PromptModule]:
 
 class PromptModule(nn.Module, ABC):
     kind: ClassVar[str]
+    #: the prompt is the same for every example of a batch (it depends on nothing in the batch but its
+    #: task): ``forward`` returns ``[R, d]`` and a decoder-only backbone computes it once for the batch
+    shares_prompt: ClassVar[bool] = False
 
     def __init__(self) -> None:
         super().__init__()
@@ -43,7 +46,7 @@ class PromptModule(nn.Module, ABC):
 
     @abstractmethod
     def forward(self, batch: Batch) -> torch.Tensor:
-        """The prompt for this batch, ``[B, R, d]``."""
+        """The prompt for this batch: ``[R, d]`` where :attr:`shares_prompt`, else ``[B, R, d]``."""
 
     @property
     @abstractmethod

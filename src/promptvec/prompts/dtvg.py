@@ -28,6 +28,7 @@ GROUPING_CHOICES = (*GROUPINGS, "fixed-at-start")
 @register_prompt_module
 class DTVGPrompt(PromptModule):
     kind = "dtvg"
+    shares_prompt = True
 
     def __init__(self, origin: torch.Tensor, target_vector: torch.Tensor, source_vectors: torch.Tensor,
                  source_names: list[str], grouping: str = "kc", lam: float = 1.0,
@@ -89,7 +90,7 @@ class DTVGPrompt(PromptModule):
     def forward(self, batch: Batch) -> torch.Tensor:
         mask, ts = self.group(decide=self.training)
         self.record(group=mask, similarity=ts)
-        return self.mixed_prompt(mask).unsqueeze(0).expand(batch.size, -1, -1)
+        return self.mixed_prompt(mask)
 
     def export(self) -> torch.Tensor:
         """``P_mix`` with the group the current vectors choose (what evaluation uses)."""

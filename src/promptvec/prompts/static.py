@@ -13,6 +13,7 @@ from promptvec.prompts.base import PromptModule, register_prompt_module
 @register_prompt_module
 class StaticPrompt(PromptModule):
     kind = "static"
+    shares_prompt = True
 
     def __init__(self, init: torch.Tensor) -> None:
         super().__init__()
@@ -25,7 +26,7 @@ class StaticPrompt(PromptModule):
         return self.weight.shape[0]
 
     def forward(self, batch: Batch) -> torch.Tensor:
-        return self.weight.unsqueeze(0).expand(batch.size, -1, -1)
+        return self.weight
 
     def export(self) -> torch.Tensor:
         return self.weight.detach().clone()

@@ -1,0 +1,104 @@
+"""A soft prompt's key/value cache on a decoder-only model, computed once and shared by a batch.
+
+The prompt sits at positions 0…R−1 and, under causal attention, attends only to itself, so its
+hidden states and keys/values do not depend on the input. When every example of a batch has the
+same prompt ``[R, d]`` (plain prompt tuning and every method that only initialises it, DTVG's mixed
+prompt), running those R rows through every layer once per example — what PEFT does — is redundant:
+:class:`SharedPrompt` runs them once (``[1, R, d]``, positions 0…R−1) and hands each batch a cache
+whose tensors are *views* expanded over the batch. Gradients from every example flow back through
+the views and sum into the one prompt, so loss and gradient equal the per-example path's.
+
+Where it is used: training steps whose prompt module shares its prompt (the cache is recomputed at
+every step, since the prompt changes), and evaluation, label continuations and greedy generation
+with a fixed prompt (computed once per evaluation, reused by every batch).
+
+Exactness is checked per model rather than assumed: :func:`shares_exactly` compares both paths
+once on a tiny padded batch; a model where they differ (positions it does not take from
+``position_ids``, a cache it cannot continue, ...) keeps the per-example path and says so once.
+"""
+
+from __future__ import annotations
+
+import inspect
+import warnings
+from functools import cache
+
+import torch
+from torch import nn
+
+
+def cache_kwarg(model: nn.Module) -> str:
+    """The name under which this model's ``forward`` takes a key/value cache: transformers renamed
+    ``past_key_values`` to ``cache`` during 5.x (the old name warns, then goes)."""
+    return _cache_kwarg(type(model))
+
+
+@cache
+def _cache_kwarg(model_class: type) -> str:
+    return "cache" if "cache" in inspect.signature(model_class.forward).parameters else "past_key_values"
+
+
+def returned_cache(output):
+    """The key/value cache a forward returned (``cache`` or, before it, ``past_key_values``)."""
+    found = getattr(output, "cache", None)
+    return found if found is not None else output.past_key_values
+
+
+class SharedPrompt:
+    """The per-layer keys/values ``[1, heads, R, head_dim]`` of one prompt at positions 0…R−1."""
+
+    def __init__(self, model: nn.Module, prompt: torch.Tensor) -> None:
+        """Run ``prompt`` (``[R, d]``) through ``model`` once. Keeps the autograd graph when gradients
+        are on (training), so the batch's loss reaches the prompt through the cache."""
+        self.model, self.rows = model, prompt.shape[0]
+        device = prompt.device
+        embeds = prompt.unsqueeze(0).to(model.get_input_embeddings().weight.dtype)
+        out = model(inputs_embeds=embeds, position_ids=torch.arange(self.rows, device=device).unsqueeze(0),
+                    use_cache=True, logits_to_keep=1)
+        self.layers = [(layer.keys, layer.values) for layer in returned_cache(out).layers]
+
+    def for_batch(self, size: int):
+        """A fresh cache for ``size`` examples holding the prompt's keys/values as expanded views (the
+        shared tensors are never written: a forward appends the batch's own keys to its own cache)."""
+        from transformers import DynamicCache
+
+        batch_cache = DynamicCache(config=self.model.config)
+        for index, (keys, values) in enumerate(self.layers):
+            batch_cache.update(keys.expand(size, -1, -1, -1), values.expand(size, -1, -1, -1), index)
+        return batch_cache
+
+
+def shares_exactly(model: nn.Module, name: str, pad_token_id: int) -> bool:
+    """Whether the shared-cache path gives this model's per-example logits (checked once per model
+    on a tiny batch with padding between prompt and input). False: say so once, keep the old path."""
+    from promptvec.modes import module_mode
+
+    embedding = model.get_input_embeddings().weight
+    dtype, device = embedding.dtype, embedding.device
+    generator = torch.Generator().manual_seed(0)
+    prompt = embedding[torch.randint(0, embedding.shape[0], (3,), generator=generator).to(device)].detach()
+    ids = torch.randint(0, embedding.shape[0], (2, 4), generator=generator).to(device)
+    ids[0, 0] = pad_token_id
+    mask = torch.ones_like(ids)
+    mask[0, 0] = 0
+    full_mask = torch.cat([mask.new_ones(2, 3), mask], dim=1)
+    positions = (full_mask.cumsum(-1) - 1).clamp(min=0)
+    try:
+        with torch.no_grad(), module_mode(model, training=False):
+            inputs = model.get_input_embeddings()(ids)
+            per_example = model(inputs_embeds=torch.cat([prompt.expand(2, -1, -1), inputs], dim=1),
+                                attention_mask=full_mask, position_ids=positions, use_cache=False).logits[:, 3:]
+            shared = SharedPrompt(model, prompt)
+            once = model(inputs_embeds=inputs, attention_mask=full_mask, position_ids=positions[:, 3:],
+                         use_cache=False, **{cache_kwarg(model): shared.for_batch(2)}).logits
+        tolerance = 1e-4 if dtype == torch.float32 else 5e-2
+        exact = bool(torch.allclose(once[1:].float(), per_example[1:].float(), rtol=tolerance, atol=tolerance)
+                     and torch.allclose(once[0, 1:].float(), per_example[0, 1:].float(), rtol=tolerance,
+                                        atol=tolerance))
+        reason = "its logits differ from the per-example path"
+    except Exception as exc:  # any model-specific failure means: do not share on this model
+        exact, reason = False, f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+    if not exact:
+        warnings.warn(f"model '{name}' cannot share one prompt's keys/values across a batch exactly ({reason}); "
+                      "promptvec runs the prompt once per example on it (correct, slower)", stacklevel=3)
+    return exact
