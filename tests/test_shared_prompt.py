@@ -174,3 +174,24 @@ def test_bf16_autocast_keeps_the_shared_path_close(decoders, multi_token_task):
         shared = backbone.loss(multi_token_task, batch, prompt)
         per_example = backbone.loss(multi_token_task, batch, prompt.unsqueeze(0).expand(batch.size, -1, -1))
     assert abs(shared.item() - per_example.item()) < 0.05 * abs(per_example.item())
+
+
+@pytest.mark.parametrize("name", ["llama", "gpt2"])
+def test_loss_is_the_models_own_loss_on_the_label_tokens(decoders, multi_token_task, name):
+    """Independent reference: the model's own shifted cross-entropy over [prompt; input; label] with
+    every position but the label tokens ignored (what PEFT computes, without the logits shortcut)."""
+    backbone = decoders[name]
+    batch, encoded = _batch(backbone, multi_token_task)
+    prompt = _origin(backbone)
+    rows, size = prompt.shape[0], batch.size
+    labels = torch.full((size, rows + batch.input_ids.shape[1]), -100)
+    for row, item in enumerate(encoded):
+        label = backbone.label_set(multi_token_task).token_ids[item.label_index]
+        labels[row, -len(label):] = torch.tensor(label)
+    mask = torch.cat([batch.attention_mask.new_ones(size, rows), batch.attention_mask], dim=1)
+    embeds = torch.cat([prompt.expand(size, -1, -1), backbone.input_embeds(batch.input_ids)], dim=1)
+    with torch.no_grad():
+        reference = backbone.model(inputs_embeds=embeds, attention_mask=mask, position_ids=(mask.cumsum(-1) - 1).clamp(
+            min=0), labels=labels).loss
+        ours = backbone.loss(multi_token_task, batch, prompt)
+    assert abs(ours.item() - reference.item()) < 1e-5

@@ -3,8 +3,8 @@
 Layout of every sequence: ``[prompt (R)] [left padding] [templated input] [label tokens]``.
 The prompt sits at the front and padding after it; the attention mask hides the padding and
 explicit position ids number the real tokens contiguously, which is equivalent to left-padding
-the whole sequence and keeps the label tokens at the end — so only the last ``k + 1`` positions
-need logits (``logits_to_keep``), never the whole vocabulary at every position.
+the whole sequence and keeps the label tokens at the end — so only the ``k`` positions that predict
+label tokens need logits (``logits_to_keep``), never the whole vocabulary at every position.
 
 A prompt given as ``[R, d]`` is the same for every example: its keys/values are computed once and
 shared by the batch (:mod:`promptvec.backbones.prefix`); ``[B, R, d]`` (a prompt per input, e.g.
@@ -47,8 +47,9 @@ class CausalLMBackbone(Backbone):
         label_ids = [self.label_set(task).token_ids[i.label_index] for i in items]
         ids, mask = left_pad([i.input_ids + lab for i, lab in zip(items, label_ids, strict=True)], pad)
         longest = max(len(lab) for lab in label_ids)
-        # targets[:, j] is the token predicted by the j-th of the last (longest + 1) positions
-        targets = torch.full((len(items), longest + 1), -100, dtype=torch.long)
+        # targets[:, j] is the token predicted at position j of the `longest` positions before the last one
+        # (a row's label is its last tokens; shorter labels are -100 at the front)
+        targets = torch.full((len(items), longest), -100, dtype=torch.long)
         input_mask = mask.clone()  # the label tokens end every row: not input
         for row, lab in enumerate(label_ids):
             targets[row, longest - len(lab): longest] = torch.tensor(lab)
@@ -86,9 +87,13 @@ class CausalLMBackbone(Backbone):
         return self.model(inputs_embeds=full, attention_mask=mask, position_ids=positions, **kwargs), mask, positions
 
     def loss(self, task: TaskSpec, batch: Batch, prompt: torch.Tensor) -> torch.Tensor:
-        out, _, _ = self._run(batch, prompt, logits_to_keep=batch.targets.shape[1], use_cache=False)
+        # logits only where a label token is predicted: the k positions before the last one (the last would
+        # predict what follows the label), never the whole 49k-word vocabulary at every position
+        targets = batch.targets
+        label_positions = torch.arange(-targets.shape[1] - 1, -1, device=targets.device)
+        out, _, _ = self._run(batch, prompt, logits_to_keep=label_positions, use_cache=False)
         logits = out.logits.float()
-        return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), batch.targets.reshape(-1), ignore_index=-100)
+        return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1), ignore_index=-100)
 
     @torch.no_grad()
     def label_scores(self, task: TaskSpec, batch: Batch, prompt: torch.Tensor,

@@ -53,8 +53,11 @@ class SharedPrompt:
         self.model, self.rows = model, prompt.shape[0]
         device = prompt.device
         embeds = prompt.unsqueeze(0).to(model.get_input_embeddings().weight.dtype)
-        out = model(inputs_embeds=embeds, position_ids=torch.arange(self.rows, device=device).unsqueeze(0),
-                    use_cache=True, logits_to_keep=1)
+        # the transformer body alone: the prompt's keys/values are needed, never its logits
+        body = model.base_model
+        extra = {} if body is not model else {"logits_to_keep": 1}
+        out = body(inputs_embeds=embeds, position_ids=torch.arange(self.rows, device=device).unsqueeze(0),
+                   use_cache=True, **extra)
         self.layers = [(layer.keys, layer.values) for layer in returned_cache(out).layers]
 
     def for_batch(self, size: int):
