@@ -187,3 +187,28 @@ def test_example_suites_are_valid(path):
         assert {"pt", "tpv-init", "spot", "spot-multi", "attempt", "dtvg", "fusion"} <= names
         assert sum(m.name == "dtvg" for m in suite.methods) >= 3 and suite.stats.baselines == ["pt", "spot"]
         assert len(suite.seeds) == 3 and any(not is_source(r) and r.task in ("rte", "mrpc") for r in runs)
+
+
+def test_report_says_what_the_table_could_detect(tmp_path):
+    """Synthetic results of two methods over 5 paired seeds: the report's power paragraph gives the
+    spread of the paired differences and the detectable difference computed from it."""
+    from promptvec.evaluation.stats import minimal_detectable_difference
+    from promptvec.experiments.suite import SuiteSpec
+
+    suite = SuiteSpec(name="power", tasks=["sst2"], shots=[16], seeds=[0, 1, 2, 3, 4],
+                      methods=[{"name": "pt", "label": "pt"}, {"name": "random", "label": "other"}],
+                      stats={"baseline": "pt"})
+    (tmp_path / "suite.json").write_text(json.dumps(suite.model_dump()))
+    base = [0.80, 0.82, 0.79, 0.85, 0.81]
+    other = [0.83, 0.82, 0.83, 0.86, 0.87]  # differences .03 .00 .04 .01 .06
+    rows = [{"run_id": f"{label}/{seed}", "label": label, "method": label, "task": "sst2", "shots": 16,
+             "seed": seed, "origin": 0, "metrics": {"acc": score}, "n_test": 500, "best_step": 10,
+             "model_fingerprint": "f" * 64, "versions": {}, "status": "completed"}
+            for label, scores in (("pt", base), ("other", other)) for seed, score in enumerate(scores)]
+    (tmp_path / "results.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    md = (build_report(tmp_path) / "report.md").read_text()
+    import numpy as np
+
+    sd = float(np.std([o - b for o, b in zip(other, base, strict=True)], ddof=1))
+    assert f"Power: over n = 5 seeds the tested differences vary from seed to seed by {100 * sd:.1f} points" in md
+    assert f"{100 * minimal_detectable_difference(sd, 5, 0.05):.1f} points at α = 0.05 uncorrected" in md

@@ -59,3 +59,46 @@ def test_holm_and_bonferroni_by_hand():
     assert adjust(p, "holm") == pytest.approx([0.03, 0.06, 0.06, 0.02])
     assert adjust(p, "none") == p
     assert math.isclose(adjust([0.9, 0.8], "holm")[0], 1.0)
+
+
+def test_minimal_detectable_difference_has_the_power_it_claims():
+    """Checked against simulation: paired differences N(δ, sd²) over n seeds, a two-sided t-test at α."""
+    import numpy as np
+    from scipy import stats as sps
+
+    from promptvec.evaluation.stats import minimal_detectable_difference
+
+    rng = np.random.default_rng(0)
+    for n, alpha in ((5, 0.05), (10, 0.01)):
+        delta = minimal_detectable_difference(0.04, n, alpha, power=0.8)
+        samples = rng.normal(delta, 0.04, size=(20_000, n))
+        detected = sps.ttest_1samp(samples, 0.0, axis=1).pvalue < alpha
+        assert detected.mean() == pytest.approx(0.8, abs=0.015), (n, alpha)
+    # textbook anchor: n = 5, α = 0.05, power 0.8 needs an effect of about 1.7 standard deviations
+    assert minimal_detectable_difference(1.0, 5) == pytest.approx(1.71, abs=0.03)
+    assert minimal_detectable_difference(1.0, 1) == math.inf and minimal_detectable_difference(0.0, 5) == 0.0
+
+
+def test_seeds_needed_is_the_first_n_that_detects_the_difference():
+    from promptvec.evaluation.stats import minimal_detectable_difference, seeds_needed
+
+    n = seeds_needed(0.04, 0.03)
+    assert minimal_detectable_difference(0.04, n) <= 0.03 < minimal_detectable_difference(0.04, n - 1)
+    assert seeds_needed(0.04, 0.03, alpha=0.05 / 60) > n  # a corrected family needs more seeds
+    assert seeds_needed(1.0, 1e-4, limit=50) is None
+
+
+def test_power_statement_reports_the_median_spread_and_what_it_can_detect():
+    from promptvec.evaluation.stats import minimal_detectable_difference, seeds_needed, spread_of_differences
+    from promptvec.experiments.report import power_statement
+
+    paired = spread_of_differences({0: 0.80, 1: 0.84, 2: 0.86}, {0: 0.78, 1: 0.80, 2: 0.86})
+    assert paired == pytest.approx((0.02, 3))  # differences .02 .04 .00 → sd .02
+    assert spread_of_differences({0: 0.8, 1: 0.9}, {None: 0.5}) == pytest.approx((0.0707107, 2))
+    assert spread_of_differences({0: 0.8, 1: 0.9}, {2: 0.5, 3: 0.6}) is None  # Welch: no paired spread
+    text = power_statement([(0.04, 5), (0.02, 5), (0.06, 5)], family=10, alpha=0.05)
+    assert "n = 5 seeds" in text and "by 4.0 points" in text and "range 2.0–6.0" in text
+    assert f"{100 * minimal_detectable_difference(0.04, 5, 0.05):.1f} points at α = 0.05" in text
+    assert f"{100 * minimal_detectable_difference(0.04, 5, 0.005):.1f} points at Holm's strictest level α/10" in text
+    assert f"would take {seeds_needed(0.04, 0.03, 0.005)} seeds" in text
+    assert power_statement([], 0, 0.05) == ""

@@ -4,7 +4,10 @@
 * a method against a baseline: a **paired** t-test when both have the same seeds (runs pair up by
   seed: same few-shot sample and data order), **Welch's** t-test for independent runs, and a
   **one-sample** t-test when the baseline is deterministic (a single value, e.g. no prompt);
-* Bonferroni or Holm correction over all comparisons of a table.
+* Bonferroni or Holm correction over all comparisons of a table;
+* power: the smallest true difference a paired/one-sample t-test over n seeds detects with a given
+  power (:func:`minimal_detectable_difference`, from the noncentral t distribution), and the seeds
+  needed for a difference (:func:`seeds_needed`) — what a study can claim before it is run.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 from scipy import stats
@@ -76,6 +80,21 @@ def _no_variance(a, b, test, method, baseline, shared) -> bool:
     return np.ptp(a) < tolerance and np.ptp(b) < tolerance
 
 
+def spread_of_differences(method: Mapping[object, float], baseline: Mapping[object, float]) -> tuple[float, int] | None:
+    """(standard deviation, number) of the values a paired or one-sample test of these scores looks at —
+    the per-seed differences, or the varying side against a single value; None where neither applies."""
+    shared = sorted(set(method) & set(baseline), key=str)
+    if len(baseline) == 1 and len(method) >= 2:
+        values = list(method.values())
+    elif len(method) == 1 and len(baseline) >= 2:
+        values = list(baseline.values())
+    elif len(shared) == len(method) == len(baseline) and len(shared) >= 2:
+        values = [method[k] - baseline[k] for k in shared]
+    else:
+        return None
+    return float(np.std(values, ddof=1)), len(values)
+
+
 def adjust(p_values: Sequence[float], method: str = "holm") -> list[float]:
     """Family-wise error correction: 'holm' (step-down), 'bonferroni' or 'none'."""
     m = len(p_values)
@@ -92,3 +111,63 @@ def adjust(p_values: Sequence[float], method: str = "holm") -> list[float]:
         running = max(running, min(1.0, (m - rank) * p_values[i]))
         adjusted[i] = running
     return adjusted
+
+
+_NODES, _WEIGHTS = np.polynomial.legendre.leggauss(256)
+_QUANTILES, _QUANTILE_WEIGHTS = (_NODES + 1) / 2, _WEIGHTS / 2  # Gauss–Legendre on (0, 1)
+
+
+def _power(delta: float, sd: float, n: int, alpha: float) -> float:
+    """Power of a two-sided one-sample (or paired) t-test over n values with standard deviation sd,
+    at level alpha, when the true mean difference is delta.
+
+    T = (Z + shift) / sqrt(V / df) with V ~ χ²_df, so power = E_V[P(|Z + shift| > c·sqrt(V/df))]; the
+    expectation is taken over V's quantiles by Gauss–Legendre quadrature (vectorised, and finite where
+    the noncentral t's own tail functions return NaN: small df, large shift)."""
+    df = n - 1
+    critical = stats.t.ppf(1 - alpha / 2, df)
+    shift = delta / (sd / math.sqrt(n))
+    bound = critical * _chi_scale(df)
+    rejected = stats.norm.sf(bound - shift) + stats.norm.cdf(-bound - shift)
+    return float(rejected @ _QUANTILE_WEIGHTS)
+
+
+@lru_cache(maxsize=256)
+def _chi_scale(df: int) -> np.ndarray:
+    """sqrt(V / df) at the quadrature's quantiles of V ~ χ²_df."""
+    return np.sqrt(stats.chi2.ppf(_QUANTILES, df) / df)
+
+
+def minimal_detectable_difference(sd: float, n: int, alpha: float = 0.05, power: float = 0.8) -> float:
+    """The smallest true mean difference that a two-sided paired (or one-sample) t-test over ``n``
+    values whose differences have standard deviation ``sd`` detects with probability ``power`` at
+    level ``alpha`` (for a corrected family, pass the corrected level, e.g. alpha / m for Holm's
+    first step). ``inf`` with fewer than two values; 0 when there is no spread."""
+    if n < 2:
+        return math.inf
+    if sd <= 0:
+        return 0.0
+    high = sd
+    while _power(high, sd, n, alpha) < power:
+        high *= 2
+    from scipy.optimize import brentq
+
+    return float(brentq(lambda delta: _power(delta, sd, n, alpha) - power, 0.0, high, xtol=sd * 1e-6))
+
+
+def seeds_needed(sd: float, difference: float, alpha: float = 0.05, power: float = 0.8,
+                 limit: int = 10_000) -> int | None:
+    """The fewest seeds whose paired t-test detects ``difference`` with ``power`` at ``alpha`` (None
+    above ``limit``)."""
+    def enough(n: int) -> bool:
+        return minimal_detectable_difference(sd, n, alpha, power) <= difference
+
+    if not enough(limit):
+        return None
+    low, high = 1, 2  # enough(high) once the doubling stops; never enough(1)
+    while not enough(high):
+        low, high = high, min(2 * high, limit)
+    while high - low > 1:  # the detectable difference shrinks as n grows: bisect
+        middle = (low + high) // 2
+        low, high = (low, middle) if enough(middle) else (middle, high)
+    return high

@@ -13,7 +13,14 @@ import platform
 from pathlib import Path
 
 from promptvec.errors import ConfigError
-from promptvec.evaluation.stats import adjust, compare, summarize
+from promptvec.evaluation.stats import (
+    adjust,
+    compare,
+    minimal_detectable_difference,
+    seeds_needed,
+    spread_of_differences,
+    summarize,
+)
 from promptvec.experiments.document import Document, Heading, Paragraph, TableBlock
 from promptvec.experiments.plots import FIGURE_MAKERS, primary_metric
 from promptvec.experiments.sources import SOURCE_LABEL
@@ -59,6 +66,29 @@ def _values(rows, label, task, shots, free: set[str] = frozenset()) -> dict:
 
 def _shots_label(shots: int | None) -> str:
     return "" if shots is None else f" {shots}-shot"
+
+
+POWER = 0.8
+TARGET_DIFFERENCE = 0.03  # the difference a transfer study should be able to see (3 points)
+
+
+def power_statement(spreads: list[tuple[float, int]], family: int, alpha: float) -> str:
+    """What this table could have detected: the median seed-to-seed spread of the tested differences and
+    the smallest true difference found with 80 % power uncorrected and at Holm's strictest level."""
+    if not spreads or family == 0:
+        return ""
+    sds = sorted(sd for sd, _ in spreads)
+    sd, n = sds[len(sds) // 2], sorted(count for _, count in spreads)[len(spreads) // 2]
+    strict = alpha / family
+    needed = seeds_needed(sd, TARGET_DIFFERENCE, strict, POWER)
+    return (f"Power: over n = {n} seeds the tested differences vary from seed to seed by {100 * sd:.1f} points "
+            f"(standard deviation; median over {len(spreads)} comparisons, range {100 * sds[0]:.1f}–"
+            f"{100 * sds[-1]:.1f}). At that spread a true difference is detected with {POWER:.0%} power only if it "
+            f"is at least {100 * minimal_detectable_difference(sd, n, alpha, POWER):.1f} points at α = {alpha} "
+            f"uncorrected, and {100 * minimal_detectable_difference(sd, n, strict, POWER):.1f} points at Holm's "
+            f"strictest level α/{family}; detecting {100 * TARGET_DIFFERENCE:.0f} points there would take "
+            + (f"{needed} seeds." if needed else "more than 10,000 seeds.") + " A difference smaller than that is "
+            "a tie this table cannot resolve, not evidence of no effect.")
 
 
 def build_report(out: str | Path, report_dir: str | Path | None = None) -> Path:
@@ -126,6 +156,12 @@ def build_report(out: str | Path, report_dir: str | Path | None = None) -> Path:
            f"{len(keys)} comparisons of the table; no mark means the difference was not shown to be significant "
            "(with few seeds, tests have little power)."
            if baselines and keys else "No significance tests (no baseline set, or nothing to compare yet).")))
+    spreads = [spread_of_differences(_values(rows, label, task, shots, free), _values(rows, baseline, task, shots,
+                                                                                       free))
+               for baseline, label, task, shots in keys]
+    power = power_statement([s for s in spreads if s is not None], len(keys), suite.stats.alpha)
+    if power:
+        doc.add(Paragraph(power))
     shot_values = list(dict.fromkeys(s for _, s in columns))
     if len(columns) <= 8 or len(shot_values) < 2:
         doc.add(TableBlock(*table(columns), caption="Methods × tasks (primary metric of each task)"))
