@@ -138,3 +138,48 @@ def test_bad_transfer_suites(tmp_path, tiny_models, toy_tasks, change, message):
     path.write_text(yaml.safe_dump(body))
     with pytest.raises(ConfigError, match=message):
         load_suite(path)
+
+
+def test_a_source_library_trains_each_source_once_across_suites(tmp_path, tiny_models, toy_tasks, monkeypatch):
+    """Suite A trains its sources and adds them to the library; suite B (other name, other methods,
+    same sources) copies them instead of training; a source with other settings is trained anew."""
+    from promptvec.training import trainer as trainer_module
+
+    library = tmp_path / "library"
+    trained = []
+    original = trainer_module.Trainer.train
+
+    def counting(self, *args, **kwargs):
+        trained.append(self.task_name)
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(trainer_module.Trainer, "train", counting)
+    small = {"analyses": {}, "origins": [0], "shots": [0],
+             "methods": [{"name": "tpv-init", "settings": {"prompt_length": 3}}], "stats": {}}
+    body = yaml.safe_load(_suite(tmp_path, tiny_models, toy_tasks).read_text()) | small
+    body["sources"] = {**body["sources"], "multi_task": False, "library": str(library)}
+    (tmp_path / "a.yaml").write_text(yaml.safe_dump(body | {"name": "suite-a"}))
+    run_suite(load_suite(tmp_path / "a.yaml"), tmp_path / "a", progress=False, log=lambda m: None)
+    assert sorted(trained) == ["src_a", "src_b"]
+    assert len(list(library.glob("*/*/run/run.json"))) == 2
+
+    trained.clear()
+    messages = []
+    b = body | {"name": "suite-b", "methods": [{"name": "single-source", "settings": {"prompt_length": 3}}]}
+    (tmp_path / "b.yaml").write_text(yaml.safe_dump(b))
+    suite_b = load_suite(tmp_path / "b.yaml")
+    run_suite(suite_b, tmp_path / "b", progress=False, log=messages.append)
+    assert trained == []  # nothing retrained
+    assert any("2 source run(s) copied from the library" in m for m in messages)
+    for task in ("src_a", "src_b"):
+        run = source_run(suite_b, toy_tasks[task], 0)
+        copied = run_dir(tmp_path / "b", run) / PROMPT_DIR / "adapter_model.safetensors"
+        assert copied.read_bytes() == (run_dir(tmp_path / "a", run) / PROMPT_DIR / "adapter_model.safetensors"
+                                       ).read_bytes()
+    assert len(VectorStore(tmp_path / "b" / "store").entries(kind="vector")) == 2  # its own store, from the copies
+
+    c = b | {"name": "suite-c", "sources": {**b["sources"], "steps": 2}}  # other settings: another source
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(c))
+    run_suite(load_suite(tmp_path / "c.yaml"), tmp_path / "c", progress=False, log=lambda m: None)
+    assert sorted(trained) == ["src_a", "src_b"]
+    assert len(list(library.glob("*/*/run/run.json"))) == 4

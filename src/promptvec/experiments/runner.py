@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from promptvec.errors import ConfigError, PromptvecError
+from promptvec.experiments import source_library
 from promptvec.experiments.methods import METHODS, RunContext
 from promptvec.experiments.sources import STORE_DIR, is_source, source_runs, stored_name
 from promptvec.experiments.suite import RunSpec, SuiteSpec, expand, run_dir, same_payload
@@ -297,6 +298,13 @@ def run_suite(suite: SuiteSpec, out: str | Path, jobs: int = 1, max_minutes: flo
     log_run = report if processes.world == 1 else (lambda message: report(f"(process {processes.rank}) {message}"))
     log = report if processes.main else (lambda message: None)
     data_dir = data_dir or suite.data_dir
+    library = Path(suite.sources.library) if suite.sources.library else None
+    if library is not None and processes.main:
+        reused = [run for run in source_runs(suite) if status_of(suite, out, run).state in ("todo", "partial")
+                  and source_library.fetch(library, suite, out, run, spec_path(out, run))]
+        if reused:
+            log(f"{len(reused)} source run(s) copied from the library {library} instead of trained")
+    processes.wait()
     statuses = [status_of(suite, out, r) for r in expand(suite)]
     changed = [st.run.run_id for st in statuses if st.state == "changed"]
     if changed:
@@ -338,6 +346,11 @@ def run_suite(suite: SuiteSpec, out: str | Path, jobs: int = 1, max_minutes: flo
     sources = [run for run in todo if is_source(run)]
     targets = [run for run in todo if not is_source(run)]
     if execute(sources):
+        if library is not None and processes.main:
+            added = [run for run in source_runs(suite)
+                     if source_library.deposit(library, suite, out, run, spec_path(out, run))]
+            if added:
+                log(f"{len(added)} source run(s) added to the library {library}")
         prepared = _prepare_targets(suite, out, data_dir, deadline, log) if processes.main else True
         if processes.decide(prepared):
             execute(targets)

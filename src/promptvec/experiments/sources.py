@@ -34,6 +34,9 @@ class SourcesSpec(BaseModel):
     settings: dict[str, Any] = Field(default_factory=dict, description="`pt` settings (lr, prompt_length, ...)")
     select_initial: bool = Field(False, description="allow a source to keep its untrained origin (zero vector)")
     multi_task: bool = Field(False, description="also train one prompt on the union of each target's sources")
+    library: str | None = Field(
+        None, description="a folder shared by suites: source runs found there (same model, task, shots, steps, "
+        "settings, origin, seed and budget) are copied instead of trained; sources trained here are added to it")
 
     @model_validator(mode="after")
     def _consistent(self) -> SourcesSpec:
