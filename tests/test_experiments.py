@@ -212,3 +212,17 @@ def test_report_says_what_the_table_could_detect(tmp_path):
     sd = float(np.std([o - b for o, b in zip(other, base, strict=True)], ddof=1))
     assert f"Power: over n = 5 seeds the tested differences vary from seed to seed by {100 * sd:.1f} points" in md
     assert f"{100 * minimal_detectable_difference(sd, 5, 0.05):.1f} points at α = 0.05 uncorrected" in md
+    # one summary per method and baseline, ties stated with their range (p ≈ 0.06 here: a tie)
+    assert ("**other** vs **pt** (1 cell): better on none; worse on none; no significant difference on 1 "
+            "(differences +2.8 to +2.8 points).") in md
+
+
+def test_figures_give_each_method_its_own_style_and_a_chance_line():
+    from promptvec.experiments.plots import chance_level, method_styles
+
+    styles = method_styles([f"m{i}" for i in range(14)])
+    assert len({(s["color"], s["marker"]) for s in styles.values()}) == 14
+    assert len({s["color"] for s in styles.values()}) == 14  # colours alone already differ
+    assert chance_level("sst2") == 0.5 and chance_level("trec") == pytest.approx(1 / 6)
+    assert chance_level("cola") == 0.0  # MCC
+    assert chance_level("sst2+trec") is None

@@ -33,38 +33,79 @@ def primary_metric(task: str) -> str:
     return get_task(task).primary_metric
 
 
+MARKERS = "osD^vP*Xhp<>"
+
+
+def method_styles(methods: list[str]) -> dict[str, dict]:
+    """A distinct colour and marker per method (20 colours × 12 markers), so that a dozen methods stay
+    tellable apart in print and for colour-blind readers."""
+    colours = plt.get_cmap("tab20").colors
+    return {m: {"color": colours[(2 * i) % 20 + (2 * i // 20) % 2], "marker": MARKERS[i % len(MARKERS)]}
+            for i, m in enumerate(methods)}
+
+
+def chance_level(task: str) -> float | None:
+    """The score of guessing for the task's primary metric, where it is a constant: accuracy 1/C, MCC and
+    correlations 0; None for F1-type metrics (they depend on the label balance)."""
+    from promptvec.tasks import get_task
+
+    if "+" in task and not Path(task).is_file():
+        return None
+    spec = get_task(task)
+    metric = spec.primary_metric
+    if metric == "acc" and spec.label_names:
+        return 1.0 / len(spec.label_names)
+    return 0.0 if metric in ("mcc", "pearson", "spearman") else None
+
+
+def _ci95(values: list[float]) -> float:
+    """Half-width of the 95 % t confidence interval of the mean (0 for a single value)."""
+    from scipy import stats
+
+    s = summarize(values)
+    return 0.0 if s.n < 2 else float(stats.t.ppf(0.975, s.n - 1) * s.std / s.n ** 0.5)
+
+
 @figure_maker
 def scores_by_task(suite, rows: list[dict], out: Path) -> list[Figure]:
     """Grouped bars: each method's mean test score per task with ±1 std error bars (over seeds)."""
     if not rows:
         return []
     methods = [m.display for m in suite.methods]
+    styles = method_styles(methods)
     tasks = list(suite.tasks)
     shots = max((r["shots"] for r in rows if r["shots"]), default=0)
     fig, ax = plt.subplots(figsize=(max(6, 1.8 * len(tasks) + 2), 4))
     width = 0.8 / len(methods)
     for i, method in enumerate(methods):
-        means, stds = [], []
-        for task in tasks:
+        xs, means, cis = [], [], []
+        for t, task in enumerate(tasks):
             metric = primary_metric(task)
             values = [r["metrics"][metric] for r in rows if r["label"] == method and r["task"] == task
                       and (r["shots"] in (0, shots))]
-            s = summarize(values) if values else None
-            means.append(100 * s.mean if s else 0)
-            stds.append(100 * s.std if s else 0)
-        xs = [t + (i - (len(methods) - 1) / 2) * width for t in range(len(tasks))]
-        ax.bar(xs, means, width, yerr=stds, capsize=3, label=method)
+            if values:
+                xs.append(t + (i - (len(methods) - 1) / 2) * width)
+                means.append(100 * summarize(values).mean)
+                cis.append(100 * _ci95(values))
+        ax.errorbar(xs, means, yerr=cis, linestyle="none", capsize=3, markersize=6, label=method, **styles[method])
+    for t, task in enumerate(tasks):
+        chance = chance_level(task)
+        if chance is not None:
+            ax.hlines(100 * chance, t - 0.45, t + 0.45, colors="grey", linestyles=":", linewidth=1.2,
+                      label="chance" if t == 0 else None)
     ax.set_xticks(range(len(tasks)))
     ax.set_xticklabels([f"{t}\n({primary_metric(t)})" for t in tasks])
     ax.set_ylabel("test score (%)")
     ax.set_ylim(0, 100)
-    ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=min(len(methods), 4), frameon=False)
+    ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=min(len(methods) + 1, 4),
+              frameon=False)
     ax.grid(axis="y", alpha=0.3)
     path = out / "scores_by_task.png"
     fig.savefig(path, dpi=120, bbox_inches="tight")
     plt.close(fig)
-    caption = ("Mean test score per task and method (bars) with one standard deviation over seeds (whiskers); "
-               "methods without training have one value per task.")
+    caption = (f"Mean test score per task and method{f' at {shots} shots' if shots else ''} (dots) with the 95 % "
+               "confidence interval of the mean over seeds (whiskers; t distribution); methods without training "
+               "have one value per task. Dotted grey: chance (accuracy 1/number of labels; MCC and correlations 0).")
     return [Figure(path, caption)]
 
 
@@ -75,6 +116,7 @@ def few_shot_curves(suite, rows: list[dict], out: Path) -> list[Figure]:
     if len([s for s in shot_values if s]) < 2:
         return []
     tasks = list(suite.tasks)
+    styles = method_styles([m.display for m in suite.methods])
     fig, axes = plt.subplots(1, len(tasks), figsize=(4 * len(tasks), 3.4), squeeze=False)
     for ax, task in zip(axes[0], tasks, strict=True):
         metric = primary_metric(task)
@@ -86,9 +128,18 @@ def few_shot_curves(suite, rows: list[dict], out: Path) -> list[Figure]:
             free = set(points) == {0}  # a training-free baseline: one value drawn across the axis
             xs = shot_values if free else sorted(points)
             stats = [summarize(points[0] if free else points[x]) for x in xs]
-            ax.errorbar(xs, [100 * s.mean for s in stats], yerr=[100 * s.std for s in stats], marker="" if free
-                        else "o", capsize=3, label=method, linestyle="--" if free else "-")
+            style = styles.get(method, {})
+            ax.errorbar(xs, [100 * s.mean for s in stats], yerr=[100 * s.std for s in stats], capsize=3,
+                        label=method, linestyle="--" if free else "-", color=style.get("color"),
+                        marker="" if free else style.get("marker", "o"))
+        chance = chance_level(task)
+        if chance is not None:
+            ax.axhline(100 * chance, color="grey", linestyle=":", linewidth=1.2, label="chance")
         ax.set_xscale("symlog", linthresh=10) if 0 in shot_values else ax.set_xscale("log")
+        ax.set_xlim(-0.5 if 0 in shot_values else shot_values[0] / 1.3, shot_values[-1] * 1.3)
+        ax.set_xticks(shot_values)  # every shot value labelled, not the log scale's powers of ten
+        ax.set_xticklabels([str(x) for x in shot_values])
+        ax.minorticks_off()
         ax.set_title(task)
         ax.set_xlabel("training examples (shots)")
         ax.set_ylabel(f"{metric} (%)")

@@ -68,6 +68,41 @@ def _shots_label(shots: int | None) -> str:
     return "" if shots is None else f" {shots}-shot"
 
 
+def _cell(task: str, shots: int | None) -> str:
+    return f"{task}{f' {shots}-shot' if shots is not None else ''}"
+
+
+def comparison_summaries(comparisons: dict, adjusted: dict, alpha: float, baselines: list[str],
+                         methods: list[str]) -> list[str]:
+    """One paragraph per (method, baseline): where the method is significantly better, where worse,
+    and the range of the differences it could not tell from zero — wins, ties and losses alike."""
+    paragraphs = []
+    for baseline in baselines:
+        for label in methods:
+            cells = [(key, c) for key, c in comparisons.items() if key[0] == baseline and key[1] == label]
+            if not cells:
+                continue
+            better = [(k, c) for k, c in cells if k in adjusted and adjusted[k] < alpha and c.difference > 0]
+            worse = [(k, c) for k, c in cells if k in adjusted and adjusted[k] < alpha and c.difference <= 0]
+            ties = [(k, c) for k, c in cells if k in adjusted and adjusted[k] >= alpha]
+            untested = [(k, c) for k, c in cells if k not in adjusted]
+
+            def listed(group) -> str:
+                return ", ".join(f"{_cell(k[2], k[3])} {100 * c.difference:+.1f}" for k, c in group)
+
+            parts = [f"**{label}** vs **{baseline}** ({len(cells)} cell{'s' if len(cells) > 1 else ''}):"]
+            parts.append(f"better on {len(better)} ({listed(better)})" if better else "better on none")
+            parts.append(f"worse on {len(worse)} ({listed(worse)})" if worse else "worse on none")
+            if ties:
+                low, high = (100 * min(c.difference for _, c in ties), 100 * max(c.difference for _, c in ties))
+                parts.append(f"no significant difference on {len(ties)} (differences {low:+.1f} to {high:+.1f} "
+                             "points)")
+            if untested:
+                parts.append(f"untested on {len(untested)} (single values or no variation: {listed(untested)})")
+            paragraphs.append(parts[0] + " " + "; ".join(parts[1:]) + ".")
+    return paragraphs
+
+
 POWER = 0.8
 TARGET_DIFFERENCE = 0.03  # the difference a transfer study should be able to see (3 points)
 
@@ -171,28 +206,9 @@ def build_report(out: str | Path, report_dir: str | Path | None = None) -> Path:
             header[1:-1] = [h.strip() for h in header[1:-1]]
             doc.add(TableBlock(header, body, caption=f"{task} ({primary_metric(task)}): methods × training examples"))
     if comparisons:
-        sentences = []
-        for key in keys:
-            baseline, label, task, shots = key
-            c = comparisons[key]
-            mine = summarize(list(_values(rows, label, task, shots, free).values()))
-            theirs = summarize(list(_values(rows, baseline, task, shots, free).values()))
-            verdict = ("significantly better" if c.difference > 0 else "significantly worse") \
-                if adjusted[key] < suite.stats.alpha else "not significantly different"
-            sentences.append(f"On **{task}**{f' ({shots} shots)' if shots is not None else ''}, {label} scored "
-                             f"{mine.format()} vs {theirs.format()} for {baseline} "
-                             f"({100 * c.difference:+.1f} points; {verdict}, adjusted p = {adjusted[key]:.2g}).")
-        for baseline, label, task, shots in untested:
-            mine = summarize(list(_values(rows, label, task, shots, free).values()))
-            theirs = summarize(list(_values(rows, baseline, task, shots, free).values()))
-            sentences.append(f"On **{task}**{f' ({shots} shots)' if shots is not None else ''}, {label} scored "
-                             f"{mine.format()} vs {theirs.format()} for {baseline} "
-                             f"({100 * comparisons[(baseline, label, task, shots)].difference:+.1f} points; "
-                             "no test applies: "
-                             "single values, or no variation across seeds).")
         doc.add(Heading("Summary", 3))
-        for sentence in sentences:
-            doc.add(Paragraph(sentence))
+        for paragraph in comparison_summaries(comparisons, adjusted, suite.stats.alpha, baselines, methods):
+            doc.add(Paragraph(paragraph))
 
     if comparisons:
         doc.add(Heading("Comparisons with the baseline" + ("s" if len(baselines) > 1 else ""), 3))
