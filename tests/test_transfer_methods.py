@@ -500,3 +500,32 @@ def test_dtvg_stage1_is_the_trained_validation_selected_target_prompt(tmp_path, 
 
     short = record("dtvg short")["init"]["stage1"]
     assert (short["steps"], short["best_step"], short["selected"]) == (2, 2, "last step")
+
+
+def test_a_single_source_sweep_reports_the_best_source_and_spots_hit_rate(tmp_path, tiny_models, toy_tasks):  # noqa: F811
+    ps = PS
+    target = toy_tasks["target"]
+    sweep = [{"name": "tpv-init", "label": f"from {name[-1]}", "tasks": [target],
+              "settings": {**ps, "source": toy_tasks[name]}} for name in ("src_a", "src_b")]
+    methods = [{"name": "pt", "settings": ps}, *sweep, {"name": "spot", "settings": {**ps, "early_steps": 2}}]
+    suite = load_suite(_tiny_suite(tmp_path, tiny_models, toy_tasks, "sweep-tiny", methods))
+    out = tmp_path / "out"
+    run_suite(suite, out, progress=False, log=lambda m: None)
+    runs = {r.label: r for r in expand(suite)}
+    record = json.loads((run_dir(out, runs["from a"]) / "run.json").read_text())
+    assert record["init"]["sources"] == [toy_tasks["src_a"]]  # only that source's vector
+    report = (build_report(out) / "report.md").read_text()
+    assert "Which source helps, and does similarity find it?" in report
+    spot = json.loads((run_dir(out, runs["spot"]) / "run.json").read_text())["init"]
+    scores = {label: json.loads((run_dir(out, runs[label]) / "run.json").read_text())["test"]["metrics"]["acc"]
+              for label in ("from a", "from b")}
+    chosen = scores["from a" if spot["chosen"] == toy_tasks["src_a"] else "from b"]
+    hit = int(chosen >= max(scores.values()) - 0.01)
+    assert f"**spot** chose a source within 1 point of the best single source in {hit} of 1 runs" in report
+    assert (out / "report" / "similarity_vs_gain.png").is_file()
+
+
+def test_a_sweep_source_must_be_a_source_of_every_target_it_runs_on(tmp_path, tiny_models, toy_tasks):  # noqa: F811
+    methods = [{"name": "tpv-init", "settings": {**PS, "source": "imdb"}}]
+    with pytest.raises(ConfigError, match="starts from source 'imdb'"):
+        load_suite(_tiny_suite(tmp_path, tiny_models, toy_tasks, "bad-sweep", methods))

@@ -57,6 +57,8 @@ class TPVInitSettings(PTSettings):
     scale: float = Field(1.0, ge=0, description="λ in θ0 + λ·Σ τ (1 = the TPV repository's choice)")
     scale_grid: bool = Field(False, description="choose λ on the target's validation split (grid 0…1, 0.05)")
     merge: str = Field("task_arithmetic", description="how source vectors are combined")
+    source: str | None = Field(None, description="only this source's vector (one method entry per source, each "
+                               "limited with `tasks:` to targets listing it, makes a sweep over single sources)")
 
     @field_validator("merge")
     @classmethod
@@ -78,6 +80,11 @@ class TPVInit(PromptTuning):
     def initial_prompt(cls, ctx: RunContext) -> tuple[torch.Tensor, dict[str, Any]]:
         s = TPVInitSettings(**dict(ctx.run.settings))
         sources = target_sources(ctx)
+        if s.source is not None:
+            if s.source not in sources:
+                raise ConfigError(f"tpv-init: '{s.source}' is not a source of '{ctx.run.task}' ({sources})",
+                                  "name one of the target's sources in sources.targets")
+            sources = [s.source]
         vectors = [TaskPromptVector.from_checkpoint(source_folder(ctx, t), ctx.backbone) for t in sources]
         if vectors[0].meta.rows != s.prompt_length:
             raise ConfigError(f"source prompts have {vectors[0].meta.rows} rows but tpv-init uses prompt_length "

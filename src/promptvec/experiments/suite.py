@@ -122,6 +122,12 @@ class SuiteSpec(BaseModel):
                 if missing:
                     raise ValueError(f"method '{method.display}' transfers from sources, but tasks {missing} have "
                                      "no entry in sources.targets")
+            source = method.settings.get("source")
+            if METHODS[method.name].needs_sources and source is not None:
+                foreign = [t for t in method.tasks or self.tasks if source not in self.sources.targets.get(t, [])]
+                if foreign:
+                    raise ValueError(f"method '{method.display}' starts from source '{source}', which sources.targets "
+                                     f"does not list for {foreign} (limit the method with `tasks:`)")
             if METHODS[method.name].needs_target_examples and 0 in self.shots:
                 raise ValueError(f"method '{method.display}' first trains on the target, so it has no 0-shot point: "
                                  "remove 0 from shots (or run it in a suite without it)")
