@@ -182,7 +182,13 @@ def test_example_suites_are_valid(path):
     suite = load_suite(path)
     runs = expand(suite)
     assert runs and all(r.task not in suite.sources.targets.get(r.task, []) for r in runs)
-    if path.stem.startswith("transfer"):  # the transfer reproduction: every method, compared with pt and spot
+    if path.stem == "transfer-smollm2":  # the study on the real model: issue 15's design
+        names = {m.name for m in suite.methods}
+        assert {"zero", "pt", "tpv-init", "single-source", "spot", "attempt", "dtvg", "fusion"} <= names
+        assert set(suite.stats.baselines) == {"pt", "spot", "no prompt"} and len(suite.seeds) >= 5
+        assert all(len(sources) >= 2 for sources in suite.sources.targets.values()) and suite.sources.library
+        assert suite.sources.shots >= 1000
+    elif path.stem.startswith("transfer"):  # the MiniLM reproduction: every method, compared with pt and spot
         names = {m.name for m in suite.methods}
         assert {"pt", "tpv-init", "spot", "spot-multi", "attempt", "dtvg", "fusion"} <= names
         assert sum(m.name == "dtvg" for m in suite.methods) >= 3 and suite.stats.baselines == ["pt", "spot"]
