@@ -115,6 +115,8 @@ def test_sources_first_then_analyses_then_targets(tmp_path, tiny_models, toy_tas
     for heading in ("Source prompts", "Task similarity", "Cross-origin transfer", "Combinations"):
         assert heading in text
     assert (report / "similarity_tpv_cosine.png").is_file()
+    assert (report / "source_validation_curves.png").is_file()  # did the sources converge?
+    assert "Validation score of every source run over its training steps" in text
 
     # a second run does nothing
     assert run_suite(suite, out, progress=False, log=lambda m: None).completed == 0

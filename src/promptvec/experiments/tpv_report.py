@@ -21,6 +21,7 @@ def source_sections(suite, out: Path, rows: list[dict], report_dir: Path) -> lis
     similarity = load_results(out, "similarity")
     if sources:
         blocks += _source_table(suite, sources, similarity)
+        blocks += _source_curves(suite, out, sources, report_dir)
     if similarity:
         blocks += _similarity(similarity, report_dir)
     cross = load_results(out, "cross-origin")
@@ -53,6 +54,45 @@ def _source_table(suite, sources: list[dict], similarity: dict | None) -> list:
                       "(tuned − origin), averaged over origins. Prompts and vectors are in the suite's store "
                       "(`promptvec store list --store <suite>/store`)."),
             TableBlock(["task", "metric", *[f"origin {o}" for o in origins], "‖τ‖"], table)]
+
+
+def _source_curves(suite, out: Path, sources: list[dict], report_dir: Path) -> list:
+    """Validation score over training steps of every source run: whether the sources had converged
+    (a curve still climbing at its last step was trained too briefly)."""
+    import matplotlib.pyplot as plt
+
+    from promptvec.experiments.plots import method_styles
+    from promptvec.experiments.suite import RUNS_DIR
+    from promptvec.io import read_json
+
+    curves = {}
+    for r in sources:
+        record = out / RUNS_DIR / r["run_id"] / "run.json"
+        if record.is_file():
+            metric = primary_metric(r["task"])
+            history = [(h["step"], h["validation"].get(metric)) for h in read_json(record, "run record")["history"]]
+            curves[f"{r['task']} (origin {r['origin']})"] = [(x, y) for x, y in history if y is not None]
+    if not curves:
+        return []
+    styles = method_styles(list(curves))
+    fig, ax = plt.subplots(figsize=(6.5, 3.8))
+    for name, points in curves.items():
+        ax.plot([p[0] for p in points], [100 * p[1] for p in points], label=name, **styles[name])
+    ax.set_xlabel("training step")
+    ax.set_ylabel("validation score (%)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.18), ncol=3, frameon=False)
+    path = report_dir / "source_validation_curves.png"
+    fig.savefig(path, dpi=120, bbox_inches="tight")
+    plt.close(fig)
+    last = {name: points[-1][1] - max(y for _, y in points[: max(1, len(points) // 2)]) for name, points in
+            curves.items() if len(points) > 2}
+    climbing = sorted(name for name, gain in last.items() if gain > 0.02)
+    note = (f" Still climbing by more than 2 points in the second half of training: {', '.join(climbing)} — "
+            "more steps would likely help these sources." if climbing else
+            " None gains more than 2 points in the second half of training: the sources have plateaued.")
+    return [Figure(path, "Validation score of every source run over its training steps (the first point is the "
+                         "untrained origin)." + note)]
 
 
 def _group_means(tasks: list[str], groups: dict[str, str], matrix: list[list[float]]) -> tuple[float, float, float]:
