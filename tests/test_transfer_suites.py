@@ -185,3 +185,28 @@ def test_a_source_library_trains_each_source_once_across_suites(tmp_path, tiny_m
     run_suite(load_suite(tmp_path / "c.yaml"), tmp_path / "c", progress=False, log=lambda m: None)
     assert sorted(trained) == ["src_a", "src_b"]
     assert len(list(library.glob("*/*/run/run.json"))) == 4
+
+
+def test_finished_sources_reach_the_library_even_when_the_budget_stops_the_rest(tmp_path, tiny_models, toy_tasks,
+                                                                                 monkeypatch):
+    from promptvec.experiments import runner as runner_module
+
+    library = tmp_path / "library"
+    body = yaml.safe_load(_suite(tmp_path, tiny_models, toy_tasks).read_text()) | {
+        "analyses": {}, "origins": [0], "shots": [0], "stats": {},
+        "methods": [{"name": "tpv-init", "settings": {"prompt_length": 3}}]}
+    body["sources"] = {**body["sources"], "multi_task": False, "library": str(library)}
+    (tmp_path / "s.yaml").write_text(yaml.safe_dump(body))
+    original = runner_module.execute_run
+
+    def budget_ends_at_src_b(suite_dict, run, *args, **kwargs):
+        if run.task == toy_tasks["src_b"]:
+            return {"run_id": run.run_id, "status": "stopped"}
+        return original(suite_dict, run, *args, **kwargs)
+
+    monkeypatch.setattr(runner_module, "execute_run", budget_ends_at_src_b)
+    messages = []
+    outcome = run_suite(load_suite(tmp_path / "s.yaml"), tmp_path / "out", progress=False, log=messages.append)
+    assert outcome.stopped
+    assert [p.parents[2].name for p in library.glob("*/*/run/run.json")] == ["src_a"]  # <task>/<fingerprint>/run
+    assert any("1 source run(s) added to the library" in m for m in messages)

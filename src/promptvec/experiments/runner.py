@@ -346,12 +346,13 @@ def run_suite(suite: SuiteSpec, out: str | Path, jobs: int = 1, max_minutes: flo
     # sources first (targets start from them), then the analyses of the sources, then the targets
     sources = [run for run in todo if is_source(run)]
     targets = [run for run in todo if not is_source(run)]
-    if execute(sources):
-        if library is not None and processes.main:
-            added = [run for run in source_runs(suite)
-                     if source_library.deposit(library, suite, out, run, spec_path(out, run))]
-            if added:
-                log(f"{len(added)} source run(s) added to the library {library}")
+    sources_done = execute(sources)
+    if library is not None and processes.main:  # every finished source, even when the budget stopped the rest
+        added = [run for run in source_runs(suite)
+                 if source_library.deposit(library, suite, out, run, spec_path(out, run))]
+        if added:
+            log(f"{len(added)} source run(s) added to the library {library}")
+    if sources_done:
         prepared = _prepare_targets(suite, out, data_dir, deadline, log) if processes.main else True
         if processes.decide(prepared):
             execute(targets)
