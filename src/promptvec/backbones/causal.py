@@ -18,7 +18,7 @@ from functools import cached_property
 import torch
 import torch.nn.functional as F
 
-from promptvec.backbones.base import Backbone, Batch, Encoded, left_pad, pad_token_id, register_backbone
+from promptvec.backbones.base import Backbone, Batch, Encoded, left_pad, pad_token_id, per_example, register_backbone
 from promptvec.backbones.prefix import SharedPrompt, cache_kwarg, returned_cache, shares_exactly
 from promptvec.tasks.spec import TaskSpec
 
@@ -80,7 +80,7 @@ class CausalLMBackbone(Backbone):
             out = self.model(inputs_embeds=embeds, attention_mask=mask, position_ids=positions[:, prompt.rows:],
                              **{cache_kwarg(self.model): prompt.for_batch(size)}, **kwargs)
             return out, mask, positions
-        prompt = prompt.unsqueeze(0).expand(size, -1, -1) if prompt.dim() == 2 else prompt
+        prompt = per_example(prompt, size)
         full = torch.cat([prompt.to(embeds.dtype), embeds], dim=1)
         mask = torch.cat([batch.attention_mask.new_ones(size, prompt.shape[1]), batch.attention_mask], dim=1)
         positions = _positions(mask)

@@ -4,9 +4,10 @@ The prompt sits at positions 0…R−1 and, under causal attention, attends only
 hidden states and keys/values do not depend on the input. When every example of a batch has the
 same prompt ``[R, d]`` (plain prompt tuning and every method that only initialises it, DTVG's mixed
 prompt), running those R rows through every layer once per example — what PEFT does — is redundant:
-:class:`SharedPrompt` runs them once (``[1, R, d]``, positions 0…R−1) and hands each batch a cache
-whose tensors are *views* expanded over the batch. Gradients from every example flow back through
-the views and sum into the one prompt, so loss and gradient equal the per-example path's.
+:class:`SharedPrompt` runs them once (``[1, R, d]``, positions 0…R−1) and fills each batch's cache
+from that one result expanded over the batch (a copy of the keys/values per layer — memory traffic,
+not model compute). Gradients from every example flow back through the expansion and sum into the
+one prompt, so loss and gradient equal the per-example path's.
 
 Where it is used: training steps whose prompt module shares its prompt (the cache is recomputed at
 every step, since the prompt changes), and evaluation, label continuations and greedy generation
@@ -61,8 +62,10 @@ class SharedPrompt:
         self.layers = [(layer.keys, layer.values) for layer in returned_cache(out).layers]
 
     def for_batch(self, size: int):
-        """A fresh cache for ``size`` examples holding the prompt's keys/values as expanded views (the
-        shared tensors are never written: a forward appends the batch's own keys to its own cache)."""
+        """A fresh cache for ``size`` examples filled with the prompt's keys/values expanded over the batch,
+        through the cache's own ``update`` (so every cache layer type, sliding windows included, handles
+        it; it copies once per layer). The shared tensors are never written: a forward appends the batch's
+        own keys to its own cache."""
         from transformers import DynamicCache
 
         batch_cache = DynamicCache(config=self.model.config)

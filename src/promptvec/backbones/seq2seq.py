@@ -9,15 +9,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from promptvec.backbones.base import (
-    Backbone,
-    Batch,
-    Encoded,
-    pad_token_id,
-    per_example,
-    register_backbone,
-    right_pad,
-)
+from promptvec.backbones.base import Backbone, Batch, Encoded, pad_token_id, per_example, register_backbone, right_pad
 from promptvec.tasks.spec import TaskSpec
 
 

@@ -47,50 +47,43 @@ class Comparison:
     difference: float  # mean(method) - mean(baseline)
 
 
+def _design(method: Mapping[object, float], baseline: Mapping[object, float]) -> tuple[str, np.ndarray, float]:
+    """Which test the scores allow, the values it reads and the mean they are tested against: the varying
+    side against a single value (one-sample), the per-seed differences against 0 (paired), or neither
+    (welch: two independent samples; none: too few values)."""
+    shared = sorted(set(method) & set(baseline), key=str)
+    if len(baseline) == 1 and len(method) >= 2:
+        return "one-sample", np.asarray(list(method.values()), dtype=float), float(next(iter(baseline.values())))
+    if len(method) == 1 and len(baseline) >= 2:
+        return "one-sample", np.asarray(list(baseline.values()), dtype=float), float(next(iter(method.values())))
+    if len(shared) == len(method) == len(baseline) and len(shared) >= 2:
+        return "paired", np.asarray([method[k] - baseline[k] for k in shared], dtype=float), 0.0
+    if len(method) >= 2 and len(baseline) >= 2:
+        return "welch", np.empty(0), 0.0
+    return "none", np.empty(0), 0.0
+
+
 def compare(method: Mapping[object, float], baseline: Mapping[object, float]) -> Comparison:
     """Compare scores keyed by seed (or any pairing key)."""
     a = np.asarray(list(method.values()), dtype=float)
     b = np.asarray(list(baseline.values()), dtype=float)
     diff = float(a.mean() - b.mean())
-    shared = sorted(set(method) & set(baseline), key=str)
-    if len(b) == 1 and len(a) >= 2:
-        test, run = "one-sample", lambda: stats.ttest_1samp(a, float(b[0]))
-    elif len(a) == 1 and len(b) >= 2:
-        test, run = "one-sample", lambda: stats.ttest_1samp(b, float(a[0]))
-    elif len(shared) == len(a) == len(b) and len(a) >= 2:
-        test, run = "paired", lambda: stats.ttest_rel([method[k] for k in shared], [baseline[k] for k in shared])
-    elif len(a) >= 2 and len(b) >= 2:
-        test, run = "welch", lambda: stats.ttest_ind(a, b, equal_var=False)
-    else:
-        return Comparison("none", math.nan, 1.0, diff)
-    if _no_variance(a, b, test, method, baseline, shared):
-        # every seed gave the same score (e.g. all kept the initial prompt): a t statistic would be
-        # 0/0 or ±inf from rounding, which says nothing about sampling variability — no test
-        return Comparison("none", math.nan, 1.0, diff)
-    result = run()
-    return Comparison(test, float(result.statistic), float(result.pvalue), diff)
-
-
-def _no_variance(a, b, test, method, baseline, shared) -> bool:
+    test, values, against = _design(method, baseline)
     tolerance = 1e-12
-    if test == "paired":
-        return np.ptp([method[k] - baseline[k] for k in shared]) < tolerance
-    if test == "one-sample":
-        return np.ptp(a if len(a) > 1 else b) < tolerance
-    return np.ptp(a) < tolerance and np.ptp(b) < tolerance
+    # every seed gave the same score (e.g. all kept the initial prompt): a t statistic would be 0/0 or ±inf
+    # from rounding, which says nothing about sampling variability — no test
+    if test == "none" or (test == "welch" and np.ptp(a) < tolerance and np.ptp(b) < tolerance) or (
+            test != "welch" and np.ptp(values) < tolerance):
+        return Comparison("none", math.nan, 1.0, diff)
+    result = stats.ttest_ind(a, b, equal_var=False) if test == "welch" else stats.ttest_1samp(values, against)
+    return Comparison(test, float(result.statistic), float(result.pvalue), diff)
 
 
 def spread_of_differences(method: Mapping[object, float], baseline: Mapping[object, float]) -> tuple[float, int] | None:
     """(standard deviation, number) of the values a paired or one-sample test of these scores looks at —
     the per-seed differences, or the varying side against a single value; None where neither applies."""
-    shared = sorted(set(method) & set(baseline), key=str)
-    if len(baseline) == 1 and len(method) >= 2:
-        values = list(method.values())
-    elif len(method) == 1 and len(baseline) >= 2:
-        values = list(baseline.values())
-    elif len(shared) == len(method) == len(baseline) and len(shared) >= 2:
-        values = [method[k] - baseline[k] for k in shared]
-    else:
+    test, values, _ = _design(method, baseline)
+    if test not in ("paired", "one-sample"):
         return None
     return float(np.std(values, ddof=1)), len(values)
 

@@ -141,7 +141,7 @@ def build_report(out: str | Path, report_dir: str | Path | None = None) -> Path:
     baselines = suite.stats.baselines
 
     # ---- comparisons against the baseline(s), corrected together over the whole table ---------------
-    comparisons = {}
+    comparisons, spreads = {}, {}
     for baseline in baselines:
         for label in methods:
             if label == baseline:
@@ -150,6 +150,7 @@ def build_report(out: str | Path, report_dir: str | Path | None = None) -> Path:
                 a, b = _values(rows, label, task, shots, free), _values(rows, baseline, task, shots, free)
                 if a and b:
                     comparisons[(baseline, label, task, shots)] = compare(a, b)
+                    spreads[(baseline, label, task, shots)] = spread_of_differences(a, b)
     # single values on both sides cannot be tested: kept out of the correction family, reported as such
     keys = [k for k, c in comparisons.items() if c.test != "none"]
     untested = [k for k, c in comparisons.items() if c.test == "none"]
@@ -191,10 +192,7 @@ def build_report(out: str | Path, report_dir: str | Path | None = None) -> Path:
            f"{len(keys)} comparisons of the table; no mark means the difference was not shown to be significant "
            "(with few seeds, tests have little power)."
            if baselines and keys else "No significance tests (no baseline set, or nothing to compare yet).")))
-    spreads = [spread_of_differences(_values(rows, label, task, shots, free), _values(rows, baseline, task, shots,
-                                                                                       free))
-               for baseline, label, task, shots in keys]
-    power = power_statement([s for s in spreads if s is not None], len(keys), suite.stats.alpha)
+    power = power_statement([spreads[k] for k in keys if spreads[k] is not None], len(keys), suite.stats.alpha)
     if power:
         doc.add(Paragraph(power))
     shot_values = list(dict.fromkeys(s for _, s in columns))

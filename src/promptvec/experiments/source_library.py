@@ -18,6 +18,7 @@ import re
 import shutil
 from pathlib import Path
 
+from promptvec.experiments.methods import completed_record
 from promptvec.experiments.suite import RunSpec, SuiteSpec, run_dir
 from promptvec.io import atomic_directory, atomic_write_json, read_json
 
@@ -32,9 +33,7 @@ def entry_dir(library: Path, suite: SuiteSpec, run: RunSpec) -> Path:
 
 
 def _complete(entry: Path) -> bool:
-    record = entry / RUN_DIR / "run.json"
-    return (record.is_file() and (entry / SPEC_FILE).is_file()
-            and read_json(record, "run record").get("status") == "completed")
+    return (entry / SPEC_FILE).is_file() and completed_record(entry / RUN_DIR) is not None
 
 
 def fetch(library: Path, suite: SuiteSpec, out: Path, run: RunSpec, spec_file: Path) -> bool:
@@ -55,8 +54,7 @@ def deposit(library: Path, suite: SuiteSpec, out: Path, run: RunSpec, spec_file:
     when it was added."""
     entry = entry_dir(library, suite, run)
     folder = run_dir(out, run)
-    record = folder / "run.json"
-    if _complete(entry) or not record.is_file() or read_json(record, "run record").get("status") != "completed":
+    if _complete(entry) or completed_record(folder) is None:
         return False
     with atomic_directory(entry) as tmp:
         shutil.copytree(folder, tmp / RUN_DIR)
