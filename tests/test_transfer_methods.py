@@ -529,3 +529,41 @@ def test_a_sweep_source_must_be_a_source_of_every_target_it_runs_on(tmp_path, ti
     methods = [{"name": "tpv-init", "settings": {**PS, "source": "imdb"}}]
     with pytest.raises(ConfigError, match="starts from source 'imdb'"):
         load_suite(_tiny_suite(tmp_path, tiny_models, toy_tasks, "bad-sweep", methods))
+
+
+def test_a_run_that_would_repeat_a_finished_training_reuses_it(tmp_path, tiny_models, toy_tasks):  # noqa: F811
+    """SPoT, the best-family source and the sweep's run from that source all prompt-tune from the
+    same source prompt with the same configuration: only the first trains. The copy is what training
+    would have given (checked against a suite without the sweep, where the best-family run trains
+    itself); another configuration or another start trains."""
+    ps = {**PS, "select_initial": False}
+    a = toy_tasks["src_a"]
+    sweep = [{"name": "single-source", "label": "from a", "settings": {**ps, "source": a}}]
+    reusers = [{"name": "single-source", "label": "best-family source", "settings": ps},
+               {"name": "spot", "settings": {**ps, "early_steps": 2}},
+               {"name": "single-source", "label": "other lr", "settings": {**ps, "source": a, "lr": 0.09}},
+               {"name": "tpv-init", "settings": ps}]
+    suite = load_suite(_tiny_suite(tmp_path, tiny_models, toy_tasks, "reuse-tiny", sweep + reusers))
+    out = tmp_path / "out"
+    run_suite(suite, out, progress=False, log=lambda m: None)
+    runs = {r.label: r for r in expand(suite)}
+    record = lambda label: json.loads((run_dir(out, runs[label]) / "run.json").read_text())  # noqa: E731
+    twin = record("from a")
+    assert "reused_from" not in twin and len(twin["init"]["prompt_sha256"]) == 64
+    best = record("best-family source")
+    assert best["reused_from"] == f"runs/{runs['from a'].run_id}"
+    assert best["init"]["sources"] == [a] and best["test"] == twin["test"] and best["history"] == twin["history"]
+    assert (run_dir(out, runs["best-family source"]) / "prompt").is_dir()
+    assert (run_dir(out, runs["best-family source"]) / "train_log.jsonl").read_bytes() == \
+        (run_dir(out, runs["from a"]) / "train_log.jsonl").read_bytes()
+    spot = record("spot")
+    assert ("reused_from" in spot) == (spot["init"]["chosen"] == a)  # it chose a: the sweep run, else its own
+    assert spot["init"]["similarity"]  # the method's own record is kept
+    for label in ("other lr", "tpv-init"):  # another lr; a merged start: trained here
+        assert "reused_from" not in record(label)
+
+    (tmp_path / "alone").mkdir()
+    alone = load_suite(_tiny_suite(tmp_path / "alone", tiny_models, toy_tasks, "reuse-alone", reusers[:1]))
+    run_suite(alone, tmp_path / "out2", progress=False, log=lambda m: None)
+    trained = json.loads((run_dir(tmp_path / "out2", expand(alone)[-1]) / "run.json").read_text())
+    assert "reused_from" not in trained and trained["test"] == best["test"]

@@ -144,7 +144,8 @@ def test_bad_transfer_suites(tmp_path, tiny_models, toy_tasks, change, message):
 
 def test_a_source_library_trains_each_source_once_across_suites(tmp_path, tiny_models, toy_tasks, monkeypatch):
     """Suite A trains its sources and adds them to the library; suite B (other name, other methods,
-    same sources) copies them instead of training; a source with other settings is trained anew."""
+    other target steps, same sources) copies them instead of training; a source with other settings
+    is trained anew."""
     from promptvec.training import trainer as trainer_module
 
     library = tmp_path / "library"
@@ -167,7 +168,8 @@ def test_a_source_library_trains_each_source_once_across_suites(tmp_path, tiny_m
 
     trained.clear()
     messages = []
-    b = body | {"name": "suite-b", "methods": [{"name": "single-source", "settings": {"prompt_length": 3}}]}
+    b = body | {"name": "suite-b", "methods": [{"name": "single-source", "settings": {"prompt_length": 3}}],
+                "budget": {**body["budget"], "steps": 5}}  # sources set their own steps: not part of their identity
     (tmp_path / "b.yaml").write_text(yaml.safe_dump(b))
     suite_b = load_suite(tmp_path / "b.yaml")
     run_suite(suite_b, tmp_path / "b", progress=False, log=messages.append)

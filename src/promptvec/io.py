@@ -145,6 +145,14 @@ def file_sha256(path: str | os.PathLike) -> str:
     return digest.hexdigest()
 
 
+def tensor_sha256(tensor: torch.Tensor) -> str:
+    """Hash of a tensor's dtype, shape and values (to recognise the same prompt however it was loaded)."""
+    t = tensor.detach().to("cpu").contiguous()
+    digest = hashlib.sha256(f"{t.dtype}:{tuple(t.shape)}:".encode())
+    digest.update(t.view(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return digest.hexdigest()
+
+
 def verify_checksum(path: str | os.PathLike, expected: str | None, what: str) -> None:
     """A file whose bytes changed since it was written (a bit flip, a partial copy) is refused; the
     header checks catch a damaged layout, this catches damaged values."""

@@ -4,6 +4,7 @@ spot, attempt, dtvg, fusion) register here without touching the runner."""
 
 from __future__ import annotations
 
+import shutil
 import time
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
@@ -16,12 +17,14 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from promptvec.backbones import Backbone
 from promptvec.errors import ConfigError, describe_validation_error
 from promptvec.evaluation import evaluate
-from promptvec.io import atomic_write_json, read_json
+from promptvec.experiments.suite import expand, run_dir
+from promptvec.io import atomic_directory, atomic_write_json, read_json, tensor_sha256
 from promptvec.prompts import PromptModule, StaticPrompt
 from promptvec.tasks import TaskData, subsample
+from promptvec.training.checkpoint import PROMPT_DIR
 from promptvec.training.config import TrainConfig
 from promptvec.training.record import package_versions, peak_memory_mb
-from promptvec.training.trainer import Trainer
+from promptvec.training.trainer import Trainer, config_differences
 from promptvec.vectors import Origin
 
 METHODS: dict[str, type[Method]] = {}
@@ -129,9 +132,12 @@ class PromptTuning(Method):
     @classmethod
     def build(cls, ctx: RunContext) -> tuple[PromptModule | None, dict[str, Any]]:
         """The prompt module to train and a description of it for the record; ``None`` = a static
-        prompt at the run's origin. Plain transfer inits only override :meth:`initial_prompt`."""
+        prompt at the run's origin. Plain transfer inits only override :meth:`initial_prompt`; their
+        record keeps the initial prompt's hash, which with the configuration defines the training."""
         init, info = cls.initial_prompt(ctx)
-        return (None if init is None else StaticPrompt(init)), info
+        if init is None:
+            return None, info
+        return StaticPrompt(init), {**info, "prompt_sha256": tensor_sha256(init)}
 
     @classmethod
     def configure(cls, ctx: RunContext, config: TrainConfig) -> TrainConfig:
@@ -153,7 +159,12 @@ class PromptTuning(Method):
             origin = Origin.sample(ctx.backbone, s.prompt_length, ctx.run.origin) if module is None else None
             prompt = origin.tensor(ctx.backbone) if module is None else module.bind(ctx.backbone).eval()
             return evaluate_untrained(ctx, prompt, {**info, "prompt_length": s.prompt_length}, origin)
-        trainer = Trainer(cls.configure(ctx, cls.train_config(ctx)), ctx.out, backbone=ctx.backbone,
+        config = cls.configure(ctx, cls.train_config(ctx))
+        start = training_start(info)
+        twin = finished_run_like(ctx, config, start) if start is not None else None
+        if twin is not None:
+            return reuse_run(ctx, twin, info)
+        trainer = Trainer(config, ctx.out, backbone=ctx.backbone,
                           task_data=cls.task_data(ctx), prompt_module=module, progress=ctx.progress,
                           on_step=ctx.on_step, data_parallel=ctx.data_parallel)
         record = trainer.train(resume=True)
@@ -170,6 +181,47 @@ def completed_record(out: Path) -> dict[str, Any] | None:
         if previous.get("status") == "completed":
             return previous
     return None
+
+
+def training_start(init: dict[str, Any]) -> str | None:
+    """What a plain prompt-tuning run starts from, as recorded: ``"origin"`` (the run's origin) or
+    the initial prompt's hash; None for a run that trains anything else (a prompt module)."""
+    if init.get("init") == "origin":
+        return "origin"
+    return init.get("prompt_sha256")
+
+
+def finished_run_like(ctx: RunContext, config: TrainConfig, start: str = "origin") -> Path | None:
+    """A completed run of the suite (same task, shots, origin and seed) trained with exactly
+    ``config`` from the same start (:func:`training_start`) — so its prompt is the one this training
+    would give (CPU training is deterministic given data, seed and start). Used by DTVG's Stage I
+    and by every plain run, so that e.g. SPoT's run from the source it chose reuses the sweep's run
+    from that source instead of training it again."""
+    if ctx.suite_out is None:
+        return None
+    wanted = config.model_dump()
+    for run in expand(ctx.suite):
+        if run == ctx.run or (run.task, run.shots, run.origin, run.seed) != (
+                ctx.run.task, ctx.run.shots, ctx.run.origin, ctx.run.seed):
+            continue
+        folder = run_dir(ctx.suite_out, run)
+        record = completed_record(folder)
+        if (record is not None and training_start(record.get("init") or {}) == start
+                and not config_differences(wanted, record.get("config", {})) and (folder / PROMPT_DIR).is_dir()):
+            return folder
+    return None
+
+
+def reuse_run(ctx: RunContext, twin: Path, info: dict[str, Any]) -> dict[str, Any]:
+    """Make this run a copy of the finished run ``twin`` that trained exactly the same thing; its
+    record keeps this method's own ``init`` (e.g. SPoT's similarities) and says where it came from.
+    ``wall_time_s`` stays the twin's: the cost of the training this run stands for."""
+    record = {**read_json(twin / "run.json", "run record"), "init": info,
+              "reused_from": str(twin.relative_to(ctx.suite_out))}
+    with atomic_directory(ctx.out) as tmp:
+        shutil.copytree(twin, tmp, dirs_exist_ok=True, ignore=shutil.ignore_patterns("run.json"))
+        atomic_write_json(tmp / "run.json", record)
+    return record
 
 
 def evaluate_untrained(ctx: RunContext, prompt: torch.Tensor | None, config: dict[str, Any],

@@ -187,9 +187,14 @@ class RunSpec:
                 "shots": self.shots, "origin": self.origin, "seed": self.seed, "run_id": self.run_id}
 
     def payload(self, suite: SuiteSpec) -> dict[str, Any]:
-        """Everything that defines the run's result (tracking options do not)."""
+        """Everything that defines the run's result (tracking options do not). A run that sets its
+        own ``steps`` (every source run) does not depend on the budget's, so a suite with another
+        target budget still finds its sources (in its folder and in a source library)."""
         return {"run": self.to_dict(), "backbone": suite.backbone.model_dump(),
-                "budget": suite.budget.model_dump(exclude=NOT_RESULT_FIELDS)}
+                "budget": suite.budget.model_dump(exclude=NOT_RESULT_FIELDS | self._overridden_budget())}
+
+    def _overridden_budget(self) -> set[str]:
+        return {"steps"} & set(dict(self.settings))
 
     def fingerprint(self, suite: SuiteSpec) -> str:
         """Hash of :meth:`payload` (to detect a changed suite)."""
@@ -200,13 +205,15 @@ NOT_RESULT_FIELDS = {"report_to"}
 
 
 def same_payload(current: dict[str, Any], recorded: dict[str, Any]) -> bool:
-    """Equal up to options added since the run was made, when those keep their defaults."""
+    """Equal up to options added since the run was made, when those keep their defaults, and up to
+    budget keys the run overrides (a payload written before they were left out still matches)."""
     if current["run"] != recorded.get("run"):
         return False
+    overridden = {"budget": {"steps"} & set(current["run"].get("settings") or {}), "backbone": set()}
     for section, model in (("backbone", BackboneSpec), ("budget", BudgetSpec)):
         defaults = {k: f.default for k, f in model.model_fields.items() if not f.is_required()}
         a, b = current[section], recorded.get(section, {})
-        if any(a.get(k, defaults.get(k)) != b.get(k, defaults.get(k)) for k in set(a) | set(b)):
+        if any(a.get(k, defaults.get(k)) != b.get(k, defaults.get(k)) for k in (set(a) | set(b)) - overridden[section]):
             return False
     return True
 

@@ -20,7 +20,6 @@ store id and sha256. The target is never its own source.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Literal
 
 import torch
@@ -28,15 +27,14 @@ from pydantic import Field, field_validator
 
 from promptvec.errors import ConfigError
 from promptvec.experiments.init_methods import MultiSourceInit, target_sources
-from promptvec.experiments.methods import PromptTuning, PTSettings, RunContext, completed_record, register_method
+from promptvec.experiments.methods import PromptTuning, PTSettings, RunContext, finished_run_like, register_method
 from promptvec.experiments.sources import STORE_DIR, stored_name
-from promptvec.experiments.suite import expand, run_dir
 from promptvec.io import read_json
 from promptvec.prompts import AttemptPrompt, DTVGPrompt, FusionPrompt, PromptModule
 from promptvec.prompts.dtvg import GROUPING_CHOICES
 from promptvec.training.checkpoint import PROMPT_DIR, load_prompt
 from promptvec.training.config import TrainConfig
-from promptvec.training.trainer import STAGES_DIR, Trainer, config_differences
+from promptvec.training.trainer import STAGES_DIR, Trainer
 from promptvec.vectors import Origin
 
 
@@ -121,23 +119,6 @@ def train_target_stage(method: type[PromptTuning], ctx: RunContext, folder: str,
             "wall_time_s": record["wall_time_s"],
             "reused_from": str(reused.relative_to(ctx.suite_out)) if reused is not None else None}
     return load_prompt(folder_path / PROMPT_DIR, ctx.backbone).prompt, cost
-
-
-def finished_run_like(ctx: RunContext, config: TrainConfig) -> Path | None:
-    """A completed run of the suite (same task, shots, origin and seed) that started from the origin
-    and was trained with exactly ``config`` — so its prompt is the one training ``config`` would give."""
-    if ctx.suite_out is None:
-        return None
-    wanted = config.model_dump()
-    for run in expand(ctx.suite):
-        if (run.task, run.shots, run.origin, run.seed) != (ctx.run.task, ctx.run.shots, ctx.run.origin, ctx.run.seed):
-            continue
-        folder = run_dir(ctx.suite_out, run)
-        record = completed_record(folder)
-        if (record is not None and (record.get("init") or {}).get("init") == "origin"
-                and not config_differences(wanted, record.get("config", {})) and (folder / PROMPT_DIR).is_dir()):
-            return folder
-    return None
 
 
 class ModuleMethod(PromptTuning):

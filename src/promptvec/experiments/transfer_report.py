@@ -42,16 +42,18 @@ def transfer_sections(suite, out: Path, rows: list[dict], report_dir: Path) -> l
 
 # ---- does similarity pick the right source? -------------------------------------------------------------
 HIT_MARGIN = 0.01  # a choice "hits" when its single-source score is within 1 point of the best source's
+# initialisations from one named source (at the source's own origin both start from its tuned prompt)
+SWEEP_METHODS = {"tpv-init", "single-source"}
 
 
 def _source_choice(out: Path, rows: list[dict], report_dir: Path) -> list:
-    """With a sweep over single sources (``tpv-init`` runs with a ``source`` setting): the best source per
-    target, how often SPoT's similarity-based choice lands within 1 point of it, and similarity against
-    the gain each source brings over prompt tuning from the origin."""
+    """With a sweep over single sources (``tpv-init`` or ``single-source`` runs with a ``source``
+    setting): the best source per target, how often SPoT's similarity-based choice lands within 1 point
+    of it, and similarity against the gain each source brings over prompt tuning from the origin."""
     sweep: dict[tuple, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
     for r in rows:
         source = (r.get("settings") or {}).get("source")
-        if r["method"] == "tpv-init" and source is not None:
+        if r["method"] in SWEEP_METHODS and source is not None:
             sweep[(r["task"], r["shots"])][source].append(r["metrics"][primary_metric(r["task"])])
     if not sweep:
         return []
@@ -61,7 +63,7 @@ def _source_choice(out: Path, rows: list[dict], report_dir: Path) -> list:
         ranked = sorted(by_source.items(), key=lambda kv: -kv[1])
         body.append([task, str(shots), ", ".join(f"{src} {100 * m:.1f}" for src, m in ranked), ranked[0][0]])
     blocks = [Heading("Which source helps, and does similarity find it?", 3),
-              Paragraph("Every single source as the target's initialisation (`tpv-init` with one `source`), mean "
+              Paragraph("Every single source as the target's initialisation (runs with one `source`), mean "
                         "test score over seeds, best first."),
               TableBlock(["target", "shots", "single-source scores (%)", "best"], body)]
     hits: dict[str, list[bool]] = defaultdict(list)
@@ -91,7 +93,7 @@ def _source_choice(out: Path, rows: list[dict], report_dir: Path) -> list:
         for label, pts in points.items():
             ax.scatter([p[0] for p in pts], [100 * p[1] for p in pts], label=label, alpha=0.7)
         ax.axhline(0, color="grey", linestyle=":", linewidth=1)
-        ax.set_xlabel("similarity of the early target prompt to the source (cosine of row means)")
+        ax.set_xlabel("similarity of the early target prompt to the source (cosine)")
         ax.set_ylabel("single-source score − pt (points)")
         ax.legend(fontsize=8)
         ax.grid(alpha=0.3)
