@@ -17,15 +17,15 @@ from typing import ClassVar
 import torch
 from torch import nn
 
-from promptvec.errors import ConfigError
+from promptvec.errors import ConfigError, ModelLoadError
+from promptvec.registry import Registry
 from promptvec.tasks.spec import Example, TaskSpec
 
-BACKBONES: dict[str, type[Backbone]] = {}
+BACKBONES: Registry[type[Backbone]] = Registry("backbone family", ModelLoadError)
 
 
 def register_backbone(cls: type[Backbone]) -> type[Backbone]:
-    BACKBONES[cls.family] = cls
-    return cls
+    return BACKBONES.add(cls.family, cls)
 
 
 @dataclass

@@ -121,8 +121,7 @@ def load_backbone(name: str = DEFAULT_MODEL, family: str | None = None, max_leng
             "or a Hub model id while online",
         ) from None
     family = family or detect_family(config)
-    if family not in BACKBONES:
-        raise ModelLoadError(f"unknown backbone family '{family}'", f"use one of {sorted(BACKBONES)}")
+    backbone_type = BACKBONES[family]
     auto = {"causal": AutoModelForCausalLM, "seq2seq": AutoModelForSeq2SeqLM, "encoder": AutoModel}[family]
     try:
         model = auto.from_pretrained(path, local_files_only=local_only, dtype=dtype)
@@ -133,4 +132,4 @@ def load_backbone(name: str = DEFAULT_MODEL, family: str | None = None, max_leng
         model.to(device)
     if getattr(tokenizer, "pad_token_id", None) is None and tokenizer.eos_token_id is not None:
         tokenizer.pad_token = tokenizer.eos_token
-    return BACKBONES[family](model, tokenizer, name=name, max_length=max_length)
+    return backbone_type(model, tokenizer, name=name, max_length=max_length)

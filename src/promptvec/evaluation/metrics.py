@@ -14,15 +14,11 @@ import numpy as np
 from scipy import stats
 from sklearn.metrics import accuracy_score, f1_score, matthews_corrcoef
 
+from promptvec.registry import Registry
+
 MetricFn = Callable[[Sequence[float], Sequence[float], int], float]
-METRIC_FUNCTIONS: dict[str, MetricFn] = {}
-
-
-def register_metric(name: str):
-    def wrap(fn: MetricFn) -> MetricFn:
-        METRIC_FUNCTIONS[name] = fn
-        return fn
-    return wrap
+METRIC_FUNCTIONS: Registry[MetricFn] = Registry("metric")
+register_metric = METRIC_FUNCTIONS.register
 
 
 @register_metric("acc")

@@ -18,14 +18,11 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from promptvec.errors import describe_validation_error
 from promptvec.io import atomic_write_json, read_json
+from promptvec.registry import Registry
 
-ANALYSES: dict[str, type[Analysis]] = {}
+ANALYSES: Registry[type[Analysis]] = Registry("analysis")
 ANALYSES_DIR = "analyses"
-
-
-def register_analysis(cls: type[Analysis]) -> type[Analysis]:
-    ANALYSES[cls.name] = cls
-    return cls
+register_analysis = ANALYSES.register()
 
 
 @dataclass
@@ -122,9 +119,8 @@ class SimilarityAnalysis(Analysis):
         from promptvec.vectors import SIMILARITIES
 
         super().check(settings, suite)
-        unknown = [m for m in settings.measures if m not in SIMILARITIES]
-        if unknown:
-            raise ValueError(f"unknown similarity measures {unknown}; known: {sorted(SIMILARITIES)}")
+        for measure in settings.measures:
+            SIMILARITIES.check(measure)
 
     @classmethod
     def evaluations(cls, settings, suite) -> int:

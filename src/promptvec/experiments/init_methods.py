@@ -63,9 +63,7 @@ class TPVInitSettings(PTSettings):
     @field_validator("merge")
     @classmethod
     def _merge(cls, v: str) -> str:
-        if v not in MERGE_METHODS:
-            raise ValueError(f"unknown merge '{v}'; known: {sorted(MERGE_METHODS)}")
-        return v
+        return MERGE_METHODS.check(v)
 
 
 @register_method

@@ -20,6 +20,7 @@ from promptvec.evaluation import evaluate
 from promptvec.experiments.suite import expand, run_dir
 from promptvec.io import atomic_directory, atomic_write_json, read_json, tensor_sha256
 from promptvec.prompts import PromptModule, StaticPrompt
+from promptvec.registry import Registry
 from promptvec.tasks import TaskData, subsample
 from promptvec.training.checkpoint import PROMPT_DIR
 from promptvec.training.config import TrainConfig
@@ -27,12 +28,8 @@ from promptvec.training.record import package_versions, peak_memory_mb
 from promptvec.training.trainer import Trainer, config_differences
 from promptvec.vectors import Origin
 
-METHODS: dict[str, type[Method]] = {}
-
-
-def register_method(cls: type[Method]) -> type[Method]:
-    METHODS[cls.name] = cls
-    return cls
+METHODS: Registry[type[Method]] = Registry("method")
+register_method = METHODS.register()
 
 
 @dataclass

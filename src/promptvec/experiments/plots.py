@@ -14,14 +14,15 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 from promptvec.evaluation.stats import summarize  # noqa: E402
 from promptvec.experiments.document import Figure  # noqa: E402
+from promptvec.registry import Registry  # noqa: E402
 
 FigureMaker = Callable[[object, list[dict], Path], list[Figure]]
-FIGURE_MAKERS: list[FigureMaker] = []
+FIGURE_MAKERS: Registry[FigureMaker] = Registry("figure")
 
 
 def figure_maker(fn: FigureMaker) -> FigureMaker:
-    FIGURE_MAKERS.append(fn)
-    return fn
+    """Register a report figure under its function name (the report draws every one, in order)."""
+    return FIGURE_MAKERS.add(fn.__name__, fn)
 
 
 def primary_metric(task: str) -> str:

@@ -228,7 +228,7 @@ def build_report(out: str | Path, report_dir: str | Path | None = None) -> Path:
                             "significant"], comp_rows))
 
     doc.add(Heading("Figures"))
-    figures = [fig for maker in FIGURE_MAKERS for fig in maker(suite, rows, report_dir)]
+    figures = [fig for maker in FIGURE_MAKERS.values() for fig in maker(suite, rows, report_dir)]
     source_blocks = source_sections(suite, out, all_rows, report_dir) + transfer_sections(suite, out, rows, report_dir)
     for fig in figures:
         doc.add(fig)

@@ -137,9 +137,7 @@ class SuiteSpec(BaseModel):
         from promptvec.experiments.analyses import ANALYSES
 
         for name, settings in self.analyses.items():
-            if name not in ANALYSES:
-                raise ValueError(f"unknown analysis '{name}'; known: {sorted(ANALYSES)}")
-            ANALYSES[name].validate_settings(settings, self)
+            ANALYSES[ANALYSES.check(name)].validate_settings(settings, self)
         return self
 
 

@@ -23,13 +23,14 @@ import torch
 from torch import nn
 
 from promptvec.backbones.base import Batch
+from promptvec.errors import CheckpointError
+from promptvec.registry import Registry
 
-PROMPT_MODULES: dict[str, type[PromptModule]] = {}
+PROMPT_MODULES: Registry[type[PromptModule]] = Registry("prompt-module kind", CheckpointError)
 
 
 def register_prompt_module(cls: type[PromptModule]) -> type[PromptModule]:
-    PROMPT_MODULES[cls.kind] = cls
-    return cls
+    return PROMPT_MODULES.add(cls.kind, cls)
 
 
 class PromptModule(nn.Module, ABC):

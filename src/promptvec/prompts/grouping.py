@@ -20,15 +20,11 @@ from collections.abc import Callable
 
 import torch
 
+from promptvec.registry import Registry
+
 GroupingFn = Callable[[torch.Tensor, torch.Tensor, float], torch.Tensor]
-GROUPINGS: dict[str, GroupingFn] = {}
-
-
-def register_grouping(name: str) -> Callable[[GroupingFn], GroupingFn]:
-    def wrap(fn: GroupingFn) -> GroupingFn:
-        GROUPINGS[name] = fn
-        return fn
-    return wrap
+GROUPINGS: Registry[GroupingFn] = Registry("grouping")
+register_grouping = GROUPINGS.register
 
 
 def similarity(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:

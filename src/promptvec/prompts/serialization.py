@@ -51,8 +51,8 @@ def load_module(directory: str | Path, backbone=None) -> tuple[PromptModule, dic
                               "re-create it with this version of promptvec")
     kind = document.get("kind")
     if kind not in PROMPT_MODULES:
-        raise CheckpointError(f"{config_path}: unknown prompt-module kind {kind!r}; known: {sorted(PROMPT_MODULES)}",
-                              "install the promptvec version that wrote it")
+        message, known = PROMPT_MODULES.unknown_message(kind)
+        raise CheckpointError(f"{config_path}: {message}", f"{known}; install the promptvec version that wrote it")
     if backbone is not None and document.get("model_fingerprint") != backbone.fingerprint:
         raise CheckpointError(f"{directory} was trained on model '{document.get('model')}', not on "
                               f"'{backbone.name}' (their input embeddings differ)",

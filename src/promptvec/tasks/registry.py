@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import difflib
-from functools import cache
 from importlib import resources
 from pathlib import Path
 
@@ -12,18 +10,21 @@ from pydantic import ValidationError
 
 from promptvec.errors import TaskError, describe_validation_error
 from promptvec.io import read_yaml_mapping
+from promptvec.registry import Registry
 from promptvec.tasks.spec import TaskSpec
 
 
-@cache
-def _builtin_specs() -> dict[str, TaskSpec]:
+def _read_builtin(registry: Registry[TaskSpec]) -> None:
     text = resources.files("promptvec.tasks").joinpath("builtin.yaml").read_text(encoding="utf-8")
-    raw = yaml.safe_load(text)
-    return {name: TaskSpec(task=name, **body) for name, body in raw.items()}
+    for name, body in yaml.safe_load(text).items():
+        registry.add(name, TaskSpec(task=name, **body))
+
+
+BUILTIN_TASKS: Registry[TaskSpec] = Registry("task", TaskError, populate=_read_builtin)
 
 
 def builtin_task_names() -> list[str]:
-    return list(_builtin_specs())
+    return list(BUILTIN_TASKS)
 
 
 def load_task_yaml(path: str | Path) -> TaskSpec:
@@ -57,9 +58,9 @@ def get_task(name_or_path: str | Path | TaskSpec) -> TaskSpec:
     text = str(name_or_path)
     if text.endswith((".yaml", ".yml")) or Path(text).is_file():
         return load_task_yaml(text)
-    specs = _builtin_specs()
-    if text in specs:
-        return specs[text]
-    close = difflib.get_close_matches(text.lower(), list(specs), n=3, cutoff=0.5)
-    hint = f"did you mean {', '.join(close)}?" if close else "run `promptvec tasks` to list the built-in tasks"
-    raise TaskError(f"unknown task '{text}'", hint + " (or pass the path of a task YAML file)")
+    if text in BUILTIN_TASKS:
+        return BUILTIN_TASKS[text]
+    message, hint = BUILTIN_TASKS.unknown_message(text)
+    if not hint.startswith("did you mean"):
+        hint = "run `promptvec tasks` to list the built-in tasks"
+    raise TaskError(message, hint + " (or pass the path of a task YAML file)")

@@ -21,22 +21,21 @@ import torch
 from peft.utils import merge_utils
 
 from promptvec.errors import ConfigError
+from promptvec.registry import Registry
 from promptvec.vectors.tpv import TaskPromptVector, VectorMismatchError
 
 MergeFn = Callable[[list[torch.Tensor], torch.Tensor, float], torch.Tensor]
-MERGE_METHODS: dict[str, MergeFn] = {
-    "task_arithmetic": lambda tensors, weights, density: merge_utils.task_arithmetic(tensors, weights),
-    "ties": lambda tensors, weights, density: merge_utils.ties(tensors, weights, density),
-    "dare_linear": lambda tensors, weights, density: merge_utils.dare_linear(tensors, weights, density),
-    "dare_ties": lambda tensors, weights, density: merge_utils.dare_ties(tensors, weights, density),
-}
+MERGE_METHODS: Registry[MergeFn] = Registry("merge method")
+MERGE_METHODS.add("task_arithmetic", lambda tensors, weights, density: merge_utils.task_arithmetic(tensors, weights))
+MERGE_METHODS.add("ties", lambda tensors, weights, density: merge_utils.ties(tensors, weights, density))
+MERGE_METHODS.add("dare_linear", lambda tensors, weights, density: merge_utils.dare_linear(tensors, weights, density))
+MERGE_METHODS.add("dare_ties", lambda tensors, weights, density: merge_utils.dare_ties(tensors, weights, density))
 
 
 def merge(vectors: list[TaskPromptVector], method: str = "task_arithmetic", weights: list[float] | None = None,
           density: float = 1.0, seed: int = 0) -> TaskPromptVector:
     """Merge compatible vectors with a named method."""
-    if method not in MERGE_METHODS:
-        raise ConfigError(f"unknown merge method '{method}'", f"use one of {sorted(MERGE_METHODS)}")
+    combine = MERGE_METHODS[method]
     if not vectors:
         raise VectorMismatchError("nothing to merge", "give at least one vector")
     for v in vectors[1:]:
@@ -49,8 +48,8 @@ def merge(vectors: list[TaskPromptVector], method: str = "task_arithmetic", weig
         raise ConfigError(f"density must be in (0, 1], got {density}", "e.g. --density 0.5")
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        tensor = MERGE_METHODS[method]([v.tensor for v in vectors], torch.tensor(weights, dtype=torch.float32),
-                                       density)
+        tensor = combine([v.tensor for v in vectors], torch.tensor(weights, dtype=torch.float32),
+                        density)
     name = f"{method}(" + ",".join(v.meta.task for v in vectors) + ")"
     merged = vectors[0]._derive(tensor, method, vectors, name)
     merged.meta.provenance.update({"weights": list(weights), "density": density, "seed": seed})

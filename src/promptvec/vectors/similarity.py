@@ -19,6 +19,8 @@ from collections.abc import Callable, Mapping
 import torch
 import torch.nn.functional as F
 
+from promptvec.registry import Registry
+
 Similarity = Callable[[torch.Tensor, torch.Tensor], float]
 
 
@@ -34,20 +36,20 @@ def dtvg_dot(a: torch.Tensor, b: torch.Tensor) -> float:
     return float(a.float().mean(0) @ b.float().mean(0)) / a.shape[-1]
 
 
-SIMILARITIES: dict[str, Similarity] = {"cosine": cosine_of_means, "cosine-flat": cosine_flat, "dtvg": dtvg_dot}
+SIMILARITIES: Registry[Similarity] = Registry("similarity")
+SIMILARITIES.add("cosine", cosine_of_means)
+SIMILARITIES.add("cosine-flat", cosine_flat)
+SIMILARITIES.add("dtvg", dtvg_dot)
 
 
 def similarity(a: torch.Tensor, b: torch.Tensor, measure: str = "cosine") -> float:
-    if measure not in SIMILARITIES:
-        from promptvec.errors import ConfigError
-
-        raise ConfigError(f"unknown similarity '{measure}'", f"use one of {sorted(SIMILARITIES)}")
+    measure_fn = SIMILARITIES[measure]
     if a.shape[-1] != b.shape[-1] or (measure == "cosine-flat" and a.shape != b.shape):
         from promptvec.vectors.tpv import VectorMismatchError
 
         raise VectorMismatchError(f"cannot compare tensors of shapes {tuple(a.shape)} and {tuple(b.shape)}",
                                   "compare vectors of the same model (and, for cosine-flat, the same R)")
-    return SIMILARITIES[measure](a, b)
+    return measure_fn(a, b)
 
 
 def similarity_matrix(vectors: Mapping[str, Mapping[object, torch.Tensor]], measure: str = "cosine"
