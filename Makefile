@@ -1,6 +1,6 @@
 # Two commands from a fresh machine (only Python 3.11 needed):
 #   make demo   - build .venv, install promptvec, run `promptvec demo` on the embedded SmolLM2-135M
-#   make test   - build .venv, install promptvec with test extras, run ruff and the test suite
+#   make test   - build .venv, install promptvec with test extras, run ruff, mypy and the test suite
 PYTHON ?= python3
 VENV ?= .venv
 PROMPTVEC_DATA_DIR ?= $(abspath ../shared/data)
@@ -9,7 +9,7 @@ export HF_HUB_OFFLINE ?= 1
 export HF_DATASETS_OFFLINE ?= 1
 PIP = $(VENV)/bin/pip --disable-pip-version-check -q
 
-.PHONY: demo test lint setup bench
+.PHONY: demo test lint typecheck setup bench
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -28,7 +28,10 @@ demo: setup
 lint: setup
 	$(VENV)/bin/ruff check src tests examples benchmarks
 
-test: lint
+typecheck: setup
+	$(VENV)/bin/mypy  # the package, configured in pyproject.toml ([tool.mypy])
+
+test: lint typecheck
 	$(VENV)/bin/pytest -q
 
 # speed and memory against PEFT and plain prompt tuning; writes BENCHMARKS.md (≈ 10 min on 2 cores)

@@ -8,7 +8,10 @@ import torch
 
 from benchmarks.common import Section, interleaved, median, spread
 from promptvec.backbones import load_backbone
-from promptvec.prompts import AttemptPrompt, DTVGPrompt, FusionPrompt, StaticPrompt
+from promptvec.methods.attempt import AttemptPrompt
+from promptvec.methods.dtvg import DTVGPrompt
+from promptvec.methods.fusion import FusionPrompt
+from promptvec.prompts import StaticPrompt
 from promptvec.tasks import get_task, load_task_data
 from promptvec.vectors import Origin
 

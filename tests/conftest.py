@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 import torch
+import yaml
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
@@ -161,3 +162,33 @@ def scale_loss(monkeypatch, backbone, factor) -> None:
         return original(self, task, batch, prompt) * factor(calls["n"])
 
     monkeypatch.setattr(type(backbone), "loss", scaled)
+
+
+@pytest.fixture(scope="session")
+def toy_tasks(toy_task) -> dict[str, str]:
+    """Three distinct tasks (same toy data, different names and templates): two sources and a target."""
+    folder = toy_task.parent
+    paths = {}
+    for name, word in (("src_a", "Review"), ("src_b", "Text"), ("target", "Opinion")):
+        body = toy_task.read_text().replace("task: toy_sentiment", f"task: {name}").replace("Review:", f"{word}:")
+        (folder / f"{name}.yaml").write_text(body)
+        paths[name] = str(folder / f"{name}.yaml")
+    return paths
+
+
+PS = {"prompt_length": 3, "lr": 0.05}  # the tiny suites' prompt-tuning settings
+
+
+def tiny_transfer_suite(tmp_path, tiny_models, tasks, name: str, methods: list[dict], steps: int = 3,
+                        eval_every: int = 3, **extra) -> str:
+    """A suite on the tiny llama: one target, two 16-example sources, 8 target shots, one seed and origin."""
+    body = {
+        "name": name, "backbone": {"model": str(tiny_models["llama"])}, "tasks": [tasks["target"]],
+        "shots": [8], "seeds": [0], "origins": [0],
+        "budget": {"steps": steps, "batch_size": 4, "eval_every": eval_every, "val_examples": 8, "test_examples": 12},
+        "sources": {"tasks": [tasks["src_a"], tasks["src_b"]], "shots": 16, "steps": 3, "settings": PS,
+                    "targets": {tasks["target"]: [tasks["src_a"], tasks["src_b"]]}, **extra.pop("sources", {})},
+        "methods": methods, **extra}
+    path = tmp_path / "suite.yaml"
+    path.write_text(yaml.safe_dump(body, allow_unicode=True))
+    return str(path)

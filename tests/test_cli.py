@@ -22,6 +22,19 @@ def test_tasks_lists_sizes(shared_data):
     assert "sst2" in result.stdout and "6909" in result.stdout and "scitail" in result.stdout
 
 
+def test_methods_lists_the_registry_and_transfer_names_close_matches(tmp_path):
+    from promptvec.methods import METHODS
+
+    result = runner.invoke(app, ["methods"], terminal_width=200)
+    assert result.exit_code == 0, result.output
+    assert all(name in result.output for name in METHODS.names())
+    assert "Dynamic Task Vector Grouping" in result.output
+    bad = runner.invoke(app, ["transfer", "--method", "dtv", "--target", "sst2", "--sources", "trec",
+                              "--out", str(tmp_path / "t")])
+    assert bad.exit_code == 2 and "unknown method 'dtv'" in bad.output and "did you mean dtvg" in bad.output
+    assert "Traceback" not in bad.output
+
+
 def test_train_eval_predict(tiny_models, toy_task, tmp_path):
     model = str(tiny_models["gpt2"])
     out = tmp_path / "run"

@@ -11,8 +11,8 @@ METHODS_DOC = ROOT / "docs" / "methods.md"
 
 
 def test_methods_doc_covers_every_registered_method_grouping_merge_and_similarity():
-    from promptvec.experiments.methods import METHODS
-    from promptvec.prompts.dtvg import GROUPING_CHOICES
+    from promptvec.methods.dtvg import GROUPING_CHOICES
+    from promptvec.methods.registry import METHODS
     from promptvec.vectors import MERGE_METHODS
     from promptvec.vectors.similarity import SIMILARITIES
 
@@ -33,3 +33,20 @@ def test_no_reference_to_files_outside_the_repository():
 
 def test_readme_points_to_the_methods_doc():
     assert "docs/methods.md" in (ROOT / "README.md").read_text(encoding="utf-8")
+
+
+def test_the_contributing_example_works_as_written(tmp_path, tiny_models, toy_tasks, backbones):
+    """docs/contributing.md's method and its test, run as the page shows them: the method registers,
+    runs in a tiny suite and starts from the mean of the source prompts; the registry is left as it was."""
+    from promptvec.methods.registry import METHODS
+
+    text = (ROOT / "docs" / "contributing.md").read_text(encoding="utf-8")
+    method_code, test_code = re.findall(r"```python\n(.*?)```", text, re.S)
+    with METHODS.scope():
+        method: dict = {}
+        exec(compile(method_code, "docs/contributing.md (method)", "exec"), method)
+        assert METHODS["mean-source"] is method["MeanSourceInit"]
+        test: dict = {}
+        exec(compile(test_code, "docs/contributing.md (test)", "exec"), test)
+        test["test_mean_source_starts_from_the_mean_of_the_source_prompts"](tmp_path, tiny_models, toy_tasks, backbones)
+    assert "mean-source" not in METHODS

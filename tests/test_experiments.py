@@ -8,14 +8,16 @@ from pathlib import Path
 
 import pytest
 import yaml
+from pydantic import ValidationError
 from typer.testing import CliRunner
 
 from promptvec.cli import app
 from promptvec.errors import ConfigError
 from promptvec.experiments import runner as runner_module
+from promptvec.experiments.plan import expand
 from promptvec.experiments.report import build_report
 from promptvec.experiments.runner import run_suite, status_of
-from promptvec.experiments.suite import expand, load_suite
+from promptvec.experiments.schema import load_suite
 
 
 def _suite(tmp_path: Path, tiny_models, toy_task, **overrides) -> Path:
@@ -177,7 +179,7 @@ def test_runs_made_before_a_new_option_still_count_as_done(tmp_path, tiny_models
 @pytest.mark.parametrize("path", sorted(Path(__file__).parent.parent.glob("examples/suites/*.yaml")),
                          ids=lambda p: p.stem)
 def test_example_suites_are_valid(path):
-    from promptvec.experiments.sources import is_source
+    from promptvec.experiments.plan import is_source
 
     suite = load_suite(path)
     runs = expand(suite)
@@ -199,7 +201,7 @@ def test_report_says_what_the_table_could_detect(tmp_path):
     """Synthetic results of two methods over 5 paired seeds: the report's power paragraph gives the
     spread of the paired differences and the detectable difference computed from it."""
     from promptvec.evaluation.stats import minimal_detectable_difference
-    from promptvec.experiments.suite import SuiteSpec
+    from promptvec.experiments.schema import SuiteSpec
 
     suite = SuiteSpec(name="power", tasks=["sst2"], shots=[16], seeds=[0, 1, 2, 3, 4],
                       methods=[{"name": "pt", "label": "pt"}, {"name": "random", "label": "other"}],
@@ -232,3 +234,65 @@ def test_figures_give_each_method_its_own_style_and_a_chance_line():
     assert chance_level("sst2") == 0.5 and chance_level("trec") == pytest.approx(1 / 6)
     assert chance_level("cola") == 0.0  # MCC
     assert chance_level("sst2+trec") is None
+
+
+def test_each_training_default_and_limit_is_the_train_configs(tmp_path, tiny_models, toy_task):
+    """The suite budget, the backbone section and every method's settings take their defaults and
+    limits from TrainConfig — and a bad value anywhere, sources.settings included, is refused when the
+    suite is loaded (so by --dry-run), not when the run reaches it."""
+    from promptvec.experiments.schema import BackboneSpec, BudgetSpec
+    from promptvec.methods.pt import PTSettings
+    from promptvec.training.config import TrainConfig
+
+    defaults = {n: (f.default_factory() if f.default_factory else f.default)
+                for n, f in TrainConfig.model_fields.items()}
+    budget, backbone, pt = BudgetSpec(), BackboneSpec(), PTSettings()
+    assert budget.steps == defaults["max_steps"] and budget.val_examples == defaults["val_examples"]
+    assert budget.eval_seed == defaults["eval_seed"] and budget.test_examples == defaults["test_examples"]
+    assert backbone.max_length == defaults["max_length"] and backbone.model == defaults["model"]
+    assert (pt.prompt_length, pt.lr, pt.weight_decay, pt.warmup_ratio, pt.select_initial) == tuple(
+        defaults[k] for k in ("prompt_length", "lr", "weight_decay", "warmup_ratio", "select_initial"))
+    with pytest.raises(ValidationError):
+        PTSettings(prompt_length=4096)  # TrainConfig's limit (≤ 2048)
+    with pytest.raises(ValidationError):
+        BackboneSpec(max_length=8)
+
+    path = Path(_suite(tmp_path, tiny_models, toy_task))
+    body = yaml.safe_load(path.read_text())
+    body["methods"] = [{"name": "tpv-init", "settings": {"prompt_length": 2}}]
+    body["sources"] = {"tasks": ["sst2"], "targets": {body["tasks"][0]: ["sst2"]}, "settings": {"lr_rate": 0.3}}
+    path.write_text(yaml.safe_dump(body))
+    with pytest.raises(ConfigError, match="sources.settings: method 'pt' settings: 'lr_rate'"):
+        load_suite(path)
+    body["sources"]["settings"] = {"prompt_length": 5000}
+    path.write_text(yaml.safe_dump(body))
+    with pytest.raises(ConfigError, match="prompt_length"):
+        load_suite(path)
+
+
+def test_a_worker_whose_suite_process_is_gone_stops_instead_of_training_on(tmp_path, tiny_models, toy_task):
+    """Killing `promptvec experiment run` (a kill, not Ctrl-C) used to leave its `--jobs` workers
+    training on alone, writing into the suite folder beside the next run of the same suite. A worker
+    now checks at every step that the suite's process still exists, stops at a checkpoint if not, and
+    the run resumes with the next `experiment run`."""
+    import os
+
+    from promptvec.experiments.runner import WorkerResources, execute_run
+
+    class SuiteDiesDuringTraining(WorkerResources):
+        checks = 0
+
+        def orphaned(self) -> bool:  # the suite's process is gone from the third check on
+            self.checks += 1
+            return self.checks > 2
+
+    suite = load_suite(_suite(tmp_path, tiny_models, toy_task))
+    run = next(r for r in expand(suite) if r.method == "pt")
+    out = tmp_path / "out"
+    assert WorkerResources(parent_pid=os.getppid() + 10_000).orphaned()
+    dying = SuiteDiesDuringTraining(parent_pid=os.getppid())
+    assert execute_run(suite.model_dump(), run, str(out), None, None, dying)["status"] == "stopped"
+    assert dying.checks == 3  # checked before the run and at each step: stopped at the second step
+    alive = WorkerResources(parent_pid=os.getppid())
+    assert not alive.orphaned()
+    assert execute_run(suite.model_dump(), run, str(out), None, None, alive)["status"] == "completed"

@@ -64,9 +64,10 @@ def test_every_named_family_of_the_package_is_a_registry():
     from promptvec.backbones import BACKBONES
     from promptvec.evaluation import METRIC_FUNCTIONS
     from promptvec.experiments.analyses import ANALYSES
-    from promptvec.experiments.methods import METHODS
     from promptvec.experiments.plots import FIGURE_MAKERS
-    from promptvec.prompts import GROUPINGS, PROMPT_MODULES
+    from promptvec.methods.dtvg import GROUPINGS
+    from promptvec.methods.registry import METHODS
+    from promptvec.prompts import PROMPT_MODULES
     from promptvec.tasks.registry import BUILTIN_TASKS
     from promptvec.vectors import MERGE_METHODS, SIMILARITIES
 
@@ -74,3 +75,12 @@ def test_every_named_family_of_the_package_is_a_registry():
                 BUILTIN_TASKS, MERGE_METHODS, SIMILARITIES]
     assert all(isinstance(f, Registry) and len(f) > 0 for f in families)
     assert {"pt", "tpv-init", "spot", "attempt", "dtvg", "fusion"} <= set(METHODS)
+
+
+def test_a_scope_drops_what_was_registered_inside():
+    registry: Registry[int] = Registry("widget")
+    registry.add("kept", 1)
+    with registry.scope():
+        registry.add("throwaway", 2)
+        assert registry["throwaway"] == 2
+    assert list(registry) == ["kept"]

@@ -163,7 +163,7 @@ _TASK = yaml.safe_load(TASK_YAML)
 def test_yaml_keys_that_are_not_names_are_refused(tmp_path, text):
     """Found by the property test above: a bare `?` is a mapping with a null key (a TypeError before)."""
     from promptvec.errors import ConfigError, TaskError
-    from promptvec.experiments.suite import load_suite
+    from promptvec.experiments.schema import load_suite
     from promptvec.tasks import get_task
 
     path = tmp_path / "x.yaml"
@@ -191,7 +191,7 @@ def test_task_yaml_is_loaded_or_refused_with_a_named_field(tmp_path, changes, re
 @PROPERTY
 @given(text=st.text(max_size=200))
 def test_arbitrary_text_as_task_or_suite_yaml_is_refused_readably(tmp_path, text):
-    from promptvec.experiments.suite import load_suite
+    from promptvec.experiments.schema import load_suite
     from promptvec.tasks import get_task
 
     path = tmp_path / "x.yaml"
@@ -208,7 +208,7 @@ def test_arbitrary_text_as_task_or_suite_yaml_is_refused_readably(tmp_path, text
                                                 "methods", "stats", "sources", "analyses", "bogus"]), _VALUES,
                                max_size=3))
 def test_suite_yaml_is_loaded_or_refused_with_a_named_field(tmp_path, changes):
-    from promptvec.experiments.suite import load_suite
+    from promptvec.experiments.schema import load_suite
 
     body = {"name": "s", "tasks": ["sst2"], "methods": [{"name": "pt"}]} | changes
     path = tmp_path / "s.yaml"

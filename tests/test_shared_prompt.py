@@ -13,7 +13,8 @@ import torch
 from promptvec.backbones import prefix as prefix_module
 from promptvec.backbones.causal import CausalLMBackbone
 from promptvec.evaluation import evaluate
-from promptvec.prompts import AttemptPrompt, StaticPrompt
+from promptvec.methods.attempt import AttemptPrompt
+from promptvec.prompts import StaticPrompt
 from promptvec.tasks import TaskSpec, get_task, load_task_data
 from promptvec.vectors import Origin
 

@@ -12,19 +12,21 @@ import torch
 import yaml
 
 from promptvec.errors import CheckpointError, ConfigError
+from promptvec.experiments.plan import expand, run_dir
 from promptvec.experiments.report import build_report
+from promptvec.experiments.run_logs import module_log
 from promptvec.experiments.runner import run_suite
-from promptvec.experiments.suite import expand, load_suite, run_dir
+from promptvec.experiments.schema import load_suite
 from promptvec.experiments.transfer import transfer
-from promptvec.experiments.transfer_report import module_log
-from promptvec.prompts import AttemptPrompt, DTVGPrompt, FusionPrompt, load_module, save_module
-from promptvec.prompts.grouping import GROUPINGS
+from promptvec.methods.attempt import AttemptPrompt
+from promptvec.methods.dtvg import GROUPINGS, DTVGPrompt
+from promptvec.methods.fusion import FusionPrompt
+from promptvec.prompts import load_module, save_module
 from promptvec.tasks import get_task, load_task_data
 from promptvec.training.batching import MixedTaskBatches
 from promptvec.training.config import TrainConfig
 from promptvec.training.trainer import Trainer
-
-from .test_transfer_suites import toy_tasks  # noqa: F401  (fixture)
+from tests.conftest import PS, tiny_transfer_suite
 
 T = torch.tensor
 
@@ -203,7 +205,7 @@ def test_modules_that_read_the_input_never_read_the_gold_label(backbones, toy_ta
 
 
 def test_attempt_projections_start_as_the_authors_code_initialises_them(backbones):
-    from promptvec.prompts.attempt import ATTENTION_INIT_STD
+    from promptvec.methods.attempt.module import ATTENTION_INIT_STD
 
     backbone = backbones["llama"]
     first, second = _modules(backbone)["attempt"], _modules(backbone)["attempt"]
@@ -306,7 +308,7 @@ class Stop(Exception):
     pass
 
 
-def test_a_mixed_task_fusion_run_resumes_to_the_same_module(backbones, tiny_models, toy_tasks, tmp_path):  # noqa: F811
+def test_a_mixed_task_fusion_run_resumes_to_the_same_module(backbones, tiny_models, toy_tasks, tmp_path):
     backbone = backbones["llama"]
     config = TrainConfig(model=str(tiny_models["llama"]), task=toy_tasks["target"], extra_tasks=[toy_tasks["src_a"]],
                          shots=8, extra_shots=16, task_mixing="mixed", mixing_first_share=0.5, select_on="first",
@@ -340,24 +342,6 @@ def test_a_mixed_task_fusion_run_resumes_to_the_same_module(backbones, tiny_mode
 
 
 # ---- every method in a suite, its logs and its report ---------------------------------------------
-PS = {"prompt_length": 3, "lr": 0.05}  # the tiny suites' prompt-tuning settings
-
-
-def _tiny_suite(tmp_path, tiny_models, tasks, name: str, methods: list[dict], steps: int = 3, eval_every: int = 3,
-                **extra) -> str:
-    """A suite on the tiny llama: one target, two 16-example sources, 8 target shots, one seed and origin."""
-    body = {
-        "name": name, "backbone": {"model": str(tiny_models["llama"])}, "tasks": [tasks["target"]],
-        "shots": [8], "seeds": [0], "origins": [0],
-        "budget": {"steps": steps, "batch_size": 4, "eval_every": eval_every, "val_examples": 8, "test_examples": 12},
-        "sources": {"tasks": [tasks["src_a"], tasks["src_b"]], "shots": 16, "steps": 3, "settings": PS,
-                    "targets": {tasks["target"]: [tasks["src_a"], tasks["src_b"]]}, **extra.pop("sources", {})},
-        "methods": methods, **extra}
-    path = tmp_path / "suite.yaml"
-    path.write_text(yaml.safe_dump(body, allow_unicode=True))
-    return str(path)
-
-
 def _suite_file(tmp_path, tiny_models, tasks) -> str:
     ps = PS
     methods = [{"name": "pt", "settings": ps},
@@ -370,11 +354,11 @@ def _suite_file(tmp_path, tiny_models, tasks) -> str:
                {"name": "fusion", "settings": {**ps, "batch_size": 6}},
                {"name": "fusion", "label": "fusion hot", "tasks": [tasks["target"]],
                 "settings": {**ps, "temperature": 10.0, "max_sources": 1}}]
-    return _tiny_suite(tmp_path, tiny_models, tasks, "methods-tiny", methods, sources={"multi_task": True},
+    return tiny_transfer_suite(tmp_path, tiny_models, tasks, "methods-tiny", methods, sources={"multi_task": True},
                        stats={"baseline": ["pt", "spot"]})
 
 
-def test_every_transfer_method_runs_in_a_suite_with_logs_and_report(tmp_path, tiny_models, toy_tasks,  # noqa: F811
+def test_every_transfer_method_runs_in_a_suite_with_logs_and_report(tmp_path, tiny_models, toy_tasks,
                                                                      backbones):
     suite = load_suite(_suite_file(tmp_path, tiny_models, toy_tasks))
     out = tmp_path / "out"
@@ -419,7 +403,7 @@ def test_transfer_refuses_the_target_as_its_own_source(tmp_path):
     assert not any(tmp_path.iterdir())  # nothing written
 
 
-def test_spot_and_dtvg_need_target_examples(tmp_path, tiny_models, toy_tasks):  # noqa: F811
+def test_spot_and_dtvg_need_target_examples(tmp_path, tiny_models, toy_tasks):
     body = yaml.safe_load(Path(_suite_file(tmp_path, tiny_models, toy_tasks)).read_text())
     body["shots"] = [0]
     body["methods"] = [{"name": "dtvg", "settings": {"prompt_length": 3}}]
@@ -447,7 +431,7 @@ def test_transfer_cli_refuses_bad_input_with_one_message(tmp_path):
     assert "Traceback" not in result.output and not (tmp_path / "x").exists()
 
 
-def test_transfer_cli_trains_sources_then_the_target(tmp_path, tiny_models, toy_tasks):  # noqa: F811
+def test_transfer_cli_trains_sources_then_the_target(tmp_path, tiny_models, toy_tasks):
     from typer.testing import CliRunner
 
     from promptvec.cli import app
@@ -465,18 +449,19 @@ def test_transfer_cli_trains_sources_then_the_target(tmp_path, tiny_models, toy_
     assert CliRunner().invoke(app, args).exit_code == 0  # again: everything is reused, nothing retrained
 
 
-def test_dtvg_stage1_is_the_trained_validation_selected_target_prompt(tmp_path, tiny_models, toy_tasks):  # noqa: F811
+def test_dtvg_stage1_is_the_trained_validation_selected_target_prompt(tmp_path, tiny_models, toy_tasks):
     """By default Stage I trains the target with the method's own budget and keeps its best validation
     checkpoint among trained steps (the authors' code) — reused from the suite's pt run when that run
     trained exactly the same; ``stage1_steps`` is the explicit cheaper option."""
-    from promptvec.experiments.methods import METHODS
+    from promptvec.methods.registry import METHODS
 
     ps = PS
     methods = [{"name": "pt", "settings": {**ps, "select_initial": False}},
                {"name": "dtvg", "settings": ps},
                {"name": "dtvg", "label": "dtvg own lr", "settings": {**ps, "lr": 0.07}},
                {"name": "dtvg", "label": "dtvg short", "settings": {**ps, "stage1_steps": 2}}]
-    suite = load_suite(_tiny_suite(tmp_path, tiny_models, toy_tasks, "stage1-tiny", methods, steps=4, eval_every=2))
+    suite = load_suite(tiny_transfer_suite(tmp_path, tiny_models, toy_tasks, "stage1-tiny", methods, steps=4,
+                                           eval_every=2))
     assert METHODS["dtvg"].estimate_steps(suite, ps) == 8 and METHODS["dtvg"].estimate_steps(
         suite, {**ps, "stage1_steps": 2}) == 6
     out = tmp_path / "out"
@@ -502,13 +487,13 @@ def test_dtvg_stage1_is_the_trained_validation_selected_target_prompt(tmp_path, 
     assert (short["steps"], short["best_step"], short["selected"]) == (2, 2, "last step")
 
 
-def test_a_single_source_sweep_reports_the_best_source_and_spots_hit_rate(tmp_path, tiny_models, toy_tasks):  # noqa: F811
+def test_a_single_source_sweep_reports_the_best_source_and_spots_hit_rate(tmp_path, tiny_models, toy_tasks):
     ps = PS
     target = toy_tasks["target"]
     sweep = [{"name": "tpv-init", "label": f"from {name[-1]}", "tasks": [target],
               "settings": {**ps, "source": toy_tasks[name]}} for name in ("src_a", "src_b")]
     methods = [{"name": "pt", "settings": ps}, *sweep, {"name": "spot", "settings": {**ps, "early_steps": 2}}]
-    suite = load_suite(_tiny_suite(tmp_path, tiny_models, toy_tasks, "sweep-tiny", methods))
+    suite = load_suite(tiny_transfer_suite(tmp_path, tiny_models, toy_tasks, "sweep-tiny", methods))
     out = tmp_path / "out"
     run_suite(suite, out, progress=False, log=lambda m: None)
     runs = {r.label: r for r in expand(suite)}
@@ -525,13 +510,13 @@ def test_a_single_source_sweep_reports_the_best_source_and_spots_hit_rate(tmp_pa
     assert (out / "report" / "similarity_vs_gain.png").is_file()
 
 
-def test_a_sweep_source_must_be_a_source_of_every_target_it_runs_on(tmp_path, tiny_models, toy_tasks):  # noqa: F811
+def test_a_sweep_source_must_be_a_source_of_every_target_it_runs_on(tmp_path, tiny_models, toy_tasks):
     methods = [{"name": "tpv-init", "settings": {**PS, "source": "imdb"}}]
     with pytest.raises(ConfigError, match="starts from source 'imdb'"):
-        load_suite(_tiny_suite(tmp_path, tiny_models, toy_tasks, "bad-sweep", methods))
+        load_suite(tiny_transfer_suite(tmp_path, tiny_models, toy_tasks, "bad-sweep", methods))
 
 
-def test_a_run_that_would_repeat_a_finished_training_reuses_it(tmp_path, tiny_models, toy_tasks):  # noqa: F811
+def test_a_run_that_would_repeat_a_finished_training_reuses_it(tmp_path, tiny_models, toy_tasks):
     """SPoT, the best-family source and the sweep's run from that source all prompt-tune from the
     same source prompt with the same configuration: only the first trains. The copy is what training
     would have given (checked against a suite without the sweep, where the best-family run trains
@@ -543,7 +528,7 @@ def test_a_run_that_would_repeat_a_finished_training_reuses_it(tmp_path, tiny_mo
                {"name": "spot", "settings": {**ps, "early_steps": 2}},
                {"name": "single-source", "label": "other lr", "settings": {**ps, "source": a, "lr": 0.09}},
                {"name": "tpv-init", "settings": ps}]
-    suite = load_suite(_tiny_suite(tmp_path, tiny_models, toy_tasks, "reuse-tiny", sweep + reusers))
+    suite = load_suite(tiny_transfer_suite(tmp_path, tiny_models, toy_tasks, "reuse-tiny", sweep + reusers))
     out = tmp_path / "out"
     run_suite(suite, out, progress=False, log=lambda m: None)
     runs = {r.label: r for r in expand(suite)}
@@ -563,7 +548,7 @@ def test_a_run_that_would_repeat_a_finished_training_reuses_it(tmp_path, tiny_mo
         assert "reused_from" not in record(label)
 
     (tmp_path / "alone").mkdir()
-    alone = load_suite(_tiny_suite(tmp_path / "alone", tiny_models, toy_tasks, "reuse-alone", reusers[:1]))
+    alone = load_suite(tiny_transfer_suite(tmp_path / "alone", tiny_models, toy_tasks, "reuse-alone", reusers[:1]))
     run_suite(alone, tmp_path / "out2", progress=False, log=lambda m: None)
     trained = json.loads((run_dir(tmp_path / "out2", expand(alone)[-1]) / "run.json").read_text())
     assert "reused_from" not in trained and trained["test"] == best["test"]

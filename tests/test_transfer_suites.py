@@ -11,25 +11,13 @@ import yaml
 
 from promptvec.errors import ConfigError
 from promptvec.experiments.analyses import load_results
+from promptvec.experiments.plan import expand, run_dir, source_run
 from promptvec.experiments.report import build_report
 from promptvec.experiments.runner import run_suite
-from promptvec.experiments.sources import source_run
-from promptvec.experiments.suite import expand, load_suite, run_dir
+from promptvec.experiments.schema import load_suite
 from promptvec.store import VectorStore
 from promptvec.training.checkpoint import PROMPT_DIR
 from promptvec.vectors import Origin, TaskPromptVector
-
-
-@pytest.fixture(scope="module")
-def toy_tasks(toy_task, tmp_path_factory) -> dict[str, str]:
-    """Three distinct tasks (same toy data, different names and templates)."""
-    folder = toy_task.parent
-    paths = {}
-    for name, word in (("src_a", "Review"), ("src_b", "Text"), ("target", "Opinion")):
-        body = toy_task.read_text().replace("task: toy_sentiment", f"task: {name}").replace("Review:", f"{word}:")
-        (folder / f"{name}.yaml").write_text(body)
-        paths[name] = str(folder / f"{name}.yaml")
-    return paths
 
 
 def _suite(tmp_path: Path, tiny_models, tasks, **overrides) -> Path:

@@ -7,13 +7,14 @@ import sys
 from functools import wraps
 from importlib import metadata
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
 from promptvec.errors import ConfigError, PromptvecError
+from promptvec.training.config import train_default
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Soft-prompt tuning and transfer on frozen language models.")
@@ -74,6 +75,29 @@ def tasks_command(data_dir: DataDir = None) -> None:
             sizes, source = f"{len(data.train)} / {len(data.validation)} / {len(data.test)}", "local"
         labels = ", ".join(spec.label_names) if len(spec.label_names) <= 6 else f"{len(spec.label_names)} labels"
         table.add_row(name, spec.group, labels, spec.primary_metric, sizes, source)
+    out_console.print(table)
+
+
+def _eval_mode(mode: str) -> Literal["rank", "generate"]:
+    """``--mode`` checked here, so a typo gets one message instead of a failure deep in evaluation."""
+    if mode not in ("rank", "generate"):
+        raise ConfigError(f"unknown --mode '{mode}'", "use rank (score each label) or generate (free text)")
+    return "rank" if mode == "rank" else "generate"
+
+
+@app.command("methods")
+@friendly
+def methods_command() -> None:
+    """List the methods a suite or `promptvec transfer` can use (read from the method registry)."""
+    from promptvec.methods import METHODS
+
+    table = Table(title="methods")
+    for column in ("method", "what it does", "uses sources"):
+        table.add_column(column)
+    for name in METHODS.names():
+        method = METHODS[name]
+        summary = " ".join((method.__doc__ or "").strip().split("\n\n")[0].split())
+        table.add_row(name, summary, "yes" if method.needs_sources else "no")
     out_console.print(table)
 
 
@@ -144,8 +168,7 @@ def train_command(
 @app.command("transfer")
 @friendly
 def transfer_command(
-    method: Annotated[str, typer.Option("--method", help="pt, tpv-init, spot, spot-multi, attempt, dtvg, fusion, "
-                                                         "single-source, multi-source")],
+    method: Annotated[str, typer.Option("--method", help="a method name (`promptvec methods` lists them)")],
     target: Annotated[str, typer.Option("--target", help="the task to learn (built-in name or task YAML)")],
     out: Annotated[Path, typer.Option("--out", help="folder: sources, store, the run (reused and resumed)")],
     sources: Annotated[list[str] | None, typer.Option(
@@ -154,16 +177,16 @@ def transfer_command(
     shots: Annotated[int | None, typer.Option(help="target training examples (default: all)")] = None,
     seed: Annotated[int, typer.Option(help="data and training seed of the target")] = 0,
     origin: Annotated[int, typer.Option(help="origin seed shared by the sources and the target")] = 0,
-    steps: Annotated[int, typer.Option(help="target training steps")] = 100,
-    batch_size: Annotated[int, typer.Option(help="examples per step")] = 8,
+    steps: Annotated[int, typer.Option(help="target training steps")] = train_default("max_steps"),
+    batch_size: Annotated[int, typer.Option(help="examples per step")] = train_default("batch_size"),
     source_steps: Annotated[int | None, typer.Option(help="training steps of each source (default --steps)")] = None,
     source_shots: Annotated[int | None, typer.Option(help="training examples per source (default all)")] = None,
     setting: Annotated[list[str] | None, typer.Option(
         "--set", help="method setting KEY=VALUE (YAML value; repeatable), e.g. --set grouping=all-positive")] = None,
-    max_length: Annotated[int, typer.Option(help="max tokens of prompt + input + label")] = 256,
-    eval_every: Annotated[int, typer.Option(help="evaluate on validation every N steps")] = 25,
-    val_examples: Annotated[int, typer.Option(help="validation subsample size")] = 200,
-    test_examples: Annotated[int, typer.Option(help="test subsample size")] = 500,
+    max_length: Annotated[int, typer.Option(help="max tokens of prompt + input + label")] = train_default("max_length"),
+    eval_every: Annotated[int, typer.Option(help="evaluate on validation every N steps")] = train_default("eval_every"),
+    val_examples: Annotated[int, typer.Option(help="validation subsample size")] = train_default("val_examples"),
+    test_examples: Annotated[int, typer.Option(help="test subsample size")] = train_default("test_examples"),
     data_dir: DataDir = None,
 ) -> None:
     """Learn a target task by transfer from source tasks (the sources are trained first, from the same
@@ -199,14 +222,15 @@ def eval_command(
     prompt: Annotated[str | None, typer.Option(help="prompt (PEFT folder or run folder); omit for no prompt")]
     = None,
     origin_seed: Annotated[int | None, typer.Option(help="evaluate the untrained origin with this seed")] = None,
-    prompt_length: Annotated[int, typer.Option(help="origin rows (with --origin-seed)")] = 20,
+    prompt_length: Annotated[int, typer.Option(help="origin rows (with --origin-seed)")] = train_default(
+        "prompt_length"),
     model: Model = "default",
     split: Annotated[str, typer.Option(help="train, validation or test")] = "test",
-    examples: Annotated[int | None, typer.Option(help="seeded subsample size (default 500)")] = 500,
+    examples: Annotated[int | None, typer.Option(help="seeded subsample size")] = train_default("test_examples"),
     full: Annotated[bool, typer.Option(help="use the whole split")] = False,
     mode: Annotated[str, typer.Option(help="rank or generate")] = "rank",
     length_normalize: Annotated[bool, typer.Option(help="rank by mean token log-likelihood")] = False,
-    seed: Annotated[int, typer.Option(help="subsample seed")] = 1234,
+    seed: Annotated[int, typer.Option(help="subsample seed")] = train_default("eval_seed"),
     output: Annotated[Path | None, typer.Option("--output", help="write the result as JSON here")] = None,
     data_dir: DataDir = None,
 ) -> None:
@@ -231,11 +255,11 @@ def eval_command(
     rows = subsample(data.split(split), None if full else examples, seed)
     tensor = None
     if checkpoint is not None:
-        check_compatible(checkpoint.prompt, checkpoint.metadata, backbone, prompt)
+        check_compatible(checkpoint.prompt, checkpoint.metadata, backbone, str(prompt))
         tensor = checkpoint.prompt
     elif origin_seed is not None:
         tensor = Origin.sample(backbone, prompt_length, origin_seed).tensor(backbone)
-    result = evaluate(backbone, spec, rows, tensor, mode=mode, length_normalize=length_normalize)
+    result = evaluate(backbone, spec, rows, tensor, mode=_eval_mode(mode), length_normalize=length_normalize)
     summary = {"task": spec.task, "split": split, "prompt": prompt, "origin_seed": origin_seed, "model": model,
                "mode": mode, **result.summary()}
     if output:
@@ -268,7 +292,7 @@ def predict_command(
         items.append(json.loads(stripped) if stripped.startswith("{") else t)
     if not items:
         raise DataError("nothing to predict", "pass TEXT arguments or --input FILE")
-    predictor = Predictor(prompt, task=task, model=model, mode=mode, batch_size=batch_size)
+    predictor = Predictor(prompt, task=task, model=model, mode=_eval_mode(mode), batch_size=batch_size)
     for item, pred in zip(items, predictor.predict(items), strict=True):
         sys.stdout.write(json.dumps({"input": item, "label": pred.label, "scores": pred.scores}) + "\n")
 
@@ -312,8 +336,9 @@ def experiment_run_command(
     data_dir: DataDir = None,
 ) -> None:
     """Run a suite; completed runs are skipped and interrupted ones resume at their last step."""
+    from promptvec.experiments.plan import expand
     from promptvec.experiments.runner import analysis_status, estimate_seconds, format_duration, run_suite, status_of
-    from promptvec.experiments.suite import expand, load_suite
+    from promptvec.experiments.schema import load_suite
 
     suite = load_suite(suite_path)
     out = out or Path("runs") / suite.name

@@ -79,7 +79,7 @@ def storage_error(target: Path, exc: OSError) -> StorageError:
              errno.EROFS: "the file system is read-only: choose a writable folder",
              errno.EACCES: "you may not write there: choose another folder or fix its permissions"}
     return StorageError(f"cannot write {target}: {exc.strerror or exc} (the previous version, if any, is intact)",
-                        fixes.get(exc.errno, "check the folder and the disk, then run the command again"))
+                        fixes.get(exc.errno or 0, "check the folder and the disk, then run the command again"))
 
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:

@@ -21,9 +21,9 @@ from torch import nn
 def module_mode(*modules: Any, training: bool) -> Iterator[None]:
     """Put every :class:`~torch.nn.Module` among ``modules`` in train (``training=True``) or eval mode
     for the block; anything else (a prompt tensor, ``None``) is ignored, so callers need not check."""
-    modules = [m for m in modules if isinstance(m, nn.Module)]
-    saved = [(sub, sub.training) for module in modules for sub in module.modules()]
-    for module in modules:
+    blocks = [m for m in modules if isinstance(m, nn.Module)]
+    saved = [(sub, sub.training) for module in blocks for sub in module.modules()]
+    for module in blocks:
         module.train(training)
     try:
         yield

@@ -19,6 +19,7 @@ also be a function that fills the registry (the built-in tasks are read from YAM
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import importlib
 from collections.abc import Callable, Iterator, Mapping
@@ -56,6 +57,16 @@ class Registry(Mapping[str, T], Generic[T]):
             return self.add(key, component)
 
         return decorate
+
+    @contextlib.contextmanager
+    def scope(self) -> Iterator[Registry[T]]:
+        """Registrations made inside are dropped on exit — for tests and documentation examples that
+        define a throwaway component without leaving it in the package's registry."""
+        before = dict(self._loaded())
+        try:
+            yield self
+        finally:
+            self._entries = before
 
     def _loaded(self) -> dict[str, T]:
         if self._populate is not None:

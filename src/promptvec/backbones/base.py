@@ -12,7 +12,7 @@ import hashlib
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from functools import cached_property
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
@@ -20,6 +20,7 @@ from torch import nn
 from promptvec.errors import ConfigError, ModelLoadError
 from promptvec.registry import Registry
 from promptvec.tasks.spec import Example, TaskSpec
+from promptvec.training.config import train_default
 
 BACKBONES: Registry[type[Backbone]] = Registry("backbone family", ModelLoadError)
 
@@ -63,6 +64,13 @@ class Batch:
     input_mask: torch.Tensor | None = None
 
     @property
+    def training_targets(self) -> torch.Tensor:
+        """The label tokens to predict — only batches collated for training have them."""
+        if self.targets is None:
+            raise ValueError("this batch has no targets: collate it with train=True to compute a loss")
+        return self.targets
+
+    @property
     def input_positions(self) -> torch.Tensor:
         """``[B, L]`` mask of the input tokens (padding and label positions 0)."""
         return self.attention_mask if self.input_mask is None else self.input_mask
@@ -78,8 +86,9 @@ class Batch:
                 return None
             return t.pin_memory().to(device, non_blocking=True) if pinned else t.to(device)
 
-        return dataclasses.replace(self, **{f.name: move(getattr(self, f.name)) for f in dataclasses.fields(self)
-                                            if f.name != "task"})
+        moved: dict[str, Any] = {f.name: move(getattr(self, f.name)) for f in dataclasses.fields(self)
+                                 if f.name != "task"}
+        return dataclasses.replace(self, **moved)
 
     @property
     def size(self) -> int:
@@ -92,8 +101,10 @@ class Backbone(ABC):
     family: ClassVar[str]
     supports_generation: ClassVar[bool] = True
 
-    def __init__(self, model: nn.Module, tokenizer, name: str, max_length: int = 256) -> None:
-        self.model = model
+    def __init__(self, model: nn.Module, tokenizer, name: str, max_length: int = train_default("max_length")) -> None:
+        #: a transformers model; ``Any`` because its methods (get_input_embeddings, generate, ...) are
+        #: looked up on the model class at run time, which nn.Module's typing cannot describe
+        self.model: Any = model
         self.tokenizer = tokenizer
         self.name = name
         self.max_length = max_length

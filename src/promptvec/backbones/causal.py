@@ -89,7 +89,7 @@ class CausalLMBackbone(Backbone):
     def loss(self, task: TaskSpec, batch: Batch, prompt: torch.Tensor) -> torch.Tensor:
         # logits only where a label token is predicted: the k positions before the last one (the last would
         # predict what follows the label), never the whole vocabulary at every position
-        targets = batch.targets
+        targets = batch.training_targets
         label_positions = torch.arange(-targets.shape[1] - 1, -1, device=targets.device)
         out, _, _ = self._run(batch, prompt, logits_to_keep=label_positions, use_cache=False)
         logits = out.logits.float()

@@ -19,6 +19,7 @@ from promptvec.backbones.base import BACKBONES, Backbone
 from promptvec.errors import ModelLoadError
 from promptvec.io import atomic_directory
 from promptvec.tasks.loading import hub_offline
+from promptvec.training.config import train_default
 
 CACHE_ENV = "PROMPTVEC_CACHE"
 DEFAULT_MODEL = "default"
@@ -100,7 +101,7 @@ def detect_family(config) -> str:
     return "encoder"
 
 
-def load_backbone(name: str = DEFAULT_MODEL, family: str | None = None, max_length: int = 256,
+def load_backbone(name: str = DEFAULT_MODEL, family: str | None = None, max_length: int = train_default("max_length"),
                   device: str | torch.device | None = None, dtype: torch.dtype = torch.float32) -> Backbone:
     """A frozen backbone for a model name, local path, ``default`` or ``minilm``."""
     from transformers import AutoConfig, AutoModel, AutoModelForCausalLM, AutoModelForSeq2SeqLM, AutoTokenizer

@@ -23,20 +23,22 @@ from __future__ import annotations
 import inspect
 import warnings
 from functools import cache
+from typing import Any
 
 import torch
-from torch import nn
 
 
-def cache_kwarg(model: nn.Module) -> str:
+def cache_kwarg(model: Any) -> str:
     """The name under which this model's ``forward`` takes a key/value cache: transformers renamed
     ``past_key_values`` to ``cache`` during 5.x (the old name warns, then goes)."""
-    return _cache_kwarg(type(model))
+    model_class: type = type(model)
+    return _cache_kwarg(model_class)
 
 
 @cache
 def _cache_kwarg(model_class: type) -> str:
-    return "cache" if "cache" in inspect.signature(model_class.forward).parameters else "past_key_values"
+    forward = getattr(model_class, "forward")  # noqa: B009  (a transformers model class)
+    return "cache" if "cache" in inspect.signature(forward).parameters else "past_key_values"
 
 
 def returned_cache(output):
@@ -48,7 +50,7 @@ def returned_cache(output):
 class SharedPrompt:
     """The per-layer keys/values ``[1, heads, R, head_dim]`` of one prompt at positions 0…R−1."""
 
-    def __init__(self, model: nn.Module, prompt: torch.Tensor) -> None:
+    def __init__(self, model: Any, prompt: torch.Tensor) -> None:
         """Run ``prompt`` (``[R, d]``) through ``model`` once. Keeps the autograd graph when gradients
         are on (training), so the batch's loss reaches the prompt through the cache."""
         self.model, self.rows = model, prompt.shape[0]
@@ -74,7 +76,7 @@ class SharedPrompt:
         return batch_cache
 
 
-def shares_exactly(model: nn.Module, name: str, pad_token_id: int) -> bool:
+def shares_exactly(model: Any, name: str, pad_token_id: int) -> bool:
     """Whether the shared-cache path gives this model's per-example logits (checked once per model
     on a tiny batch with padding between prompt and input). False: say so once, keep the old path."""
     from promptvec.modes import module_mode

@@ -44,10 +44,10 @@ class Seq2SeqBackbone(Backbone):
 
     def loss(self, task: TaskSpec, batch: Batch, prompt: torch.Tensor) -> torch.Tensor:
         embeds, mask = self._encoder_inputs(batch, prompt)
-        out = self.model(inputs_embeds=embeds, attention_mask=mask, use_cache=False,
-                         **self._decoder_inputs(batch.targets))
+        targets = batch.training_targets
+        out = self.model(inputs_embeds=embeds, attention_mask=mask, use_cache=False, **self._decoder_inputs(targets))
         logits = out.logits.float()
-        return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), batch.targets.reshape(-1), ignore_index=-100)
+        return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1), ignore_index=-100)
 
     @torch.no_grad()
     def label_scores(self, task: TaskSpec, batch: Batch, prompt: torch.Tensor,

@@ -76,7 +76,7 @@ def _predict(backbone: Backbone, task: TaskSpec, examples: list[Example], prompt
     values: list[float] | None = [0.0] * len(encoded) if task.is_regression else None
     labels = backbone.label_set(task)
     new_tokens = max_new_tokens or max(len(t) for t in labels.token_ids) + 2
-    bins = torch.tensor([float(v) for v in task.label_names]) if task.is_regression else None
+    bins = torch.tensor([float(v) for v in task.label_names] if task.is_regression else [])
     device_type = backbone.device.type
     fixed = None  # a prompt shared by every batch: prepared once (a decoder's keys/values computed once)
     for start in range(0, len(order), batch_size):
@@ -96,7 +96,7 @@ def _predict(backbone: Backbone, task: TaskSpec, examples: list[Example], prompt
         for row, i in enumerate(idx):
             pred[i] = best[row]
             scores[i] = s[row].tolist()
-            if values is not None:
+            if values is not None:  # regression: the expected value over the score bins
                 values[i] = float(torch.softmax(s[row], -1) @ bins)
     return pred, scores, values
 
@@ -107,10 +107,10 @@ def evaluate(backbone: Backbone, task: TaskSpec, examples: list[Example], prompt
     """Score ``examples`` with ``prompt`` (a tensor, a prompt module, or None for no prompt)."""
     pred, scores, values = predict(backbone, task, examples, prompt, mode, batch_size, length_normalize,
                                    max_new_tokens, autocast)
-    if task.is_regression and mode == "rank":
+    if values is not None and mode == "rank":
         gold = [float(e.label) for e in examples]
         metrics = compute_metrics(task.metrics, gold, values, len(task.label_names))
-        return EvalResult(metrics, len(examples), 0, list(values), scores)
+        return EvalResult(metrics, len(examples), 0, list[str | float](values), scores)
     gold = [backbone.label_index(task, e) for e in examples]
     if task.is_regression:  # generated bins compared to gold values
         predicted = [float(task.label_names[p]) if p >= 0 else 0.0 for p in pred]
@@ -119,5 +119,5 @@ def evaluate(backbone: Backbone, task: TaskSpec, examples: list[Example], prompt
     else:
         metrics = compute_metrics(task.metrics, gold, pred, len(task.label_names))
     invalid = sum(1 for p in pred if p < 0)
-    names = [task.label_names[p] if p >= 0 else "<invalid>" for p in pred]
+    names: list[str | float] = [task.label_names[p] if p >= 0 else "<invalid>" for p in pred]
     return EvalResult(metrics, len(examples), invalid, names, scores)

@@ -32,12 +32,7 @@ class AnalysisContext:
     backbone: Any
     load_data: Any  # task name -> TaskData
     deadline_passed: Any  # () -> bool (the --max-minutes budget)
-
-    def source_folder(self, task: str, origin: int) -> Path:
-        from promptvec.experiments.sources import source_run
-        from promptvec.experiments.suite import run_dir
-
-        return run_dir(self.out, source_run(self.suite, task, origin))
+    source_folder: Any  # (task, origin) -> the folder of that source run
 
     def source_record(self, task: str, origin: int) -> dict[str, Any]:
         return read_json(self.source_folder(task, origin) / "run.json", "source run record")
@@ -190,6 +185,7 @@ class CrossOriginAnalysis(Analysis):
         from promptvec.experiments.tpv import cross_origin
         from promptvec.training.checkpoint import PROMPT_DIR
 
+        item = _one_item(item)
         budget, origins, data = ctx.suite.budget, ctx.suite.origins, ctx.load_data(item)
         originals = [ctx.source_record(item, o)["test"]["metrics"][data.spec.primary_metric] for o in origins]
         row = cross_origin(ctx.backbone, {item: {o: ctx.source_folder(item, o) / PROMPT_DIR for o in origins}},
@@ -239,7 +235,7 @@ class CombinationAnalysis(Analysis):
         from promptvec.experiments.tpv import combine_tasks
         from promptvec.training.checkpoint import PROMPT_DIR
 
-        budget, group = ctx.suite.budget, item.split("+")
+        budget, group = ctx.suite.budget, _one_item(item).split("+")
         origin = settings.origin if settings.origin is not None else ctx.suite.origins[0]
         data = {t: ctx.load_data(t) for t in group}
         single = {t: ctx.source_record(t, origin)["test"]["metrics"][data[t].spec.primary_metric] for t in group}
@@ -253,6 +249,13 @@ class CombinationAnalysis(Analysis):
 def _plain(summary: dict[str, Any]) -> dict[str, Any]:
     """JSON-ready copy (Summary objects become dicts)."""
     return {k: (asdict(v) if hasattr(v, "__dataclass_fields__") else v) for k, v in summary.items()}
+
+
+def _one_item(item: str | None) -> str:
+    """The item an analysis computed per item was called with (never None for those)."""
+    if item is None:
+        raise ValueError("this analysis is computed one item (task or task group) at a time")
+    return item
 
 
 def load_results(out: Path, name: str) -> Any:

@@ -33,12 +33,15 @@ class Figure:
     caption: str
 
 
+Block = Heading | Paragraph | TableBlock | Figure  # what a report is made of
+
+
 @dataclass
 class Document:
     title: str
-    blocks: list = field(default_factory=list)
+    blocks: list[Block] = field(default_factory=list)
 
-    def add(self, block) -> None:
+    def add(self, block: Block) -> None:
         self.blocks.append(block)
 
     def markdown(self) -> str:

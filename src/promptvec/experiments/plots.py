@@ -40,7 +40,7 @@ MARKERS = "osD^vP*Xhp<>"
 def method_styles(methods: list[str]) -> dict[str, dict]:
     """A distinct colour and marker per method (20 colours × 12 markers), so that a dozen methods stay
     tellable apart in print and for colour-blind readers."""
-    colours = plt.get_cmap("tab20").colors
+    colours = [plt.get_cmap("tab20")(i) for i in range(20)]
     return {m: {"color": colours[(2 * i) % 20 + (2 * i // 20) % 2], "marker": MARKERS[i % len(MARKERS)]}
             for i, m in enumerate(methods)}
 
@@ -93,7 +93,7 @@ def scores_by_task(suite, rows: list[dict], out: Path) -> list[Figure]:
         chance = chance_level(task)
         if chance is not None:
             ax.hlines(100 * chance, t - 0.45, t + 0.45, colors="grey", linestyles=":", linewidth=1.2,
-                      label="chance" if t == 0 else None)
+                      label="chance" if t == 0 else "_nolegend_")
     ax.set_xticks(range(len(tasks)))
     ax.set_xticklabels([f"{t}\n({primary_metric(t)})" for t in tasks])
     ax.set_ylabel("test score (%)")

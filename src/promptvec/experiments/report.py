@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+from collections.abc import Set as AbstractSet
 from pathlib import Path
 
 from promptvec.errors import ConfigError
@@ -22,9 +23,9 @@ from promptvec.evaluation.stats import (
     summarize,
 )
 from promptvec.experiments.document import Document, Heading, Paragraph, TableBlock
+from promptvec.experiments.plan import SOURCE_LABEL
 from promptvec.experiments.plots import FIGURE_MAKERS, primary_metric
-from promptvec.experiments.sources import SOURCE_LABEL
-from promptvec.experiments.suite import SuiteSpec
+from promptvec.experiments.schema import SuiteSpec
 from promptvec.experiments.tpv_report import source_sections
 from promptvec.experiments.transfer_report import transfer_sections
 from promptvec.io import atomic_write_text, read_json
@@ -45,7 +46,7 @@ def _load(out: Path) -> tuple[SuiteSpec, list[dict]]:
 
 def training_free(suite: SuiteSpec) -> set[str]:
     """Labels of methods that do not train (their one value stands in every shots column)."""
-    from promptvec.experiments.methods import METHODS
+    from promptvec.methods.registry import METHODS
 
     return {m.display for m in suite.methods if "shots" not in METHODS[m.name].axes(m.settings)}
 
@@ -56,7 +57,7 @@ def _columns(suite: SuiteSpec, rows: list[dict]) -> list[tuple[str, int | None]]
     return [(task, s) for task in suite.tasks for s in (shots or [None])]
 
 
-def _values(rows, label, task, shots, free: set[str] = frozenset()) -> dict:
+def _values(rows, label, task, shots, free: AbstractSet[str] = frozenset()) -> dict:
     """Scores keyed by (seed, origin) for one cell; a training-free method fills every shots column."""
     metric = primary_metric(task)
     wanted = (shots, 0) if label in free else (shots,)
@@ -192,7 +193,7 @@ def build_report(out: str | Path, report_dir: str | Path | None = None) -> Path:
            f"{len(keys)} comparisons of the table; no mark means the difference was not shown to be significant "
            "(with few seeds, tests have little power)."
            if baselines and keys else "No significance tests (no baseline set, or nothing to compare yet).")))
-    power = power_statement([spreads[k] for k in keys if spreads[k] is not None], len(keys), suite.stats.alpha)
+    power = power_statement([s for k in keys if (s := spreads[k]) is not None], len(keys), suite.stats.alpha)
     if power:
         doc.add(Paragraph(power))
     shot_values = list(dict.fromkeys(s for _, s in columns))
@@ -240,15 +241,15 @@ def build_report(out: str | Path, report_dir: str | Path | None = None) -> Path:
     doc.add(Heading("Setup and provenance"))
     fingerprints = sorted({r["model_fingerprint"][:12] for r in rows if r.get("model_fingerprint")})
     versions = rows[0]["versions"] if rows else {}
-    b = suite.budget
+    budget = suite.budget
     total_time = sum(r.get("wall_time_s") or 0 for r in all_rows)
     doc.add(TableBlock(["item", "value"], [
         ["backbone", f"`{suite.backbone.model}` (embedding fingerprint {', '.join(fingerprints) or '–'})"],
         ["tasks", ", ".join(suite.tasks)],
         ["shots / seeds / origins", f"{suite.shots} / {suite.seeds} / {suite.origins}"],
-        ["budget", f"{b.steps} steps, batch {b.batch_size} × {b.grad_accum}, validation every {b.eval_every} "
-                   f"steps on {b.val_examples} examples (best checkpoint kept), {b.test_examples} test examples "
-                   f"(seed {b.eval_seed}), {b.precision}"],
+        ["budget", f"{budget.steps} steps, batch {budget.batch_size} × {budget.grad_accum}, validation every "
+                   f"{budget.eval_every} steps on {budget.val_examples} examples (best checkpoint kept), "
+                   f"{budget.test_examples} test examples (seed {budget.eval_seed}), {budget.precision}"],
         ["methods", "; ".join(f"{m.display} = `{m.name}` {m.settings}" for m in suite.methods)],
         ["completed runs", f"{len(all_rows)} ({len(all_rows) - len(rows)} source prompts)"],
         ["sum of run wall times", f"{total_time / 60:.1f} min (analyses not included)"],

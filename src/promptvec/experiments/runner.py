@@ -17,17 +17,30 @@ import re
 import socket
 import time
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from promptvec.backbones import Backbone
 from promptvec.errors import ConfigError, PromptvecError
 from promptvec.experiments import source_library
-from promptvec.experiments.methods import METHODS, RunContext
-from promptvec.experiments.sources import STORE_DIR, is_source, source_runs, stored_name
-from promptvec.experiments.suite import RunSpec, SuiteSpec, expand, run_dir, same_payload
+from promptvec.experiments.plan import (
+    STORE_DIR,
+    RunSpec,
+    expand,
+    is_source,
+    run_dir,
+    same_payload,
+    source_run,
+    source_runs,
+    stored_name,
+)
+from promptvec.experiments.schema import SuiteSpec
 from promptvec.faults import fault_point
 from promptvec.io import atomic_write_json, atomic_write_text, read_json
+from promptvec.methods.base import RunContext
+from promptvec.methods.registry import METHODS
+from promptvec.tasks import TaskData
 from promptvec.training.distributed import Processes
 
 SPECS_DIR = "specs"  # per-run bookkeeping (fingerprint, data hash), kept outside the trainer's folder
@@ -147,42 +160,58 @@ def analysis_status(suite: SuiteSpec, out: Path | None) -> list[tuple[Any, Any, 
 
 
 # ---- executing runs -------------------------------------------------------------------------
-_CACHE: dict[str, Any] = {}
+@dataclass
+class WorkerResources:
+    """What one process keeps between the runs it executes: the loaded backbone (one at a time, for
+    the suite's backbone settings), each task's data with its content hash, and the GPU it was given.
+    Loading is the expensive part of a short run, so a process loads each once. The main process
+    makes one per suite; a worker process makes one when it starts (:func:`_worker_init`)."""
+
+    device: str | None = None
+    parent_pid: int | None = None  # a worker's: the suite's process, whose end stops the worker
+    _backbone: Any = None
+    _backbone_key: str | None = None
+    _data: dict[tuple[str, str | None], tuple[TaskData, str]] = field(default_factory=dict)
+
+    def orphaned(self) -> bool:
+        """Whether the suite's process that started this worker is gone (killed, not stopped): the
+        worker then stops at its next step instead of training on alone — its run resumes later."""
+        return self.parent_pid is not None and os.getppid() != self.parent_pid
+
+    def backbone(self, suite: SuiteSpec) -> Backbone:
+        from promptvec.backbones import load_backbone
+
+        key = json.dumps(suite.backbone.model_dump(), sort_keys=True)
+        if self._backbone_key != key:
+            bb = suite.backbone
+            self._backbone = load_backbone(bb.model, bb.family, bb.max_length, device=self.device)
+            self._backbone_key = key
+        return self._backbone
+
+    def task_data(self, task: str, data_dir: str | None) -> tuple[TaskData, str]:
+        """A task's data and its content hash."""
+        from promptvec.tasks import get_task, load_task_data
+
+        if (task, data_dir) not in self._data:
+            data = load_task_data(get_task(task), data_dir)
+            self._data[task, data_dir] = (data, data.content_hash())
+        return self._data[task, data_dir]
+
+    def run_data(self, run: RunSpec, data_dir: str | None) -> tuple[TaskData | list[TaskData], str]:
+        """The run's data (a list for a multi-task run) and its content hash."""
+        loaded = [self.task_data(task, data_dir) for task in run.tasks]
+        if len(loaded) == 1:
+            return loaded[0]
+        import hashlib
+
+        return [d for d, _ in loaded], hashlib.sha256("".join(h for _, h in loaded).encode()).hexdigest()
 
 
-def _backbone(suite: SuiteSpec, device: str | None):
-    from promptvec.backbones import load_backbone
-
-    key = json.dumps(suite.backbone.model_dump(), sort_keys=True)
-    if _CACHE.get("backbone_key") != key:
-        bb = suite.backbone
-        _CACHE["backbone"] = load_backbone(bb.model, bb.family, bb.max_length, device=device)
-        _CACHE["backbone_key"] = key
-    return _CACHE["backbone"]
-
-
-def _task_data(task: str, data_dir: str | None):
-    from promptvec.tasks import get_task, load_task_data
-
-    key = ("data", task, data_dir)
-    if key not in _CACHE:
-        data = load_task_data(get_task(task), data_dir)
-        _CACHE[key] = (data, data.content_hash())
-    return _CACHE[key]
-
-
-def _run_data(run: RunSpec, data_dir: str | None):
-    """The run's data (a list for a multi-task run) and its content hash."""
-    loaded = [_task_data(task, data_dir) for task in run.tasks]
-    if len(loaded) == 1:
-        return loaded[0]
-    import hashlib
-
-    return [d for d, _ in loaded], hashlib.sha256("".join(h for _, h in loaded).encode()).hexdigest()
+_WORKER: WorkerResources | None = None  # a worker process's own, made by _worker_init
 
 
 def execute_run(suite_dict: dict, run: RunSpec, out: str, data_dir: str | None, deadline: float | None,
-                progress: bool = False, device: str | None = None, data_parallel: bool = True) -> dict[str, Any]:
+                resources: WorkerResources, progress: bool = False, data_parallel: bool = True) -> dict[str, Any]:
     """Do one run (in this process or a worker); returns its result row or a 'stopped' marker."""
     suite = SuiteSpec(**suite_dict)
     folder = run_dir(Path(out), run)
@@ -190,20 +219,21 @@ def execute_run(suite_dict: dict, run: RunSpec, out: str, data_dir: str | None, 
     if not _spec_matches(suite, Path(out), run):
         raise ConfigError(f"run {run.run_id} in {out} was made with different suite settings",
                           "use a new --out for a changed suite (or delete that run's folder)")
-    if deadline is not None and time.time() > deadline:
+    if (deadline is not None and time.time() > deadline) or resources.orphaned():
         return {"run_id": run.run_id, "status": "stopped"}
-    backbone = _backbone(suite, device)
-    data, data_hash = _run_data(run, data_dir)
+    backbone = resources.backbone(suite)
+    data, data_hash = resources.run_data(run, data_dir)
     atomic_write_json(spec_file, {"fingerprint": run.fingerprint(suite), "payload": run.payload(suite),
                                   "run": run.to_dict(), "suite": suite.name, "data_hash": data_hash,
-                                  "worker": {"host": socket.gethostname(), "pid": os.getpid(), "device": device}})
+                                  "worker": {"host": socket.gethostname(), "pid": os.getpid(),
+                                             "device": resources.device}})
 
     def guard(step: int) -> None:
-        if deadline is not None and time.time() > deadline:
+        if (deadline is not None and time.time() > deadline) or resources.orphaned():
             raise BudgetExhausted
 
     ctx = RunContext(suite=suite, run=run, backbone=backbone, data=data, out=folder, suite_out=Path(out),
-                     on_step=guard, progress=progress, load_data=lambda task: _task_data(task, data_dir)[0],
+                     on_step=guard, progress=progress, load_data=lambda task: resources.task_data(task, data_dir)[0],
                      data_parallel=data_parallel)
     try:
         record = METHODS[run.method].execute(ctx)
@@ -215,14 +245,16 @@ def execute_run(suite_dict: dict, run: RunSpec, out: str, data_dir: str | None, 
 def _worker_init(threads: int, devices) -> None:
     import torch
 
+    global _WORKER
     torch.set_num_threads(threads)
-    if devices is not None:
-        _CACHE["device"] = devices.get()
-        torch.cuda.set_device(_CACHE["device"])  # so the trainer's default CUDA device is this worker's GPU
+    _WORKER = WorkerResources(device=devices.get() if devices is not None else None, parent_pid=os.getppid())
+    if _WORKER.device is not None:
+        torch.cuda.set_device(_WORKER.device)  # so the trainer's default CUDA device is this worker's GPU
 
 
 def _worker_execute(suite_dict, run, out, data_dir, deadline):
-    return execute_run(suite_dict, run, out, data_dir, deadline, device=_CACHE.get("device"))
+    assert _WORKER is not None, "_worker_init runs first in every worker"
+    return execute_run(suite_dict, run, out, data_dir, deadline, _WORKER)
 
 
 def result_row(run: RunSpec, record: dict[str, Any], data_hash: str) -> dict[str, Any]:
@@ -288,8 +320,7 @@ def run_suite(suite: SuiteSpec, out: str | Path, jobs: int = 1, max_minutes: flo
     if processes.world > 1 and jobs > 1:
         raise ConfigError("--jobs starts worker processes, and so does accelerate launch",
                           "use one of the two: accelerate launch alone spreads the runs over its processes")
-    if processes.device is not None:
-        _CACHE["device"] = processes.device
+    resources = WorkerResources(device=processes.device)
     if processes.main:
         out.mkdir(parents=True, exist_ok=True)
         atomic_write_json(out / "suite.json", suite.model_dump())
@@ -339,8 +370,8 @@ def run_suite(suite: SuiteSpec, out: str | Path, jobs: int = 1, max_minutes: flo
     def execute(runs: list[RunSpec]) -> bool:
         """This process's share of the runs; then every process waits for the others (the count of
         stopped processes is gathered from all). True when no process was stopped by the time budget."""
-        finished = _execute(processes.share(runs), suite_dict, out, data_dir, deadline, jobs, progress, on_result,
-                            log_run, data_parallel=processes.world == 1)
+        finished = _execute(processes.share(runs), suite_dict, out, data_dir, deadline, resources, jobs, progress,
+                            on_result, log_run, data_parallel=processes.world == 1)
         return not processes.total(not finished)  # a process stopped by the budget stops the suite
 
     # sources first (targets start from them), then the analyses of the sources, then the targets
@@ -353,7 +384,7 @@ def run_suite(suite: SuiteSpec, out: str | Path, jobs: int = 1, max_minutes: flo
         if added:
             log(f"{len(added)} source run(s) added to the library {library}")
     if sources_done:
-        prepared = _prepare_targets(suite, out, data_dir, deadline, log) if processes.main else True
+        prepared = _prepare_targets(suite, out, data_dir, deadline, resources, log) if processes.main else True
         if processes.decide(prepared):
             execute(targets)
         else:
@@ -366,14 +397,14 @@ def run_suite(suite: SuiteSpec, out: str | Path, jobs: int = 1, max_minutes: flo
     return SuiteOutcome(statuses, completed, stopped, time.time() - start, processes.main)
 
 
-def _execute(runs, suite_dict, out, data_dir, deadline, jobs, progress, on_result, log,
+def _execute(runs, suite_dict, out, data_dir, deadline, resources: WorkerResources, jobs, progress, on_result, log,
              data_parallel: bool = True) -> bool:
     """Execute runs serially or in ``jobs`` processes; False when the time budget stopped them."""
     if jobs <= 1:
         for run in runs:
             log(f"→ {run.run_id}")
-            row = execute_run(suite_dict, run, str(out), data_dir, deadline, progress=progress,
-                              data_parallel=data_parallel, device=_CACHE.get("device"))
+            row = execute_run(suite_dict, run, str(out), data_dir, deadline, resources, progress=progress,
+                              data_parallel=data_parallel)
             if not on_result(run, row):
                 return False
         return True
@@ -381,7 +412,8 @@ def _execute(runs, suite_dict, out, data_dir, deadline, jobs, progress, on_resul
     return all(results)
 
 
-def _prepare_targets(suite: SuiteSpec, out: Path, data_dir: str | None, deadline: float | None, log) -> bool:
+def _prepare_targets(suite: SuiteSpec, out: Path, data_dir: str | None, deadline: float | None,
+                     resources: WorkerResources, log) -> bool:
     """Put the finished source prompts and their vectors in the suite's store, and run the analyses
     of the sources; False when the time budget ran out (resumable)."""
     from promptvec.experiments.analyses import AnalysisContext
@@ -390,11 +422,12 @@ def _prepare_targets(suite: SuiteSpec, out: Path, data_dir: str | None, deadline
     unregistered = suite.sources.tasks and not sources_registered(suite, out)
     if not unregistered and not pending:
         return True  # nothing to do: do not load the model just to re-add what the store holds
-    backbone = _backbone(suite, _CACHE.get("device"))
+    backbone = resources.backbone(suite)
     if unregistered:
         register_sources(suite, out, backbone)
-    ctx = AnalysisContext(suite, out, backbone, lambda task: _task_data(task, data_dir)[0],
-                          lambda: deadline is not None and time.time() > deadline)
+    ctx = AnalysisContext(suite, out, backbone, lambda task: resources.task_data(task, data_dir)[0],
+                          lambda: deadline is not None and time.time() > deadline,
+                          lambda task, origin: run_dir(out, source_run(suite, task, origin)))
     for analysis, settings in pending:
         log(f"→ analysis {analysis.name}")
         if not analysis.run(settings, ctx):

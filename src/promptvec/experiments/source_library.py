@@ -18,8 +18,8 @@ import re
 import shutil
 from pathlib import Path
 
-from promptvec.experiments.methods import completed_record
-from promptvec.experiments.suite import RunSpec, SuiteSpec, run_dir
+from promptvec.experiments.plan import RunSpec, completed_record, run_dir
+from promptvec.experiments.schema import SuiteSpec
 from promptvec.io import atomic_directory, atomic_write_json, read_json
 
 RUN_DIR = "run"

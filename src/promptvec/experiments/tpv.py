@@ -19,7 +19,8 @@ from promptvec.evaluation import evaluate
 from promptvec.evaluation.stats import compare, summarize
 from promptvec.tasks import TaskData, subsample
 from promptvec.training.checkpoint import load_prompt
-from promptvec.vectors import Origin, TaskPromptVector
+from promptvec.training.config import train_default
+from promptvec.vectors import TaskPromptVector
 
 LAMBDA_GRID = tuple(round(0.05 * i, 2) for i in range(21))  # λ for combinations (docs/methods.md §2)
 
@@ -47,7 +48,8 @@ class CrossOriginRow:
 
 
 def cross_origin(backbone: Backbone, runs: dict[str, dict[int, str | Path]], data: dict[str, TaskData],
-                 split: str = "test", limit: int | None = 500, seed: int = 1234,
+                 split: str = "test", limit: int | None = train_default("test_examples"),
+                 seed: int = train_default("eval_seed"),
                  originals: dict[str, list[float]] | None = None) -> list[CrossOriginRow]:
     """``runs[task][origin_seed] -> run folder``; every task needs at least two origins.
     ``originals[task]`` may give the tuned prompts' scores already measured on the same examples."""
@@ -59,7 +61,7 @@ def cross_origin(backbone: Backbone, runs: dict[str, dict[int, str | Path]], dat
             raise ConfigError(f"cross-origin transfer of '{task}' needs prompts from at least two origins",
                               "train the task from more origin seeds")
         vectors = {o: TaskPromptVector.from_checkpoint(path, backbone) for o, path in by_origin.items()}
-        origins = {o: Origin.from_dict(v.meta.origin) for o, v in vectors.items()}
+        origins = {o: v.recorded_origin for o, v in vectors.items()}
         original = (originals or {}).get(task) or [
             _score(backbone, data[task], load_prompt(path, backbone).prompt, split, limit, seed)
             for path in by_origin.values()]
@@ -80,13 +82,14 @@ class CombinationResult:
 
 
 def combine_tasks(backbone: Backbone, runs: dict[str, str | Path], data: dict[str, TaskData],
-                  grid: tuple[float, ...] = LAMBDA_GRID, val_limit: int | None = 200, test_limit: int | None = 500,
-                  seed: int = 1234, single: dict[str, float] | None = None) -> CombinationResult:
+                  grid: tuple[float, ...] = LAMBDA_GRID, val_limit: int | None = train_default("val_examples"),
+                  test_limit: int | None = train_default("test_examples"), seed: int = train_default("eval_seed"),
+                  single: dict[str, float] | None = None) -> CombinationResult:
     """``runs[task] -> run folder`` (all from one origin): θ = θ0 + λ Σ τ_t, λ chosen on validation.
     ``single[task]`` may give each task's own prompt's test score already measured on the same examples."""
     vectors = {t: TaskPromptVector.from_checkpoint(path, backbone) for t, path in runs.items()}
     first = next(iter(vectors.values()))
-    origin = Origin.from_dict(first.meta.origin)
+    origin = first.recorded_origin
     if any(v.meta.origin != first.meta.origin for v in vectors.values()):
         from promptvec.errors import ConfigError
 

@@ -11,8 +11,8 @@ from pathlib import Path
 from promptvec.evaluation.stats import summarize
 from promptvec.experiments.analyses import load_results
 from promptvec.experiments.document import Figure, Heading, Paragraph, TableBlock
+from promptvec.experiments.plan import SOURCE_LABEL
 from promptvec.experiments.plots import primary_metric, similarity_heatmap
-from promptvec.experiments.sources import SOURCE_LABEL
 
 
 def source_sections(suite, out: Path, rows: list[dict], report_dir: Path) -> list:
@@ -61,8 +61,8 @@ def _source_curves(suite, out: Path, sources: list[dict], report_dir: Path) -> l
     (a curve still climbing at its last step was trained too briefly)."""
     import matplotlib.pyplot as plt
 
+    from promptvec.experiments.plan import RUNS_DIR
     from promptvec.experiments.plots import method_styles
-    from promptvec.experiments.suite import RUNS_DIR
     from promptvec.io import read_json
 
     curves = {}
@@ -97,7 +97,8 @@ def _source_curves(suite, out: Path, sources: list[dict], report_dir: Path) -> l
 
 def _group_means(tasks: list[str], groups: dict[str, str], matrix: list[list[float]]) -> tuple[float, float, float]:
     """Mean similarity of same-group pairs, of different-group pairs, and of each task across origins."""
-    same, other = [], []
+    same: list[float] = []
+    other: list[float] = []
     for i, j in combinations(range(len(tasks)), 2):
         (same if groups[tasks[i]] == groups[tasks[j]] else other).append(matrix[i][j])
     diagonal = [matrix[i][i] for i in range(len(tasks)) if not math.isnan(matrix[i][i])]

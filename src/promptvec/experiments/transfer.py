@@ -14,11 +14,12 @@ from typing import Any
 from pydantic import ValidationError
 
 from promptvec.errors import ConfigError, describe_validation_error
-from promptvec.experiments.methods import METHODS
+from promptvec.experiments.plan import expand, is_source, run_dir
 from promptvec.experiments.runner import run_suite
-from promptvec.experiments.sources import is_source
-from promptvec.experiments.suite import SuiteSpec, expand, run_dir
+from promptvec.experiments.schema import SuiteSpec
 from promptvec.io import read_json
+from promptvec.methods.registry import METHODS
+from promptvec.training.config import train_default
 
 
 @dataclass
@@ -28,14 +29,15 @@ class TransferResult:
 
 
 def transfer(method: str, sources: list[str], target: str, out: str | Path, *, shots: int | None = None,
-             seed: int = 0, origin: int = 0, model: str = "default", max_length: int = 256, steps: int = 100,
-             batch_size: int = 8, source_steps: int | None = None, source_shots: int | None = None,
-             settings: dict[str, Any] | None = None, source_settings: dict[str, Any] | None = None,
-             eval_every: int = 25, val_examples: int | None = 200, test_examples: int | None = 500,
+             seed: int = 0, origin: int = 0, model: str = train_default("model"),
+             max_length: int = train_default("max_length"), steps: int = train_default("max_steps"),
+             batch_size: int = train_default("batch_size"), source_steps: int | None = None,
+             source_shots: int | None = None, settings: dict[str, Any] | None = None,
+             source_settings: dict[str, Any] | None = None, eval_every: int = train_default("eval_every"),
+             val_examples: int | None = train_default("val_examples"),
+             test_examples: int | None = train_default("test_examples"),
              data_dir: str | None = None, progress: bool = True, log=print) -> TransferResult:
     """Train ``target`` with ``method`` transferring from ``sources``; returns the target's record."""
-    if method not in METHODS:
-        raise ConfigError(f"unknown method '{method}'", f"use one of {sorted(METHODS)}")
     needs_sources = METHODS[method].needs_sources
     if needs_sources and not sources:
         raise ConfigError(f"method '{method}' transfers from source tasks, but none were given",
@@ -44,7 +46,8 @@ def transfer(method: str, sources: list[str], target: str, out: str | Path, *, s
         raise ConfigError(f"'{target}' is both the target and one of its sources; a target never transfers from "
                           "itself", "remove it from --sources")
     settings = dict(settings or {})
-    source_settings = {"prompt_length": settings.get("prompt_length", 20), **(source_settings or {})}
+    source_settings = {"prompt_length": settings.get("prompt_length", train_default("prompt_length")),
+                       **(source_settings or {})}
     body: dict[str, Any] = {
         "name": f"transfer-{method}", "backbone": {"model": model, "max_length": max_length}, "data_dir": data_dir,
         "tasks": [target], "shots": [shots], "seeds": [seed], "origins": [origin],

@@ -26,7 +26,8 @@ from promptvec.backbones.base import Batch
 from promptvec.errors import CheckpointError
 from promptvec.registry import Registry
 
-PROMPT_MODULES: Registry[type[PromptModule]] = Registry("prompt-module kind", CheckpointError)
+PROMPT_MODULES: Registry[type[PromptModule]] = Registry("prompt-module kind", CheckpointError,
+                                                        populate="promptvec.methods.builtin")
 
 
 def register_prompt_module(cls: type[PromptModule]) -> type[PromptModule]:
@@ -65,7 +66,7 @@ class PromptModule(nn.Module, ABC):
         """One loss from the per-task losses of a step: the example-weighted mean (= the loss of the
         whole batch), which single-task training reduces to."""
         total = sum(counts.values())
-        return sum(loss * (counts[task] / total) for task, loss in losses.items())
+        return torch.stack([loss * (counts[task] / total) for task, loss in losses.items()]).sum()
 
     def bind(self, backbone) -> PromptModule:
         """Attach what the module reads from the frozen backbone (input embeddings) without making

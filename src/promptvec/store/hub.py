@@ -12,6 +12,7 @@ import json
 import shutil
 import tempfile
 from pathlib import Path, PurePosixPath
+from typing import Any
 
 from promptvec.errors import CheckpointError
 from promptvec.io import PICKLE_SUFFIXES, atomic_write_json, load_tensors, read_json
@@ -35,7 +36,7 @@ def push(store: VectorStore, refs: list[str], repo: str) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         (folder / "objects").mkdir()
-        manifest = []
+        manifest: list[dict[str, Any]] = []
         for entry in entries:
             store._verified_tensors(entry)  # never share a corrupted object
             name = f"objects/{entry.sha256}.safetensors"

@@ -177,11 +177,13 @@ class VectorStore:
         return self._add_object({PROMPT_KEY: prompt.float()}, metadata, "prompt", name, meta)
 
     # ---- reading ----------------------------------------------------------------------------------
-    def _row_to_entry(self, row) -> Entry:
-        return Entry(*row[:10], json.loads(row[10]))
+    def _row_to_entry(self, row: Any) -> Entry:
+        sha256, kind, name, task, model, fingerprint, rows, dim, origin_seed, created, metadata = row
+        return Entry(sha256, kind, name, task, model, fingerprint, rows, dim, origin_seed, created,
+                     json.loads(metadata))
 
     def entries(self, kind: str | None = None, task: str | None = None) -> list[Entry]:
-        query, args = "SELECT * FROM entries WHERE 1=1", []
+        query, args = "SELECT * FROM entries WHERE 1=1", list[str]()
         if kind:
             query, args = query + " AND kind = ?", [*args, kind]
         if task:

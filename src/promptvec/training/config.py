@@ -8,25 +8,30 @@ steps, batch 32, max source length 256, R = 100.
 
 from __future__ import annotations
 
-from typing import Any, Literal
+import copy
+from typing import TYPE_CHECKING, Any, Literal
 
-import torch
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from promptvec.errors import ConfigError, describe_validation_error
+from promptvec.registry import Registry
 
-PRESETS: dict[str, dict[str, Any]] = {
-    "cpu-small": {},
-    "paper-t5": {"prompt_length": 100, "lr": 0.3, "weight_decay": 1e-5, "warmup_steps": 500, "batch_size": 32,
-                 "max_length": 256, "train_dropout": True, "max_steps": 30000, "eval_every": 1000,
-                 "save_every": 100},
-}
+if TYPE_CHECKING:
+    import torch
+
+PRESETS: Registry[dict[str, Any]] = Registry("preset")
+PRESETS.add("cpu-small", {})
+PRESETS.add("paper-t5", {"prompt_length": 100, "lr": 0.3, "weight_decay": 1e-5, "warmup_steps": 500, "batch_size": 32,
+                         "max_length": 256, "train_dropout": True, "max_steps": 30000, "eval_every": 1000,
+                         "save_every": 100})
 
 
 def resolve_precision(precision: str, device: torch.device) -> str:
     """``auto`` → bf16 where the device computes it natively (a CUDA GPU with bf16 support), else fp32."""
     if precision != "auto":
         return precision
+    import torch  # this module stays light: the CLI reads its defaults without loading torch
+
     return "bf16" if device.type == "cuda" and torch.cuda.is_bf16_supported() else "fp32"
 
 
@@ -66,7 +71,8 @@ class TrainConfig(BaseModel):
     batch_size: int = Field(8, ge=1)
     grad_accum: int = Field(1, ge=1)
     max_grad_norm: float | None = Field(1.0, gt=0)
-    max_length: int = Field(256, ge=16)
+    max_length: int = Field(256, ge=16, description="tokens of prompt + input + label; inputs are cut to fit, never "
+                            "the template or the label")
     chat_template: bool = Field(False, description="wrap inputs in the model's chat template (a user turn)")
     precision: Literal["fp32", "bf16", "auto"] = Field(
         "fp32", description="bf16 autocast of the frozen model; auto = bf16 on a GPU that supports it, else fp32 "
@@ -112,11 +118,22 @@ class TrainConfig(BaseModel):
 
     @classmethod
     def from_preset(cls, preset: str = "cpu-small", **overrides: Any) -> TrainConfig:
-        if preset not in PRESETS:
-            raise ConfigError(f"unknown preset '{preset}'", f"use one of {sorted(PRESETS)}")
         values = {**PRESETS[preset], **{k: v for k, v in overrides.items() if v is not None}}
         try:
             return cls(**values)
         except ValidationError as exc:
             raise ConfigError(f"invalid training configuration: {describe_validation_error(exc)}",
                               "fix the option(s) named") from None
+
+
+def train_field(name: str) -> Any:
+    """:class:`TrainConfig`'s field ``name`` — default, limits and description — for a config that
+    exposes the same setting (a suite's budget and backbone, a method's settings), so that each
+    default and each limit is written once, here, and every config checks it the same way."""
+    return copy.copy(TrainConfig.model_fields[name])
+
+
+def train_default(name: str) -> Any:
+    """The default of :class:`TrainConfig`'s field ``name`` (for command-line options)."""
+    field = TrainConfig.model_fields[name]
+    return field.get_default(call_default_factory=True)

@@ -131,7 +131,7 @@ class Processes:
         return items[self.rank::self.world]
 
     def wait(self) -> None:
-        if self.world > 1:
+        if self._state is not None and self.world > 1:
             self._state.wait_for_everyone()
 
     def total(self, value: int) -> int:

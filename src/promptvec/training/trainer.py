@@ -20,7 +20,7 @@ import math
 import random
 import shutil
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -68,7 +68,7 @@ class TrainingDivergedError(PromptvecError):
 def config_differences(current: dict[str, Any], previous: dict[str, Any]) -> list[str]:
     """Keys whose values differ; a key missing on one side counts as its default, so runs made before
     a new option existed still match (and resume) when the new option keeps its default."""
-    defaults = {name: (field.default_factory() if field.default_factory else field.default)
+    defaults = {name: field.get_default(call_default_factory=True)
                 for name, field in TrainConfig.model_fields.items() if not field.is_required()}
     return sorted(k for k in set(current) | set(previous)
                   if current.get(k, defaults.get(k)) != previous.get(k, defaults.get(k)))
@@ -256,6 +256,7 @@ class Trainer:
         for group, (task, examples) in enumerate(zip(self.tasks, train, strict=True)):
             encoded.extend(self.backbone.encode(task, examples, self.prompt_module.rows))
             groups.extend([group] * len(examples))
+        batches: MixedTaskBatches | BucketedBatches
         if cfg.task_mixing == "mixed" and len(self.tasks) > 1:
             batches = MixedTaskBatches(groups, cfg.batch_size, cfg.data_seed, cfg.mixing_cap, cfg.mixing_temperature,
                                        cfg.mixing_first_share)
@@ -448,7 +449,7 @@ class Trainer:
         return load_prompt(self.out / PROMPT_DIR, self.backbone).prompt
 
 
-def _trackers(names: list[str]) -> list[str] | None:
+def _trackers(names: Sequence[str]) -> list[str] | None:
     """Check that the packages behind the requested trackers are installed (one clear message if not)."""
     from accelerate.utils import is_tensorboard_available, is_wandb_available
 

@@ -78,6 +78,14 @@ class TaskPromptVector:
         return cls.from_prompts(checkpoint.prompt, origin.tensor(backbone), model_fingerprint=backbone.fingerprint,
                                 model=backbone.name, task=checkpoint.metadata.get("task", ""), origin_info=origin)
 
+    @property
+    def recorded_origin(self) -> Origin:
+        """The origin this vector was taken from, as recorded (to apply it back to that origin)."""
+        if not self.meta.origin:
+            raise VectorMismatchError(f"vector '{self.meta.task or '?'}' does not record the origin it was taken from",
+                                      "take it with TaskPromptVector.from_checkpoint from a promptvec prompt")
+        return Origin.from_dict(self.meta.origin)
+
     # ---- compatibility -----------------------------------------------------------------------
     def check_compatible(self, other: TaskPromptVector | torch.Tensor, what: str = "vector") -> None:
         if isinstance(other, TaskPromptVector):
@@ -86,7 +94,7 @@ class TaskPromptVector:
                     f"cannot combine vectors of different models ('{self.meta.model or '?'}' "
                     f"{self.meta.model_fingerprint[:12]} vs '{other.meta.model or '?'}' "
                     f"{other.meta.model_fingerprint[:12]})", "use vectors trained on the same backbone")
-            other_shape = (other.meta.rows, other.meta.dim)
+            other_shape: tuple[int, ...] = (other.meta.rows, other.meta.dim)
         else:
             other_shape = tuple(other.shape)
         if other_shape != (self.meta.rows, self.meta.dim):

@@ -28,6 +28,7 @@ ATTENTION_INIT_STD = 0.01  # std of W_down and W_up at initialisation (docs/meth
 @register_prompt_module
 class AttemptPrompt(PromptModule):
     kind = "attempt"
+    source_prompts: torch.Tensor  # buffer [n, R, d]: frozen
 
     def __init__(self, source_prompts: torch.Tensor, target_init: torch.Tensor, source_names: list[str],
                  hidden: int = 100, temperature: float | None = None, attention_lr: float | None = None,

@@ -19,8 +19,8 @@ from torch import nn
 
 from promptvec.backbones.base import Batch
 from promptvec.errors import ConfigError
+from promptvec.methods.dtvg.grouping import GROUPINGS, target_similarity
 from promptvec.prompts.base import PromptModule, register_prompt_module
-from promptvec.prompts.grouping import GROUPINGS, target_similarity
 
 GROUPING_CHOICES = (*GROUPINGS, "fixed-at-start")
 
@@ -28,6 +28,11 @@ GROUPING_CHOICES = (*GROUPINGS, "fixed-at-start")
 @register_prompt_module
 class DTVGPrompt(PromptModule):
     kind = "dtvg"
+    # buffers (saved with the module, never trained)
+    origin: torch.Tensor  # [R, d]
+    source_vectors: torch.Tensor  # [n, R, d]
+    fixed_group: torch.Tensor  # [n]: fixed-at-start's group once decided
+    group_fixed: torch.Tensor  # []: whether it was decided
     shares_prompt = True
 
     def __init__(self, origin: torch.Tensor, target_vector: torch.Tensor, source_vectors: torch.Tensor,

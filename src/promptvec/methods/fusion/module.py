@@ -96,11 +96,11 @@ class FusionPrompt(PromptModule):
 
     def combine_losses(self, losses: dict[str, torch.Tensor], counts: dict[str, int]) -> torch.Tensor:
         """Uncertainty weighting: ``Σ_t exp(−s_t)·L_t + s_t`` over the tasks in this step."""
-        total = 0.0
+        terms = []
         for task, loss in losses.items():
             s = self.loss_log_vars[self.task_index(task)]
-            total = total + torch.exp(-s) * loss + s
-        return total
+            terms.append(torch.exp(-s) * loss + s)
+        return torch.stack(terms).sum()
 
     def config(self) -> dict[str, Any]:
         return {"task_names": self.task_names, "temperature": self.temperature, "private": self.use_private,

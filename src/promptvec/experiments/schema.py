@@ -1,0 +1,188 @@
+"""The suite file's schema: what a suite may say, validated before anything is loaded — so a
+paper-scale suite is checked (and its cost estimated) offline, and a typo anywhere, method and
+source settings included, is refused by ``--dry-run`` instead of halfway through the run.
+
+Pure validation: methods and analyses are looked up in their registries (which load their
+implementations on first use); expanding a suite into runs is :mod:`promptvec.experiments.plan`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from promptvec.errors import ConfigError, describe_validation_error
+from promptvec.experiments.analyses import ANALYSES
+from promptvec.io import read_yaml_mapping
+from promptvec.methods.registry import METHODS
+from promptvec.training.config import train_field
+
+
+class SourcesSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    tasks: list[str] = Field(default_factory=list, description="source tasks, trained from every suite origin")
+    targets: dict[str, list[str]] = Field(
+        default_factory=dict, description="target task -> its source tasks (for transfer methods)")
+    shots: int | None = Field(None, ge=1, description="training examples per source task (None = all)")
+    steps: int | None = Field(None, ge=1, description="training steps of a source (default: the suite budget)")
+    seed: int = Field(0, description="data/training seed of the sources (trained once, not per suite seed)")
+    settings: dict[str, Any] = Field(default_factory=dict, description="`pt` settings (lr, prompt_length, ...)")
+    select_initial: bool = Field(False, description="allow a source to keep its untrained origin (zero vector)")
+    multi_task: bool = Field(False, description="also train one prompt on the union of each target's sources")
+    library: str | None = Field(
+        None, description="a folder shared by suites: source runs found there (same model, task, shots, steps, "
+        "settings, origin, seed and budget) are copied instead of trained; sources trained here are added to it")
+
+    @model_validator(mode="after")
+    def _consistent(self) -> SourcesSpec:
+        for target, sources in self.targets.items():
+            if not sources:
+                raise ValueError(f"target '{target}' lists no sources")
+            if target in sources:
+                raise ValueError(f"target '{target}' is listed as one of its own sources; a target never transfers "
+                                 "from itself")
+            missing = [s for s in sources if s not in self.tasks]
+            if missing:
+                raise ValueError(f"sources {missing} of target '{target}' are not in sources.tasks {self.tasks}")
+        return self
+
+    def pt_settings(self, extra: dict[str, Any] | None = None) -> tuple[tuple[str, Any], ...]:
+        settings = {**self.settings, "select_initial": self.select_initial, **(extra or {})}
+        if self.steps is not None:
+            settings["steps"] = self.steps
+        return tuple(sorted(settings.items()))
+
+    def multi_task_name(self, target: str) -> str:
+        return "+".join(sorted(self.targets[target]))
+
+
+class BackboneSpec(BaseModel):
+    """The frozen model every run of the suite uses (defaults and limits: :class:`TrainConfig`)."""
+
+    model_config = ConfigDict(extra="forbid")
+    model: str = train_field("model")
+    family: Literal["causal", "seq2seq", "encoder"] | None = train_field("family")
+    max_length: int = train_field("max_length")
+    chat_template: bool = train_field("chat_template")
+
+
+class BudgetSpec(BaseModel):
+    """Training and evaluation budget shared by every run of the suite (methods may override)."""
+
+    model_config = ConfigDict(extra="forbid")
+    steps: int = train_field("max_steps")
+    batch_size: int = train_field("batch_size")
+    grad_accum: int = train_field("grad_accum")
+    eval_every: int = train_field("eval_every")
+    val_examples: int | None = train_field("val_examples")
+    test_examples: int | None = train_field("test_examples")
+    eval_seed: int = train_field("eval_seed")
+    precision: Literal["fp32", "bf16", "auto"] = train_field("precision")
+    compile: bool = train_field("compile")
+    early_stopping_patience: int | None = train_field("early_stopping_patience")
+    report_to: list[Literal["tensorboard", "wandb"]] = train_field("report_to")
+
+
+class MethodSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: str = Field(description="registry name, e.g. pt, zero")
+    label: str | None = Field(None, description="name in tables (default: name)")
+    settings: dict[str, Any] = Field(default_factory=dict)
+    tasks: list[str] | None = Field(None, description="run only on these of the suite's tasks (e.g. a sensitivity "
+                                    "study on one target); default: all")
+
+    @property
+    def display(self) -> str:
+        return self.label or self.name
+
+
+class StatsSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    baseline: str | list[str] | None = Field(
+        None, description="method label(s) every other method is compared with (e.g. [pt, spot])")
+    correction: Literal["holm", "bonferroni", "none"] = "holm"
+    alpha: float = Field(0.05, gt=0, lt=1)
+
+    @property
+    def baselines(self) -> list[str]:
+        return [] if self.baseline is None else [self.baseline] if isinstance(self.baseline, str) else self.baseline
+
+
+class SuiteSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: str
+    description: str = ""
+    backbone: BackboneSpec = Field(default_factory=BackboneSpec)
+    data_dir: str | None = None
+    tasks: list[str] = Field(min_length=1)
+    methods: list[MethodSpec] = Field(min_length=1)
+    shots: list[int | None] = Field(default_factory=lambda: list[int | None]([None]),
+                                    description="few-shot sizes; null = all; 0 = evaluate the initial prompt untrained")
+    seeds: list[int] = Field(default_factory=lambda: [0], min_length=1, description="data + training seeds")
+    origins: list[int] = Field(default_factory=lambda: [0], min_length=1, description="origin seeds")
+    budget: BudgetSpec = Field(default_factory=BudgetSpec)
+    stats: StatsSpec = Field(default_factory=StatsSpec)
+    sources: SourcesSpec = Field(default_factory=SourcesSpec, description="source prompts for transfer methods")
+    analyses: dict[str, dict[str, Any]] = Field(
+        default_factory=dict, description="analyses of the source prompts by name (similarity, cross-origin, ...)")
+
+    @field_validator("shots")
+    @classmethod
+    def _shots(cls, v: list[int | None]) -> list[int | None]:
+        if any(s is not None and s < 0 for s in v):
+            raise ValueError("shots must be ≥ 0 (0 = untrained initial prompt, null = the full training set)")
+        return v
+
+    @model_validator(mode="after")
+    def _methods_known(self) -> SuiteSpec:
+        labels = [m.display for m in self.methods]
+        if len(set(labels)) != len(labels):
+            raise ValueError(f"method labels must be unique, got {labels} (give each a `label`)")
+        for method in self.methods:
+            METHODS[METHODS.check(method.name)].validate_settings(method.settings)
+        if self.sources.tasks:
+            try:  # sources are `pt` runs: their settings are checked now, not when the first one starts
+                METHODS["pt"].validate_settings(dict(self.sources.pt_settings()))
+            except ValueError as exc:
+                raise ValueError(f"sources.settings: {exc}") from None
+        for baseline in self.stats.baselines:
+            if baseline not in labels:
+                raise ValueError(f"stats.baseline '{baseline}' is not one of the methods {labels}")
+        for method in self.methods:
+            unknown = [t for t in method.tasks or [] if t not in self.tasks]
+            if unknown:
+                raise ValueError(f"method '{method.display}' names tasks {unknown} that are not in the suite's tasks")
+        for method in self.methods:
+            if METHODS[method.name].needs_sources:
+                missing = [t for t in self.tasks if t not in self.sources.targets]
+                if missing:
+                    raise ValueError(f"method '{method.display}' transfers from sources, but tasks {missing} have "
+                                     "no entry in sources.targets")
+            source = method.settings.get("source")
+            if METHODS[method.name].needs_sources and source is not None:
+                foreign = [t for t in method.tasks or self.tasks if source not in self.sources.targets.get(t, [])]
+                if foreign:
+                    raise ValueError(f"method '{method.display}' starts from source '{source}', which sources.targets "
+                                     f"does not list for {foreign} (limit the method with `tasks:`)")
+            if METHODS[method.name].needs_target_examples and 0 in self.shots:
+                raise ValueError(f"method '{method.display}' first trains on the target, so it has no 0-shot point: "
+                                 "remove 0 from shots (or run it in a suite without it)")
+            if METHODS[method.name].needs_multi_task_sources and not self.sources.multi_task:
+                raise ValueError(f"method '{method.display}' needs multi-task source prompts: set "
+                                 "sources.multi_task: true")
+        for name, settings in self.analyses.items():
+            ANALYSES[ANALYSES.check(name)].validate_settings(settings, self)
+        return self
+
+
+def load_suite(path: str | Path) -> SuiteSpec:
+    p = Path(path)
+    raw = read_yaml_mapping(p, "suite file", ConfigError)
+    raw.setdefault("name", p.stem)
+    try:
+        return SuiteSpec(**raw)
+    except ValidationError as exc:
+        raise ConfigError(f"{p}: invalid suite: {describe_validation_error(exc)}",
+                          "see docs/experiments.md for the suite keys") from None

@@ -1,0 +1,124 @@
+"""Prompt tuning (Lester et al. 2021; docs/methods.md §1): a prompt trained from a random origin
+— and the base of every method that only changes where training starts."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from pydantic import BaseModel, ConfigDict, Field
+
+from promptvec.experiments.plan import completed_record
+from promptvec.io import atomic_write_json, tensor_sha256
+from promptvec.methods.base import Method, RunContext
+from promptvec.methods.registry import register_method
+from promptvec.methods.runs import evaluate_untrained, finished_run_like, reuse_run, training_start
+from promptvec.prompts import PromptModule, StaticPrompt
+from promptvec.tasks import TaskData
+from promptvec.training.config import TrainConfig, train_field
+from promptvec.training.trainer import Trainer
+from promptvec.vectors import Origin
+
+
+class PTSettings(BaseModel):
+    """What a prompt-tuning method may set; defaults and limits are :class:`TrainConfig`'s."""
+
+    model_config = ConfigDict(extra="forbid")
+    prompt_length: int = train_field("prompt_length")
+    lr: float = train_field("lr")
+    weight_decay: float = train_field("weight_decay")
+    warmup_ratio: float = train_field("warmup_ratio")
+    steps: int | None = Field(None, ge=1, description="overrides the suite budget")
+    batch_size: int | None = Field(None, ge=1, description="overrides the suite budget")
+    select_initial: bool = train_field("select_initial")
+
+
+@register_method
+class PromptTuning(Method):
+    """Prompt tuning from a random origin (Lester et al.). Subclasses change only where training
+    starts (:meth:`initial_prompt`); at 0 shots the initial prompt is evaluated untrained."""
+
+    name = "pt"
+    Settings = PTSettings
+
+    @classmethod
+    def axes(cls, settings):
+        return {"shots", "origin", "seed"}
+
+    @classmethod
+    def estimate_steps(cls, suite, settings):
+        return settings.get("steps") or suite.budget.steps
+
+    @classmethod
+    def initial_prompt(cls, ctx: RunContext) -> tuple[torch.Tensor | None, dict[str, Any]]:
+        """The prompt training starts from, and a description for the record; ``None`` = the run's
+        random origin (recorded by the trainer, so the result yields a task prompt vector)."""
+        return None, {"init": "origin", "origin_seed": ctx.run.origin}
+
+    @classmethod
+    def train_config(cls, ctx: RunContext) -> TrainConfig:
+        s = cls.Settings(**dict(ctx.run.settings))
+        b, bb = ctx.suite.budget, ctx.suite.backbone
+        return TrainConfig(
+            model=bb.model, family=bb.family, max_length=bb.max_length, chat_template=bb.chat_template,
+            task=ctx.run.tasks[0], extra_tasks=ctx.run.tasks[1:], shots=ctx.run.shots,
+            prompt_length=s.prompt_length, origin_seed=ctx.run.origin, data_seed=ctx.run.seed,
+            train_seed=ctx.run.seed, lr=s.lr, weight_decay=s.weight_decay, warmup_ratio=s.warmup_ratio,
+            max_steps=s.steps or b.steps, batch_size=s.batch_size or b.batch_size, grad_accum=b.grad_accum,
+            eval_every=b.eval_every,
+            val_examples=b.val_examples, test_examples=b.test_examples, eval_seed=b.eval_seed,
+            precision=b.precision, compile=b.compile, select_initial=s.select_initial,
+            early_stopping_patience=b.early_stopping_patience, report_to=b.report_to)
+
+    @classmethod
+    def build(cls, ctx: RunContext) -> tuple[PromptModule | None, dict[str, Any]]:
+        """The prompt module to train and a description of it for the record; ``None`` = a static
+        prompt at the run's origin. Plain transfer inits only override :meth:`initial_prompt`; their
+        record keeps the initial prompt's hash, which with the configuration defines the training."""
+        init, info = cls.initial_prompt(ctx)
+        if init is None:
+            return None, info
+        return StaticPrompt(init), {**info, "prompt_sha256": tensor_sha256(init)}
+
+    @classmethod
+    def configure(cls, ctx: RunContext, config: TrainConfig) -> TrainConfig:
+        """Adjust the training configuration (e.g. joint training on further tasks)."""
+        return config
+
+    @classmethod
+    def task_data(cls, ctx: RunContext) -> TaskData | list[TaskData]:
+        return ctx.data
+
+    @classmethod
+    def execute(cls, ctx: RunContext) -> dict[str, Any]:
+        done = completed_record(ctx.out)
+        if done is not None:
+            return done
+        module, info = cls.build(ctx)
+        if ctx.run.shots == 0:
+            s = cls.Settings(**dict(ctx.run.settings))
+            described = {**info, "prompt_length": s.prompt_length}
+            if module is None:
+                origin = Origin.sample(ctx.backbone, s.prompt_length, ctx.run.origin)
+                return evaluate_untrained(ctx, origin.tensor(ctx.backbone), described, origin)
+            return evaluate_untrained(ctx, module.bind(ctx.backbone).eval(), described)
+        config = cls.configure(ctx, cls.train_config(ctx))
+        start = training_start(info)
+        twin = finished_run_like(ctx, config, start) if start is not None else None
+        if twin is not None:
+            return reuse_run(ctx, twin, info)
+        trainer = Trainer(config, ctx.out, backbone=ctx.backbone,
+                          task_data=cls.task_data(ctx), prompt_module=module, progress=ctx.progress,
+                          on_step=ctx.on_step, data_parallel=ctx.data_parallel)
+        record = trainer.train(resume=True)
+        record["init"] = info
+        atomic_write_json(ctx.out / "run.json", record)
+        return record
+
+
+
+@register_method
+class RandomInit(PromptTuning):
+    """Prompt tuning from the random origin — the reference the transfer inits are compared with."""
+
+    name = "random"

@@ -1,0 +1,41 @@
+"""``single-source``: prompt tuning from one source task's tuned prompt (SPoT-style transfer from a
+named source; the first listed by default). At the source's own origin this is the origin plus
+that source's task prompt vector, so a sweep over sources uses it."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from pydantic import Field
+
+from promptvec.errors import ConfigError
+from promptvec.methods.base import RunContext
+from promptvec.methods.pt import PromptTuning, PTSettings
+from promptvec.methods.registry import register_method
+from promptvec.methods.sources import source_folder, target_sources
+from promptvec.training.checkpoint import load_prompt
+
+
+class SingleSourceSettings(PTSettings):
+    source: str | None = Field(None, description="which source prompt (default: the target's first source)")
+
+
+@register_method
+class SingleSourceInit(PromptTuning):
+    """Initialise from one source task's tuned prompt (SPoT-style transfer from a named source)."""
+
+    name = "single-source"
+    Settings = SingleSourceSettings
+    needs_sources = True
+
+    @classmethod
+    def initial_prompt(cls, ctx: RunContext) -> tuple[torch.Tensor, dict[str, Any]]:
+        s = SingleSourceSettings(**dict(ctx.run.settings))
+        sources = target_sources(ctx)
+        source = s.source or sources[0]
+        if source not in sources:
+            raise ConfigError(f"single-source: '{source}' is not a source of '{ctx.run.task}' ({sources})",
+                              "name one of the target's sources in sources.targets")
+        prompt = load_prompt(source_folder(ctx, source), ctx.backbone).prompt
+        return prompt, {"init": "source prompt", "sources": [source], "origin_seed": ctx.run.origin}

@@ -1,0 +1,61 @@
+"""SPoT (Vu et al. 2022; docs/methods.md §4). ``spot`` (targeted): train the target briefly from the
+run's origin (``early_steps``), pick the stored source prompt most similar to that early prompt
+(cosine of row means; or of the task prompt vectors), and prompt-tune the target from it.
+``spot-multi`` (generic): start from one prompt trained on the mixture of the sources."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import torch
+from pydantic import Field
+
+from promptvec.methods.base import RunContext
+from promptvec.methods.multi_source import MultiSourceInit
+from promptvec.methods.pt import PromptTuning, PTSettings
+from promptvec.methods.registry import register_method
+from promptvec.methods.sources import StoredSources, train_target_stage
+
+
+class SpotSettings(PTSettings):
+    early_steps: int = Field(10, ge=1, description="steps of target prompt tuning before comparing with sources")
+    compare: Literal["prompts", "vectors"] = Field(
+        "prompts", description="cosine of row means of the prompts (SPoT) or of their task prompt vectors")
+
+
+@register_method
+class SpotTargeted(PromptTuning):
+    """SPoT, targeted: initialise from the source prompt most similar to an early target prompt."""
+
+    name = "spot"
+    Settings = SpotSettings
+    needs_sources = True
+    needs_target_examples = True
+
+    @classmethod
+    def estimate_steps(cls, suite, settings):
+        return super().estimate_steps(suite, settings) + SpotSettings(**settings).early_steps
+
+    @classmethod
+    def initial_prompt(cls, ctx: RunContext) -> tuple[torch.Tensor, dict[str, Any]]:
+        s = SpotSettings(**dict(ctx.run.settings))
+        sources = StoredSources.load(ctx)
+        early, _ = train_target_stage(cls, ctx, "early", s.early_steps)
+        origin = sources.origin.tensor(ctx.backbone)
+        if s.compare == "vectors":
+            query, keys = (early - origin).mean(0), sources.vectors.mean(1)
+        else:
+            query, keys = early.mean(0), sources.prompts.mean(1)
+        similarity = torch.nn.functional.cosine_similarity(keys, query.unsqueeze(0), dim=-1)
+        best = int(similarity.argmax())
+        return sources.prompts[best].clone(), {
+            "init": "most similar source prompt", "sources": sources.names, "chosen": sources.names[best],
+            "similarity": dict(zip(sources.names, similarity.tolist(), strict=True)), "compare": s.compare,
+            "early_steps": s.early_steps, "origin_seed": ctx.run.origin, "store": sources.refs}
+
+
+@register_method
+class SpotGeneric(MultiSourceInit):
+    """SPoT, generic: initialise from one prompt trained on the mixture of the target's sources."""
+
+    name = "spot-multi"
