@@ -192,3 +192,23 @@ def tiny_transfer_suite(tmp_path, tiny_models, tasks, name: str, methods: list[d
     path = tmp_path / "suite.yaml"
     path.write_text(yaml.safe_dump(body, allow_unicode=True))
     return str(path)
+
+
+def tiny_suite_file(tmp_path: Path, tiny_models, toy_task, **overrides) -> Path:
+    """A two-seed suite on the tiny llama: pt, the untrained origin and no prompt on the toy task."""
+    body = {
+        "name": "tiny",
+        "backbone": {"model": str(tiny_models["llama"])},
+        "tasks": [str(toy_task)],
+        "shots": [16],
+        "seeds": [0, 1],
+        "origins": [0],
+        "budget": {"steps": 4, "batch_size": 4, "eval_every": 2, "val_examples": 8, "test_examples": 16},
+        "methods": [{"name": "pt", "label": "PT", "settings": {"prompt_length": 3, "lr": 0.05}},
+                    {"name": "zero", "label": "origin", "settings": {"prompt": "origin", "prompt_length": 3}},
+                    {"name": "zero", "label": "no prompt", "settings": {"prompt": "none"}}],
+        "stats": {"baseline": "origin"},
+    } | overrides
+    path = tmp_path / "suite.yaml"
+    path.write_text(yaml.safe_dump(body))
+    return path

@@ -10,7 +10,7 @@ import torch
 
 from promptvec.errors import CheckpointError
 from promptvec.io import load_tensors, save_tensors
-from promptvec.training.checkpoint import load_prompt, save_prompt
+from promptvec.peft_folder import load_prompt, save_prompt
 
 
 def _save(backbone, folder, rows=4):

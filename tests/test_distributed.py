@@ -69,9 +69,9 @@ def test_two_processes_match_one_process(tiny_models, toy_task, tmp_path):
 
 
 def test_suite_under_accelerate_launch_shares_runs_and_matches_a_plain_run(tiny_models, toy_task, tmp_path):
-    from tests.test_experiments import _suite
+    from tests.conftest import tiny_suite_file
 
-    suite = _suite(tmp_path, tiny_models, toy_task)
+    suite = tiny_suite_file(tmp_path, tiny_models, toy_task)
     plain, launched = tmp_path / "plain", tmp_path / "launched"
     _run([sys.executable, "-m", "promptvec", "experiment", "run", str(suite), "--out", str(plain)])
     output = _run([*LAUNCH, "--main_process_port", _free_port(), "-m", "promptvec", "experiment", "run", str(suite),

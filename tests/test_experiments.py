@@ -18,29 +18,13 @@ from promptvec.experiments.plan import expand
 from promptvec.experiments.report import build_report
 from promptvec.experiments.runner import run_suite, status_of
 from promptvec.experiments.schema import load_suite
+from tests.conftest import tiny_suite_file
 
-
-def _suite(tmp_path: Path, tiny_models, toy_task, **overrides) -> Path:
-    body = {
-        "name": "tiny",
-        "backbone": {"model": str(tiny_models["llama"])},
-        "tasks": [str(toy_task)],
-        "shots": [16],
-        "seeds": [0, 1],
-        "origins": [0],
-        "budget": {"steps": 4, "batch_size": 4, "eval_every": 2, "val_examples": 8, "test_examples": 16},
-        "methods": [{"name": "pt", "label": "PT", "settings": {"prompt_length": 3, "lr": 0.05}},
-                    {"name": "zero", "label": "origin", "settings": {"prompt": "origin", "prompt_length": 3}},
-                    {"name": "zero", "label": "no prompt", "settings": {"prompt": "none"}}],
-        "stats": {"baseline": "origin"},
-    } | overrides
-    path = tmp_path / "suite.yaml"
-    path.write_text(yaml.safe_dump(body))
-    return path
+ZERO_ONLY = [{"name": "zero", "label": "z"}]
 
 
 def test_expansion_deduplicates_training_free_methods(tmp_path, tiny_models, toy_task):
-    suite = load_suite(_suite(tmp_path, tiny_models, toy_task))
+    suite = load_suite(tiny_suite_file(tmp_path, tiny_models, toy_task))
     ids = [r.run_id for r in expand(suite)]
     assert ids == ["PT/toy/16shot/o0-s0", "PT/toy/16shot/o0-s1", "origin/toy/0shot/o0-s-",
                    "no-prompt/toy/0shot/o--s-"]
@@ -56,7 +40,7 @@ def test_expansion_deduplicates_training_free_methods(tmp_path, tiny_models, toy
 ])
 def test_bad_suites_are_refused_with_the_field(tmp_path, tiny_models, toy_task, change, message):
     with pytest.raises(ConfigError, match=message):
-        load_suite(_suite(tmp_path, tiny_models, toy_task, **change))
+        load_suite(tiny_suite_file(tmp_path, tiny_models, toy_task, **change))
 
 
 def test_bad_yaml_names_the_line(tmp_path):
@@ -67,7 +51,7 @@ def test_bad_yaml_names_the_line(tmp_path):
 
 
 def test_run_skip_resume_results_and_report(tmp_path, tiny_models, toy_task, backbones):
-    suite = load_suite(_suite(tmp_path, tiny_models, toy_task))
+    suite = load_suite(tiny_suite_file(tmp_path, tiny_models, toy_task))
     out = tmp_path / "out"
     first = run_suite(suite, out, progress=False, log=lambda m: None)
     assert first.completed == 4 and not first.stopped
@@ -90,7 +74,7 @@ def test_run_skip_resume_results_and_report(tmp_path, tiny_models, toy_task, bac
 
 
 def test_budget_stop_then_resume_matches_uninterrupted(tmp_path, tiny_models, toy_task, monkeypatch):
-    suite = load_suite(_suite(tmp_path, tiny_models, toy_task, stats={}, methods=[
+    suite = load_suite(tiny_suite_file(tmp_path, tiny_models, toy_task, stats={}, methods=[
         {"name": "pt", "label": "PT", "settings": {"prompt_length": 3, "lr": 0.05}}]))
     reference = run_suite(suite, tmp_path / "ref", progress=False, log=lambda m: None)
     assert reference.completed == 2
@@ -117,7 +101,7 @@ def test_budget_stop_then_resume_matches_uninterrupted(tmp_path, tiny_models, to
 
 
 def test_parallel_jobs_give_the_same_results(tmp_path, tiny_models, toy_task):
-    suite = load_suite(_suite(tmp_path, tiny_models, toy_task))
+    suite = load_suite(tiny_suite_file(tmp_path, tiny_models, toy_task))
     run_suite(suite, tmp_path / "serial", progress=False, log=lambda m: None)
     outcome = run_suite(suite, tmp_path / "parallel", jobs=2, progress=False, log=lambda m: None)
     assert outcome.completed == 4
@@ -129,9 +113,9 @@ def test_parallel_jobs_give_the_same_results(tmp_path, tiny_models, toy_task):
 
 
 def test_changed_suite_is_refused_for_an_existing_run(tmp_path, tiny_models, toy_task):
-    suite = load_suite(_suite(tmp_path, tiny_models, toy_task, stats={}, methods=[{"name": "zero", "label": "z"}]))
+    suite = load_suite(tiny_suite_file(tmp_path, tiny_models, toy_task, stats={}, methods=ZERO_ONLY))
     run_suite(suite, tmp_path / "out", progress=False, log=lambda m: None)
-    changed = load_suite(_suite(tmp_path, tiny_models, toy_task, stats={}, methods=[{"name": "zero", "label": "z"}],
+    changed = load_suite(tiny_suite_file(tmp_path, tiny_models, toy_task, stats={}, methods=ZERO_ONLY,
                                 budget={"test_examples": 8}))
     with pytest.raises(ConfigError, match="different suite settings"):
         run_suite(changed, tmp_path / "out", progress=False, log=lambda m: None)
@@ -161,7 +145,7 @@ def test_runs_made_before_a_new_option_still_count_as_done(tmp_path, tiny_models
 
     from promptvec.experiments.runner import spec_path
 
-    suite = load_suite(_suite(tmp_path, tiny_models, toy_task, stats={}, methods=[{"name": "zero", "label": "z"}]))
+    suite = load_suite(tiny_suite_file(tmp_path, tiny_models, toy_task, stats={}, methods=ZERO_ONLY))
     out = tmp_path / "out"
     run_suite(suite, out, progress=False, log=lambda m: None)
     [run] = expand(suite)
@@ -171,7 +155,7 @@ def test_runs_made_before_a_new_option_still_count_as_done(tmp_path, tiny_models
     recorded["fingerprint"] = "0" * 16
     spec_file.write_text(_json.dumps(recorded))
     assert status_of(suite, out, run).state == "done"
-    tracked = load_suite(_suite(tmp_path, tiny_models, toy_task, stats={}, methods=[{"name": "zero", "label": "z"}],
+    tracked = load_suite(tiny_suite_file(tmp_path, tiny_models, toy_task, stats={}, methods=ZERO_ONLY,
                                 budget=suite.budget.model_dump() | {"report_to": ["tensorboard"]}))
     assert run.fingerprint(suite) == expand(tracked)[0].fingerprint(tracked)  # tracking is not a result setting
 
@@ -257,7 +241,7 @@ def test_each_training_default_and_limit_is_the_train_configs(tmp_path, tiny_mod
     with pytest.raises(ValidationError):
         BackboneSpec(max_length=8)
 
-    path = Path(_suite(tmp_path, tiny_models, toy_task))
+    path = Path(tiny_suite_file(tmp_path, tiny_models, toy_task))
     body = yaml.safe_load(path.read_text())
     body["methods"] = [{"name": "tpv-init", "settings": {"prompt_length": 2}}]
     body["sources"] = {"tasks": ["sst2"], "targets": {body["tasks"][0]: ["sst2"]}, "settings": {"lr_rate": 0.3}}
@@ -286,7 +270,7 @@ def test_a_worker_whose_suite_process_is_gone_stops_instead_of_training_on(tmp_p
             self.checks += 1
             return self.checks > 2
 
-    suite = load_suite(_suite(tmp_path, tiny_models, toy_task))
+    suite = load_suite(tiny_suite_file(tmp_path, tiny_models, toy_task))
     run = next(r for r in expand(suite) if r.method == "pt")
     out = tmp_path / "out"
     assert WorkerResources(parent_pid=os.getppid() + 10_000).orphaned()

@@ -75,9 +75,9 @@ def test_killed_training_resumes_to_the_uninterrupted_result(tiny_models, toy_ta
 
 def test_killed_suite_reruns_to_the_uninterrupted_results(tiny_models, toy_task, tmp_path):
     from promptvec.io import read_jsonl
-    from tests.test_experiments import _suite
+    from tests.conftest import tiny_suite_file
 
-    suite = str(_suite(tmp_path, tiny_models, toy_task))
+    suite = str(tiny_suite_file(tmp_path, tiny_models, toy_task))
     reference, cut = tmp_path / "reference", tmp_path / "cut"
     _ok(_cli(["experiment", "run", suite, "--out", str(reference)]))
     _killed(_cli(["experiment", "run", suite, "--out", str(cut)], "train.step@2"))  # inside the first run

@@ -7,8 +7,8 @@ import torch
 
 from promptvec.backbones import load_backbone
 from promptvec.evaluation import evaluate
+from promptvec.peft_folder import load_prompt
 from promptvec.tasks import get_task, load_task_data, subsample
-from promptvec.training.checkpoint import load_prompt
 from promptvec.training.config import TrainConfig
 from promptvec.training.trainer import train_prompt
 
@@ -41,7 +41,7 @@ def test_embedded_checkpoint_loads_in_peft_with_identical_outputs(smollm, shared
     from transformers import AutoModelForCausalLM
 
     from promptvec.backbones.loading import embedded_default_path
-    from promptvec.training.checkpoint import save_prompt
+    from promptvec.peft_folder import save_prompt
     from promptvec.vectors import Origin
 
     task = get_task("sst2")

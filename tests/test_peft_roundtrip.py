@@ -6,8 +6,8 @@ import pytest
 import torch
 from peft import PeftModel, PromptTuningConfig, get_peft_model
 
+from promptvec.peft_folder import load_prompt, save_prompt
 from promptvec.tasks import get_task, load_task_data
-from promptvec.training.checkpoint import load_prompt, save_prompt
 from promptvec.vectors import Origin
 
 

@@ -150,7 +150,7 @@ def test_a_model_that_cannot_share_exactly_falls_back_and_says_so(tiny_models, m
 
 def test_training_with_accumulation_ends_where_the_per_example_path_ends(decoders, tiny_models, toy_task, tmp_path,
                                                                          monkeypatch):
-    from promptvec.training.checkpoint import load_prompt
+    from promptvec.peft_folder import load_prompt
     from promptvec.training.config import TrainConfig
     from promptvec.training.trainer import train_prompt
 

@@ -102,7 +102,7 @@ def test_convert_legacy_files_and_refuse_code(tmp_path):
     torch.save({"prompt_embeddings": torch.randn(5, 8)}, tmp_path / "dict.pt")
     for source in ("raw.bin", "dict.pt"):
         target = convert_legacy(tmp_path / source, tmp_path / source.replace(".", "_"))
-        from promptvec.training.checkpoint import load_prompt
+        from promptvec.peft_folder import load_prompt
 
         assert load_prompt(target).prompt.shape == (5, 8)
     torch.save({"prompt_embeddings": _Evil()}, tmp_path / "evil.bin")

@@ -86,3 +86,26 @@ def test_each_method_lives_in_its_own_folder():
         assert parts[:2] == ["promptvec", "methods"] and len(parts) >= 4, f"{name} is defined in {method.__module__}"
     homes = {METHODS[n].__module__.split(".")[2] for n in ("attempt", "dtvg", "fusion", "spot", "tpv-init")}
     assert homes == {"attempt", "dtvg", "fusion", "spot", "tpv_init"}
+
+
+def _code_strings_and_names(path: Path) -> set[str]:
+    """String constants (docstrings excluded) and names a module's code uses."""
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    docstrings = {id(node.body[0].value) for node in ast.walk(tree)
+                  if isinstance(node, ast.Module | ast.ClassDef | ast.FunctionDef | ast.AsyncFunctionDef)
+                  and node.body and isinstance(node.body[0], ast.Expr) and isinstance(node.body[0].value, ast.Constant)}
+    found: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Constant) and isinstance(node.value, str) and id(node) not in docstrings:
+            found.add(node.value)
+        elif isinstance(node, ast.Name | ast.alias):
+            found.add(node.id if isinstance(node, ast.Name) else node.name)
+    return found
+
+
+def test_the_peft_adapter_folder_is_read_and_written_in_one_module():
+    markers = {"adapter_model.safetensors", "adapter_config.json", "PromptTuningConfig", "prompt_embeddings"}
+    users = sorted(str(p.relative_to(PACKAGE)) for p in PACKAGE.rglob("*.py") if markers & _code_strings_and_names(p))
+    assert users == ["peft_folder.py"]
+    graph = import_graph()
+    assert not any(m.startswith("promptvec.training") for m in graph["promptvec.vectors.tpv"])  # vectors ⊥ training

@@ -8,8 +8,8 @@ import torch
 from promptvec.errors import ConfigError
 from promptvec.evaluation import evaluate
 from promptvec.experiments.tpv import combine_tasks, cross_origin
+from promptvec.peft_folder import save_prompt
 from promptvec.tasks import TaskSpec, get_task, load_task_data, subsample
-from promptvec.training.checkpoint import save_prompt
 from promptvec.vectors import Origin
 
 

@@ -446,7 +446,12 @@ def test_transfer_cli_trains_sources_then_the_target(tmp_path, tiny_models, toy_
     record = json.loads((folder / "run.json").read_text())
     assert record["status"] == "completed" and record["init"]["sources"] == [toy_tasks["src_a"], toy_tasks["src_b"]]
     assert (folder / "module" / "module.json").is_file() and "module" in result.output
-    assert CliRunner().invoke(app, args).exit_code == 0  # again: everything is reused, nothing retrained
+    before = {p: p.stat().st_mtime_ns for p in (tmp_path / "t").rglob("*") if p.is_file()}
+    again = CliRunner().invoke(app, args)
+    assert again.exit_code == 0, again.output
+    after = {p: p.stat().st_mtime_ns for p in (tmp_path / "t").rglob("*") if p.is_file()}
+    changed = [str(p.relative_to(tmp_path)) for p in after if before.get(p) != after[p] and "runs" in p.parts]
+    assert changed == [] and after.keys() >= before.keys()  # again: nothing retrained, no run folder touched
 
 
 def test_dtvg_stage1_is_the_trained_validation_selected_target_prompt(tmp_path, tiny_models, toy_tasks):

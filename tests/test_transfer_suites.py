@@ -9,14 +9,14 @@ from pathlib import Path
 import pytest
 import yaml
 
-from promptvec.errors import ConfigError
+from promptvec.errors import ConfigError, DataError
 from promptvec.experiments.analyses import load_results
 from promptvec.experiments.plan import expand, run_dir, source_run
 from promptvec.experiments.report import build_report
 from promptvec.experiments.runner import run_suite
 from promptvec.experiments.schema import load_suite
+from promptvec.peft_folder import PROMPT_DIR
 from promptvec.store import VectorStore
-from promptvec.training.checkpoint import PROMPT_DIR
 from promptvec.vectors import Origin, TaskPromptVector
 
 
@@ -200,3 +200,22 @@ def test_finished_sources_reach_the_library_even_when_the_budget_stops_the_rest(
     assert outcome.stopped
     assert [p.parents[2].name for p in library.glob("*/*/run/run.json")] == ["src_a"]  # <task>/<fingerprint>/run
     assert any("1 source run(s) added to the library" in m for m in messages)
+
+
+def test_a_source_with_fewer_examples_than_asked_trains_on_all_of_them(tmp_path, tiny_models, toy_tasks):
+    """sources.shots means "N examples, or the whole split if smaller" (imdb has 899 training reviews
+    against a study's 1,000); a target asking for more than its split is still refused."""
+    body = yaml.safe_load(_suite(tmp_path, tiny_models, toy_tasks).read_text())
+    body |= {"analyses": {}, "origins": [0], "shots": [8], "stats": {},
+             "methods": [{"name": "tpv-init", "settings": {"prompt_length": 3, "steps": 1}}]}
+    body["sources"] = {**body["sources"], "multi_task": False, "shots": 10_000}
+    (tmp_path / "s.yaml").write_text(yaml.safe_dump(body))
+    suite = load_suite(tmp_path / "s.yaml")
+    run_suite(suite, tmp_path / "out", progress=False, log=lambda m: None)
+    record = json.loads((run_dir(tmp_path / "out", source_run(suite, toy_tasks["src_a"], 0)) / "run.json").read_text())
+    assert record["status"] == "completed" and record["sizes"]["train"] == 64  # the whole toy split
+
+    body["shots"] = [10_000]
+    (tmp_path / "t.yaml").write_text(yaml.safe_dump(body))
+    with pytest.raises(DataError, match="larger than the training set"):
+        run_suite(load_suite(tmp_path / "t.yaml"), tmp_path / "out", progress=False, log=lambda m: None)

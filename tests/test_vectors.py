@@ -123,7 +123,7 @@ def test_save_load_round_trip_and_refusals(tmp_path, backbones):
 
 
 def test_vector_from_a_trained_checkpoint(backbones, tiny_models, toy_task, tmp_path):
-    from promptvec.training.checkpoint import load_prompt
+    from promptvec.peft_folder import load_prompt
     from promptvec.training.config import TrainConfig
     from promptvec.training.trainer import train_prompt
 

@@ -238,8 +238,8 @@ def eval_command(
     from promptvec.backbones import load_backbone
     from promptvec.evaluation import evaluate
     from promptvec.io import atomic_write_json
+    from promptvec.peft_folder import check_compatible, load_prompt
     from promptvec.tasks import get_task, load_task_data, subsample
-    from promptvec.training.checkpoint import check_compatible, load_prompt
     from promptvec.vectors import Origin
 
     if mode not in ("rank", "generate"):
@@ -430,8 +430,8 @@ def store_add(
 ) -> None:
     """Add a prompt or a task prompt vector to the store."""
     from promptvec.backbones import load_backbone
+    from promptvec.peft_folder import PROMPT_DIR, load_prompt
     from promptvec.store import import_peft
-    from promptvec.training.checkpoint import PROMPT_DIR, load_prompt
 
     s = _store(store)
     if path.is_file():
@@ -604,7 +604,7 @@ def vector_apply(
 ) -> None:
     """θ = origin + λ τ, written as a PEFT prompt folder (e.g. to initialise `train --init-prompt`)."""
     from promptvec.backbones import load_backbone
-    from promptvec.training.checkpoint import save_prompt
+    from promptvec.peft_folder import save_prompt
     from promptvec.vectors import Origin
 
     backbone = load_backbone(model)

@@ -11,8 +11,8 @@ from pathlib import Path
 from promptvec.backbones import load_backbone
 from promptvec.evaluation import evaluate
 from promptvec.io import atomic_write_json
+from promptvec.peft_folder import PROMPT_DIR, load_prompt
 from promptvec.tasks import get_task, load_task_data, subsample
-from promptvec.training.checkpoint import PROMPT_DIR, load_prompt
 from promptvec.training.config import TrainConfig
 from promptvec.training.trainer import Trainer
 from promptvec.vectors import Origin

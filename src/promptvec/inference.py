@@ -11,8 +11,8 @@ from promptvec.backbones import Backbone, load_backbone
 from promptvec.errors import DataError
 from promptvec.evaluation import predict
 from promptvec.evaluation.evaluator import EvalMode
+from promptvec.peft_folder import check_compatible, load_prompt
 from promptvec.tasks import Example, TaskSpec, get_task
-from promptvec.training.checkpoint import check_compatible, load_prompt
 
 
 @dataclass

@@ -99,7 +99,6 @@ class Backbone(ABC):
     """A frozen Hugging Face model that accepts a soft prompt ``[B, R, d]`` before its input."""
 
     family: ClassVar[str]
-    supports_generation: ClassVar[bool] = True
 
     def __init__(self, model: nn.Module, tokenizer, name: str, max_length: int = train_default("max_length")) -> None:
         #: a transformers model; ``Any`` because its methods (get_input_embeddings, generate, ...) are
@@ -225,9 +224,6 @@ class Backbone(ABC):
 
     def input_embeds(self, input_ids: torch.Tensor) -> torch.Tensor:
         return self.embedding(input_ids)
-
-    def token_lengths(self, items: list[Encoded]) -> list[int]:
-        return [len(i.input_ids) for i in items]
 
 
 def per_example(prompt: torch.Tensor, size: int) -> torch.Tensor:

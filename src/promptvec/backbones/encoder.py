@@ -23,7 +23,6 @@ def _mean_pool(hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
 @register_backbone
 class SentenceEncoderBackbone(Backbone):
     family = "encoder"
-    supports_generation = False
     temperature = 0.05
 
     def __init__(self, *args, **kwargs) -> None:

@@ -123,8 +123,8 @@ class SimilarityAnalysis(Analysis):
 
     @classmethod
     def compute(cls, settings, ctx: AnalysisContext, item: str | None) -> dict[str, Any]:
+        from promptvec.peft_folder import PROMPT_DIR, load_prompt
         from promptvec.tasks import get_task
-        from promptvec.training.checkpoint import PROMPT_DIR, load_prompt
         from promptvec.vectors import TaskPromptVector, similarity_matrix
 
         tasks = ctx.suite.sources.tasks
@@ -183,7 +183,7 @@ class CrossOriginAnalysis(Analysis):
     @classmethod
     def compute(cls, settings, ctx: AnalysisContext, item: str | None) -> dict[str, Any]:
         from promptvec.experiments.tpv import cross_origin
-        from promptvec.training.checkpoint import PROMPT_DIR
+        from promptvec.peft_folder import PROMPT_DIR
 
         item = _one_item(item)
         budget, origins, data = ctx.suite.budget, ctx.suite.origins, ctx.load_data(item)
@@ -233,7 +233,7 @@ class CombinationAnalysis(Analysis):
     @classmethod
     def compute(cls, settings, ctx: AnalysisContext, item: str | None) -> dict[str, Any]:
         from promptvec.experiments.tpv import combine_tasks
-        from promptvec.training.checkpoint import PROMPT_DIR
+        from promptvec.peft_folder import PROMPT_DIR
 
         budget, group = ctx.suite.budget, _one_item(item).split("+")
         origin = settings.origin if settings.origin is not None else ctx.suite.origins[0]

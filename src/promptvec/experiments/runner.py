@@ -449,8 +449,8 @@ def sources_registered(suite: SuiteSpec, out: Path) -> bool:
 def register_sources(suite: SuiteSpec, out: Path, backbone) -> None:
     """Add every source prompt (PEFT layout) and its task prompt vector to ``<out>/store``;
     content addressing makes this idempotent."""
+    from promptvec.peft_folder import PROMPT_DIR
     from promptvec.store import VectorStore, import_peft
-    from promptvec.training.checkpoint import PROMPT_DIR
     from promptvec.vectors import TaskPromptVector
 
     store = VectorStore(out / STORE_DIR)

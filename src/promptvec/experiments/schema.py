@@ -25,7 +25,8 @@ class SourcesSpec(BaseModel):
     tasks: list[str] = Field(default_factory=list, description="source tasks, trained from every suite origin")
     targets: dict[str, list[str]] = Field(
         default_factory=dict, description="target task -> its source tasks (for transfer methods)")
-    shots: int | None = Field(None, ge=1, description="training examples per source task (None = all)")
+    shots: int | None = Field(None, ge=1, description="training examples per source task, or all of a task's "
+                              "training split when it has fewer (None = all)")
     steps: int | None = Field(None, ge=1, description="training steps of a source (default: the suite budget)")
     seed: int = Field(0, description="data/training seed of the sources (trained once, not per suite seed)")
     settings: dict[str, Any] = Field(default_factory=dict, description="`pt` settings (lr, prompt_length, ...)")

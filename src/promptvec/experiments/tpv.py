@@ -17,8 +17,8 @@ from pathlib import Path
 from promptvec.backbones import Backbone
 from promptvec.evaluation import evaluate
 from promptvec.evaluation.stats import compare, summarize
+from promptvec.peft_folder import load_prompt
 from promptvec.tasks import TaskData, subsample
-from promptvec.training.checkpoint import load_prompt
 from promptvec.training.config import train_default
 from promptvec.vectors import TaskPromptVector
 

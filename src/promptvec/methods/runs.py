@@ -14,11 +14,11 @@ from promptvec.evaluation import evaluate
 from promptvec.experiments.plan import completed_record, expand, run_dir
 from promptvec.io import atomic_directory, atomic_write_json, read_json
 from promptvec.methods.base import RunContext
+from promptvec.peft_folder import PROMPT_DIR
 from promptvec.prompts import PromptModule
 from promptvec.tasks import subsample
-from promptvec.training.checkpoint import PROMPT_DIR
 from promptvec.training.config import TrainConfig
-from promptvec.training.record import package_versions, peak_memory_mb
+from promptvec.training.record import new_run_record, peak_memory_mb
 from promptvec.training.trainer import config_differences
 from promptvec.vectors import Origin
 
@@ -70,12 +70,11 @@ def evaluate_untrained(ctx: RunContext, prompt: torch.Tensor | PromptModule | No
     data = ctx.task_data
     test = subsample(data.test, budget.test_examples, budget.eval_seed)
     result = evaluate(ctx.backbone, data.spec, test, prompt)
-    record: dict[str, Any] = {"status": "completed", "task": data.spec.task, "model": ctx.backbone.name,
-              "model_fingerprint": ctx.backbone.fingerprint, "family": ctx.backbone.family,
-              "config": {**config, "eval_seed": budget.eval_seed, "test_examples": budget.test_examples},
-              "origin": origin.to_dict() if origin else None, "history": [], "best": None,
-              "test": result.summary(), "versions": package_versions(),
-              "wall_time_s": time.perf_counter() - start, "peak_memory": peak_memory_mb()}
+    record = new_run_record(ctx.backbone, data.spec.task,
+                            {**config, "eval_seed": budget.eval_seed, "test_examples": budget.test_examples},
+                            origin.to_dict() if origin else None)
+    record["status"], record["test"] = "completed", result.summary()
+    record["wall_time_s"], record["peak_memory"] = time.perf_counter() - start, peak_memory_mb()
     ctx.out.mkdir(parents=True, exist_ok=True)
     atomic_write_json(ctx.out / "run.json", record)
-    return record
+    return dict(record)

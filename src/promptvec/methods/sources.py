@@ -16,7 +16,7 @@ from promptvec.io import read_json
 from promptvec.methods.base import RunContext
 from promptvec.methods.pt import PromptTuning
 from promptvec.methods.runs import finished_run_like
-from promptvec.training.checkpoint import PROMPT_DIR, load_prompt
+from promptvec.peft_folder import PROMPT_DIR, load_prompt
 from promptvec.training.config import TrainConfig
 from promptvec.training.trainer import STAGES_DIR, Trainer
 from promptvec.vectors import Origin

@@ -3,79 +3,46 @@ pickle-based prompt files (``.bin`` / ``.pt``) to safetensors."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
-from typing import Any
 
 import torch
 
 from promptvec.errors import CheckpointError
-from promptvec.io import atomic_directory, atomic_write_json, file_sha256, read_json, save_tensors, verify_checksum
-from promptvec.store.store import PROMPT_KEY, Entry, VectorStore
-from promptvec.training.checkpoint import METADATA_FILE, check_compatible
-
-LEGACY_SUFFIXES = {".bin", ".pt", ".pth"}
+from promptvec.io import PICKLE_SUFFIXES, save_tensors
+from promptvec.peft_folder import CONFIG_FILE, PROMPT_KEY, TASK_TYPES, check_compatible, read_adapter, write_adapter
+from promptvec.store.store import Entry, VectorStore
 
 
 def import_peft(store: VectorStore, folder: str | Path, backbone=None, name: str | None = None,
                 task: str | None = None) -> Entry:
     """Add a PEFT prompt-tuning adapter folder ([R, d], or seq2seq [2R, d] kept whole) to the store."""
-    from promptvec.io import load_tensors
-
     folder = Path(folder)
-    config = read_json(folder / "adapter_config.json", "PEFT adapter config")
-    if config.get("peft_type") != "PROMPT_TUNING":
-        raise CheckpointError(f"{folder} is a PEFT '{config.get('peft_type')}' adapter, not prompt tuning",
-                              "import a prompt-tuning adapter")
-    weights = folder / "adapter_model.safetensors"
-    if not weights.is_file():
-        raise CheckpointError(f"{folder} has no adapter_model.safetensors (pickle files are never read)",
-                              "convert a legacy adapter_model.bin with `promptvec store convert` first")
-    tensors, _ = load_tensors(weights)
-    if PROMPT_KEY not in tensors:
-        raise CheckpointError(f"{weights} has no '{PROMPT_KEY}' tensor", "use a PEFT prompt-tuning adapter")
-    full = tensors[PROMPT_KEY].float()
-    rows = int(config.get("num_virtual_tokens") or full.shape[0])
-    submodules = int(config.get("num_transformer_submodules") or 1)
-    if full.shape[0] != rows * submodules:
-        raise CheckpointError(f"{weights}: {full.shape[0]} rows do not match {rows} virtual tokens x {submodules}",
-                              "the adapter folder is inconsistent")
-    meta: dict[str, Any] = json.loads((folder / METADATA_FILE).read_text()) if (folder / METADATA_FILE).is_file() \
-        else {}
-    verify_checksum(weights, meta.pop("weights_sha256", None), "the prompt")  # the store keeps its own hashes
+    if not (folder / CONFIG_FILE).is_file():
+        raise CheckpointError(f"{folder} has no {CONFIG_FILE}: not a PEFT adapter folder",
+                              "import a folder written by PEFT's save_pretrained or `promptvec train`")
+    adapter = read_adapter(folder)
+    meta = dict(adapter.metadata)
     if backbone is not None:
-        check_compatible(full[:rows], meta, backbone, str(folder))
+        check_compatible(adapter.prompt, meta, backbone, str(folder))
         meta.setdefault("model", backbone.name)
         meta["model_fingerprint"] = backbone.fingerprint
     if "model_fingerprint" not in meta:
         raise CheckpointError(f"{folder} does not say which model it belongs to",
                               "pass --model so its embedding fingerprint can be recorded")
-    meta.update({"rows": rows, "dim": full.shape[1], "peft_config": config, "task": task or meta.get("task", "")})
-    return store.add_prompt(full, meta, name=name)
+    meta.update({"rows": adapter.rows, "dim": adapter.weights.shape[1], "peft_config": adapter.config,
+                 "task": task or meta.get("task", "")})
+    return store.add_prompt(adapter.weights, meta, name=name)
 
 
 def export_peft(store: VectorStore, ref: str, folder: str | Path) -> Path:
     """Write a stored prompt as a PEFT adapter folder (its original layout, [R, d] or [2R, d])."""
-    from peft import PromptTuningConfig
-
     prompt, entry = store.raw_prompt(ref)
     if entry.kind != "prompt":
         raise CheckpointError(f"entry {entry.short_id} is a vector", "apply it to an origin to get a prompt")
     meta = dict(entry.metadata)
-    config = dict(meta.get("peft_config") or {})
-    config.update({"peft_type": "PROMPT_TUNING", "num_virtual_tokens": entry.rows, "token_dim": entry.dim,
-                   "num_transformer_submodules": prompt.shape[0] // entry.rows})
-    config.setdefault("task_type", {"seq2seq": "SEQ_2_SEQ_LM", "encoder": "FEATURE_EXTRACTION"}.get(
-        meta.get("family", ""), "CAUSAL_LM"))
-    known = set(PromptTuningConfig.__dataclass_fields__)
-    peft_config = PromptTuningConfig(**{k: v for k, v in config.items() if k in known and k != "peft_type"})
-    with atomic_directory(folder) as tmp:
-        peft_config.save_pretrained(str(tmp))
-        weights = tmp / "adapter_model.safetensors"
-        save_tensors(weights, {PROMPT_KEY: prompt}, {"format": "pt"})
-        atomic_write_json(tmp / METADATA_FILE, {**{k: v for k, v in meta.items() if k != "peft_config"},
-                                                "weights_sha256": file_sha256(weights)})
-    return Path(folder)
+    config = dict(meta.pop("peft_config", None) or {})
+    config.setdefault("task_type", TASK_TYPES.get(meta.get("family", ""), "CAUSAL_LM"))
+    return write_adapter(folder, prompt, entry.rows, config, meta)
 
 
 def convert_legacy(source: str | Path, target: str | Path) -> Path:
@@ -86,8 +53,9 @@ def convert_legacy(source: str | Path, target: str | Path) -> Path:
     which refuses anything but tensors and plain containers.
     """
     source, target = Path(source), Path(target)
-    if source.suffix.lower() not in LEGACY_SUFFIXES:
-        raise CheckpointError(f"{source} is not a .bin/.pt/.pth file", "convert only legacy PyTorch prompt files")
+    if source.suffix.lower() not in PICKLE_SUFFIXES:
+        raise CheckpointError(f"{source} is not a pickle-based PyTorch file ({', '.join(sorted(PICKLE_SUFFIXES))})",
+                              "convert only legacy PyTorch prompt files")
     if not source.is_file():
         raise CheckpointError(f"file not found: {source}", "check the path")
     try:

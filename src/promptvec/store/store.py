@@ -27,12 +27,12 @@ import torch
 
 from promptvec.errors import CheckpointError, PromptvecError
 from promptvec.io import atomic_write_bytes, load_tensors
+from promptvec.peft_folder import PROMPT_KEY
 from promptvec.vectors.similarity import similarity
 from promptvec.vectors.tpv import FORMAT as VECTOR_FORMAT
 from promptvec.vectors.tpv import VECTOR_KEY, TaskPromptVector, VectorMeta
 
 STORE_ENV = "PROMPTVEC_STORE"
-PROMPT_KEY = "prompt_embeddings"
 PROMPT_FORMAT = "promptvec.prompt.v1"
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS entries (

@@ -19,7 +19,6 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from promptvec.errors import DataError
 
-METRICS = ("acc", "f1", "macro_f1", "mcc", "pearson", "spearman")
 _JINJA = jinja2.sandbox.SandboxedEnvironment(undefined=jinja2.StrictUndefined, keep_trailing_newline=True)
 
 

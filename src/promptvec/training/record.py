@@ -7,8 +7,45 @@ import resource
 import sys
 from importlib import metadata
 from pathlib import Path
+from typing import Any, Literal, TypedDict
 
 import torch
+
+
+class RunRecord(TypedDict, total=False):
+    """``run.json``, the record every run writes — trained, reused or scored untrained. Results
+    tables, reports, resume and the source library read these keys; :func:`new_run_record` is the
+    one place a record starts."""
+
+    status: Literal["running", "completed"]
+    task: str
+    model: str
+    model_fingerprint: str
+    family: str
+    config: dict[str, Any]  # the TrainConfig (trained runs) or what was scored (untrained ones)
+    origin: dict[str, Any] | None  # Origin.to_dict() of the origin it started from
+    seeds: dict[str, int]
+    data_origin: Any  # where the data came from (per task for a multi-task run)
+    sizes: dict[str, int]
+    processes: int
+    versions: dict[str, str]
+    history: list[dict[str, Any]]  # one entry per evaluation: step, train_loss, lr, validation, elapsed_s
+    best: dict[str, Any] | None  # the selected checkpoint: step and validation metrics
+    test: dict[str, Any] | None  # metrics, n, invalid
+    step: int
+    stopped_early: bool
+    warnings: list[dict[str, Any]]  # kind, step, message (diverging, initial-kept)
+    init: dict[str, Any]  # how a suite method started it (set by the method)
+    reused_from: str  # the suite run whose identical training this one copied
+    wall_time_s: float
+    peak_memory: dict[str, Any] | None
+
+
+def new_run_record(backbone: Any, task: str, config: dict[str, Any], origin: dict[str, Any] | None) -> RunRecord:
+    """A record as every run starts it: what runs, on which model, with which package versions."""
+    return {"status": "running", "task": task, "model": backbone.name, "model_fingerprint": backbone.fingerprint,
+            "family": backbone.family, "config": config, "origin": origin, "versions": package_versions(),
+            "history": [], "best": None, "test": None, "wall_time_s": 0.0, "peak_memory": None}
 
 
 def package_versions() -> dict[str, str]:

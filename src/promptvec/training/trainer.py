@@ -21,6 +21,7 @@ import random
 import shutil
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -32,18 +33,11 @@ from promptvec.evaluation import evaluate
 from promptvec.faults import fault_point
 from promptvec.io import append_jsonl, atomic_write_json, read_json
 from promptvec.modes import module_mode
+from promptvec.peft_folder import PROMPT_DIR, load_prompt, save_prompt
 from promptvec.prompts import MODULE_DIR, PromptModule, StaticPrompt, load_module, save_module
 from promptvec.tasks import TaskData, few_shot, get_task, load_task_data, subsample
 from promptvec.training.batching import BucketedBatches, MixedTaskBatches
-from promptvec.training.checkpoint import (
-    PROMPT_DIR,
-    load_prompt,
-    load_training_state,
-    rng_state,
-    save_prompt,
-    save_training_state,
-    set_rng_state,
-)
+from promptvec.training.checkpoint import load_training_state, rng_state, save_training_state, set_rng_state
 from promptvec.training.config import TrainConfig, resolve_precision
 from promptvec.training.distributed import (
     LossBuffer,
@@ -53,7 +47,7 @@ from promptvec.training.distributed import (
     local_weight,
     release_at_exit,
 )
-from promptvec.training.record import package_versions, peak_memory_mb
+from promptvec.training.record import RunRecord, new_run_record, peak_memory_mb
 from promptvec.vectors import Origin
 
 MODULE_LOG = "module_log.jsonl"
@@ -99,7 +93,7 @@ def prepare_output_dir(out: Path, config: dict[str, Any], resume: bool, overwrit
 DIVERGENCE_FACTOR = 2.0  # a training loss this many times its lowest earlier value is reported
 
 
-def warn_if_diverging(record: dict[str, Any], train_loss: float | None, step: int, lr: float) -> None:
+def warn_if_diverging(record: RunRecord, train_loss: float | None, step: int, lr: float) -> None:
     """Report (once per run, in the record's ``warnings``) a training loss that climbs far above its
     lowest earlier value: a learning rate that diverges without producing NaN is not hidden."""
     earlier = [(h["train_loss"], h["step"]) for h in record["history"] if h.get("train_loss") is not None]
@@ -113,7 +107,7 @@ def warn_if_diverging(record: dict[str, Any], train_loss: float | None, step: in
             "the learning rate is probably too high; try a lower --lr")})
 
 
-def warn_if_initial_kept(record: dict[str, Any], primary: str, lr: float) -> None:
+def warn_if_initial_kept(record: RunRecord, primary: str, lr: float) -> None:
     """Say plainly (once, in the record's ``warnings``) when validation never beat the initial prompt,
     so the saved prompt *is* the untrained initial prompt: "best … at step 0" alone reads like success."""
     best, warnings = record.get("best") or {}, record.setdefault("warnings", [])
@@ -222,213 +216,30 @@ class Trainer:
             return self._train(resume, overwrite)
 
     def _train(self, resume: bool, overwrite: bool) -> dict[str, Any]:
-        from accelerate import Accelerator
-        from transformers import get_linear_schedule_with_warmup
-
         cfg = self.config
-        config_dict = cfg.model_dump()
-        # Precision is applied with torch.autocast below rather than Accelerator(mixed_precision=...):
-        # Accelerate's precision is a process-wide singleton, and suites run many configs per process.
-        accelerator = Accelerator(cpu=not torch.cuda.is_available(), log_with=_trackers(cfg.report_to),
-                                  project_dir=str(self.out / "tracking"))
-        parallel = self.data_parallel and accelerator.num_processes > 1
-        if accelerator.num_processes > 1:
-            release_at_exit()
-        world, rank = (accelerator.num_processes, accelerator.process_index) if parallel else (1, 0)
-        main, device = rank == 0, accelerator.device
-
-        def wait_for_everyone() -> None:
-            if parallel:
-                accelerator.wait_for_everyone()
-
-        train, val, test = self._datasets()  # before any folder is touched: bad data leaves everything as it was
-        if overwrite and main and self.out.exists():
-            shutil.rmtree(self.out)
-        wait_for_everyone()
-        previous = prepare_output_dir(self.out, config_dict, resume, overwrite=False)
+        loop = TrainingLoop(self)
+        previous = loop.prepare(resume, overwrite)
         if previous is not None and previous.get("status") == "completed":
             return previous
-        if main:
-            self.out.mkdir(parents=True, exist_ok=True)
-        wait_for_everyone()
-
-        encoded, groups = [], []
-        for group, (task, examples) in enumerate(zip(self.tasks, train, strict=True)):
-            encoded.extend(self.backbone.encode(task, examples, self.prompt_module.rows))
-            groups.extend([group] * len(examples))
-        batches: MixedTaskBatches | BucketedBatches
-        if cfg.task_mixing == "mixed" and len(self.tasks) > 1:
-            batches = MixedTaskBatches(groups, cfg.batch_size, cfg.data_seed, cfg.mixing_cap, cfg.mixing_temperature,
-                                       cfg.mixing_first_share)
-        else:
-            batches = BucketedBatches([len(e.input_ids) for e in encoded], cfg.batch_size, cfg.data_seed,
-                                      groups=groups if len(self.tasks) > 1 else None)
-
-        if cfg.report_to:
-            accelerator.init_trackers(f"promptvec-{self.task_name}",
-                                      config={k: v for k, v in config_dict.items() if isinstance(v, int | float | str)})
-        autocast_kwargs = {"device_type": device.type, "dtype": torch.bfloat16,
-                           "enabled": resolve_precision(cfg.precision, device) == "bf16"}
-        self.backbone.model.to(device)
-        if cfg.compile:
-            self.backbone.model.compile(dynamic=True)
-        torch.manual_seed(cfg.train_seed)
-        random.seed(cfg.train_seed)
-        module = self.prompt_module.to(device)
-        parameters = [p for p in module.parameters() if p.requires_grad]
-        optimizer = torch.optim.AdamW(module.parameter_groups(cfg.lr), lr=cfg.lr, weight_decay=cfg.weight_decay)
-        scheduler = get_linear_schedule_with_warmup(optimizer, cfg.warmup, cfg.max_steps)
-
-        record: dict[str, Any] = {
-            "status": "running", "config": config_dict, "task": self.task_name, "model": self.backbone.name,
-            "model_fingerprint": self.backbone.fingerprint, "family": self.backbone.family,
-            "seeds": {"origin": cfg.origin_seed, "data": cfg.data_seed, "train": cfg.train_seed,
-                      "eval": cfg.eval_seed},
-            "origin": self.origin.to_dict() if self.origin else None,
-            "data_origin": self.data.origin if len(self.datas) == 1 else [d.origin for d in self.datas],
-            "sizes": {"train": sum(map(len, train)), "validation": sum(map(len, val)), "test": sum(map(len, test))},
-            "processes": world, "versions": package_versions(), "history": [], "best": None, "test": None,
-            "wall_time_s": 0.0, "peak_memory": None,
-        }
-        step, best_score, since_best, elapsed_before = 0, -math.inf, 0, 0.0
-        losses: list[float] = []  # training losses since the last evaluation
-        pending = LossBuffer(world)  # losses still on the device
-        checkpoint_dir = self.out / "checkpoint"
-        if previous is not None and (checkpoint_dir / "state.json").is_file():
-            state = load_training_state(checkpoint_dir)
-            module.load_state_dict(state["module"])
-            optimizer.load_state_dict(state["optimizer"])
-            scheduler.load_state_dict(state["scheduler"])
-            batches.load_state(state["data"])
-            set_rng_state(state["rng"])
-            step, best_score, since_best = state["step"], state["best_score"], state["since_best"]
-            losses[:] = state.get("losses", [])
-            record = state["record"]
-            elapsed_before = record["wall_time_s"]
-
-        primary = self.primary_metric
-        start = time.perf_counter()
-        progress = _progress(self.progress and main, self.task_name, cfg.max_steps, step)
-
-        def read_losses() -> None:
-            """Bring the buffered losses to the host; a non-finite one stops the run before anything
-            after it is saved, so the last checkpoint on disk is the last good one."""
-            read = pending.read()
-            if main and read:  # the loss curve; a resumed run may repeat a few steps (readers keep the last)
-                append_jsonl(self.out / TRAIN_LOG, [{"step": at, "loss": value} for at, value in read])
-            for at, value in read:
-                if not math.isfinite(value):
-                    raise TrainingDivergedError(
-                        f"training loss became {value} at step {at} (lr {scheduler.get_last_lr()[0]:.3g}); "
-                        f"the last good checkpoint is kept in {checkpoint_dir}",
-                        "lower --lr (e.g. by 10x) or use --precision fp32")
-                losses.append(value)
-                progress.show(loss=value)
-
-        def checkpoint() -> None:
-            read_losses()
-            entries = module.drain_log()
-            if not main:
-                return
-            if entries:  # before the state: a crash in between re-logs steps, which readers deduplicate
-                append_jsonl(self.out / MODULE_LOG, entries)
-            record["step"] = step
-            record["wall_time_s"] = elapsed_before + time.perf_counter() - start
-            record["peak_memory"] = peak_memory_mb()
-            save_training_state(checkpoint_dir, {
-                "module": module.state_dict(), "optimizer": optimizer.state_dict(),
-                "scheduler": scheduler.state_dict(), "data": batches.state(), "rng": rng_state(), "step": step,
-                "best_score": best_score, "since_best": since_best, "losses": list(losses), "record": record})
-            atomic_write_json(self.out / "run.json", record)
-
-        def evaluate_and_select(selectable: bool = True) -> bool:
-            nonlocal best_score, since_best
-            read_losses()
-            train_loss = sum(losses) / len(losses) if losses else None
-            losses.clear()
-            metrics = self._evaluate(val, module)
-            score = agree(metrics["metrics"][primary], device, world)
-            warn_if_diverging(record, train_loss, step, scheduler.get_last_lr()[0])
-            entry = {"step": step, "train_loss": train_loss, "lr": scheduler.get_last_lr()[0],
-                     "validation": metrics["metrics"], "elapsed_s": elapsed_before + time.perf_counter() - start}
-            record["history"].append(entry)
-            if cfg.report_to:
-                accelerator.log({**({"train_loss": train_loss} if train_loss is not None else {}), "lr": entry["lr"],
-                                 **{f"validation/{k}": v for k, v in metrics["metrics"].items()}}, step=step)
-            if not selectable:
-                return False
-            if score > best_score:
-                best_score, since_best = score, 0
-                record["best"] = {"step": step, "validation": metrics["metrics"]}
-                if main:
-                    self._save_best(module, {"step": step, "validation": metrics["metrics"]})
-            else:
-                since_best += 1
-            return cfg.early_stopping_patience is not None and since_best >= cfg.early_stopping_patience
-
-        if step == 0 and not record["history"]:
-            evaluate_and_select(selectable=cfg.select_initial)
-            checkpoint()
+        loop.setup(resumable=previous is not None)
+        if loop.state.step == 0 and not loop.state.record["history"]:
+            loop.evaluate_and_select(selectable=cfg.select_initial)
+            loop.checkpoint()
         stopped_early = False
-        while step < cfg.max_steps and not stopped_early:
-            step_loss = torch.zeros((), device=device)
-            module.step = step + 1
-            for _ in range(cfg.grad_accum):
-                global_batch = batches.next()
-                by_task: dict[int, list[int]] = {}
-                for i in local_slice(global_batch, rank, world):
-                    by_task.setdefault(batches.group(i), []).append(i)
-                if not by_task:  # a global batch smaller than the number of processes
-                    continue
-                losses_now, counts = {}, {}
-                for group, idx in by_task.items():  # one forward per task (mixed batches may hold several)
-                    task = self.tasks[group]
-                    batch = self.backbone.collate(task, [encoded[i] for i in idx], train=True).to(device)
-                    with torch.autocast(**autocast_kwargs):
-                        losses_now[task.task] = self.backbone.loss(task, batch, module(batch))
-                    counts[task.task] = len(idx)
-                share = local_weight(sum(counts.values()), len(global_batch), world)
-                loss = module.combine_losses(losses_now, counts) * (share / cfg.grad_accum)
-                accelerator.backward(loss)
-                step_loss += loss.detach()
-            average_gradients(parameters, world)
-            if cfg.max_grad_norm:
-                torch.nn.utils.clip_grad_norm_(parameters, cfg.max_grad_norm)
-            optimizer.step()
-            scheduler.step()
-            optimizer.zero_grad(set_to_none=True)
-            step += 1
-            pending.add(step, step_loss)
-            progress.advance()
+        while loop.state.step < cfg.max_steps and not stopped_early:
+            loop.optimizer_step()
+            step = loop.state.step
             if step % cfg.eval_every == 0 or step == cfg.max_steps:
-                stopped_early = evaluate_and_select()
-                checkpoint()
+                stopped_early = loop.evaluate_and_select()
+                loop.checkpoint()
             elif step % cfg.save_every == 0:
-                checkpoint()
+                loop.checkpoint()
             elif step % cfg.log_every == 0:
-                read_losses()
+                loop.read_losses()
             fault_point("train.step")
             if self.on_step:  # after the checkpoint: an interruption here resumes at the next step
                 self.on_step(step)
-        progress.close()
-
-        wait_for_everyone()  # the best prompt is on disk (written by the main process)
-        best = self._load_best()
-        record["test"] = self._evaluate(test, best)
-        if cfg.report_to:
-            accelerator.log({f"test/{k}": v for k, v in record["test"]["metrics"].items()}, step=step)
-            accelerator.end_training()
-        record["stopped_early"] = stopped_early
-        warn_if_initial_kept(record, primary, cfg.lr)
-        record["status"] = "completed"
-        record["wall_time_s"] = elapsed_before + time.perf_counter() - start
-        record["peak_memory"] = peak_memory_mb()
-        if main:
-            self._save_best(best, {"step": record["best"]["step"], "validation": record["best"]["validation"],
-                                   "test": record["test"]["metrics"]})
-            atomic_write_json(self.out / "run.json", record)
-        wait_for_everyone()
-        return record
+        return loop.finish(stopped_early)
 
     def _save_best(self, module: PromptModule | torch.Tensor, info: dict[str, Any]) -> None:
         """The best prompt as a PEFT folder where one static prompt exists; a dynamic module also
@@ -447,6 +258,257 @@ class Trainer:
             module, _ = load_module(self.out / MODULE_DIR, self.backbone)
             return module.to(self.backbone.device).eval()
         return load_prompt(self.out / PROMPT_DIR, self.backbone).prompt
+
+
+@dataclass
+class TrainingState:
+    """Where a run is, besides the states of its module, optimizer, scheduler, data order and RNG: the
+    step, the best validation score so far and the evaluations since it, the training losses since
+    the last evaluation, and the run record being built. Saved with every checkpoint; the keys of
+    :meth:`state_dict` are those of checkpoints written before this class existed, so they resume."""
+
+    record: RunRecord
+    step: int = 0
+    best_score: float = -math.inf
+    since_best: int = 0
+    losses: list[float] = field(default_factory=list)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"step": self.step, "best_score": self.best_score, "since_best": self.since_best,
+                "losses": list(self.losses), "record": self.record}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.step, self.best_score, self.since_best = state["step"], state["best_score"], state["since_best"]
+        self.losses = list(state.get("losses", []))
+        self.record = state["record"]
+
+
+class TrainingLoop:
+    """One training run in progress, as named steps — :meth:`prepare` (the output folder),
+    :meth:`setup` (devices, data order, optimizer; restored from the last checkpoint when resuming),
+    :meth:`optimizer_step`, :meth:`evaluate_and_select`, :meth:`checkpoint`, :meth:`finish` — around
+    one explicit :class:`TrainingState`. :meth:`Trainer.train` says in which order they run."""
+
+    def __init__(self, trainer: Trainer) -> None:
+        from accelerate import Accelerator
+
+        self.trainer, self.cfg = trainer, trainer.config
+        # Precision is applied with torch.autocast rather than Accelerator(mixed_precision=...):
+        # Accelerate's precision is a process-wide singleton, and suites run many configs per process.
+        self.accelerator = Accelerator(cpu=not torch.cuda.is_available(), log_with=_trackers(self.cfg.report_to),
+                                       project_dir=str(trainer.out / "tracking"))
+        self.parallel = trainer.data_parallel and self.accelerator.num_processes > 1
+        if self.accelerator.num_processes > 1:
+            release_at_exit()
+        self.world: int = self.accelerator.num_processes if self.parallel else 1
+        self.rank: int = self.accelerator.process_index if self.parallel else 0
+        self.main, self.device = self.rank == 0, self.accelerator.device
+        self.checkpoint_dir = trainer.out / "checkpoint"
+        self.pending = LossBuffer(self.world)  # training losses still on the device
+        self.start = time.perf_counter()
+        self.elapsed_before = 0.0
+
+    def wait_for_everyone(self) -> None:
+        if self.parallel:
+            self.accelerator.wait_for_everyone()
+
+    # ---- the output folder and the data ------------------------------------------------------
+    def prepare(self, resume: bool, overwrite: bool) -> dict[str, Any] | None:
+        """Sample the data (before any folder is touched: bad data leaves everything as it was) and
+        decide what the output folder holds; the previous record when resuming (or finished)."""
+        trainer = self.trainer
+        self.train, self.val, self.test = trainer._datasets()
+        if overwrite and self.main and trainer.out.exists():
+            shutil.rmtree(trainer.out)
+        self.wait_for_everyone()
+        previous = prepare_output_dir(trainer.out, self.cfg.model_dump(), resume, overwrite=False)
+        if previous is not None and previous.get("status") == "completed":
+            return previous
+        if self.main:
+            trainer.out.mkdir(parents=True, exist_ok=True)
+        self.wait_for_everyone()
+        return previous
+
+    def setup(self, resumable: bool) -> None:
+        """Encode the training data, order it, put the module on the device with its optimizer and
+        schedule, and restore the last checkpoint when there is one to resume."""
+        from transformers import get_linear_schedule_with_warmup
+
+        trainer, cfg = self.trainer, self.cfg
+        encoded, groups = [], []
+        for group, (task, examples) in enumerate(zip(trainer.tasks, self.train, strict=True)):
+            encoded.extend(trainer.backbone.encode(task, examples, trainer.prompt_module.rows))
+            groups.extend([group] * len(examples))
+        self.encoded = encoded
+        self.batches: MixedTaskBatches | BucketedBatches
+        if cfg.task_mixing == "mixed" and len(trainer.tasks) > 1:
+            self.batches = MixedTaskBatches(groups, cfg.batch_size, cfg.data_seed, cfg.mixing_cap,
+                                            cfg.mixing_temperature, cfg.mixing_first_share)
+        else:
+            self.batches = BucketedBatches([len(e.input_ids) for e in encoded], cfg.batch_size, cfg.data_seed,
+                                           groups=groups if len(trainer.tasks) > 1 else None)
+        config_dict = cfg.model_dump()
+        if cfg.report_to:
+            self.accelerator.init_trackers(f"promptvec-{trainer.task_name}", config={
+                k: v for k, v in config_dict.items() if isinstance(v, int | float | str)})
+        self.autocast = {"device_type": self.device.type, "dtype": torch.bfloat16,
+                         "enabled": resolve_precision(cfg.precision, self.device) == "bf16"}
+        trainer.backbone.model.to(self.device)
+        if cfg.compile:
+            trainer.backbone.model.compile(dynamic=True)
+        torch.manual_seed(cfg.train_seed)
+        random.seed(cfg.train_seed)
+        self.module = trainer.prompt_module.to(self.device)
+        self.parameters = [p for p in self.module.parameters() if p.requires_grad]
+        self.optimizer = torch.optim.AdamW(self.module.parameter_groups(cfg.lr), lr=cfg.lr,
+                                           weight_decay=cfg.weight_decay)
+        self.scheduler = get_linear_schedule_with_warmup(self.optimizer, cfg.warmup, cfg.max_steps)
+        self.state = TrainingState(record=self._new_record(config_dict))
+        if resumable and (self.checkpoint_dir / "state.json").is_file():
+            saved = load_training_state(self.checkpoint_dir)
+            self.module.load_state_dict(saved["module"])
+            self.optimizer.load_state_dict(saved["optimizer"])
+            self.scheduler.load_state_dict(saved["scheduler"])
+            self.batches.load_state(saved["data"])
+            set_rng_state(saved["rng"])
+            self.state.load_state_dict(saved)
+            self.elapsed_before = self.state.record["wall_time_s"]
+        self.progress = _progress(trainer.progress and self.main, trainer.task_name, cfg.max_steps, self.state.step)
+        self.start = time.perf_counter()
+
+    def _new_record(self, config_dict: dict[str, Any]) -> RunRecord:
+        trainer, cfg = self.trainer, self.cfg
+        record = new_run_record(trainer.backbone, trainer.task_name, config_dict,
+                                trainer.origin.to_dict() if trainer.origin else None)
+        record["seeds"] = {"origin": cfg.origin_seed, "data": cfg.data_seed, "train": cfg.train_seed,
+                           "eval": cfg.eval_seed}
+        record["data_origin"] = trainer.data.origin if len(trainer.datas) == 1 else [d.origin for d in trainer.datas]
+        record["sizes"] = {"train": sum(map(len, self.train)), "validation": sum(map(len, self.val)),
+                           "test": sum(map(len, self.test))}
+        record["processes"] = self.world
+        return record
+
+    def _elapsed(self) -> float:
+        return self.elapsed_before + time.perf_counter() - self.start
+
+    # ---- the steps ----------------------------------------------------------------------------
+    def optimizer_step(self) -> None:
+        """One optimizer step over ``grad_accum`` global batches (this process's slice of each; one
+        forward per task when a batch mixes tasks)."""
+        cfg, trainer, module = self.cfg, self.trainer, self.module
+        step_loss = torch.zeros((), device=self.device)
+        module.step = self.state.step + 1
+        for _ in range(cfg.grad_accum):
+            global_batch = self.batches.next()
+            by_task: dict[int, list[int]] = {}
+            for i in local_slice(global_batch, self.rank, self.world):
+                by_task.setdefault(self.batches.group(i), []).append(i)
+            if not by_task:  # a global batch smaller than the number of processes
+                continue
+            losses, counts = {}, {}
+            for group, idx in by_task.items():
+                task = trainer.tasks[group]
+                batch = trainer.backbone.collate(task, [self.encoded[i] for i in idx], train=True).to(self.device)
+                with torch.autocast(**self.autocast):
+                    losses[task.task] = trainer.backbone.loss(task, batch, module(batch))
+                counts[task.task] = len(idx)
+            share = local_weight(sum(counts.values()), len(global_batch), self.world)
+            loss = module.combine_losses(losses, counts) * (share / cfg.grad_accum)
+            self.accelerator.backward(loss)
+            step_loss += loss.detach()
+        average_gradients(self.parameters, self.world)
+        if cfg.max_grad_norm:
+            torch.nn.utils.clip_grad_norm_(self.parameters, cfg.max_grad_norm)
+        self.optimizer.step()
+        self.scheduler.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        self.state.step += 1
+        self.pending.add(self.state.step, step_loss)
+        self.progress.advance()
+
+    def read_losses(self) -> None:
+        """Bring the buffered losses to the host; a non-finite one stops the run before anything after
+        it is saved, so the last checkpoint on disk is the last good one."""
+        read = self.pending.read()
+        if self.main and read:  # the loss curve; a resumed run may repeat a few steps (readers keep the last)
+            append_jsonl(self.trainer.out / TRAIN_LOG, [{"step": at, "loss": value} for at, value in read])
+        for at, value in read:
+            if not math.isfinite(value):
+                raise TrainingDivergedError(
+                    f"training loss became {value} at step {at} (lr {self.scheduler.get_last_lr()[0]:.3g}); "
+                    f"the last good checkpoint is kept in {self.checkpoint_dir}",
+                    "lower --lr (e.g. by 10x) or use --precision fp32")
+            self.state.losses.append(value)
+            self.progress.show(loss=value)
+
+    def evaluate_and_select(self, selectable: bool = True) -> bool:
+        """Score the module on validation, log it, and keep it as the best prompt when it is; True
+        when early stopping says to stop."""
+        cfg, state, trainer = self.cfg, self.state, self.trainer
+        self.read_losses()
+        train_loss = sum(state.losses) / len(state.losses) if state.losses else None
+        state.losses.clear()
+        metrics = trainer._evaluate(self.val, self.module)
+        score = agree(metrics["metrics"][trainer.primary_metric], self.device, self.world)
+        lr = self.scheduler.get_last_lr()[0]
+        warn_if_diverging(state.record, train_loss, state.step, lr)
+        entry = {"step": state.step, "train_loss": train_loss, "lr": lr, "validation": metrics["metrics"],
+                 "elapsed_s": self._elapsed()}
+        state.record["history"].append(entry)
+        if cfg.report_to:
+            self.accelerator.log({**({"train_loss": train_loss} if train_loss is not None else {}), "lr": lr,
+                                  **{f"validation/{k}": v for k, v in metrics["metrics"].items()}}, step=state.step)
+        if not selectable:
+            return False
+        if score > state.best_score:
+            state.best_score, state.since_best = score, 0
+            state.record["best"] = {"step": state.step, "validation": metrics["metrics"]}
+            if self.main:
+                trainer._save_best(self.module, {"step": state.step, "validation": metrics["metrics"]})
+        else:
+            state.since_best += 1
+        return cfg.early_stopping_patience is not None and state.since_best >= cfg.early_stopping_patience
+
+    def checkpoint(self) -> None:
+        """Everything needed to resume exactly, written atomically (by the main process)."""
+        self.read_losses()
+        entries = self.module.drain_log()
+        if not self.main:
+            return
+        out, record = self.trainer.out, self.state.record
+        if entries:  # before the state: a crash in between re-logs steps, which readers deduplicate
+            append_jsonl(out / MODULE_LOG, entries)
+        record["step"] = self.state.step
+        record["wall_time_s"] = self._elapsed()
+        record["peak_memory"] = peak_memory_mb()
+        save_training_state(self.checkpoint_dir, {
+            "module": self.module.state_dict(), "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(), "data": self.batches.state(), "rng": rng_state(),
+            **self.state.state_dict()})
+        atomic_write_json(out / "run.json", record)
+
+    def finish(self, stopped_early: bool) -> dict[str, Any]:
+        """Score the best prompt on the test split and complete the run record."""
+        trainer, record = self.trainer, self.state.record
+        self.progress.close()
+        self.wait_for_everyone()  # the best prompt is on disk (written by the main process)
+        best = trainer._load_best()
+        tested = record["test"] = trainer._evaluate(self.test, best)
+        if self.cfg.report_to:
+            self.accelerator.log({f"test/{k}": v for k, v in tested["metrics"].items()}, step=self.state.step)
+            self.accelerator.end_training()
+        record["stopped_early"] = stopped_early
+        warn_if_initial_kept(record, trainer.primary_metric, self.cfg.lr)
+        record["status"] = "completed"
+        record["wall_time_s"] = self._elapsed()
+        record["peak_memory"] = peak_memory_mb()
+        selected = record.get("best") or {}
+        if self.main:
+            trainer._save_best(best, {"step": selected.get("step"), "validation": selected.get("validation"),
+                                      "test": tested["metrics"]})
+            atomic_write_json(trainer.out / "run.json", record)
+        self.wait_for_everyone()
+        return dict(record)
 
 
 def _trackers(names: Sequence[str]) -> list[str] | None:

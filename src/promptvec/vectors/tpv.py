@@ -67,7 +67,7 @@ class TaskPromptVector:
     @classmethod
     def from_checkpoint(cls, path: str | Path, backbone) -> TaskPromptVector:
         """τ of a promptvec prompt (PEFT folder or run folder), rebuilding its recorded origin."""
-        from promptvec.training.checkpoint import load_prompt
+        from promptvec.peft_folder import load_prompt
 
         checkpoint = load_prompt(path, backbone)
         origin_data = checkpoint.metadata.get("origin")

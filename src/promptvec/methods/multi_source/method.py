@@ -11,7 +11,7 @@ from promptvec.methods.base import RunContext
 from promptvec.methods.pt import PromptTuning
 from promptvec.methods.registry import register_method
 from promptvec.methods.sources import source_folder
-from promptvec.training.checkpoint import load_prompt
+from promptvec.peft_folder import load_prompt
 
 
 @register_method

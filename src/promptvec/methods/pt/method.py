@@ -8,7 +8,7 @@ from typing import Any
 import torch
 from pydantic import BaseModel, ConfigDict, Field
 
-from promptvec.experiments.plan import completed_record
+from promptvec.experiments.plan import completed_record, is_source
 from promptvec.io import atomic_write_json, tensor_sha256
 from promptvec.methods.base import Method, RunContext
 from promptvec.methods.registry import register_method
@@ -61,7 +61,7 @@ class PromptTuning(Method):
         b, bb = ctx.suite.budget, ctx.suite.backbone
         return TrainConfig(
             model=bb.model, family=bb.family, max_length=bb.max_length, chat_template=bb.chat_template,
-            task=ctx.run.tasks[0], extra_tasks=ctx.run.tasks[1:], shots=ctx.run.shots,
+            task=ctx.run.tasks[0], extra_tasks=ctx.run.tasks[1:], shots=cls.shots(ctx),
             prompt_length=s.prompt_length, origin_seed=ctx.run.origin, data_seed=ctx.run.seed,
             train_seed=ctx.run.seed, lr=s.lr, weight_decay=s.weight_decay, warmup_ratio=s.warmup_ratio,
             max_steps=s.steps or b.steps, batch_size=s.batch_size or b.batch_size, grad_accum=b.grad_accum,
@@ -69,6 +69,16 @@ class PromptTuning(Method):
             val_examples=b.val_examples, test_examples=b.test_examples, eval_seed=b.eval_seed,
             precision=b.precision, compile=b.compile, select_initial=s.select_initial,
             early_stopping_patience=b.early_stopping_patience, report_to=b.report_to)
+
+    @classmethod
+    def shots(cls, ctx: RunContext) -> int | None:
+        """The run's training examples. A source asks for ``sources.shots`` examples "or the whole
+        split if smaller" (a source task with fewer trains on all of them); a target that asks for more
+        than its split has is refused (a typo, not a wish)."""
+        shots = ctx.run.shots
+        if is_source(ctx.run) and shots is not None and shots > len(ctx.task_data.train):
+            return None
+        return shots
 
     @classmethod
     def build(cls, ctx: RunContext) -> tuple[PromptModule | None, dict[str, Any]]:

@@ -14,7 +14,7 @@ from promptvec.methods.base import RunContext
 from promptvec.methods.pt import PromptTuning, PTSettings
 from promptvec.methods.registry import register_method
 from promptvec.methods.sources import source_folder, target_sources
-from promptvec.training.checkpoint import load_prompt
+from promptvec.peft_folder import load_prompt
 
 
 class SingleSourceSettings(PTSettings):

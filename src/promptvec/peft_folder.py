@@ -1,0 +1,174 @@
+"""The one file format promptvec writes prompts in: a PEFT prompt-tuning adapter folder.
+
+``adapter_config.json`` + ``adapter_model.safetensors`` (key ``prompt_embeddings``), which
+``peft.PeftModel.from_pretrained`` loads, plus ``promptvec.json`` beside them (task, origin, model
+fingerprint, metrics, and the sha256 of the weights, checked on every read). Everything that reads
+or writes such a folder — training, the vector store's import and export, inference — goes through
+:func:`read_adapter` and :func:`write_adapter`, so the rules are the same everywhere:
+
+* a folder whose config names another PEFT type is refused (a config without ``peft_type`` is read as
+  prompt tuning); pickle files are never read (``promptvec store convert`` converts them);
+* PEFT's seq2seq layout ``[2R, d]`` (``num_transformer_submodules = 2``, encoder half first) is
+  read whole by :func:`read_adapter` (the store keeps it for export) and as its encoder half by
+  :func:`load_prompt`; promptvec writes ``num_transformer_submodules = 1`` for its own prompts;
+* the weights must be a finite float ``[rows × submodules, d]`` matrix that agrees with the config.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from promptvec.errors import CheckpointError
+from promptvec.io import (
+    PICKLE_SUFFIXES,
+    atomic_directory,
+    atomic_write_json,
+    file_sha256,
+    load_tensors,
+    read_json,
+    recover_directory,
+    save_tensors,
+    verify_checksum,
+)
+
+PROMPT_KEY = "prompt_embeddings"
+CONFIG_FILE = "adapter_config.json"
+WEIGHTS_FILE = "adapter_model.safetensors"
+METADATA_FILE = "promptvec.json"
+PROMPT_DIR = "prompt"  # inside a run folder: its best prompt, as an adapter folder
+TASK_TYPES = {"causal": "CAUSAL_LM", "seq2seq": "SEQ_2_SEQ_LM", "encoder": "FEATURE_EXTRACTION"}
+
+
+@dataclass
+class Adapter:
+    """What an adapter folder (or a bare ``.safetensors`` prompt file) holds, as stored."""
+
+    weights: torch.Tensor  # [rows × submodules, d], float32
+    rows: int
+    submodules: int
+    config: dict[str, Any]  # adapter_config.json ({} for a bare file)
+    metadata: dict[str, Any]  # promptvec.json ({} when absent), without the weights' checksum
+    path: Path
+
+    @property
+    def prompt(self) -> torch.Tensor:
+        """The prompt ``[R, d]`` a model is given (the encoder half of PEFT's seq2seq layout)."""
+        return self.weights[: self.rows]
+
+
+def read_adapter(path: str | Path) -> Adapter:
+    """Read and check an adapter folder or a bare ``.safetensors`` file holding ``prompt_embeddings``."""
+    path = Path(path)
+    recover_directory(path)
+    if path.is_dir():
+        weights_path = path / WEIGHTS_FILE
+        if not weights_path.is_file():
+            legacy = [p.name for p in path.iterdir() if p.suffix in PICKLE_SUFFIXES]
+            hint = ("convert it with `promptvec store convert` (weights-only loader) first" if legacy
+                    else "point to a folder made by `promptvec train` or PEFT's save_pretrained")
+            what = f"only pickle files {legacy}" if legacy else f"no {WEIGHTS_FILE}"
+            raise CheckpointError(f"{path} holds {what}; promptvec never unpickles user files", hint)
+        config = read_json(path / CONFIG_FILE, "PEFT adapter config") if (path / CONFIG_FILE).is_file() else {}
+        metadata = read_json(path / METADATA_FILE, "promptvec metadata") if (path / METADATA_FILE).is_file() else {}
+    elif path.is_file() or path.suffix:
+        weights_path, config, metadata = path, {}, {}
+    else:
+        raise CheckpointError(f"prompt not found: {path}", "check the path")
+    if config.get("peft_type", "PROMPT_TUNING") != "PROMPT_TUNING":
+        raise CheckpointError(f"{path} is a PEFT '{config.get('peft_type')}' adapter, not prompt tuning",
+                              "use a prompt-tuning adapter")
+    metadata = dict(metadata)
+    verify_checksum(weights_path, metadata.pop("weights_sha256", None), "the prompt")
+    tensors, _ = load_tensors(weights_path)
+    if PROMPT_KEY not in tensors:
+        raise CheckpointError(f"{weights_path} has no '{PROMPT_KEY}' tensor (keys: {sorted(tensors)})",
+                              "use a PEFT prompt-tuning adapter or a promptvec prompt file")
+    weights = tensors[PROMPT_KEY]
+    if weights.dim() != 2 or not weights.is_floating_point():
+        raise CheckpointError(f"{weights_path}: '{PROMPT_KEY}' must be a float [R, d] matrix, "
+                              f"got {tuple(weights.shape)} {weights.dtype}", "re-create the prompt")
+    submodules = int(config.get("num_transformer_submodules") or 1)
+    rows = int(config.get("num_virtual_tokens") or weights.shape[0] // submodules)
+    if weights.shape[0] != rows * submodules or submodules not in (1, 2):
+        raise CheckpointError(f"{weights_path}: prompt has {weights.shape[0]} rows but the config says "
+                              f"{rows} x {submodules} submodule(s)", "the adapter folder is inconsistent")
+    if not torch.isfinite(weights).all():
+        raise CheckpointError(f"{weights_path}: the prompt contains NaN or infinite values", "use a healthy checkpoint")
+    return Adapter(weights.to(torch.float32), rows, submodules, config, metadata, path)
+
+
+def write_adapter(directory: str | Path, weights: torch.Tensor, rows: int, config: dict[str, Any],
+                  metadata: dict[str, Any]) -> Path:
+    """Write an adapter folder atomically: ``config`` (PromptTuningConfig fields; ``peft_type``,
+    ``num_virtual_tokens``, ``token_dim`` and ``num_transformer_submodules`` are set from the
+    weights), the weights, and ``metadata`` with the weights' sha256."""
+    from peft import PromptTuningConfig
+
+    weights = weights.detach().to("cpu", torch.float32).contiguous()
+    fields = {**config, "num_virtual_tokens": rows, "token_dim": weights.shape[1],
+              "num_transformer_submodules": weights.shape[0] // rows}
+    known = set(PromptTuningConfig.__dataclass_fields__)
+    peft_config = PromptTuningConfig(**{k: v for k, v in fields.items() if k in known and k != "peft_type"})
+    with atomic_directory(directory) as tmp:
+        peft_config.save_pretrained(str(tmp))
+        save_tensors(tmp / WEIGHTS_FILE, {PROMPT_KEY: weights}, {"format": "pt"})
+        atomic_write_json(tmp / METADATA_FILE, {**metadata, "weights_sha256": file_sha256(tmp / WEIGHTS_FILE)})
+    return Path(directory)
+
+
+@dataclass
+class PromptCheckpoint:
+    """A prompt ``[R, d]`` with the metadata promptvec keeps beside it."""
+
+    prompt: torch.Tensor
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def rows(self) -> int:
+        return self.prompt.shape[0]
+
+
+def save_prompt(directory: str | Path, prompt: torch.Tensor, backbone, metadata: dict[str, Any]) -> Path:
+    """Write a trained prompt ``[R, d]`` of ``backbone`` as an adapter folder (atomically)."""
+    config = backbone.model.config
+    peft_config = {
+        "task_type": TASK_TYPES[backbone.family],
+        "num_attention_heads": getattr(config, "num_attention_heads", None) or getattr(config, "num_heads", None),
+        "num_layers": getattr(config, "num_hidden_layers", None) or getattr(config, "num_layers", None),
+        "base_model_name_or_path": str(getattr(config, "_name_or_path", "") or backbone.name),
+    }
+    meta = {"model": backbone.name, "model_fingerprint": backbone.fingerprint, "family": backbone.family,
+            "rows": prompt.shape[0], "dim": prompt.shape[1], **metadata}
+    return write_adapter(directory, prompt, prompt.shape[0], peft_config, meta)
+
+
+def load_prompt(path: str | Path, backbone=None) -> PromptCheckpoint:
+    """The prompt of an adapter folder, a ``.safetensors`` prompt file, or a run folder (its best
+    prompt), checked against ``backbone`` when given."""
+    path = Path(path)
+    recover_directory(path / PROMPT_DIR)
+    if path.is_dir() and (path / PROMPT_DIR).is_dir() and not (path / CONFIG_FILE).exists():
+        path = path / PROMPT_DIR
+    adapter = read_adapter(path)
+    if backbone is not None:
+        check_compatible(adapter.prompt, adapter.metadata, backbone, str(path))
+    return PromptCheckpoint(adapter.prompt, adapter.metadata)
+
+
+def check_compatible(prompt: torch.Tensor, metadata: dict[str, Any], backbone, source: str) -> None:
+    """A prompt fits ``backbone`` when its width is the model's embedding width and, where it records
+    one, its model fingerprint is the backbone's."""
+    if prompt.shape[1] != backbone.dim:
+        raise CheckpointError(
+            f"{source}: prompt width {prompt.shape[1]} does not match the model's embedding width {backbone.dim} "
+            f"({backbone.name})", f"use a prompt trained on this model (it was for {metadata.get('model', '?')})")
+    expected = metadata.get("model_fingerprint")
+    if expected and expected != backbone.fingerprint:
+        raise CheckpointError(
+            f"{source}: prompt was trained on model '{metadata.get('model', '?')}' (fingerprint {expected[:12]}), "
+            f"not on '{backbone.name}' (fingerprint {backbone.fingerprint[:12]})",
+            "load the model the prompt was trained on (--model), or train a prompt for this one")
