@@ -8,8 +8,6 @@ process alone does the suite-level work (the source store, analyses, results tab
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 import math
 import os
@@ -35,9 +33,10 @@ from promptvec.experiments.plan import (
     source_runs,
     stored_name,
 )
+from promptvec.experiments.results import result_row, write_results
 from promptvec.experiments.schema import SuiteSpec
 from promptvec.faults import fault_point
-from promptvec.io import atomic_write_json, atomic_write_text, read_json
+from promptvec.io import atomic_write_json, read_json
 from promptvec.methods.base import RunContext
 from promptvec.methods.registry import METHODS
 from promptvec.tasks import TaskData
@@ -255,49 +254,6 @@ def _worker_init(threads: int, devices) -> None:
 def _worker_execute(suite_dict, run, out, data_dir, deadline):
     assert _WORKER is not None, "_worker_init runs first in every worker"
     return execute_run(suite_dict, run, out, data_dir, deadline, _WORKER)
-
-
-def result_row(run: RunSpec, record: dict[str, Any], data_hash: str) -> dict[str, Any]:
-    metrics = (record.get("test") or {}).get("metrics", {})
-    versions = record.get("versions", {})
-    return {
-        **run.to_dict(), "status": record.get("status"), "metrics": metrics,
-        "n_test": (record.get("test") or {}).get("n"), "best_step": (record.get("best") or {}).get("step"),
-        "wall_time_s": record.get("wall_time_s"), "peak_rss_mb": (record.get("peak_memory") or {}).get("cpu_rss_mb"),
-        "model": record.get("model"), "model_fingerprint": record.get("model_fingerprint"), "data_hash": data_hash,
-        "versions": {k: versions.get(k) for k in ("promptvec", "torch", "transformers", "peft", "python")},
-        "warnings": [w["message"] for w in record.get("warnings", [])],
-    }
-
-
-def collect_results(suite: SuiteSpec, out: Path) -> list[dict[str, Any]]:
-    """Rows of every completed run, rebuilt from the run folders (the source of truth)."""
-    rows = []
-    for run in expand(suite):
-        folder = run_dir(out, run)
-        if not (folder / "run.json").is_file() or not spec_path(out, run).is_file():
-            continue
-        record = read_json(folder / "run.json", "run record")
-        if record.get("status") != "completed":
-            continue
-        rows.append(result_row(run, record, read_json(spec_path(out, run), "run spec").get("data_hash")))
-    return rows
-
-
-def write_results(suite: SuiteSpec, out: Path) -> list[dict[str, Any]]:
-    rows = collect_results(suite, out)
-    atomic_write_text(out / "results.jsonl", "".join(json.dumps(r, sort_keys=True) + "\n" for r in rows))
-    metric_names = sorted({m for r in rows for m in r["metrics"]})
-    columns = ["run_id", "method", "label", "task", "shots", "origin", "seed", *metric_names, "n_test",
-               "best_step", "wall_time_s", "model", "model_fingerprint", "data_hash", "promptvec", "torch",
-               "transformers", "peft"]
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=columns, extrasaction="ignore")
-    writer.writeheader()
-    for r in rows:
-        writer.writerow({**r, **r["metrics"], **r["versions"]})
-    atomic_write_text(out / "results.csv", buffer.getvalue())
-    return rows
 
 
 @dataclass
