@@ -126,7 +126,8 @@ def train_command(
     log_every: Annotated[int | None, typer.Option(help="steps between reading losses from the device")] = None,
     eval_every: Annotated[int | None, typer.Option(help="evaluate on validation every N steps")] = None,
     val_examples: Annotated[int | None, typer.Option(help="validation subsample size")] = None,
-    test_examples: Annotated[int | None, typer.Option(help="test subsample size (default 500)")] = None,
+    test_examples: Annotated[int | None, typer.Option(
+        help=f"test subsample size (default {train_default('test_examples')})")] = None,
     full_test: Annotated[bool, typer.Option(help="evaluate on the whole test split")] = False,
     early_stopping: Annotated[int | None, typer.Option(help="stop after N evaluations without improvement")] = None,
     select_initial: Annotated[bool, typer.Option(
@@ -302,16 +303,18 @@ def predict_command(
 def demo_command(
     out: Annotated[Path, typer.Option(help="where prompts and demo.json go")] = Path("demo-out"),
     model: Model = "default",
-    steps: Annotated[int, typer.Option(help="training steps per task")] = 60,
+    steps: Annotated[int | None, typer.Option(help="training steps per task (default 60)")] = None,
     overwrite: Annotated[bool, typer.Option(help="retrain even if --out holds the demo's runs")] = False,
     data_dir: DataDir = None,
 ) -> None:
     """Train prompts on sst2 and trec with the embedded model; compare with no prompt and the origin."""
-    from promptvec.demo import run_demo
+    from promptvec.demo import DEMO_SHOTS, DEMO_STEPS, DEMO_TEST_EXAMPLES, run_demo
 
+    steps = steps or DEMO_STEPS
     rows = run_demo(out=out, model=model, data_dir=data_dir, steps=steps, overwrite=overwrite,
                     log=lambda m: console.print(m))
-    table = Table(title=f"promptvec demo: {model}, {steps} steps, 200 shots, 200 test examples")
+    table = Table(title=f"promptvec demo: {model}, {steps} steps, {DEMO_SHOTS} shots, {DEMO_TEST_EXAMPLES} test "
+                        "examples")
     for column in ("task", "metric", "no prompt", "untrained origin", "trained prompt", "gain vs origin"):
         table.add_column(column, justify="right")
     for r in rows:

@@ -18,6 +18,7 @@ from promptvec.training.trainer import Trainer
 from promptvec.vectors import Origin
 
 DEMO_TASKS = ("sst2", "trec")
+DEMO_STEPS, DEMO_SHOTS, DEMO_TEST_EXAMPLES = 60, 200, 200
 
 
 @dataclass
@@ -31,7 +32,8 @@ class DemoRow:
 
 
 def run_demo(out: str | Path = "demo-out", model: str = "default", data_dir: str | None = None,
-             tasks: tuple[str, ...] = DEMO_TASKS, steps: int = 60, shots: int = 200, test_examples: int = 200,
+             tasks: tuple[str, ...] = DEMO_TASKS, steps: int = DEMO_STEPS, shots: int = DEMO_SHOTS,
+             test_examples: int = DEMO_TEST_EXAMPLES,
              progress: bool = True, overwrite: bool = False, log=print) -> list[DemoRow]:
     out = Path(out)
     start = time.perf_counter()
