@@ -143,7 +143,7 @@ def test_report_cli_on_a_non_suite_folder(tmp_path):
 def test_runs_made_before_a_new_option_still_count_as_done(tmp_path, tiny_models, toy_task):
     import json as _json
 
-    from promptvec.experiments.runner import spec_path
+    from promptvec.experiments.plan import spec_path
 
     suite = load_suite(tiny_suite_file(tmp_path, tiny_models, toy_task, stats={}, methods=ZERO_ONLY))
     out = tmp_path / "out"
@@ -280,3 +280,35 @@ def test_a_worker_whose_suite_process_is_gone_stops_instead_of_training_on(tmp_p
     alive = WorkerResources(parent_pid=os.getppid())
     assert not alive.orphaned()
     assert execute_run(suite.model_dump(), run, str(out), None, None, alive)["status"] == "completed"
+
+
+def test_the_cost_estimate_follows_the_input_length(tmp_path, toy_task):
+    """A step costs about in proportion to its tokens (1.5 s at 45 tokens, 9.4 s at 276 on the reference
+    machine), so the dry-run's estimate counts each task's prompt + input length, read from its local
+    data without loading a model (characters / 4); a task whose data is not here counts as the reference."""
+    from promptvec.experiments.runner import REFERENCE_TOKENS, estimate_seconds, length_factor
+
+    long_folder = tmp_path / "long"
+    long_folder.mkdir()
+    for split in ("train", "validation", "test"):
+        rows = [{"text": "word " * 100, "label": "positive"}, {"text": "word " * 100, "label": "negative"}]
+        (long_folder / f"{split}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    long_task = long_folder / "long.yaml"
+    long_task.write_text(toy_task.read_text().replace("toy_sentiment", "long_reviews"))
+    short = length_factor(str(toy_task), 20, 256, None)
+    long = length_factor(str(long_task), 20, 256, None)
+    assert long == pytest.approx((20 + len("Review: " + "word " * 100 + "\nSentiment:") / 4) / REFERENCE_TOKENS,
+                                 rel=0.05)
+    assert long > 2 * short
+    assert length_factor(str(long_task), 20, 64, None) == pytest.approx(64 / REFERENCE_TOKENS)  # cut at max_length
+    assert length_factor("imdb", 20, 256, None) == 1.0  # no local data: the reference
+
+    def estimate(task) -> float:
+        body = {"name": "e", "backbone": {"model": "default"}, "tasks": [str(task)], "shots": [8], "seeds": [0],
+                "budget": {"steps": 10, "eval_every": 5, "val_examples": 8, "test_examples": 8},
+                "methods": [{"name": "pt"}]}
+        (tmp_path / "e.yaml").write_text(yaml.safe_dump(body))
+        suite = load_suite(tmp_path / "e.yaml")
+        return estimate_seconds(suite, [status_of(suite, tmp_path / "none", r) for r in expand(suite)])
+
+    assert estimate(long_task) / estimate(toy_task) == pytest.approx(long / short)

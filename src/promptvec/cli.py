@@ -360,7 +360,7 @@ def experiment_run_command(
         out_console.print(table)
         done = sum(st.state == "done" for st in statuses)
         out_console.print(f"{len(statuses)} runs, {done} done; estimated CPU time for the rest: "
-                          f"{format_duration(estimate_seconds(suite, statuses, out))}")
+                          f"{format_duration(estimate_seconds(suite, statuses, out, data_dir))}")
         return
     outcome = run_suite(suite, out, jobs=jobs, max_minutes=max_minutes, data_dir=data_dir,
                         log=lambda m: console.print(m, highlight=False, markup=False))

@@ -31,6 +31,7 @@ from promptvec.experiments.plan import (
     same_payload,
     source_run,
     source_runs,
+    spec_path,
     stored_name,
 )
 from promptvec.experiments.results import result_row, write_results
@@ -40,15 +41,19 @@ from promptvec.io import atomic_write_json, read_json
 from promptvec.methods.base import RunContext
 from promptvec.methods.registry import METHODS
 from promptvec.tasks import TaskData
+from promptvec.training.config import train_default
 from promptvec.training.distributed import Processes
 
-SPECS_DIR = "specs"  # per-run bookkeeping (fingerprint, data hash), kept outside the trainer's folder
-# Measured on this 2-core CPU with SmolLM2-135M (fp32, ~70 tokens, the prompt's keys/values shared by the
-# batch): seconds per training example-step and per evaluated example — calibrated on the quickstart suite
-# (estimate 37 min, measured 36.6 min). Other models are scaled by parameter count; long inputs (imdb) cost more.
+# Measured on this 2-core CPU with SmolLM2-135M (fp32, the prompt's keys/values shared by the batch): seconds per
+# training example-step and per evaluated example — calibrated on the quickstart suite (estimate 37 min, measured
+# 36.6 min), whose examples are ≈ 54 tokens of prompt + input. Other models are scaled by parameter count, other
+# inputs by their length: a step costs about in proportion to its tokens (measured at batch 8: 1.5 s at 45
+# tokens, 3.7 s at 128, 9.4 s at 276).
 SECONDS_PER_TRAIN_EXAMPLE = 0.20
 SECONDS_PER_EVAL_EXAMPLE = 0.065
 REFERENCE_PARAMS = 135e6
+REFERENCE_TOKENS = 54
+CHARS_PER_TOKEN = 4.0  # English text in a BPE vocabulary: the estimate needs no tokenizer (nothing is loaded)
 _NAMED_SIZES = {"default": 135e6, "minilm": 22e6, "t5-small": 60e6, "t5-base": 220e6, "t5-large": 770e6,
                 "gpt2": 124e6, "bert-base": 110e6}
 
@@ -86,10 +91,6 @@ class RunStatus:
     total_steps: int = 0
 
 
-def spec_path(out: Path, run: RunSpec) -> Path:
-    return out / SPECS_DIR / f"{run.run_id}.json"
-
-
 def status_of(suite: SuiteSpec, out: Path, run: RunSpec) -> RunStatus:
     steps = 0 if run.shots == 0 else METHODS[run.method].estimate_steps(suite, dict(run.settings))
     if not _spec_matches(suite, out, run):
@@ -120,24 +121,59 @@ def _spec_matches(suite: SuiteSpec, out: Path, run: RunSpec) -> bool:
     return "payload" in recorded and same_payload(run.payload(suite), recorded["payload"])
 
 
-def estimate_seconds(suite: SuiteSpec, statuses: list[RunStatus], out: Path | None = None) -> float | None:
+def length_factor(task: str, prompt_length: int, max_length: int, data_dir: str | None) -> float:
+    """What one example of ``task`` costs next to the calibration's: its prompt + input tokens (≈ the
+    characters of up to 200 rendered training inputs / 4, cut at ``max_length``) over 54. Only data on
+    this machine is read; a task whose data is not here counts as the calibration's (1.0)."""
+    from promptvec.tasks import get_task, load_task_data
+    from promptvec.tasks.loading import resolve_data_dir
+
+    try:
+        spec = get_task(task)
+        folder = resolve_data_dir(data_dir)
+        if not spec.data_files and not (folder is not None and (folder / spec.task).is_dir()):
+            return 1.0
+        sample = load_task_data(spec, folder).train[:200]
+    except PromptvecError:
+        return 1.0
+    if not sample:
+        return 1.0
+    chars = sum(len(spec.render(example.fields)) for example in sample) / len(sample)
+    return min(max_length, prompt_length + chars / CHARS_PER_TOKEN) / REFERENCE_TOKENS
+
+
+def estimate_seconds(suite: SuiteSpec, statuses: list[RunStatus], out: Path | None = None,
+                     data_dir: str | None = None) -> float | None:
+    """Seconds the unfinished runs (and analyses) will take on the calibration machine, from the
+    steps, evaluations and input lengths they need."""
     params = model_parameters(suite.backbone.model)
     if params is None:
         return None
     scale = params / REFERENCE_PARAMS
     b = suite.budget
+    data_dir = data_dir or suite.data_dir
+    factors: dict[tuple[str, int], float] = {}
+
+    def length(run: RunSpec) -> float:
+        rows = int(dict(run.settings).get("prompt_length", train_default("prompt_length")))
+        for task in run.tasks:
+            if (task, rows) not in factors:
+                factors[task, rows] = length_factor(task, rows, suite.backbone.max_length, data_dir)
+        return sum(factors[task, rows] for task in run.tasks) / len(run.tasks)
+
     total = 0.0
     for st in statuses:
         if st.state == "done":
             continue
         if st.state == "changed":
             st = RunStatus(st.run, "todo", 0, st.total_steps)
+        per_example = scale * length(st.run)
         remaining = st.total_steps - st.step
-        total += remaining * b.batch_size * b.grad_accum * SECONDS_PER_TRAIN_EXAMPLE * scale
+        total += remaining * b.batch_size * b.grad_accum * SECONDS_PER_TRAIN_EXAMPLE * per_example
         if st.total_steps:
             n_evals = math.ceil(remaining / b.eval_every) + (1 if st.step == 0 else 0)
-            total += n_evals * (b.val_examples or 500) * SECONDS_PER_EVAL_EXAMPLE * scale
-        total += (b.test_examples or 2000) * SECONDS_PER_EVAL_EXAMPLE * scale * len(st.run.tasks)
+            total += n_evals * (b.val_examples or 500) * SECONDS_PER_EVAL_EXAMPLE * per_example
+        total += (b.test_examples or 2000) * SECONDS_PER_EVAL_EXAMPLE * per_example * len(st.run.tasks)
     for analysis, settings, missing in analysis_status(suite, out):
         if missing:
             share = len(missing) / len(analysis.items(settings, suite))
@@ -299,7 +335,7 @@ def run_suite(suite: SuiteSpec, out: str | Path, jobs: int = 1, max_minutes: flo
         raise ConfigError(f"{len(changed)} run(s) in {out} were made with different suite settings "
                           f"(e.g. {changed[0]})", "use a new --out for a changed suite (or delete those runs)")
     todo = [st.run for st in statuses if st.state != "done"]
-    estimate = estimate_seconds(suite, statuses, out)
+    estimate = estimate_seconds(suite, statuses, out, data_dir)
     done = len(statuses) - len(todo)
     log(f"suite '{suite.name}': {len(statuses)} runs, {done} done, {len(todo)} to do; "
         f"estimated CPU time {format_duration(estimate)}"
