@@ -301,7 +301,7 @@ def test_the_cost_estimate_follows_the_input_length(tmp_path, toy_task):
                                  rel=0.05)
     assert long > 2 * short
     assert length_factor(str(long_task), 20, 64, None) == pytest.approx(64 / REFERENCE_TOKENS)  # cut at max_length
-    assert length_factor("imdb", 20, 256, None) == 1.0  # no local data: the reference
+    assert length_factor("scitail", 20, 256, None) == 1.0  # a Hub-only task, no local data: the reference
 
     def estimate(task) -> float:
         body = {"name": "e", "backbone": {"model": "default"}, "tasks": [str(task)], "shots": [8], "seeds": [0],
