@@ -212,3 +212,49 @@ def tiny_suite_file(tmp_path: Path, tiny_models, toy_task, **overrides) -> Path:
     path = tmp_path / "suite.yaml"
     path.write_text(yaml.safe_dump(body))
     return path
+
+
+def answer_rows(n: int, seed: int) -> list[dict]:
+    """Free-text rows: a toy review and its sentiment word as the answer (a list: several allowed);
+    every fifth row has no answer (an unanswerable question)."""
+    rng = random.Random(seed)
+    rows = []
+    for i in range(n):
+        words = rng.sample(FILLER, 3) + [rng.choice(POSITIVE if i % 2 else NEGATIVE)]
+        rng.shuffle(words)
+        key = [w for w in words if w in POSITIVE + NEGATIVE]
+        rows.append({"text": " ".join(words), "answers": [] if i % 5 == 4 else key})
+    return rows
+
+
+GENERATION_YAML = """\
+task: {name}
+group: toy-qa
+data_files:
+  train: answers_train.jsonl
+  validation: answers_validation.jsonl
+  test: answers_test.jsonl
+output_type: generate_until
+doc_to_text: "{word}: {{{{text}}}}\\nAnswer:"
+doc_to_target: answers
+no_answer_target: none
+generation_kwargs:
+  max_gen_toks: 4
+  until: ["\\n"]
+metric_list:
+  - metric: squad_f1
+  - metric: exact_match
+"""
+
+
+@pytest.fixture(scope="session")
+def toy_generation_tasks(tmp_path_factory) -> dict[str, str]:
+    """Three free-text tasks (same toy data, different names and templates): two sources and a target."""
+    folder = tmp_path_factory.mktemp("toy_generation")
+    for split, (n, seed) in {"train": (48, 1), "validation": (12, 2), "test": (16, 3)}.items():
+        write_jsonl(folder / f"answers_{split}.jsonl", answer_rows(n, seed))
+    paths = {}
+    for name, word in (("gen_a", "Review"), ("gen_b", "Text"), ("gen_target", "Opinion")):
+        (folder / f"{name}.yaml").write_text(GENERATION_YAML.format(name=name, word=word), encoding="utf-8")
+        paths[name] = str(folder / f"{name}.yaml")
+    return paths

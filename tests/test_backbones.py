@@ -106,7 +106,7 @@ def test_generation_mode_counts_invalid_outputs(backbones, toy_task, name):
 
 def test_encoder_refuses_generation(backbones, toy_task):
     task = get_task(str(toy_task))
-    with pytest.raises(ConfigError, match="generation mode needs"):
+    with pytest.raises(ConfigError, match="generating text needs a causal LM or seq2seq"):
         evaluate(backbones["bert"], task, load_task_data(task).test[:2], None, mode="generate")
 
 

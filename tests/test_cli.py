@@ -66,6 +66,32 @@ def test_train_eval_predict(tiny_models, toy_task, tmp_path):
     assert result.exit_code == 2 and "already holds this run" in result.output and "--resume" in result.output
 
 
+def test_the_free_text_example_task_trains_evaluates_and_predicts_from_the_cli(tiny_models, tmp_path):
+    """examples/tasks/capitals.yaml as a new user would run it: train, eval (generated, whatever --mode
+    says), predict prints the generated answer per input."""
+    from pathlib import Path
+
+    task = str(Path(__file__).resolve().parents[1] / "examples" / "tasks" / "capitals.yaml")
+    model, out = str(tiny_models["llama"]), tmp_path / "run"
+    result = runner.invoke(app, ["train", "--task", task, "--model", model, "--out", str(out), "--steps", "2",
+                                 "--eval-every", "2", "--batch-size", "4", "--prompt-length", "3"])
+    assert result.exit_code == 0, result.output
+    record = json.loads((out / "run.json").read_text())
+    assert set(record["test"]["metrics"]) == {"exact_match", "squad_f1"} and record["test"]["n"] == 16
+
+    result = runner.invoke(app, ["eval", "--task", task, "--prompt", str(out), "--model", model,
+                                 "--output", str(tmp_path / "e.json")])
+    assert result.exit_code == 0, result.output
+    summary = json.loads((tmp_path / "e.json").read_text())
+    assert summary["mode"] == "generate" and summary["metrics"] == record["test"]["metrics"]
+
+    result = runner.invoke(app, ["predict", "--prompt", str(out), "Peru", '{"country": "Chile"}'])
+    assert result.exit_code == 0, result.output
+    lines = [json.loads(line) for line in result.stdout.strip().splitlines()]
+    assert [line["input"] for line in lines] == ["Peru", {"country": "Chile"}]
+    assert all(isinstance(line["answer"], str) and "scores" not in line for line in lines)
+
+
 def test_train_says_once_when_it_kept_the_untrained_prompt(tiny_models, toy_task, tmp_path):
     result = runner.invoke(app, ["train", "--task", str(toy_task), "--model", str(tiny_models["gpt2"]), "--out",
                                  str(tmp_path / "run"), "--steps", "2", "--eval-every", "1", "--batch-size", "4",

@@ -33,12 +33,13 @@ def test_exact_match_and_f1_take_the_best_gold_answer():
 
 
 def test_unanswerable_questions_are_scored_as_the_official_script_does():
-    # no gold answer = the empty answer: right only for an empty prediction (or our training target)
+    # no gold answer = the empty answer: right only for an empty prediction (the evaluator turns a
+    # task's no_answer_target into the empty answer first: tests/test_generation.py)
     assert exact_match([""], [[]]) == 1.0 and squad_f1([""], [[]]) == 1.0
-    assert exact_match(["unanswerable"], [[]]) == 1.0 and squad_f1(["Unanswerable."], [[]]) == 1.0
     assert exact_match(["Paris"], [[]]) == 0.0 and squad_f1(["Paris"], [[]]) == 0.0
-    # an answerable question answered with nothing (or "unanswerable") scores 0
-    assert squad_f1([""], [["Paris"]]) == 0.0 and squad_f1(["unanswerable"], [["Paris"]]) == 0.0
+    assert exact_match([" . "], [[]]) == 1.0  # normalises to nothing, as in the script
+    # an answerable question answered with nothing scores 0
+    assert squad_f1([""], [["Paris"]]) == 0.0 and exact_match([""], [["Paris"]]) == 0.0
     # the mean over examples
     assert exact_match(["Paris", "", "x"], [["paris"], [], ["y"]]) == pytest.approx(2 / 3)
 

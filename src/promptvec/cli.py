@@ -73,7 +73,8 @@ def tasks_command(data_dir: DataDir = None) -> None:
         if folder is not None and (folder / name).is_dir():
             data = load_task_data(spec, folder)
             sizes, source = f"{len(data.train)} / {len(data.validation)} / {len(data.test)}", "local"
-        labels = ", ".join(spec.label_names) if len(spec.label_names) <= 6 else f"{len(spec.label_names)} labels"
+        labels = ("free text" if spec.generates else ", ".join(spec.label_names) if len(spec.label_names) <= 6
+                  else f"{len(spec.label_names)} labels")
         table.add_row(name, spec.group, labels, spec.primary_metric, sizes, source)
     out_console.print(table)
 
@@ -229,7 +230,7 @@ def eval_command(
     split: Annotated[str, typer.Option(help="train, validation or test")] = "test",
     examples: Annotated[int | None, typer.Option(help="seeded subsample size")] = train_default("test_examples"),
     full: Annotated[bool, typer.Option(help="use the whole split")] = False,
-    mode: Annotated[str, typer.Option(help="rank or generate")] = "rank",
+    mode: Annotated[str, typer.Option(help="rank or generate (label tasks; free-text tasks always generate)")] = "rank",
     length_normalize: Annotated[bool, typer.Option(help="rank by mean token log-likelihood")] = False,
     seed: Annotated[int, typer.Option(help="subsample seed")] = train_default("eval_seed"),
     output: Annotated[Path | None, typer.Option("--output", help="write the result as JSON here")] = None,
@@ -262,7 +263,7 @@ def eval_command(
         tensor = Origin.sample(backbone, prompt_length, origin_seed).tensor(backbone)
     result = evaluate(backbone, spec, rows, tensor, mode=_eval_mode(mode), length_normalize=length_normalize)
     summary = {"task": spec.task, "split": split, "prompt": prompt, "origin_seed": origin_seed, "model": model,
-               "mode": mode, **result.summary()}
+               "mode": "generate" if spec.generates else mode, **result.summary()}
     if output:
         atomic_write_json(output, summary)
     out_console.print_json(json.dumps(summary))
@@ -279,9 +280,9 @@ def predict_command(
                                                "per line")] = None,
     model: Annotated[str | None, typer.Option(help="backbone (default: the prompt's)")] = None,
     batch_size: Annotated[int, typer.Option(help="inputs per forward pass")] = 32,
-    mode: Annotated[str, typer.Option(help="rank or generate")] = "rank",
+    mode: Annotated[str, typer.Option(help="rank or generate (label tasks; free-text tasks always generate)")] = "rank",
 ) -> None:
-    """Label new text with a trained prompt (one JSON line per input)."""
+    """Label new text (or generate the answer of a free-text task) with a trained prompt: one JSON line per input."""
     from promptvec.errors import DataError
     from promptvec.inference import Predictor, read_inputs
 
@@ -295,7 +296,9 @@ def predict_command(
         raise DataError("nothing to predict", "pass TEXT arguments or --input FILE")
     predictor = Predictor(prompt, task=task, model=model, mode=_eval_mode(mode), batch_size=batch_size)
     for item, pred in zip(items, predictor.predict(items), strict=True):
-        sys.stdout.write(json.dumps({"input": item, "label": pred.label, "scores": pred.scores}) + "\n")
+        line = ({"input": item, "answer": pred.label} if predictor.task.generates
+                else {"input": item, "label": pred.label, "scores": pred.scores})
+        sys.stdout.write(json.dumps(line) + "\n")
 
 
 @app.command("demo")

@@ -1,4 +1,4 @@
-"""Predict labels for new text with a trained prompt."""
+"""Predict labels (or generate answers) for new text with a trained prompt."""
 
 from __future__ import annotations
 
@@ -17,6 +17,9 @@ from promptvec.tasks import Example, TaskSpec, get_task
 
 @dataclass
 class Prediction:
+    """A predicted label (or value) with the score of every label — or, for a free-text task, the
+    generated text as ``label`` and no scores."""
+
     label: str | float
     scores: dict[str, float]
 
@@ -58,11 +61,14 @@ class Predictor:
         examples = [self._example(item, f"input {i + 1}") for i, item in enumerate(inputs)]
         if not examples:
             return []
-        pred, scores, values = predict(self.backbone, self.task, examples, self.prompt, self.mode, self.batch_size)
+        produced = predict(self.backbone, self.task, examples, self.prompt, self.mode, self.batch_size)
+        if produced.texts is not None:
+            return [Prediction(text, {}) for text in produced.texts]
         out = []
-        for i, p in enumerate(pred):
-            label = values[i] if values is not None else (self.task.label_names[p] if p >= 0 else "<invalid>")
-            out.append(Prediction(label, dict(zip(self.task.label_names, scores[i], strict=False))))
+        for i, p in enumerate(produced.indices):
+            label = (produced.values[i] if produced.values is not None
+                     else (self.task.label_names[p] if p >= 0 else "<invalid>"))
+            out.append(Prediction(label, dict(zip(self.task.label_names, produced.scores[i], strict=False))))
         return out
 
 

@@ -39,10 +39,19 @@ class LabelSet:
 
 @dataclass
 class Encoded:
-    """One example, tokenized: input ids (already truncated) and the gold label's index."""
+    """One example, tokenized: input ids (already truncated) and the gold label's index — or, for a
+    free-text task, the target's token ids (the first answer, cut to ``max_gen_toks``, then EOS) and
+    whether it was cut (``label_index`` is then -1)."""
 
     input_ids: list[int]
     label_index: int
+    target_ids: list[int] | None = None
+    target_truncated: bool = False
+
+    @property
+    def length(self) -> int:
+        """Tokens of the training sequence (input and, for free text, its target): what bucketing sorts by."""
+        return len(self.input_ids) + len(self.target_ids or [])
 
 
 @dataclass
@@ -99,6 +108,8 @@ class Backbone(ABC):
     """A frozen Hugging Face model that accepts a soft prompt ``[B, R, d]`` before its input."""
 
     family: ClassVar[str]
+    #: whether this family can decode free text (a sentence encoder has no decoder)
+    generates_text: ClassVar[bool] = True
 
     def __init__(self, model: nn.Module, tokenizer, name: str, max_length: int = train_default("max_length")) -> None:
         #: a transformers model; ``Any`` because its methods (get_input_embeddings, generate, ...) are
@@ -151,7 +162,7 @@ class Backbone(ABC):
 
     @abstractmethod
     def tokenize_label(self, task: TaskSpec, verbalization: str) -> list[int]:
-        """Token ids the model must produce for this label."""
+        """Token ids the model must produce for this label (or free-text answer), without EOS."""
 
     def tokenize_input(self, text: str) -> list[int]:
         if self.chat_template:
@@ -164,10 +175,17 @@ class Backbone(ABC):
 
     def encode(self, task: TaskSpec, examples: list[Example], prompt_length: int) -> list[Encoded]:
         """Tokenize inputs, truncating the *input fields* (never the template's tail or the label)
-        so that prompt + input + label fit in ``max_length``."""
-        labels = self.label_set(task)
-        longest_label = max(len(ids) for ids in labels.token_ids)
-        budget = self.max_length - prompt_length - self.label_budget(longest_label)
+        so that prompt + input + label fit in ``max_length``. Free-text tasks: prompt + input fit in
+        ``max_length`` and the target (at most ``max_gen_toks`` tokens, then EOS) comes on top — the
+        same room generation has at evaluation, so training and evaluation see the same inputs."""
+        if task.generates:
+            if not self.generates_text:
+                raise ConfigError(f"task '{task.task}' answers in free text, which a {self.family} model cannot "
+                                  "generate", "use a causal LM or a seq2seq model (e.g. --model default)")
+            budget = self.max_length - prompt_length
+        else:
+            longest_label = max(len(ids) for ids in self.label_set(task).token_ids)
+            budget = self.max_length - prompt_length - self.label_budget(longest_label)
         if budget < 8:
             raise ConfigError(f"max_length {self.max_length} leaves no room for the input after a prompt of "
                               f"{prompt_length} rows", "raise --max-length or shorten the prompt")
@@ -176,8 +194,26 @@ class Backbone(ABC):
             ids = self.tokenize_input(ex.text or task.render(ex.fields, ex.source))
             if len(ids) > budget:
                 ids = self._truncate_fields(task, ex, budget)
-            out.append(Encoded(ids, self.label_index(task, ex)))
+            if task.generates:
+                target, cut = self.target_ids(task, str(ex.label))
+                out.append(Encoded(ids, -1, target, cut))
+            else:
+                out.append(Encoded(ids, self.label_index(task, ex)))
         return out
+
+    def target_ids(self, task: TaskSpec, answer: str) -> tuple[list[int], bool]:
+        """A free-text training target: the answer's tokens cut to ``max_gen_toks``, then EOS (so a tuned
+        prompt learns where to stop), and whether it was cut."""
+        ids = self.tokenize_label(task, answer)
+        limit = task.generation_kwargs.max_gen_toks
+        eos = self.tokenizer.eos_token_id
+        return ids[:limit] + ([int(eos)] if eos is not None else []), len(ids) > limit
+
+    def training_tokens(self, task: TaskSpec, item: Encoded) -> list[int]:
+        """The tokens a training example is scored on: its label's verbalization, or its free-text target."""
+        if item.target_ids is not None:
+            return item.target_ids
+        return self.label_set(task).token_ids[item.label_index]
 
     def label_budget(self, longest_label: int) -> int:
         """Positions the label takes inside the model's sequence (causal LMs: all of it)."""
@@ -217,13 +253,20 @@ class Backbone(ABC):
         models compute its keys/values here; other families take the prompt as it is."""
         return prompt
 
-    def generate(self, task: TaskSpec, batch: Batch, prompt: torch.Tensor, max_new_tokens: int) -> list[str]:
-        """Greedy decoding; returns the generated text per example."""
-        raise ConfigError(f"generation mode needs a causal LM or seq2seq backbone, not a {self.family}",
-                          "use --mode rank")
+    def generate(self, task: TaskSpec, batch: Batch, prompt: torch.Tensor, max_new_tokens: int,
+                 until: tuple[str, ...] = ()) -> list[str]:
+        """Greedy decoding; the generated text per example, cut at the first ``until`` string or EOS."""
+        raise ConfigError(f"generating text needs a causal LM or seq2seq backbone, not a {self.family}",
+                          "use --mode rank (label tasks), or a causal/seq2seq model for free-text tasks")
 
     def input_embeds(self, input_ids: torch.Tensor) -> torch.Tensor:
         return self.embedding(input_ids)
+
+
+def cut_at_stop(text: str, until: tuple[str, ...]) -> tuple[str, bool]:
+    """``text`` up to the first of the stop strings, and whether one occurred."""
+    cuts = [i for i in (text.find(stop) for stop in until) if i >= 0]
+    return (text[: min(cuts)], True) if cuts else (text, False)
 
 
 def per_example(prompt: torch.Tensor, size: int) -> torch.Tensor:

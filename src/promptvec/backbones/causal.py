@@ -18,7 +18,16 @@ from functools import cached_property
 import torch
 import torch.nn.functional as F
 
-from promptvec.backbones.base import Backbone, Batch, Encoded, left_pad, pad_token_id, per_example, register_backbone
+from promptvec.backbones.base import (
+    Backbone,
+    Batch,
+    Encoded,
+    cut_at_stop,
+    left_pad,
+    pad_token_id,
+    per_example,
+    register_backbone,
+)
 from promptvec.backbones.prefix import SharedPrompt, cache_kwarg, returned_cache, shares_exactly
 from promptvec.tasks.spec import TaskSpec
 
@@ -44,7 +53,7 @@ class CausalLMBackbone(Backbone):
         if not train:
             ids, mask = left_pad([i.input_ids for i in items], pad)
             return Batch(ids, mask, label_index, task=task.task)
-        label_ids = [self.label_set(task).token_ids[i.label_index] for i in items]
+        label_ids = [self.training_tokens(task, i) for i in items]
         ids, mask = left_pad([i.input_ids + lab for i, lab in zip(items, label_ids, strict=True)], pad)
         longest = max(len(lab) for lab in label_ids)
         # targets[:, j] is the token predicted at position j of the `longest` positions before the last one
@@ -132,15 +141,23 @@ class CausalLMBackbone(Backbone):
         return scores
 
     @torch.no_grad()
-    def generate(self, task: TaskSpec, batch: Batch, prompt: torch.Tensor, max_new_tokens: int) -> list[str]:
+    def generate(self, task: TaskSpec, batch: Batch, prompt: torch.Tensor, max_new_tokens: int,
+                 until: tuple[str, ...] = ()) -> list[str]:
+        """Greedy decoding of the whole batch, one token per step from the key/value cache (the prompt's
+        own keys/values shared when it is fixed). A row is done at EOS or once its text holds a stop
+        string; the batch stops when every row is done."""
         out, mask, positions = self._run(batch, prompt, logits_to_keep=1, use_cache=True)
         eos = self.tokenizer.eos_token_id
         cache, last_pos = returned_cache(out), positions[:, -1:]
         token = out.logits[:, -1].argmax(-1, keepdim=True)
         produced = [token]
-        done = token.squeeze(-1) == eos if eos is not None else torch.zeros_like(token.squeeze(-1), dtype=torch.bool)
-        for _ in range(max_new_tokens - 1):
-            if bool(done.all()):
+        done = torch.zeros(batch.size, dtype=torch.bool, device=token.device)
+        for _ in range(max_new_tokens):
+            if eos is not None:
+                done |= token.squeeze(-1) == eos
+            if until:
+                done |= self._stopped(produced, done, until)
+            if bool(done.all()) or len(produced) == max_new_tokens:
                 break
             mask = torch.cat([mask, mask.new_ones(batch.size, 1)], dim=1)
             last_pos = last_pos + 1
@@ -149,12 +166,18 @@ class CausalLMBackbone(Backbone):
             cache = returned_cache(step)
             token = step.logits[:, -1].argmax(-1, keepdim=True)
             produced.append(token)
-            if eos is not None:
-                done |= token.squeeze(-1) == eos
-        tokens = torch.cat(produced, dim=1).tolist()
-        texts = []
-        for seq in tokens:
-            if eos is not None and eos in seq:
-                seq = seq[: seq.index(eos)]
-            texts.append(self.tokenizer.decode(seq, skip_special_tokens=True))
-        return texts
+        return [cut_at_stop(self._decode(seq, eos), until)[0] for seq in torch.cat(produced, dim=1).tolist()]
+
+    def _decode(self, tokens: list[int], eos: int | None) -> str:
+        if eos is not None and eos in tokens:
+            tokens = tokens[: tokens.index(eos)]
+        return self.tokenizer.decode(tokens, skip_special_tokens=True)
+
+    def _stopped(self, produced: list[torch.Tensor], done: torch.Tensor, until: tuple[str, ...]) -> torch.Tensor:
+        """Rows (not yet done) whose text so far holds a stop string."""
+        eos = self.tokenizer.eos_token_id
+        tokens = torch.cat(produced, dim=1)
+        stopped = torch.zeros_like(done)
+        for row in (~done).nonzero().flatten().tolist():
+            stopped[row] = cut_at_stop(self._decode(tokens[row].tolist(), eos), until)[1]
+        return stopped

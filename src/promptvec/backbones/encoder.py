@@ -23,6 +23,7 @@ def _mean_pool(hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
 @register_backbone
 class SentenceEncoderBackbone(Backbone):
     family = "encoder"
+    generates_text = False
     temperature = 0.05
 
     def __init__(self, *args, **kwargs) -> None:

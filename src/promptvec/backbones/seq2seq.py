@@ -9,7 +9,16 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from promptvec.backbones.base import Backbone, Batch, Encoded, pad_token_id, per_example, register_backbone, right_pad
+from promptvec.backbones.base import (
+    Backbone,
+    Batch,
+    Encoded,
+    cut_at_stop,
+    pad_token_id,
+    per_example,
+    register_backbone,
+    right_pad,
+)
 from promptvec.tasks.spec import TaskSpec
 
 
@@ -20,12 +29,21 @@ class Seq2SeqBackbone(Backbone):
     def tokenize_label(self, task: TaskSpec, verbalization: str) -> list[int]:
         return self.tokenizer(verbalization, add_special_tokens=True)["input_ids"]
 
+    def target_ids(self, task: TaskSpec, answer: str) -> tuple[list[int], bool]:
+        """The decoder target: the answer's tokens cut to ``max_gen_toks``, ending with the EOS the
+        tokenizer appends (kept when the answer is cut)."""
+        ids = self.tokenize_label(task, answer)
+        eos = self.tokenizer.eos_token_id
+        body = ids[:-1] if eos is not None and ids and ids[-1] == eos else ids
+        limit = task.generation_kwargs.max_gen_toks
+        return body[:limit] + ([int(eos)] if eos is not None else []), len(body) > limit
+
     def collate(self, task: TaskSpec, items: list[Encoded], train: bool) -> Batch:
         ids, mask = right_pad([i.input_ids for i in items], pad_token_id(self.tokenizer))
         label_index = torch.tensor([i.label_index for i in items], dtype=torch.long)
         targets = None
         if train:
-            label_ids = [self.label_set(task).token_ids[i.label_index] for i in items]
+            label_ids = [self.training_tokens(task, i) for i in items]
             targets, label_mask = right_pad(label_ids, 0)
             targets[label_mask == 0] = -100
         return Batch(ids, mask, label_index, targets, task=task.task)
@@ -71,8 +89,11 @@ class Seq2SeqBackbone(Backbone):
         return scores
 
     @torch.no_grad()
-    def generate(self, task: TaskSpec, batch: Batch, prompt: torch.Tensor, max_new_tokens: int) -> list[str]:
+    def generate(self, task: TaskSpec, batch: Batch, prompt: torch.Tensor, max_new_tokens: int,
+                 until: tuple[str, ...] = ()) -> list[str]:
+        """Greedy decoding with transformers' ``generate`` (the encoder runs once; nothing to share on
+        the decoder side), each text cut at its first stop string."""
         embeds, mask = self._encoder_inputs(batch, prompt)
         out = self.model.generate(inputs_embeds=embeds, attention_mask=mask, max_new_tokens=max_new_tokens,
                                   do_sample=False, num_beams=1)
-        return self.tokenizer.batch_decode(out, skip_special_tokens=True)
+        return [cut_at_stop(text, until)[0] for text in self.tokenizer.batch_decode(out, skip_special_tokens=True)]

@@ -1,9 +1,12 @@
-"""Evaluation: rank classification (default) or greedy generation with exact match.
+"""Evaluation: rank classification (default) or greedy generation; free-text tasks are decoded.
 
 Rank classification scores every label verbalization from one shared pass over prompt + input
-and takes the best, so it never produces an invalid output. Generation decodes greedily, keeps
-the text up to the first newline, strips it and matches it exactly against the verbalizations;
-anything else is an invalid output and counts as wrong (the papers' behaviour).
+and takes the best, so it never produces an invalid output. Generation of a label decodes greedily,
+keeps the text up to the first newline, strips it and matches it exactly against the
+verbalizations; anything else is an invalid output and counts as wrong (the papers' behaviour).
+A free-text (``generate_until``) task is always decoded — greedily, batched, stopped at the task's
+``until`` strings or EOS — and the text is scored against every acceptable answer by the task's
+text metrics.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ import torch
 
 from promptvec.backbones.base import Backbone
 from promptvec.evaluation.metrics import compute_metrics
+from promptvec.evaluation.text_metrics import TEXT_METRICS, normalize_answer
 from promptvec.modes import module_mode
 from promptvec.tasks.spec import Example, TaskSpec
 
@@ -31,6 +35,17 @@ class EvalResult:
 
     def summary(self) -> dict:
         return {"metrics": self.metrics, "n": self.n, "invalid": self.invalid}
+
+
+@dataclass
+class Predictions:
+    """What a prompt produced for each example: a label index (-1 = invalid) and the label scores, the
+    expected value of a regression task, or the generated text of a free-text task."""
+
+    indices: list[int]
+    scores: list[list[float]]
+    values: list[float] | None = None
+    texts: list[str] | None = None
 
 
 def _fixed_prompt(prompt, backbone: Backbone, batch):
@@ -55,8 +70,8 @@ def match_generation(text: str, verbalizations: list[str]) -> int:
 
 def predict(backbone: Backbone, task: TaskSpec, examples: list[Example], prompt=None, mode: EvalMode = "rank",
             batch_size: int = 32, length_normalize: bool = False, max_new_tokens: int | None = None,
-            autocast: bool = False) -> tuple[list[int], list[list[float]], list[float] | None]:
-    """Predicted label index per example (-1 = invalid), label scores, and regression values.
+            autocast: bool = False) -> Predictions:
+    """What ``prompt`` makes the model produce for each example (see :class:`Predictions`).
 
     Always in eval mode (no dropout in the frozen model or the prompt module), whatever mode the
     caller left them in — a training loop with ``train_dropout`` included — and back to that mode after."""
@@ -66,16 +81,17 @@ def predict(backbone: Backbone, task: TaskSpec, examples: list[Example], prompt=
 
 
 def _predict(backbone: Backbone, task: TaskSpec, examples: list[Example], prompt, mode: EvalMode, batch_size: int,
-             length_normalize: bool, max_new_tokens: int | None,
-             autocast: bool) -> tuple[list[int], list[list[float]], list[float] | None]:
+             length_normalize: bool, max_new_tokens: int | None, autocast: bool) -> Predictions:
     rows = prompt.shape[-2] if isinstance(prompt, torch.Tensor) else (prompt.rows if prompt is not None else 0)
     encoded = backbone.encode(task, examples, rows)
     order = sorted(range(len(encoded)), key=lambda i: len(encoded[i].input_ids))
-    pred = [0] * len(encoded)
-    scores: list[list[float]] = [[] for _ in encoded]
-    values: list[float] | None = [0.0] * len(encoded) if task.is_regression else None
-    labels = backbone.label_set(task)
-    new_tokens = max_new_tokens or max(len(t) for t in labels.token_ids) + 2
+    out = Predictions([0] * len(encoded), [[] for _ in encoded],
+                      values=[0.0] * len(encoded) if task.is_regression else None,
+                      texts=[""] * len(encoded) if task.generates else None)
+    if task.generates:
+        new_tokens, until = max_new_tokens or task.generation_kwargs.max_gen_toks, tuple(task.generation_kwargs.until)
+    else:
+        new_tokens, until = max_new_tokens or max(len(t) for t in backbone.label_set(task).token_ids) + 2, ()
     bins = torch.tensor([float(v) for v in task.label_names] if task.is_regression else [])
     device_type = backbone.device.type
     fixed = None  # a prompt shared by every batch: prepared once (a decoder's keys/values computed once)
@@ -86,27 +102,46 @@ def _predict(backbone: Backbone, task: TaskSpec, examples: list[Example], prompt
             if start == 0:
                 fixed = _fixed_prompt(prompt, backbone, batch)
             p = fixed if fixed is not None else (prompt if isinstance(prompt, torch.Tensor) else prompt(batch))
-            if mode == "generate":
-                texts = backbone.generate(task, batch, p, new_tokens)
+            if task.generates or mode == "generate":
+                texts = backbone.generate(task, batch, p, new_tokens, until)
                 for i, text in zip(idx, texts, strict=True):
-                    pred[i] = match_generation(text, task.verbalizations)
+                    if out.texts is not None:
+                        out.texts[i] = text.strip()
+                    else:
+                        out.indices[i] = match_generation(text, task.verbalizations)
                 continue
             s = backbone.label_scores(task, batch, p, length_normalize=length_normalize).float().cpu()
         best = s.argmax(-1).tolist()
         for row, i in enumerate(idx):
-            pred[i] = best[row]
-            scores[i] = s[row].tolist()
-            if values is not None:  # regression: the expected value over the score bins
-                values[i] = float(torch.softmax(s[row], -1) @ bins)
-    return pred, scores, values
+            out.indices[i] = best[row]
+            out.scores[i] = s[row].tolist()
+            if out.values is not None:  # regression: the expected value over the score bins
+                out.values[i] = float(torch.softmax(s[row], -1) @ bins)
+    return out
+
+
+def as_answer(task: TaskSpec, text: str) -> str:
+    """A generated text as an answer to score: the task's ``no_answer_target`` (normalised) means no answer."""
+    target = task.no_answer_target
+    return "" if target is not None and normalize_answer(text) == normalize_answer(target) else text
+
+
+def score_texts(task: TaskSpec, texts: list[str], examples: list[Example]) -> dict[str, float]:
+    """The task's text metrics of generated ``texts`` against every example's acceptable answers."""
+    answers = [list(e.answers) for e in examples]
+    predictions = [as_answer(task, text) for text in texts]
+    return {name: TEXT_METRICS[name](predictions, answers) for name in task.metrics}
 
 
 def evaluate(backbone: Backbone, task: TaskSpec, examples: list[Example], prompt=None, mode: EvalMode = "rank",
              batch_size: int = 32, length_normalize: bool = False, max_new_tokens: int | None = None,
              autocast: bool = False) -> EvalResult:
-    """Score ``examples`` with ``prompt`` (a tensor, a prompt module, or None for no prompt)."""
-    pred, scores, values = predict(backbone, task, examples, prompt, mode, batch_size, length_normalize,
-                                   max_new_tokens, autocast)
+    """Score ``examples`` with ``prompt`` (a tensor, a prompt module, or None for no prompt). ``mode``
+    applies to label tasks; a free-text task is always decoded."""
+    out = predict(backbone, task, examples, prompt, mode, batch_size, length_normalize, max_new_tokens, autocast)
+    if out.texts is not None:
+        return EvalResult(score_texts(task, out.texts, examples), len(examples), 0, list[str | float](out.texts))
+    pred, scores, values = out.indices, out.scores, out.values
     if values is not None and mode == "rank":
         gold = [float(e.label) for e in examples]
         metrics = compute_metrics(task.metrics, gold, values, len(task.label_names))

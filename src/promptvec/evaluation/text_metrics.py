@@ -5,9 +5,8 @@ averaged over examples and, per example, the best over its acceptable answers:
   ``normalize_answer``, ``compute_exact`` and ``compute_f1``): lower case, punctuation and the
   articles a/an/the removed, whitespace collapsed; token F1 over the normalised words. An
   unanswerable question has no gold answer and is scored, as the official script does, against the
-  empty answer: only an empty prediction is right. promptvec trains such questions on the target
-  text ``unanswerable`` (a model cannot learn to emit nothing), so a prediction that normalises to
-  ``unanswerable`` counts as the empty answer (docs/methods.md).
+  empty answer: only an empty prediction is right. (A task trains such questions on a text, its
+  ``no_answer_target``; the evaluator turns that text back into the empty answer before scoring.)
 * ``rouge_l`` — ROUGE-L F-measure from Google's ``rouge-score`` package (the implementation the
   TPV paper's generation results use), with its stemmer.
 * ``numeric_match`` — GSM8K's final answer: the number after ``####`` in the prediction (else its
@@ -29,7 +28,6 @@ from promptvec.registry import Registry
 
 TextMetric = Callable[[Sequence[str], Sequence[Sequence[str]]], float]
 TEXT_METRICS: Registry[TextMetric] = Registry("text metric")
-NO_ANSWER = "unanswerable"  # the training target of a question without an answer
 
 _ARTICLES = re.compile(r"\b(a|an|the)\b", re.UNICODE)
 _PUNCTUATION = set(string.punctuation)
@@ -40,10 +38,6 @@ def normalize_answer(text: str) -> str:
     """SQuAD's normalisation: lower case, no punctuation, no articles, single spaces."""
     text = "".join(ch for ch in text.lower() if ch not in _PUNCTUATION)
     return " ".join(_ARTICLES.sub(" ", text).split())
-
-
-def _as_answer(prediction: str) -> str:
-    return "" if normalize_answer(prediction) == NO_ANSWER else prediction
 
 
 def _golds(answers: Sequence[str]) -> list[str]:
@@ -75,7 +69,7 @@ def _mean_best(score: Callable[[str, str], float], predictions: Sequence[str], a
     total = 0.0
     for prediction, golds in zip(predictions, answers, strict=True):
         if squad:
-            prediction, golds = _as_answer(prediction), _golds(golds)
+            golds = _golds(golds)
         total += max((score(prediction, gold) for gold in golds), default=0.0)
     return total / len(predictions)
 

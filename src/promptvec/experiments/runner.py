@@ -54,6 +54,10 @@ SECONDS_PER_EVAL_EXAMPLE = 0.065
 REFERENCE_PARAMS = 135e6
 REFERENCE_TOKENS = 54
 CHARS_PER_TOKEN = 4.0  # English text in a BPE vocabulary: the estimate needs no tokenizer (nothing is loaded)
+# One greedy decoding step of a batch (one token per example, from the cache) costs about as much as 2.5 input
+# tokens of the prompt + input pass (measured with SmolLM2-135M, batch 32: 0.16-0.22 s per step against
+# 0.06-0.10 s per input token of the first pass), the per-step overhead of a one-token forward.
+DECODE_STEP_TOKENS = 2.5
 _NAMED_SIZES = {"default": 135e6, "minilm": 22e6, "t5-small": 60e6, "t5-base": 220e6, "t5-large": 770e6,
                 "gpt2": 124e6, "bert-base": 110e6}
 
@@ -121,10 +125,24 @@ def _spec_matches(suite: SuiteSpec, out: Path, run: RunSpec) -> bool:
     return "payload" in recorded and same_payload(run.payload(suite), recorded["payload"])
 
 
-def length_factor(task: str, prompt_length: int, max_length: int, data_dir: str | None) -> float:
+@dataclass(frozen=True)
+class ExampleCost:
+    """What one training example-step and one evaluated example of a task cost next to the calibration's."""
+
+    train: float
+    evaluation: float
+
+
+REFERENCE_COST = ExampleCost(1.0, 1.0)
+
+
+def length_factor(task: str, prompt_length: int, max_length: int, data_dir: str | None) -> ExampleCost:
     """What one example of ``task`` costs next to the calibration's: its prompt + input tokens (≈ the
-    characters of up to 200 rendered training inputs / 4, cut at ``max_length``) over 54. Only data on
-    this machine is read; a task whose data is not here counts as the calibration's (1.0)."""
+    characters of up to 200 rendered training inputs / 4, cut at ``max_length``) over 54. A free-text
+    task adds its answer's tokens to training (at most ``max_gen_toks``) and ``max_gen_toks`` decoding
+    steps, each costing :data:`DECODE_STEP_TOKENS` input tokens, to evaluation (an upper bound: a prompt
+    that learned to stop ends sooner). Only data on this machine is read; a task whose data is not here
+    counts as the calibration's."""
     from promptvec.tasks import get_task, load_task_data
     from promptvec.tasks.loading import resolve_data_dir
 
@@ -132,34 +150,40 @@ def length_factor(task: str, prompt_length: int, max_length: int, data_dir: str 
         spec = get_task(task)
         folder = resolve_data_dir(data_dir)
         if not spec.data_files and not (folder is not None and (folder / spec.task).is_dir()):
-            return 1.0
+            return REFERENCE_COST
         sample = load_task_data(spec, folder).train[:200]
     except PromptvecError:
-        return 1.0
+        return REFERENCE_COST
     if not sample:
-        return 1.0
+        return REFERENCE_COST
     chars = sum(len(spec.render(example.fields)) for example in sample) / len(sample)
-    return min(max_length, prompt_length + chars / CHARS_PER_TOKEN) / REFERENCE_TOKENS
+    tokens = min(max_length, prompt_length + chars / CHARS_PER_TOKEN)
+    if not spec.generates:
+        return ExampleCost(tokens / REFERENCE_TOKENS, tokens / REFERENCE_TOKENS)
+    limit = spec.generation_kwargs.max_gen_toks
+    answer = min(limit, sum(len(str(example.label)) for example in sample) / len(sample) / CHARS_PER_TOKEN) + 1
+    return ExampleCost((tokens + answer) / REFERENCE_TOKENS, (tokens + DECODE_STEP_TOKENS * limit) / REFERENCE_TOKENS)
 
 
 def estimate_seconds(suite: SuiteSpec, statuses: list[RunStatus], out: Path | None = None,
                      data_dir: str | None = None) -> float | None:
     """Seconds the unfinished runs (and analyses) will take on the calibration machine, from the
-    steps, evaluations and input lengths they need."""
+    steps, evaluations and input (and answer) lengths they need."""
     params = model_parameters(suite.backbone.model)
     if params is None:
         return None
     scale = params / REFERENCE_PARAMS
     b = suite.budget
     data_dir = data_dir or suite.data_dir
-    factors: dict[tuple[str, int], float] = {}
+    factors: dict[tuple[str, int], ExampleCost] = {}
 
-    def length(run: RunSpec) -> float:
+    def cost(run: RunSpec) -> ExampleCost:
         rows = int(dict(run.settings).get("prompt_length", train_default("prompt_length")))
         for task in run.tasks:
             if (task, rows) not in factors:
                 factors[task, rows] = length_factor(task, rows, suite.backbone.max_length, data_dir)
-        return sum(factors[task, rows] for task in run.tasks) / len(run.tasks)
+        costs = [factors[task, rows] for task in run.tasks]
+        return ExampleCost(sum(c.train for c in costs) / len(costs), sum(c.evaluation for c in costs) / len(costs))
 
     total = 0.0
     for st in statuses:
@@ -167,13 +191,14 @@ def estimate_seconds(suite: SuiteSpec, statuses: list[RunStatus], out: Path | No
             continue
         if st.state == "changed":
             st = RunStatus(st.run, "todo", 0, st.total_steps)
-        per_example = scale * length(st.run)
+        per_example = cost(st.run)
+        train, evaluation = scale * per_example.train, scale * per_example.evaluation
         remaining = st.total_steps - st.step
-        total += remaining * b.batch_size * b.grad_accum * SECONDS_PER_TRAIN_EXAMPLE * per_example
+        total += remaining * b.batch_size * b.grad_accum * SECONDS_PER_TRAIN_EXAMPLE * train
         if st.total_steps:
             n_evals = math.ceil(remaining / b.eval_every) + (1 if st.step == 0 else 0)
-            total += n_evals * (b.val_examples or 500) * SECONDS_PER_EVAL_EXAMPLE * per_example
-        total += (b.test_examples or 2000) * SECONDS_PER_EVAL_EXAMPLE * per_example * len(st.run.tasks)
+            total += n_evals * (b.val_examples or 500) * SECONDS_PER_EVAL_EXAMPLE * evaluation
+        total += (b.test_examples or 2000) * SECONDS_PER_EVAL_EXAMPLE * evaluation * len(st.run.tasks)
     for analysis, settings, missing in analysis_status(suite, out):
         if missing:
             share = len(missing) / len(analysis.items(settings, suite))

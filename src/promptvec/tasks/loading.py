@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from promptvec.errors import DataError
-from promptvec.tasks.spec import Example, TaskSpec
+from promptvec.tasks.spec import Example, TaskSpec, is_template
 
 DATA_DIR_ENV = "PROMPTVEC_DATA_DIR"
 SPLITS = ("train", "validation", "test")
@@ -93,9 +93,10 @@ def _to_example(spec: TaskSpec, row: dict[str, Any], source: str) -> Example:
     row = {field: row[col] for field, col in spec.columns.items() if col in row} | {
         k: v for k, v in row.items() if k not in spec.columns.values()
     }
-    if spec.doc_to_target not in row:
-        raise DataError(f"{source}: row has no label column '{spec.doc_to_target}'",
-                        f"add it or set doc_to_target to the label column (row keys: {sorted(row)})")
+    if not is_template(spec.doc_to_target) and spec.doc_to_target not in row:
+        what = "answer" if spec.generates else "label"
+        raise DataError(f"{source}: row has no {what} column '{spec.doc_to_target}'",
+                        f"add it or set doc_to_target to the {what} column (row keys: {sorted(row)})")
     missing = [f for f in spec.template_fields if f not in row]
     if missing:
         raise DataError(f"{source}: row lacks the input field(s) {missing} used by the template",
@@ -104,8 +105,13 @@ def _to_example(spec: TaskSpec, row: dict[str, Any], source: str) -> Example:
     for f, value in fields.items():
         if value is None:
             raise DataError(f"{source}: input field '{f}' is empty (null)", "fix or drop that row")
-    label = spec.canonical_label(row[spec.doc_to_target], source)
-    return Example(fields=fields, label=label, source=source, text=spec.render(fields, source))
+    text = spec.render(fields, source)
+    if spec.generates:
+        answers = spec.answers_of(row, source)
+        return Example(fields=fields, label=spec.training_target(answers, source), source=source, text=text,
+                       answers=answers)
+    return Example(fields=fields, label=spec.canonical_label(row[spec.doc_to_target], source), source=source,
+                   text=text)
 
 
 def _read_local(spec: TaskSpec, path: Path) -> list[Example]:
@@ -146,7 +152,7 @@ def _read_hub(spec: TaskSpec, split: str) -> list[Example]:
     out = []
     for i, row in enumerate(ds):
         raw = row.get(spec.columns.get(spec.doc_to_target, spec.doc_to_target))
-        if isinstance(raw, int) and raw < 0:  # GLUE/SNLI mark examples without a gold label with -1
+        if not spec.generates and isinstance(raw, int) and raw < 0:  # GLUE/SNLI: -1 = no gold label
             continue
         out.append(_to_example(spec, row, f"{spec.dataset_path}:{split}[{i}]"))
     return out
@@ -175,7 +181,9 @@ class TaskData:
         digest = hashlib.sha256()
         for split in SPLITS:
             for ex in getattr(self, split):
-                digest.update(json.dumps([split, ex.fields, ex.label], sort_keys=True, default=str).encode())
+                # answers only where a task has them, so the hashes of label tasks stay what they were
+                row = [split, ex.fields, ex.label] + ([list(ex.answers)] if ex.answers else [])
+                digest.update(json.dumps(row, sort_keys=True, default=str).encode())
         return digest.hexdigest()
 
     def split(self, name: str) -> list[Example]:
@@ -233,7 +241,10 @@ def _stratum(spec: TaskSpec, example: Example) -> str:
 
 def stratified_indices(spec: TaskSpec, examples: list[Example], n: int, seed: int) -> list[int]:
     """Indices of ``n`` examples drawn with proportional per-label quotas (largest remainder),
-    at least one per label when n allows. ``n`` is the total, not per class."""
+    at least one per label when n allows. ``n`` is the total, not per class. Free-text tasks have no
+    labels to stratify by: a plain seeded sample."""
+    if spec.generates:
+        return random.Random(seed).sample(range(len(examples)), n)
     by_label: dict[str, list[int]] = defaultdict(list)
     for i, ex in enumerate(examples):
         by_label[_stratum(spec, ex)].append(i)
@@ -265,7 +276,7 @@ def stratified_indices(spec: TaskSpec, examples: list[Example], n: int, seed: in
 
 
 def few_shot(spec: TaskSpec, train: list[Example], shots: int, seed: int) -> list[Example]:
-    """A stratified, seeded sample of ``shots`` training examples (total, not per class)."""
+    """A seeded sample of ``shots`` training examples (total, not per class), stratified by label."""
     if shots <= 0:
         raise DataError(f"--shots must be positive, got {shots}", "use 0-shot evaluation without training instead")
     if shots > len(train):

@@ -45,10 +45,23 @@ def load_task_yaml(path: str | Path) -> TaskSpec:
     try:
         return TaskSpec(**raw)
     except ValidationError as exc:
-        raise TaskError(f"{p}: invalid task definition: {describe_validation_error(exc)}",
+        keys = [str(e["loc"][0]) for e in exc.errors() if e["loc"]]
+        line = _key_line(p, keys[0]) if keys else None
+        where = f"{p}:{line}" if line else str(p)
+        raise TaskError(f"{where}: invalid task definition: {describe_validation_error(exc)}",
                         "see docs/tasks.md for the task YAML keys") from None
     except TypeError as exc:
         raise TaskError(f"{p}: invalid task definition: {exc}", "see docs/tasks.md") from None
+
+
+def _key_line(path: Path, key: str) -> int | None:
+    """The line of a top-level key in a YAML file (1-based), so an error can point at it."""
+    node = yaml.compose(path.read_text(encoding="utf-8"))
+    if isinstance(node, yaml.MappingNode):
+        for key_node, _ in node.value:
+            if key_node.value == key:
+                return int(key_node.start_mark.line) + 1
+    return None
 
 
 def get_task(name_or_path: str | Path | TaskSpec) -> TaskSpec:

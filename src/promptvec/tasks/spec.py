@@ -1,9 +1,14 @@
-"""A task = data source + template + labels + metric, validated at the boundary.
+"""A task = data source + template + labels (or free-text answers) + metric, validated at the boundary.
 
 Key names follow lm-evaluation-harness's task YAML where they mean the same thing
 (``task``, ``dataset_path``, ``dataset_name``, ``training_split``, ``validation_split``,
-``test_split``, ``doc_to_text``, ``doc_to_target``, ``doc_to_choice``, ``metric_list``).
-Built-in tasks and user YAML tasks are the same object, so they behave identically.
+``test_split``, ``doc_to_text``, ``doc_to_target``, ``doc_to_choice``, ``output_type``,
+``generation_kwargs``, ``metric_list``). Built-in tasks and user YAML tasks are the same object,
+so they behave identically.
+
+Three output types: ``multiple_choice`` (a label, scored by ranking the verbalizations),
+``regression`` (a number, ranked over integer bins) and ``generate_until`` (free text: trained on
+the first acceptable answer, evaluated by greedy decoding against all of them).
 """
 
 from __future__ import annotations
@@ -27,9 +32,35 @@ def _compiled(template: str) -> jinja2.Template:
     return _JINJA.from_string(template)
 
 
+# The metric names a task may list: those of ``promptvec.evaluation.metrics`` (labels and numbers) and of
+# ``promptvec.evaluation.text_metrics`` (free text). Spelled out here so that reading a task does not import
+# the evaluation stack; a test checks they are exactly the registries' names.
+LABEL_METRICS = ("acc", "f1", "macro_f1", "mcc", "pearson", "spearman")
+TEXT_METRIC_NAMES = ("exact_match", "squad_f1", "rouge_l", "numeric_match")
+OutputType = Literal["multiple_choice", "regression", "generate_until"]
+
+
 class MetricSpec(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    metric: Literal["acc", "f1", "macro_f1", "mcc", "pearson", "spearman"]
+    metric: Literal["acc", "f1", "macro_f1", "mcc", "pearson", "spearman",
+                    "exact_match", "squad_f1", "rouge_l", "numeric_match"]
+
+
+class GenerationSpec(BaseModel):
+    """How a ``generate_until`` task decodes (lm-eval's ``generation_kwargs``; defaults are lm-eval's).
+    Decoding is greedy and stops at the first ``until`` string (cut from the output) or at EOS.
+    ``max_gen_toks`` also caps the training target: a longer answer is cut to it (the run counts how many)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    max_gen_toks: int = Field(256, ge=1, le=4096, description="most tokens generated (and trained on) per answer")
+    until: list[str] = Field(default_factory=lambda: ["\n\n"], description="stop strings, cut from the output")
+
+    @field_validator("until")
+    @classmethod
+    def _until(cls, v: list[str]) -> list[str]:
+        if any(not s for s in v):
+            raise ValueError("until holds an empty string, which would stop before the first token")
+        return v
 
 
 class TaskSpec(BaseModel):
@@ -54,7 +85,8 @@ class TaskSpec(BaseModel):
     )
     # how a row becomes text
     doc_to_text: str = Field(description="Jinja template over the row's fields, e.g. 'Review: {{text}}\\nSentiment:'")
-    doc_to_target: str = Field("label", description="column holding the label")
+    doc_to_target: str = Field("label", description="column holding the label; generate_until: a column holding "
+                               "the answer (text, or a list of acceptable answers) or a Jinja template over columns")
     labels: list[str] | None = Field(None, description="canonical label names, in a fixed order")
     doc_to_choice: list[str] | dict[str, str] | None = Field(
         None, description="verbalization per label (list parallel to labels, or {label: verbalization})"
@@ -63,7 +95,13 @@ class TaskSpec(BaseModel):
         default_factory=dict, description="raw label value in the data (as text) -> canonical label"
     )
     target_delimiter: str = Field(" ", description="put between the input text and the verbalization (causal LMs)")
-    output_type: Literal["multiple_choice", "regression"] = "multiple_choice"
+    output_type: OutputType = "multiple_choice"
+    generation_kwargs: GenerationSpec = Field(default_factory=GenerationSpec,
+                                              description="generate_until: max_gen_toks and until")
+    no_answer_target: str | None = Field(
+        None, description="generate_until: the text trained for a row whose answer list is empty (SQuAD v2: "
+        "'unanswerable'); a prediction equal to it (normalised) counts as the empty answer. None: such rows are "
+        "refused")
     regression_range: tuple[float, float] | None = Field(
         None, description="for regression: gold values are rounded to integer bins in this range"
     )
@@ -86,8 +124,38 @@ class TaskSpec(BaseModel):
             raise ValueError(f"doc_to_text is not a valid template: {exc.message} (line {exc.lineno})") from None
         return v
 
+    @field_validator("doc_to_target")
+    @classmethod
+    def _target(cls, v: str) -> str:
+        if not v.strip():
+            raise ValueError("doc_to_target is empty: name the answer column or give a template")
+        if is_template(v):
+            try:
+                _JINJA.parse(v)
+            except jinja2.TemplateSyntaxError as exc:
+                raise ValueError(f"doc_to_target is not a valid template: {exc.message} (line {exc.lineno})") \
+                    from None
+        return v
+
     @model_validator(mode="after")
     def _consistent(self) -> TaskSpec:
+        text_metrics = [m for m in self.metrics if m in TEXT_METRIC_NAMES]
+        if self.generates:
+            if "metric_list" not in self.model_fields_set:
+                raise ValueError(f"a generate_until task needs metric_list, e.g. [{{metric: exact_match}}] (one of "
+                                 f"{list(TEXT_METRIC_NAMES)})")
+            label_metrics = [m for m in self.metrics if m not in TEXT_METRIC_NAMES]
+            if label_metrics:
+                raise ValueError(f"a generate_until task is scored on text: metric(s) {label_metrics} need labels; "
+                                 f"use {list(TEXT_METRIC_NAMES)}")
+            if self.labels or self.doc_to_choice or self.label_map:
+                raise ValueError("a generate_until task has answers, not labels: drop labels/doc_to_choice/label_map")
+            return self
+        if text_metrics:
+            raise ValueError(f"metric(s) {text_metrics} score generated text: set output_type: generate_until, "
+                             f"or use {list(LABEL_METRICS)}")
+        if is_template(self.doc_to_target):
+            raise ValueError("doc_to_target must name the label column (templates are for generate_until tasks)")
         if self.output_type == "regression":
             if self.regression_range is None:
                 raise ValueError("regression tasks need regression_range: [low, high]")
@@ -111,6 +179,8 @@ class TaskSpec(BaseModel):
     # ---- derived views -------------------------------------------------------------------
     @cached_property
     def label_names(self) -> list[str]:
+        if self.generates:
+            return []
         if self.output_type == "regression":
             lo, hi = self.regression_range  # type: ignore[misc]
             return [str(v) for v in range(int(math.ceil(lo)), int(math.floor(hi)) + 1)]
@@ -149,6 +219,42 @@ class TaskSpec(BaseModel):
     @property
     def is_regression(self) -> bool:
         return self.output_type == "regression"
+
+    @property
+    def generates(self) -> bool:
+        """Free-text answers (``generate_until``): no label set; evaluated by decoding."""
+        return self.output_type == "generate_until"
+
+    def answers_of(self, row: dict[str, Any], source: str) -> tuple[str, ...]:
+        """The acceptable answers of one row of a generate_until task: the ``doc_to_target`` column (a
+        text, a number, a list of texts, or the Hugging Face QA layout ``{"text": [...], ...}``) or the
+        rendered template. Empty for an unanswerable row."""
+        if is_template(self.doc_to_target):
+            try:
+                return (_compiled(self.doc_to_target).render(**row).strip(),)
+            except jinja2.UndefinedError as exc:
+                raise DataError(f"{source}: doc_to_target of task '{self.task}' needs a missing field "
+                                f"({exc.message})", f"row keys are {sorted(row)}; fix the data or the template") \
+                    from None
+        value = row[self.doc_to_target]
+        if isinstance(value, dict) and isinstance(value.get("text"), list):
+            value = value["text"]
+        if isinstance(value, str) or (isinstance(value, int | float) and not isinstance(value, bool)):
+            return (str(value),)
+        if isinstance(value, list) and all(isinstance(v, str) for v in value):
+            return tuple(value)
+        raise DataError(f"{source}: answer column '{self.doc_to_target}' holds {type(value).__name__} {value!r:.60}",
+                        "give a text, a number or a list of texts per row (or a doc_to_target template)")
+
+    def training_target(self, answers: tuple[str, ...], source: str) -> str:
+        """The text a generate_until row is trained on: its first answer, or ``no_answer_target``."""
+        if answers:
+            return answers[0]
+        if self.no_answer_target is None:
+            raise DataError(f"{source}: row has no answer (empty '{self.doc_to_target}')",
+                            "fix the row, or set no_answer_target (e.g. 'unanswerable') if the task has "
+                            "unanswerable questions")
+        return self.no_answer_target
 
     def render(self, fields: dict[str, Any], source: str = "") -> str:
         """Fill the template with one row's fields."""
@@ -192,11 +298,19 @@ class TaskSpec(BaseModel):
         return str(int(min(max(round(value), math.ceil(lo)), math.floor(hi))))
 
 
+def is_template(text: str) -> bool:
+    """Whether a ``doc_to_target`` is a Jinja template rather than a column name."""
+    return "{{" in text or "{%" in text
+
+
 @dataclass(frozen=True)
 class Example:
-    """One row: its input fields, canonical label and where it came from (``file:line``)."""
+    """One row: its input fields, canonical label and where it came from (``file:line``). For a
+    generate_until task, ``label`` is the training target and ``answers`` every acceptable answer
+    (empty: unanswerable)."""
 
     fields: dict[str, Any]
     label: str | float
     source: str = ""
     text: str = field(default="", compare=False)
+    answers: tuple[str, ...] = ()

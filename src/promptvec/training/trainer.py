@@ -28,6 +28,7 @@ from typing import Any
 import torch
 
 from promptvec.backbones import Backbone, load_backbone
+from promptvec.backbones.base import Encoded
 from promptvec.errors import ConfigError, OutputExistsError, PromptvecError
 from promptvec.evaluation import evaluate
 from promptvec.faults import fault_point
@@ -35,7 +36,7 @@ from promptvec.io import append_jsonl, atomic_write_json, read_json
 from promptvec.modes import module_mode
 from promptvec.peft_folder import PROMPT_DIR, load_prompt, save_prompt
 from promptvec.prompts import MODULE_DIR, PromptModule, StaticPrompt, load_module, save_module
-from promptvec.tasks import TaskData, few_shot, get_task, load_task_data, subsample
+from promptvec.tasks import TaskData, TaskSpec, few_shot, get_task, load_task_data, subsample
 from promptvec.training.batching import BucketedBatches, MixedTaskBatches
 from promptvec.training.checkpoint import load_training_state, rng_state, save_training_state, set_rng_state
 from promptvec.training.config import TrainConfig, resolve_precision
@@ -122,6 +123,22 @@ def warn_if_initial_kept(record: RunRecord, primary: str, lr: float) -> None:
         f"at step 0; best trained {top['validation'][primary]:.4g} at step {top['step']}), so the saved prompt is "
         f"the untrained initial prompt. Fix: train longer (--steps), try another learning rate (now {lr:.3g}), "
         "or pass --no-select-initial to keep the best trained checkpoint instead")})
+
+
+def warn_if_targets_cut(record: RunRecord, tasks: Sequence[TaskSpec], encoded: Sequence[Sequence[Encoded]]) -> None:
+    """Say (once per run, in the record's ``warnings``) how many free-text training targets were longer
+    than their task's ``max_gen_toks`` and trained cut to it: a model cannot learn an answer's end it never sees."""
+    warnings = record.setdefault("warnings", [])
+    if any(w["kind"] == "targets-cut" for w in warnings):
+        return
+    for task, items in zip(tasks, encoded, strict=True):
+        cut = sum(item.target_truncated for item in items)
+        if cut:
+            limit = task.generation_kwargs.max_gen_toks
+            warnings.append({"kind": "targets-cut", "step": 0, "message": (
+                f"{cut} of {len(items)} training answers of task '{task.task}' are longer than max_gen_toks = "
+                f"{limit} tokens and were cut to it; raise generation_kwargs.max_gen_toks in the task to train "
+                "on whole answers")})
 
 
 class Trainer:
@@ -335,17 +352,17 @@ class TrainingLoop:
         from transformers import get_linear_schedule_with_warmup
 
         trainer, cfg = self.trainer, self.cfg
-        encoded, groups = [], []
-        for group, (task, examples) in enumerate(zip(trainer.tasks, self.train, strict=True)):
-            encoded.extend(trainer.backbone.encode(task, examples, trainer.prompt_module.rows))
-            groups.extend([group] * len(examples))
+        per_task = [trainer.backbone.encode(task, examples, trainer.prompt_module.rows)
+                    for task, examples in zip(trainer.tasks, self.train, strict=True)]
+        encoded = [item for items in per_task for item in items]
+        groups = [group for group, items in enumerate(per_task) for _ in items]
         self.encoded = encoded
         self.batches: MixedTaskBatches | BucketedBatches
         if cfg.task_mixing == "mixed" and len(trainer.tasks) > 1:
             self.batches = MixedTaskBatches(groups, cfg.batch_size, cfg.data_seed, cfg.mixing_cap,
                                             cfg.mixing_temperature, cfg.mixing_first_share)
         else:
-            self.batches = BucketedBatches([len(e.input_ids) for e in encoded], cfg.batch_size, cfg.data_seed,
+            self.batches = BucketedBatches([e.length for e in encoded], cfg.batch_size, cfg.data_seed,
                                            groups=groups if len(trainer.tasks) > 1 else None)
         config_dict = cfg.model_dump()
         if cfg.report_to:
@@ -373,6 +390,7 @@ class TrainingLoop:
             set_rng_state(saved["rng"])
             self.state.load_state_dict(saved)
             self.elapsed_before = self.state.record["wall_time_s"]
+        warn_if_targets_cut(self.state.record, trainer.tasks, per_task)
         self.progress = _progress(trainer.progress and self.main, trainer.task_name, cfg.max_steps, self.state.step)
         self.start = time.perf_counter()
 
