@@ -30,6 +30,17 @@ def test_expansion_deduplicates_training_free_methods(tmp_path, tiny_models, toy
                    "no-prompt/toy/0shot/o--s-"]
 
 
+def test_a_method_can_be_limited_to_some_shot_sizes(tmp_path, tiny_models, toy_task):
+    methods = [{"name": "pt", "label": "PT"}, {"name": "pt", "label": "PT small", "shots": [4]}]
+    suite = load_suite(tiny_suite_file(tmp_path, tiny_models, toy_task, shots=[4, 16], seeds=[0], methods=methods,
+                                       stats={}))
+    assert [r.run_id for r in expand(suite)] == ["PT/toy/4shot/o0-s0", "PT/toy/16shot/o0-s0",
+                                                 "PT-small/toy/4shot/o0-s0"]
+    methods[1]["shots"] = [8]
+    with pytest.raises(ConfigError, match=r"names shots \[8\] that are not in the suite's shots \[4, 16\]"):
+        load_suite(tiny_suite_file(tmp_path, tiny_models, toy_task, shots=[4, 16], methods=methods, stats={}))
+
+
 @pytest.mark.parametrize("change, message", [
     ({"methods": [{"name": "nope"}]}, "unknown method 'nope'"),
     ({"tasks": []}, "'tasks'"),
@@ -286,7 +297,7 @@ def test_the_cost_estimate_follows_the_input_length(tmp_path, toy_task):
     """A step costs about in proportion to its tokens (1.5 s at 45 tokens, 9.4 s at 276 on the reference
     machine), so the dry-run's estimate counts each task's prompt + input length, read from its local
     data without loading a model (characters / 4); a task whose data is not here counts as the reference."""
-    from promptvec.experiments.runner import REFERENCE_TOKENS, estimate_seconds, length_factor
+    from promptvec.experiments.runner import REFERENCE_COST, REFERENCE_TOKENS, estimate_seconds, length_factor
 
     long_folder = tmp_path / "long"
     long_folder.mkdir()
@@ -295,13 +306,14 @@ def test_the_cost_estimate_follows_the_input_length(tmp_path, toy_task):
         (long_folder / f"{split}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     long_task = long_folder / "long.yaml"
     long_task.write_text(toy_task.read_text().replace("toy_sentiment", "long_reviews"))
-    short = length_factor(str(toy_task), 20, 256, None)
-    long = length_factor(str(long_task), 20, 256, None)
+    short = length_factor(str(toy_task), 20, 256, None).train
+    long = length_factor(str(long_task), 20, 256, None).train
     assert long == pytest.approx((20 + len("Review: " + "word " * 100 + "\nSentiment:") / 4) / REFERENCE_TOKENS,
                                  rel=0.05)
     assert long > 2 * short
-    assert length_factor(str(long_task), 20, 64, None) == pytest.approx(64 / REFERENCE_TOKENS)  # cut at max_length
-    assert length_factor("scitail", 20, 256, None) == 1.0  # a Hub-only task, no local data: the reference
+    assert length_factor(str(long_task), 20, 256, None).evaluation == long  # a label task: scoring = one pass
+    assert length_factor(str(long_task), 20, 64, None).train == pytest.approx(64 / REFERENCE_TOKENS)  # max_length
+    assert length_factor("scitail", 20, 256, None) == REFERENCE_COST  # a Hub-only task, no local data
 
     def estimate(task) -> float:
         body = {"name": "e", "backbone": {"model": "default"}, "tasks": [str(task)], "shots": [8], "seeds": [0],
@@ -312,3 +324,16 @@ def test_the_cost_estimate_follows_the_input_length(tmp_path, toy_task):
         return estimate_seconds(suite, [status_of(suite, tmp_path / "none", r) for r in expand(suite)])
 
     assert estimate(long_task) / estimate(toy_task) == pytest.approx(long / short)
+
+
+def test_the_cost_estimate_counts_answers_and_decoding_steps(toy_generation_tasks):
+    """A free-text task trains on its answer too and decodes up to max_gen_toks steps per evaluated example."""
+    from promptvec.experiments.runner import DECODE_STEP_TOKENS, REFERENCE_TOKENS, length_factor
+    from promptvec.tasks import get_task, load_task_data
+
+    cost = length_factor(toy_generation_tasks["gen_a"], 20, 256, None)
+    data = load_task_data(get_task(toy_generation_tasks["gen_a"]))
+    inputs = 20 + sum(len(e.text) for e in data.train[:200]) / len(data.train[:200]) / 4
+    answers = sum(len(e.label) for e in data.train[:200]) / len(data.train[:200]) / 4 + 1  # then EOS
+    assert cost.train == pytest.approx((inputs + answers) / REFERENCE_TOKENS)
+    assert cost.evaluation == pytest.approx((inputs + DECODE_STEP_TOKENS * 4) / REFERENCE_TOKENS)  # max_gen_toks 4

@@ -110,7 +110,8 @@ def expand(suite: SuiteSpec) -> list[RunSpec]:
     for method in suite.methods:
         axes = METHODS[method.name].axes(method.settings)
         for task in (t for t in suite.tasks if method.tasks is None or t in method.tasks):
-            for shots in (suite.shots if "shots" in axes else [0]):  # training-free = the 0-shot point
+            shot_sizes = [s for s in suite.shots if method.shots is None or s in method.shots]
+            for shots in (shot_sizes if "shots" in axes else [0]):  # training-free = the 0-shot point
                 for origin in (suite.origins if "origin" in axes else [None]):
                     # at 0 shots nothing is trained, so the data/training seed does not matter
                     for seed in (suite.seeds if "seed" in axes and shots != 0 else [None]):

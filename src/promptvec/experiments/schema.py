@@ -93,6 +93,8 @@ class MethodSpec(BaseModel):
     settings: dict[str, Any] = Field(default_factory=dict)
     tasks: list[str] | None = Field(None, description="run only on these of the suite's tasks (e.g. a sensitivity "
                                     "study on one target); default: all")
+    shots: list[int | None] | None = Field(None, description="run only at these of the suite's shot sizes (e.g. "
+                                           "a costly method at the smallest); default: all")
 
     @property
     def display(self) -> str:
@@ -155,9 +157,13 @@ class SuiteSpec(BaseModel):
             unknown = [t for t in method.tasks or [] if t not in self.tasks]
             if unknown:
                 raise ValueError(f"method '{method.display}' names tasks {unknown} that are not in the suite's tasks")
+            unknown_shots = [s for s in method.shots or [] if s not in self.shots]
+            if unknown_shots:
+                raise ValueError(f"method '{method.display}' names shots {unknown_shots} that are not in the suite's "
+                                 f"shots {self.shots}")
         for method in self.methods:
             if METHODS[method.name].needs_sources:
-                missing = [t for t in self.tasks if t not in self.sources.targets]
+                missing = [t for t in method.tasks or self.tasks if t not in self.sources.targets]
                 if missing:
                     raise ValueError(f"method '{method.display}' transfers from sources, but tasks {missing} have "
                                      "no entry in sources.targets")
@@ -167,7 +173,7 @@ class SuiteSpec(BaseModel):
                 if foreign:
                     raise ValueError(f"method '{method.display}' starts from source '{source}', which sources.targets "
                                      f"does not list for {foreign} (limit the method with `tasks:`)")
-            if METHODS[method.name].needs_target_examples and 0 in self.shots:
+            if METHODS[method.name].needs_target_examples and 0 in (method.shots or self.shots):
                 raise ValueError(f"method '{method.display}' first trains on the target, so it has no 0-shot point: "
                                  "remove 0 from shots (or run it in a suite without it)")
             if METHODS[method.name].needs_multi_task_sources and not self.sources.multi_task:
