@@ -217,7 +217,7 @@ def test_report_says_what_the_table_could_detect(tmp_path):
     assert f"{100 * minimal_detectable_difference(sd, 5, 0.05):.1f} points at α = 0.05 uncorrected" in md
     # one summary per method and baseline, ties stated with their range (p ≈ 0.06 here: a tie)
     assert ("**other** vs **pt** (1 cell): better on none; worse on none; no significant difference on 1 "
-            "(differences +2.8 to +2.8 points).") in md
+            "(difference +2.8 points).") in md
 
 
 def test_figures_give_each_method_its_own_style_and_a_chance_line():

@@ -96,8 +96,9 @@ def comparison_summaries(comparisons: dict, adjusted: dict, alpha: float, baseli
             parts.append(f"worse on {len(worse)} ({listed(worse)})" if worse else "worse on none")
             if ties:
                 low, high = (100 * min(c.difference for _, c in ties), 100 * max(c.difference for _, c in ties))
-                parts.append(f"no significant difference on {len(ties)} (differences {low:+.1f} to {high:+.1f} "
-                             "points)")
+                spread = (f"difference {low:+.1f} points" if len(ties) == 1
+                          else f"differences {low:+.1f} to {high:+.1f} points")
+                parts.append(f"no significant difference on {len(ties)} ({spread})")
             if untested:
                 parts.append(f"untested on {len(untested)} (single values or no variation: {listed(untested)})")
             paragraphs.append(parts[0] + " " + "; ".join(parts[1:]) + ".")
