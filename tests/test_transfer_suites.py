@@ -105,6 +105,9 @@ def test_sources_first_then_analyses_then_targets(tmp_path, tiny_models, toy_tas
     assert (report / "similarity_tpv_cosine.png").is_file()
     assert (report / "source_validation_curves.png").is_file()  # did the sources converge?
     assert "Validation score of every source run over its training steps" in text
+    # the similarity analysis measured ‖τ‖: the source table shows it (a suite without it has no such column)
+    source_rows = [line for line in text.splitlines() if line.split("|")[1:2] == [f" {toy_tasks['src_a']} "]]
+    assert "‖τ‖ = norm of the task prompt vector" in text and source_rows and source_rows[0].count("|") == 6
 
     # a second run does nothing
     assert run_suite(suite, out, progress=False, log=lambda m: None).completed == 0

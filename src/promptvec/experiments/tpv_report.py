@@ -43,17 +43,21 @@ def _source_table(suite, sources: list[dict], similarity: dict | None) -> list:
             match = [r for r in sources if r["task"] == task and r["origin"] == origin]
             cells.append(f"{100 * match[0]['metrics'][primary_metric(task)]:.1f} (step {match[0]['best_step']})"
                          if match else "–")
-        norm = (similarity or {}).get("tau_norm", {}).get(task)
-        table.append([task, primary_metric(task), *cells, "–" if norm is None else f"{norm:.2f}"])
+        table.append([task, primary_metric(task), *cells])
+    norms = (similarity or {}).get("tau_norm", {})  # measured by the similarity analysis, when the suite runs it
+    if norms:
+        for row, task in zip(table, tasks, strict=True):
+            row.append("–" if norms.get(task) is None else f"{norms[task]:.2f}")
     s = suite.sources
     return [Heading("Source prompts"),
             Paragraph(f"Prompt tuning on each source task from every origin ({s.shots or 'all'} training examples, "
                       f"{s.steps or suite.budget.steps} steps; the checkpoint is chosen on validation "
                       f"{'among all steps' if s.select_initial else 'among trained steps only, so no vector is zero'}"
-                      "). Test score in % with the chosen step; ‖τ‖ = norm of the task prompt vector "
-                      "(tuned − origin), averaged over origins. Prompts and vectors are in the suite's store "
+                      "). Test score in % with the chosen step"
+                      + ("; ‖τ‖ = norm of the task prompt vector (tuned − origin), averaged over origins" if norms
+                         else "") + ". Prompts and vectors are in the suite's store "
                       "(`promptvec store list --store <suite>/store`)."),
-            TableBlock(["task", "metric", *[f"origin {o}" for o in origins], "‖τ‖"], table)]
+            TableBlock(["task", "metric", *[f"origin {o}" for o in origins], *(["‖τ‖"] if norms else [])], table)]
 
 
 def _source_curves(suite, out: Path, sources: list[dict], report_dir: Path) -> list:

@@ -114,8 +114,10 @@ def _variants(suite, rows: list[dict]) -> list:
                           and r["task"] == task]
                 cells.append(summarize(values).format() if values else "–")
             defaults = METHODS[name].Settings.model_fields
-            body.append([v.display, ", ".join(f"{k}={v.settings.get(k, defaults[k].default)}" for k in varying) or "–",
-                         *cells])
+            values = {k: v.settings.get(k, defaults[k].default) for k in varying}
+            # a None default means "decided by the method" (e.g. single-source's first listed source)
+            body.append([v.display, ", ".join(f"{k}={'default' if x is None else x}" for k, x in values.items())
+                         or "–", *cells])
         blocks += [Heading(f"Variants of {name}", 3),
                    Paragraph(f"Every `{name}` configuration of the suite (ablations, sensitivity studies), test "
                              "score in % (mean ± std over seeds); '–' = not run on that task."),
