@@ -323,6 +323,15 @@ def test_a_free_text_suite_runs_every_method_and_reports(tmp_path, tiny_models, 
     report = build_report(out)
     md = (report / "report.md").read_text()
     assert "squad_f1" in md and "| dtvg |" in md
+    # the free-text sources are in the suite's store, and export as PEFT folders that load back
+    from promptvec.peft_folder import load_prompt
+    from promptvec.store import VectorStore
+    from promptvec.store.peft_io import export_peft
+
+    store = VectorStore(out / "store")
+    [entry] = store.entries(kind="prompt", task="gen_a")
+    prompt, _ = store.load_prompt(entry.sha256)
+    assert torch.equal(load_prompt(export_peft(store, entry.sha256, tmp_path / "exported")).prompt, prompt)
 
 
 def test_label_and_free_text_tasks_transfer_to_each_other_in_one_suite(tmp_path, tiny_models, toy_tasks,
