@@ -185,6 +185,14 @@ def test_multi_task_training_never_mixes_tasks_in_a_batch(backbones, tiny_models
         (record["test"]["metrics"]["toy_sentiment/acc"] + record["test"]["metrics"]["toy_b/acc"]) / 2)
     with pytest.raises(ValueError, match="extra_tasks"):
         _config(tiny_models, toy_task, extra_tasks=[str(toy_task)])
+    # an extra task with fewer training rows than extra_shots gives all of them (the target's shots stay exact)
+    many = _config(tiny_models, toy_task, extra_tasks=[str(other)], shots=8, extra_shots=1000, max_steps=1,
+                   eval_every=1)
+    record = train_prompt(many, tmp_path / "all", backbone=backbones["llama"], progress=False)
+    assert record["sizes"]["train"] == 8 + 64  # toy_b's whole training split: 64 rows
+    with pytest.raises(DataError, match="larger than the training set"):
+        train_prompt(_config(tiny_models, toy_task, shots=1000), tmp_path / "target", backbone=backbones["llama"],
+                     progress=False)
 
 
 def test_compiled_model_trains_like_the_eager_one(backbones, tiny_models, toy_task, tmp_path):

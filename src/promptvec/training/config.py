@@ -47,7 +47,8 @@ class TrainConfig(BaseModel):
         default_factory=list, description="further tasks trained jointly into one prompt (a multi-task prompt, "
         "e.g. SPoT's generic source): each batch holds one task's examples, tasks drawn in proportion to their size")
     shots: int | None = Field(None, ge=1, description="few-shot training set size (total); None = all")
-    extra_shots: int | None = Field(None, ge=1, description="training examples per extra task (default: shots)")
+    extra_shots: int | None = Field(None, ge=1, description="training examples per extra task (default: shots); "
+                                    "a task with fewer gives all of its training split")
     task_mixing: Literal["per-batch", "mixed"] = Field(
         "per-batch", description="multi-task batches: one task per batch, or tasks mixed within a batch (one "
         "forward per task, losses combined by the prompt module)")
