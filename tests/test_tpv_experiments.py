@@ -58,3 +58,26 @@ def test_combination_picks_lambda_on_validation(tmp_path, backbones, toy_task):
     other = _run(tmp_path / "x", b, twin.task, 1, torch.randn(3, b.dim))
     with pytest.raises(ConfigError, match="same origin"):
         combine_tasks(b, {spec.task: runs[spec.task], twin.task: other}, data, grid=(1.0,))
+
+
+def test_the_similarity_section_says_what_the_diagonal_is(tmp_path):
+    """With several origins the diagonal compares a task's vectors from different origins; with one it is
+    empty, and the report says so instead of printing nan."""
+    from promptvec.experiments.document import Figure, Paragraph
+    from promptvec.experiments.tpv_report import _similarity
+
+    def section(origins, diagonal):
+        matrix = [[diagonal, 0.1, 0.1], [0.1, diagonal, 0.4], [0.1, 0.4, diagonal]]
+        result = {"tasks": ["a", "b", "c"], "groups": {"a": "topic", "b": "sentiment", "c": "sentiment"},
+                  "origins": origins, "tau_norm": {"a": 1.0, "b": 2.0, "c": 3.0},
+                  "matrices": {"cosine": {"prompt": matrix, "tpv": matrix}}}
+        blocks = _similarity(result, tmp_path)
+        return ([b.text for b in blocks if isinstance(b, Paragraph)][0],
+                [b.caption for b in blocks if isinstance(b, Figure)][-1])
+
+    text, caption = section([0], None)
+    assert "the diagonal is empty: with one origin" in text and "the diagonal is empty (one origin)" in caption
+    assert "nan" not in caption and "same-type tasks are **more similar**" in caption
+    text, caption = section([0, 1], 0.8)
+    assert "compares a task's prompts/vectors from *different* origins" in text
+    assert "a task with itself across origins averages 0.80" in caption

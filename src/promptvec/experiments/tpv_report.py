@@ -114,9 +114,11 @@ def _similarity(result: dict, report_dir: Path) -> list:
     tasks, groups = result["tasks"], result["groups"]
     blocks: list = [Heading("Task similarity"), Paragraph(
         "Similarity of the tuned prompts and of their task prompt vectors between tasks, averaged over all origin "
-        f"pairs (origins {result['origins']}); the diagonal compares a task's prompts/vectors from *different* "
-        "origins (how origin-independent it is). Types: "
-        + ", ".join(f"{t} = {groups[t]}" for t in tasks) + ".")]
+        f"pairs (origins {result['origins']}); "
+        + ("the diagonal compares a task's prompts/vectors from *different* origins (how origin-independent it is)"
+           if len(result["origins"]) > 1 else "the diagonal is empty: with one origin there is no second prompt of "
+           "the same task to compare with (the similarity of a vector with itself would be 1)")
+        + ". Types: " + ", ".join(f"{t} = {groups[t]}" for t in tasks) + ".")]
     for measure, matrices in result["matrices"].items():
         for kind, title, norms in (("prompt", "prompts", result.get("prompt_norm")),
                                    ("tpv", "task prompt vectors", result.get("tau_norm"))):
@@ -127,7 +129,8 @@ def _similarity(result: dict, report_dir: Path) -> list:
             verdict = ("more similar" if same > other else "not more similar")
             caption = (f"{measure} similarity of {title} (mean over origin pairs). Same-type pairs average "
                        f"{same:.2f}, different-type pairs {other:.2f}: same-type tasks are **{verdict}** here; "
-                       f"a task with itself across origins averages {diagonal:.2f}.")
+                       + (f"a task with itself across origins averages {diagonal:.2f}." if not math.isnan(diagonal)
+                          else "the diagonal is empty (one origin)."))
             blocks.append(Figure(path, caption))
     return blocks
 
