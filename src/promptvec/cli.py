@@ -324,7 +324,7 @@ def demo_command(
     for r in rows:
         table.add_row(r.method, f"{r.score:.3f}", f"{r.score - rows[0].score:+.3f}", f"{r.seconds:.0f}")
     out_console.print(table)
-    out_console.print("One seed is one draw: docs/results/transfer-smollm2 compares these methods over 5 seeds.")
+    out_console.print("One seed is one draw: docs/results/transfer compares these methods over 5 seeds.")
 
 
 experiment_app = typer.Typer(no_args_is_help=True, help="Run experiment suites (methods x tasks x shots x seeds).")

@@ -1,6 +1,6 @@
 """The main job on the embedded default model, sized for about 5 minutes on 2 CPU cores: transfer to
 a new task with few examples, in the setting where the SmolLM2 transfer study
-(docs/results/transfer-smollm2) found it helps most.
+(docs/results/transfer) found it helps most.
 
 The target (sst2) gets 16 training examples and is solved three ways, on the same held-out test
 examples: with no prompt (the instruction-tuned model as it is), by prompt tuning from a random
@@ -30,7 +30,7 @@ from promptvec.vectors import Origin, TaskPromptVector
 DEMO_TARGET, DEMO_SOURCES = "sst2", ("imdb", "agnews")
 DEMO_SHOTS, DEMO_STEPS, DEMO_TEST_EXAMPLES, DEMO_MAX_LENGTH = 16, 40, 200, 128
 #: the library the transfer study committed (relative to the repository root, where `make demo` runs)
-STUDY_LIBRARY = Path("docs/results/transfer-smollm2/source-library")
+STUDY_LIBRARY = Path("docs/results/transfer/source-library")
 #: a source trained by the demo itself when no library holds one: fewer examples than the study's 1,000
 FALLBACK_SOURCE_SHOTS, FALLBACK_SOURCE_STEPS = 200, 60
 
