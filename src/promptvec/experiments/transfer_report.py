@@ -114,9 +114,9 @@ def _variants(suite, rows: list[dict]) -> list:
                           and r["task"] == task]
                 cells.append(summarize(values).format() if values else "–")
             defaults = METHODS[name].Settings.model_fields
-            values = {k: v.settings.get(k, defaults[k].default) for k in varying}
+            setting = {k: v.settings.get(k, defaults[k].default) for k in varying}
             # a None default means "decided by the method" (e.g. single-source's first listed source)
-            body.append([v.display, ", ".join(f"{k}={'default' if x is None else x}" for k, x in values.items())
+            body.append([v.display, ", ".join(f"{k}={'default' if x is None else x}" for k, x in setting.items())
                          or "–", *cells])
         blocks += [Heading(f"Variants of {name}", 3),
                    Paragraph(f"Every `{name}` configuration of the suite (ablations, sensitivity studies), test "
