@@ -181,8 +181,8 @@ class Trainer:
         cfg = self.config
         # an extra task is auxiliary data (a transfer method's sources): it gives extra_shots examples or,
         # when its split is smaller, all of them — the rule of source prompts; the target's shots are exact
-        extra = [None if cfg.extra_shots is None and cfg.shots is None
-                 else min(cfg.extra_shots or cfg.shots or 0, len(data.train)) for data in self.datas[1:]]
+        wanted = cfg.extra_shots or cfg.shots
+        extra = [min(wanted, len(data.train)) if wanted else None for data in self.datas[1:]]
         shots = [cfg.shots, *extra]
         train = [few_shot(task, data.train, n, cfg.data_seed) if n else list(data.train)
                  for task, data, n in zip(self.tasks, self.datas, shots, strict=True)]
