@@ -1,6 +1,8 @@
 """Run the benchmarks and write BENCHMARKS.md (+ benchmarks/results.json with the raw times).
 
-    python -m benchmarks.run [--quick] [--only train_step,methods,evaluation,resources] [--out BENCHMARKS.md]
+    python -m benchmarks.run [--quick] [--only NAME,...] [--out BENCHMARKS.md]
+
+Names: train_step, methods, evaluation, resources, throughput, lm_eval.
 
 Every ratio is measured side by side in the same run; absolute times on this shared machine are
 noisy, ratios much less so. ``--only`` re-measures some benchmarks and keeps the others' last
@@ -15,12 +17,13 @@ import json
 import time
 from pathlib import Path
 
-from benchmarks import evaluation, methods, resources, throughput, train_step
+from benchmarks import evaluation, lm_eval_model, methods, resources, throughput, train_step
 from benchmarks.common import Section, machine, verdict
 from promptvec.io import atomic_write_json, atomic_write_text
 
 BENCHMARKS = {"train_step": train_step.run, "methods": methods.run,
-              "evaluation": evaluation.run, "resources": resources.run, "throughput": throughput.run}
+              "evaluation": evaluation.run, "resources": resources.run, "throughput": throughput.run,
+              "lm_eval": lm_eval_model.run}
 RESULTS = Path(__file__).parent / "results.json"
 
 

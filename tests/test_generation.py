@@ -138,7 +138,7 @@ def test_batched_greedy_decoding_equals_a_step_by_step_recomputation(backbones, 
                                 ("a plot quite lovely and the acting fine", ["fine"])])
     encoded = backbone.encode(task, examples, prompt_length=3)
     prompt = torch.randn(3, backbone.dim, generator=torch.Generator().manual_seed(2))
-    texts = backbone.generate(task, backbone.collate(task, encoded, train=False), prompt, max_new_tokens=6)
+    texts = backbone.generate(backbone.collate(task, encoded, train=False), prompt, max_new_tokens=6)
     expected = [backbone.tokenizer.decode(_reference_greedy(backbone, prompt, e.input_ids, 6),
                                           skip_special_tokens=True) for e in encoded]
     assert texts == expected
@@ -165,7 +165,7 @@ def test_decoding_stops_at_the_first_until_string(backbones, toy_generation_task
         return forward(*args, **kwargs)
 
     monkeypatch.setattr(backbone.model, "forward", counting)
-    text = backbone.generate(task, batch, prompt, max_new_tokens=8, until=(stop,))
+    text = backbone.generate(batch, prompt, max_new_tokens=8, until=(stop,))
     assert text == [full[: full.find(stop)]]
     assert calls["n"] <= 3  # the prompt + input pass and two steps: decoding stopped once the stop string appeared
 

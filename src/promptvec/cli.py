@@ -327,6 +327,22 @@ def demo_command(
     out_console.print("One seed is one draw: docs/results/transfer compares these methods over 5 seeds.")
 
 
+@app.command("lm-eval", context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
+             add_help_option=False)
+@friendly
+def lm_eval_command(ctx: typer.Context) -> None:
+    """lm-evaluation-harness with the `promptvec` model type registered: the same arguments as `lm_eval`, e.g.
+    `promptvec lm-eval --model promptvec --model_args prompt=runs/sst2 --tasks sst2` (needs the `lm-eval` extra)."""
+    try:
+        from promptvec.lm_eval_model import run_cli
+    except ImportError as exc:
+        if exc.name is None or not exc.name.startswith("lm_eval"):
+            raise
+        raise ConfigError("lm-evaluation-harness is not installed",
+                          "pip install 'promptvec[lm-eval]' (or pip install lm-eval)") from None
+    run_cli(list(ctx.args))
+
+
 experiment_app = typer.Typer(no_args_is_help=True, help="Run experiment suites (methods x tasks x shots x seeds).")
 app.add_typer(experiment_app, name="experiment")
 

@@ -253,7 +253,7 @@ class Backbone(ABC):
         models compute its keys/values here; other families take the prompt as it is."""
         return prompt
 
-    def generate(self, task: TaskSpec, batch: Batch, prompt: torch.Tensor, max_new_tokens: int,
+    def generate(self, batch: Batch, prompt: torch.Tensor, max_new_tokens: int,
                  until: tuple[str, ...] = ()) -> list[str]:
         """Greedy decoding; the generated text per example, cut at the first ``until`` string or EOS."""
         raise ConfigError(f"generating text needs a causal LM or seq2seq backbone, not a {self.family}",

@@ -141,7 +141,29 @@ class CausalLMBackbone(Backbone):
         return scores
 
     @torch.no_grad()
-    def generate(self, task: TaskSpec, batch: Batch, prompt: torch.Tensor, max_new_tokens: int,
+    def continuation_logprobs(self, sequences: list[list[int]], continuation_lengths: list[int],
+                              prompt: torch.Tensor | SharedPrompt) -> list[tuple[float, bool]]:
+        """For each token sequence, the log-likelihood of its last ``n`` tokens given the prompt and the
+        tokens before them, and whether greedy decoding would have produced exactly those tokens — the
+        quantity lm-evaluation-harness's ``loglikelihood`` asks for. Rows are left-padded, so every
+        continuation ends the batch and only the positions that predict it need logits."""
+        if any(n < 1 or n >= len(seq) for seq, n in zip(sequences, continuation_lengths, strict=True)):
+            raise ValueError("every sequence needs at least one context token before a non-empty continuation")
+        ids, mask = left_pad([seq[:-1] for seq in sequences], pad_token_id(self.tokenizer))
+        batch = Batch(ids, mask, torch.zeros(len(sequences), dtype=torch.long)).to(self.device)
+        longest = max(continuation_lengths)
+        out, _, _ = self._run(batch, prompt, logits_to_keep=longest, use_cache=False)
+        logp = torch.log_softmax(out.logits.float(), dim=-1)
+        results = []
+        for row, (seq, n) in enumerate(zip(sequences, continuation_lengths, strict=True)):
+            scores = logp[row, longest - n:]
+            target = torch.tensor(seq[-n:], device=scores.device)
+            total = scores.gather(-1, target.unsqueeze(-1)).sum().item()
+            results.append((float(total), bool((scores.argmax(-1) == target).all())))
+        return results
+
+    @torch.no_grad()
+    def generate(self, batch: Batch, prompt: torch.Tensor | SharedPrompt, max_new_tokens: int,
                  until: tuple[str, ...] = ()) -> list[str]:
         """Greedy decoding of the whole batch, one token per step from the key/value cache (the prompt's
         own keys/values shared when it is fixed). A row is done at EOS or once its text holds a stop

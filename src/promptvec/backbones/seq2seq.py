@@ -89,7 +89,7 @@ class Seq2SeqBackbone(Backbone):
         return scores
 
     @torch.no_grad()
-    def generate(self, task: TaskSpec, batch: Batch, prompt: torch.Tensor, max_new_tokens: int,
+    def generate(self, batch: Batch, prompt: torch.Tensor, max_new_tokens: int,
                  until: tuple[str, ...] = ()) -> list[str]:
         """Greedy decoding with transformers' ``generate`` (the encoder runs once; nothing to share on
         the decoder side), each text cut at its first stop string."""

@@ -103,7 +103,7 @@ def _predict(backbone: Backbone, task: TaskSpec, examples: list[Example], prompt
                 fixed = _fixed_prompt(prompt, backbone, batch)
             p = fixed if fixed is not None else (prompt if isinstance(prompt, torch.Tensor) else prompt(batch))
             if task.generates or mode == "generate":
-                texts = backbone.generate(task, batch, p, new_tokens, until)
+                texts = backbone.generate(batch, p, new_tokens, until)
                 for i, text in zip(idx, texts, strict=True):
                     if out.texts is not None:
                         out.texts[i] = text.strip()

@@ -1,0 +1,228 @@
+"""promptvec as a model of lm-evaluation-harness: ``lm_eval --model promptvec``.
+
+Why not lm-eval's ``hf`` model with ``peft=PROMPT``? Its log-likelihoods are right, but on
+transformers 5.x PEFT's prompt-tuning ``generate`` inserts the soft prompt again at every decoding
+step (transformers passes the key/value cache as ``cache``, PEFT looks for ``past_key_values`` to
+know it is continuing), so generated text degenerates and ``generate_until`` tasks score near zero.
+This model runs promptvec's own backbone instead: the prompt sits before the input exactly as in
+training, its keys/values are computed once and shared by every batch (a causal model's shared
+prompt cache), log-likelihoods take logits only at the continuation's positions, and greedy
+decoding continues from the cache.
+
+Requests are tokenised the way lm-eval's ``hf`` model tokenises them (its ``TemplateLM`` base does
+the context/continuation split; empty contexts start from BOS, else EOS), so the two give the same
+log-likelihoods for the same weights and prompt; inputs longer than ``max_length`` minus the
+prompt's rows are cut from the left.
+
+lm-eval 0.4 finds models in its own registry only, with no plugin entry points: this module
+registers ``promptvec`` when it is imported, which ``promptvec lm-eval …`` (the same arguments as
+``lm_eval``) does before handing over to lm-eval's command line. In Python, import this module
+before ``lm_eval.simple_evaluate(model="promptvec", …)``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import lm_eval.models  # noqa: F401  (lm-eval's own models: registering ours first must not hide them)
+import torch
+from lm_eval.api.model import TemplateLM
+from lm_eval.api.registry import register_model
+from lm_eval.models.utils import handle_stop_sequences, normalize_gen_kwargs, postprocess_generated_text
+from lm_eval.utils import get_rolling_token_windows, make_disjoint_window
+
+from promptvec.backbones import load_backbone
+from promptvec.backbones.base import Batch, left_pad, pad_token_id
+from promptvec.backbones.causal import CausalLMBackbone
+from promptvec.errors import ConfigError
+from promptvec.peft_folder import check_compatible, load_prompt
+
+#: lm-eval's own fallback when a model config names no context size
+DEFAULT_CONTEXT = 2048
+DEFAULT_BATCH_SIZE = 16
+
+
+def _context_size(config: Any) -> int:
+    """The model's context size as lm-eval's ``hf`` model reads it from the config."""
+    for attribute in ("n_positions", "max_position_embeddings", "n_ctx"):
+        value = getattr(config, attribute, None)
+        if isinstance(value, int) and value > 0:
+            return value
+    return DEFAULT_CONTEXT
+
+
+def _batch_size(value: int | str | None) -> int:
+    """lm-eval passes ``--batch_size`` through; ``auto`` has no memory probe here and means the default."""
+    if value in (None, "auto") or (isinstance(value, str) and value.startswith("auto")):
+        return DEFAULT_BATCH_SIZE
+    try:
+        size = int(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"batch_size '{value}' is not a number", "pass --batch_size 16 (or auto)") from None
+    if size < 1:
+        raise ConfigError(f"batch_size must be at least 1, got {size}", "pass --batch_size 16 (or auto)")
+    return size
+
+
+def _usable(device: str) -> bool:
+    """Whether torch can use ``device`` here. lm-eval passes ``cuda:0`` when the user names no device;
+    like its ``hf`` model, promptvec then keeps the device it chose (a GPU if there is one, else the CPU)."""
+    kind = device.split(":")[0]
+    if kind == "cuda":
+        return torch.cuda.is_available()
+    if kind == "mps":
+        return torch.backends.mps.is_available()
+    return kind == "cpu"
+
+
+@register_model("promptvec")
+class PromptvecLM(TemplateLM):
+    """A frozen causal LM with (optionally) a promptvec soft prompt before every input.
+
+    ``model_args``: ``model`` (promptvec's model name: ``default``, a Hub id or a folder; default: the
+    prompt's own model, else ``default``), ``prompt`` (a prompt folder or run folder; omit for the bare
+    model), ``max_length`` (tokens of prompt + input; default the model's context size).
+    """
+
+    backend = "causal"
+
+    def __init__(self, model: str | None = None, prompt: str | None = None, max_length: int | None = None,
+                 batch_size: int | str | None = None, device: str | None = None, **unused: Any) -> None:
+        super().__init__()
+        checkpoint = load_prompt(prompt) if prompt else None
+        name = model or (checkpoint.metadata.get("model") if checkpoint else None) or "default"
+        backbone = load_backbone(str(name))
+        if not isinstance(backbone, CausalLMBackbone):
+            raise ConfigError(f"lm-eval through promptvec needs a causal LM; '{name}' is a {backbone.family} model",
+                              "use a decoder-only model (e.g. model=default)")
+        if device and _usable(device):
+            backbone.model.to(device)
+        self.backbone = backbone
+        self.tokenizer = backbone.tokenizer
+        self.prompt_path = str(prompt) if prompt else None
+        if checkpoint is not None:
+            check_compatible(checkpoint.prompt, checkpoint.metadata, backbone, str(prompt))
+            tensor = checkpoint.prompt.to(backbone.device, backbone.embedding.weight.dtype)
+        else:
+            tensor = torch.zeros(0, backbone.dim, device=backbone.device)
+        #: the prompt's keys/values, computed once for every request
+        self.prompt = backbone.prepare_prompt(tensor)
+        self.prompt_rows = tensor.shape[0]
+        self._max_length = int(max_length) if max_length else _context_size(backbone.model.config)
+        self.batch_size_per_call = _batch_size(batch_size)
+        if unused:
+            raise ConfigError(f"unknown model_args for promptvec: {sorted(unused)}",
+                              "use model=, prompt=, max_length= (and lm-eval's --batch_size / --device)")
+
+    # ---- what lm-eval reads from a model ------------------------------------------------
+    @property
+    def eot_token_id(self) -> int:
+        return int(self.tokenizer.eos_token_id)
+
+    @property
+    def prefix_token_id(self) -> int:
+        bos = self.tokenizer.bos_token_id
+        return int(bos) if bos is not None else self.eot_token_id
+
+    @property
+    def max_length(self) -> int:
+        """Tokens the input may take: the context size less the prompt's rows."""
+        return self._max_length - self.prompt_rows
+
+    @property
+    def device(self) -> torch.device:
+        return self.backbone.device
+
+    @property
+    def tokenizer_name(self) -> str:
+        return str(self.tokenizer.name_or_path).replace("/", "__")
+
+    def apply_chat_template(self, chat_history: list[dict[str, str]], add_generation_prompt: bool = True) -> str:
+        return self.tokenizer.apply_chat_template(chat_history, tokenize=False,
+                                                  add_generation_prompt=add_generation_prompt,
+                                                  continue_final_message=not add_generation_prompt)
+
+    def tok_encode(self, string: str, add_special_tokens: bool | None = None, **kwargs: Any) -> list[int]:
+        options = {} if add_special_tokens is None else {"add_special_tokens": add_special_tokens}
+        bos = self.tokenizer.bos_token
+        if add_special_tokens is None and bos and string.startswith(bos):
+            options["add_special_tokens"] = False
+        return self.tokenizer.encode(string, **options)
+
+    # ---- scoring ---------------------------------------------------------------------------
+    def _loglikelihood_tokens(self, requests: list[tuple[tuple[str, str], list[int], list[int]]],
+                              disable_tqdm: bool = False, **kwargs: Any) -> list[tuple[float, bool]]:
+        """Score (context, continuation) token pairs in batches of similar length, longest first."""
+        window = self.max_length + 1
+        sequences = [(context + continuation)[-window:] for _, context, continuation in requests]
+        lengths = [len(continuation) for _, _, continuation in requests]
+        order = sorted(range(len(requests)), key=lambda i: -len(sequences[i]))
+        results: list[tuple[float, bool]] = [(0.0, False)] * len(requests)
+        for start in range(0, len(order), self.batch_size_per_call):
+            chunk = order[start: start + self.batch_size_per_call]
+            scored = self.backbone.continuation_logprobs([sequences[i] for i in chunk], [lengths[i] for i in chunk],
+                                                         self.prompt)
+            for i, result in zip(chunk, scored, strict=True):
+                results[i] = result
+                self.cache_hook.add_partial("loglikelihood", requests[i][0], result)
+        return results
+
+    def loglikelihood_rolling(self, requests, disable_tqdm: bool = False) -> list[float]:
+        """Whole-text log-likelihood in disjoint windows of ``max_length`` tokens (lm-eval's windowing)."""
+        windows: list[tuple[int, list[int], list[int]]] = []
+        for index, (text,) in enumerate(request.args for request in requests):
+            tokens = self.tok_encode(text)
+            for context, continuation in map(make_disjoint_window, get_rolling_token_windows(
+                    token_list=tokens, prefix_token=self.prefix_token_id, max_seq_len=self.max_length,
+                    context_len=1)):
+                windows.append((index, context, continuation))
+        scored = self._loglikelihood_tokens([(("", ""), context, cont) for _, context, cont in windows])
+        totals = [0.0] * len(requests)
+        for (index, _, _), (logprob, _) in zip(windows, scored, strict=True):
+            totals[index] += logprob
+        for request, total in zip(requests, totals, strict=True):
+            self.cache_hook.add_partial("loglikelihood_rolling", request.args, total)
+        return totals
+
+    def generate_until(self, requests, disable_tqdm: bool = False) -> list[str]:
+        """Greedy decoding from the shared prompt cache, cut at ``until`` (and EOS) as lm-eval cuts it."""
+        eos = self.tokenizer.decode([self.eot_token_id])
+        results = [""] * len(requests)
+        groups: dict[str, list[int]] = {}
+        for index, request in enumerate(requests):
+            groups.setdefault(repr(sorted(request.args[1].items())), []).append(index)
+        for indices in groups.values():
+            settings = normalize_gen_kwargs(dict(requests[indices[0]].args[1]), 256)
+            if settings.get("do_sample") and settings.get("temperature", 0) > 0:
+                raise ConfigError("promptvec's lm-eval model decodes greedily; this task asks for sampling",
+                                  "pass --gen_kwargs do_sample=False (or use a task that decodes greedily)")
+            until = handle_stop_sequences(settings.get("until"), eos=eos)
+            max_gen_toks = int(settings["max_gen_toks"])
+            budget = self.max_length - max_gen_toks
+            if budget < 1:
+                raise ConfigError(f"max_gen_toks {max_gen_toks} leaves no room for the input in {self.max_length} "
+                                  "tokens", "raise max_length in --model_args or lower max_gen_toks")
+            contexts = {i: self.tok_encode(requests[i].args[0])[-budget:] for i in indices}
+            order = sorted(indices, key=lambda i: -len(contexts[i]))
+            for start in range(0, len(order), self.batch_size_per_call):
+                chunk = order[start: start + self.batch_size_per_call]
+                ids, mask = left_pad([contexts[i] for i in chunk], pad_token_id(self.tokenizer))
+                batch = Batch(ids, mask, torch.zeros(len(chunk), dtype=torch.long)).to(self.device)
+                texts = self.backbone.generate(batch, self.prompt, max_gen_toks, tuple(until))
+                for i, text in zip(chunk, texts, strict=True):
+                    results[i] = postprocess_generated_text(text, until, None)
+                    self.cache_hook.add_partial("generate_until", requests[i].args, results[i])
+        return results
+
+
+def run_cli(arguments: list[str]) -> None:
+    """lm-eval's own command line, with the ``promptvec`` model registered (this module is imported)."""
+    import sys
+
+    from lm_eval.__main__ import cli_evaluate
+
+    sys.argv = ["lm_eval", *arguments]
+    cli_evaluate()
+
+
+__all__ = ["PromptvecLM", "run_cli"]
