@@ -228,8 +228,14 @@ def eval_command(
         "prompt_length"),
     model: Model = "default",
     split: Annotated[str, typer.Option(help="train, validation or test")] = "test",
-    examples: Annotated[int | None, typer.Option(help="seeded subsample size")] = train_default("test_examples"),
+    examples: Annotated[int | None, typer.Option(min=1, help="seeded subsample size")] = train_default(
+        "test_examples"),
     full: Annotated[bool, typer.Option(help="use the whole split")] = False,
+    limit: Annotated[int | None, typer.Option(min=1, help="the first N rows of the split, in file order (as "
+                                              "lm-eval's --limit)")] = None,
+    rows: Annotated[str | None, typer.Option(help="these rows of the split, counted from 0, e.g. 0,5,10-19")] = None,
+    log_samples: Annotated[Path | None, typer.Option(help="write one JSON line per example: row, input, gold, "
+                                                     "prediction, label scores or generated text")] = None,
     mode: Annotated[str, typer.Option(help="rank or generate (label tasks; free-text tasks always generate)")] = "rank",
     length_normalize: Annotated[bool, typer.Option(help="rank by mean token log-likelihood")] = False,
     seed: Annotated[int, typer.Option(help="subsample seed")] = train_default("eval_seed"),
@@ -239,31 +245,39 @@ def eval_command(
     """Evaluate a prompt, an untrained origin, or no prompt on a task split."""
     from promptvec.backbones import load_backbone
     from promptvec.evaluation import evaluate
+    from promptvec.evaluation.samples import sample_records, select_rows, write_samples
     from promptvec.io import atomic_write_json
     from promptvec.peft_folder import check_compatible, load_prompt
-    from promptvec.tasks import get_task, load_task_data, subsample
+    from promptvec.tasks import get_task, load_task_data
     from promptvec.vectors import Origin
 
-    if mode not in ("rank", "generate"):
-        raise ConfigError(f"unknown --mode '{mode}'", "use rank or generate")
+    eval_mode = _eval_mode(mode)
     if prompt and origin_seed is not None:
         raise ConfigError("give either --prompt or --origin-seed, not both", "drop one of them")
+    if rows is not None and limit is not None:
+        raise ConfigError("give either --rows or --limit, not both", "drop one of them")
     spec = get_task(task)
     checkpoint = load_prompt(prompt) if prompt else None
     if checkpoint is not None and model == "default":
         model = checkpoint.metadata.get("model", model)
     backbone = load_backbone(model)
     data = load_task_data(spec, data_dir)
-    rows = subsample(data.split(split), None if full else examples, seed)
+    whole = data.split(split)
+    indices = select_rows(len(whole), rows=rows, limit=limit, sample=None if full else examples, seed=seed)
+    selected = [whole[i] for i in indices]
     tensor = None
     if checkpoint is not None:
         check_compatible(checkpoint.prompt, checkpoint.metadata, backbone, str(prompt))
         tensor = checkpoint.prompt
     elif origin_seed is not None:
         tensor = Origin.sample(backbone, prompt_length, origin_seed).tensor(backbone)
-    result = evaluate(backbone, spec, rows, tensor, mode=_eval_mode(mode), length_normalize=length_normalize)
+    result = evaluate(backbone, spec, selected, tensor, mode=eval_mode, length_normalize=length_normalize)
+    if log_samples:
+        write_samples(log_samples, sample_records(spec, selected, indices, result))
     summary = {"task": spec.task, "split": split, "prompt": prompt, "origin_seed": origin_seed, "model": model,
                "mode": "generate" if spec.generates else mode, **result.summary()}
+    summary.update({k: v for k, v in (("rows", rows), ("limit", limit), ("log_samples", log_samples and str(
+        log_samples))) if v is not None})
     if output:
         atomic_write_json(output, summary)
     out_console.print_json(json.dumps(summary))
