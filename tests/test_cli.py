@@ -190,3 +190,40 @@ def test_vector_and_store_commands(tiny_models, toy_task, tmp_path):
     assert result.exit_code == 0, result.output
     result = runner.invoke(app, ["store", "show", "nope", "--store", store])
     assert result.exit_code == 2 and "no store entry 'nope'" in result.output
+
+
+def test_cli_as_a_person_sees_it(tiny_models, toy_task, tmp_path):
+    """Final metrics as a table with 3 decimals (never a Python dict), validation scores printed as they
+    are measured, boolean options shown as flags, and help that fits 80 columns."""
+    import re
+
+    model = str(tiny_models["gpt2"])
+    result = runner.invoke(app, ["train", "--task", str(toy_task), "--model", model, "--out", str(tmp_path / "r"),
+                                 "--steps", "4", "--eval-every", "2", "--batch-size", "4", "--prompt-length", "3"])
+    assert result.exit_code == 0, result.output
+    assert "{" not in result.stdout and re.search(r"acc\s.*\d\.\d{3}\s.*\d\.\d{3}", result.stdout)
+    assert "validation" in result.stdout and "test (24 examples)" in result.stdout
+    result = runner.invoke(app, ["eval", "--task", str(toy_task), "--prompt", str(tmp_path / "r"), "--model", model])
+    assert result.exit_code == 0 and "{" not in result.stdout and re.search(r"\d\.\d{3}", result.stdout)
+    as_json = runner.invoke(app, ["eval", "--task", str(toy_task), "--prompt", str(tmp_path / "r"), "--model", model,
+                                  "--json"])
+    assert json.loads(as_json.stdout)["n"] == 24
+    for command in (["train"], ["eval"], ["transfer"], ["predict"], ["experiment", "run"], ["store", "add"],
+                    ["vector", "apply"], ["demo"], ["report"]):
+        help_text = runner.invoke(app, [*command, "--help"], terminal_width=80).stdout
+        assert "<bool>" not in help_text and "--no-full-test" not in help_text, command
+        assert max(map(len, help_text.splitlines())) <= 80, command
+    assert "--overwrite " in runner.invoke(app, ["train", "--help"], terminal_width=80).stdout
+
+
+def test_training_prints_each_validation_score_as_measured(tiny_models, toy_task, tmp_path):
+    """The progress display notes every validation pass (here captured from its console)."""
+    from promptvec.display import TrainingProgress
+
+    progress = TrainingProgress(True, "toy", total=4, done=0)
+    with progress.bar.console.capture() as captured:
+        with progress.busy("validating on 16 examples"):
+            pass
+        progress.note("step     2: validation accuracy 0.625  (best so far)")
+    progress.close()
+    assert "validation accuracy 0.625" in captured.get()

@@ -47,7 +47,8 @@ def test_log_samples_scores_equal_peft_row_by_row(backbones, tiny_models, toy_ta
     save_prompt(tmp_path / "p", prompt, backbone, {"task": task.task})
     samples = tmp_path / "samples.jsonl"
     result = runner.invoke(app, ["eval", "--task", str(toy_task), "--prompt", str(tmp_path / "p"), "--model",
-                                 str(tiny_models["llama"]), "--rows", "3,0,7-9", "--log-samples", str(samples)])
+                                 str(tiny_models["llama"]), "--rows", "3,0,7-9", "--log-samples", str(samples),
+                                 "--json"])
     assert result.exit_code == 0, result.output
     summary = json.loads(result.stdout)
     records = _lines(samples)
@@ -76,7 +77,7 @@ def test_log_samples_scores_equal_peft_row_by_row(backbones, tiny_models, toy_ta
 def test_log_samples_of_a_free_text_task_with_limit(tiny_models, toy_generation_tasks, tmp_path):
     samples = tmp_path / "gen.jsonl"
     result = runner.invoke(app, ["eval", "--task", toy_generation_tasks["gen_a"], "--model", str(tiny_models["llama"]),
-                                 "--limit", "4", "--log-samples", str(samples)])
+                                 "--limit", "4", "--log-samples", str(samples), "--json"])
     assert result.exit_code == 0, result.output
     summary = json.loads(result.stdout)
     records = _lines(samples)

@@ -16,7 +16,8 @@ from rich.table import Table
 from promptvec.errors import ConfigError, PromptvecError
 from promptvec.training.config import train_default
 
-app = typer.Typer(add_completion=False, no_args_is_help=True,
+# plain (click) help: flags shown as flags, and it fits an 80-column terminal
+app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode=None,
                   help="Soft-prompt tuning and transfer on frozen language models.")
 console = Console(stderr=True)
 out_console = Console()
@@ -25,6 +26,21 @@ DataDir = Annotated[str | None, typer.Option("--data-dir", help="folder with <ta
                                              "(default: $PROMPTVEC_DATA_DIR, else the Hugging Face Hub)")]
 Model = Annotated[str, typer.Option("--model", help="'default' (embedded SmolLM2-135M), 'minilm', a Hub id or a "
                                     "local folder")]
+
+
+def metrics_table(title: str, columns: dict[str, dict[str, float] | None]) -> Table:
+    """Metrics (rows) of one or more evaluations (columns), 3 decimals: what a person reads at the end."""
+    table = Table(title=title, title_justify="left")
+    table.add_column("metric")
+    names: list[str] = []
+    for values in columns.values():
+        names += [n for n in values or {} if n not in names]
+    for header in columns:
+        table.add_column(header, justify="right")
+    for name in names:
+        table.add_row(name, *["–" if (v := (values or {}).get(name)) is None else f"{v:.3f}"
+                              for values in columns.values()])
+    return table
 
 
 def friendly(fn):
@@ -129,24 +145,27 @@ def train_command(
     val_examples: Annotated[int | None, typer.Option(help="validation subsample size")] = None,
     test_examples: Annotated[int | None, typer.Option(
         help=f"test subsample size (default {train_default('test_examples')})")] = None,
-    full_test: Annotated[bool, typer.Option(help="evaluate on the whole test split")] = False,
+    full_test: Annotated[bool, typer.Option("--full-test", help="evaluate on the whole test split")] = False,
     early_stopping: Annotated[int | None, typer.Option(help="stop after N evaluations without improvement")] = None,
     select_initial: Annotated[bool, typer.Option(
+        "--select-initial/--no-select-initial",
         help="may keep the untrained initial prompt if no trained checkpoint beats it on validation (off for "
              "task-vector sources, whose vector would be zero)")] = True,
     init_prompt: Annotated[str | None, typer.Option(help="start from this prompt (PEFT folder)")] = None,
     max_length: Annotated[int | None, typer.Option(help="max tokens of prompt + input + label")] = None,
     family: Annotated[str | None, typer.Option(help="causal, seq2seq or encoder (default: detected)")] = None,
-    chat_template: Annotated[bool, typer.Option(help="wrap inputs in the model's chat template")] = False,
+    chat_template: Annotated[bool, typer.Option("--chat-template", help="wrap inputs in the model's chat template")
+                             ] = False,
     report_to: Annotated[list[str] | None, typer.Option(help="tracker: tensorboard or wandb (repeatable)")] = None,
     eval_mode: Annotated[str | None, typer.Option(help="rank (default) or generate")] = None,
-    resume: Annotated[bool, typer.Option(help="continue an interrupted run in --out")] = False,
-    overwrite: Annotated[bool, typer.Option(help="replace whatever --out holds")] = False,
+    resume: Annotated[bool, typer.Option("--resume", help="continue an interrupted run in --out")] = False,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="replace whatever --out holds")] = False,
     data_dir: DataDir = None,
 ) -> None:
     """Prompt-tune a frozen model on one task."""
+    from promptvec.display import status_line
     from promptvec.training.config import TrainConfig
-    from promptvec.training.trainer import train_prompt
+    from promptvec.training.trainer import Trainer
 
     config = TrainConfig.from_preset(
         preset, model=model, task=task, shots=shots, max_steps=steps, prompt_length=prompt_length, lr=lr,
@@ -158,13 +177,21 @@ def train_command(
         compile=compile_model or None, log_every=log_every)
     if full_test:
         config.test_examples = None
-    record = train_prompt(config, out, data_dir=data_dir, resume=resume, overwrite=overwrite)
-    best = record["best"]
+    with status_line(True, f"loading model '{model}' and task '{task}'"):
+        trainer = Trainer(config, out, data_dir=data_dir)
+    record = trainer.train(resume=resume, overwrite=overwrite)
     for warning in record.get("warnings", []):
         console.print(f"warning: {warning['message']}", style="yellow", markup=False, highlight=False)
-    out_console.print(f"best validation {best['validation']} at step {best['step']}")
-    out_console.print(f"test ({record['test']['n']} examples): {record['test']['metrics']}")
+    _print_outcome(record)
     out_console.print(f"prompt saved to {out / 'prompt'} (a PEFT adapter folder); record: {out / 'run.json'}")
+
+
+def _print_outcome(record: dict) -> None:
+    """The selected prompt's validation and test metrics as one table."""
+    best, test = record.get("best") or {}, record["test"]
+    title = f"{record.get('task', '')}: " + (f"best prompt at step {best['step']}" if best else "final prompt")
+    out_console.print(metrics_table(title, {"validation": best.get("validation"),
+                                            f"test ({test['n']} examples)": test["metrics"]}))
 
 
 @app.command("transfer")
@@ -210,9 +237,7 @@ def transfer_command(
                       test_examples=test_examples, data_dir=data_dir,
                       log=lambda m: console.print(m, highlight=False))
     record, folder = result.record, result.folder
-    if record.get("best"):
-        out_console.print(f"best validation {record['best']['validation']} at step {record['best']['step']}")
-    out_console.print(f"test ({record['test']['n']} examples): {record['test']['metrics']}")
+    _print_outcome(record)
     saved = [f"{folder / name}" for name in ("prompt", "module") if (folder / name).is_dir()]
     out_console.print(f"record: {folder / 'run.json'}" + (f"; saved: {', '.join(saved)}" if saved else ""))
 
@@ -230,20 +255,23 @@ def eval_command(
     split: Annotated[str, typer.Option(help="train, validation or test")] = "test",
     examples: Annotated[int | None, typer.Option(min=1, help="seeded subsample size")] = train_default(
         "test_examples"),
-    full: Annotated[bool, typer.Option(help="use the whole split")] = False,
+    full: Annotated[bool, typer.Option("--full", help="use the whole split")] = False,
     limit: Annotated[int | None, typer.Option(min=1, help="the first N rows of the split, in file order (as "
                                               "lm-eval's --limit)")] = None,
     rows: Annotated[str | None, typer.Option(help="these rows of the split, counted from 0, e.g. 0,5,10-19")] = None,
     log_samples: Annotated[Path | None, typer.Option(help="write one JSON line per example: row, input, gold, "
                                                      "prediction, label scores or generated text")] = None,
     mode: Annotated[str, typer.Option(help="rank or generate (label tasks; free-text tasks always generate)")] = "rank",
-    length_normalize: Annotated[bool, typer.Option(help="rank by mean token log-likelihood")] = False,
+    length_normalize: Annotated[bool, typer.Option("--length-normalize", help="rank by mean token log-likelihood")
+                                ] = False,
     seed: Annotated[int, typer.Option(help="subsample seed")] = train_default("eval_seed"),
     output: Annotated[Path | None, typer.Option("--output", help="write the result as JSON here")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="print the result as JSON instead of a table")] = False,
     data_dir: DataDir = None,
 ) -> None:
     """Evaluate a prompt, an untrained origin, or no prompt on a task split."""
     from promptvec.backbones import load_backbone
+    from promptvec.display import status_line
     from promptvec.evaluation import evaluate
     from promptvec.evaluation.samples import sample_records, select_rows, write_samples
     from promptvec.io import atomic_write_json
@@ -260,8 +288,9 @@ def eval_command(
     checkpoint = load_prompt(prompt) if prompt else None
     if checkpoint is not None and model == "default":
         model = checkpoint.metadata.get("model", model)
-    backbone = load_backbone(model)
-    data = load_task_data(spec, data_dir)
+    with status_line(not as_json, f"loading model '{model}' and task '{spec.task}'"):
+        backbone = load_backbone(model)
+        data = load_task_data(spec, data_dir)
     whole = data.split(split)
     indices = select_rows(len(whole), rows=rows, limit=limit, sample=None if full else examples, seed=seed)
     selected = [whole[i] for i in indices]
@@ -271,7 +300,8 @@ def eval_command(
         tensor = checkpoint.prompt
     elif origin_seed is not None:
         tensor = Origin.sample(backbone, prompt_length, origin_seed).tensor(backbone)
-    result = evaluate(backbone, spec, selected, tensor, mode=eval_mode, length_normalize=length_normalize)
+    with status_line(not as_json, f"evaluating on {len(selected)} {split} examples"):
+        result = evaluate(backbone, spec, selected, tensor, mode=eval_mode, length_normalize=length_normalize)
     if log_samples:
         write_samples(log_samples, sample_records(spec, selected, indices, result))
     summary = {"task": spec.task, "split": split, "prompt": prompt, "origin_seed": origin_seed, "model": model,
@@ -280,7 +310,14 @@ def eval_command(
         log_samples))) if v is not None})
     if output:
         atomic_write_json(output, summary)
-    out_console.print_json(json.dumps(summary))
+    if as_json:
+        sys.stdout.write(json.dumps(summary) + "\n")
+        return
+    what = f"prompt {prompt}" if prompt else (f"origin {origin_seed}" if origin_seed is not None else "no prompt")
+    out_console.print(metrics_table(f"{spec.task}, {what} ({model}, {summary['mode']})",
+                                    {f"{split} ({result.n} examples)": result.metrics}))
+    if result.invalid:
+        out_console.print(f"{result.invalid} generated answers matched no label (counted wrong)")
 
 
 @app.command("predict")
@@ -323,7 +360,7 @@ def demo_command(
     library: Annotated[Path | None, typer.Option(help="source library holding the source prompts (default: the "
                                                  "transfer study's, in the repository); trained now where it holds "
                                                  "none")] = None,
-    overwrite: Annotated[bool, typer.Option(help="retrain even if --out holds the demo's runs")] = False,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="retrain even if --out holds the demo's runs")] = False,
     data_dir: DataDir = None,
 ) -> None:
     """Transfer to a new task with 16 examples (sst2): no prompt, prompt tuning, prompt tuning from source vectors."""
@@ -357,7 +394,8 @@ def lm_eval_command(ctx: typer.Context) -> None:
     run_cli(list(ctx.args))
 
 
-experiment_app = typer.Typer(no_args_is_help=True, help="Run experiment suites (methods x tasks x shots x seeds).")
+experiment_app = typer.Typer(no_args_is_help=True, rich_markup_mode=None,
+                             help="Run experiment suites (methods x tasks x shots x seeds).")
 app.add_typer(experiment_app, name="experiment")
 
 
@@ -366,7 +404,8 @@ app.add_typer(experiment_app, name="experiment")
 def experiment_run_command(
     suite_path: Annotated[Path, typer.Argument(metavar="SUITE.yaml", help="the suite definition")],
     out: Annotated[Path | None, typer.Option("--out", help="suite folder (default runs/<suite name>)")] = None,
-    dry_run: Annotated[bool, typer.Option(help="validate, list runs, estimate cost; load nothing")] = False,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="validate, list runs, estimate cost; load nothing")
+                       ] = False,
     jobs: Annotated[int, typer.Option(min=0, help="parallel worker processes (one GPU each when GPUs exist); "
                                       "0 = one per GPU")] = 1,
     max_minutes: Annotated[float | None, typer.Option(help="stop cleanly (resumable) after this budget")] = None,
@@ -404,8 +443,10 @@ def experiment_run_command(
                           + (" (stopped by the time budget)" if outcome.stopped else ""))
 
 
-store_app = typer.Typer(no_args_is_help=True, help="The local store of prompts and task prompt vectors.")
-vector_app = typer.Typer(no_args_is_help=True, help="Task prompt vectors: create, combine, apply, compare.")
+store_app = typer.Typer(no_args_is_help=True, rich_markup_mode=None,
+                             help="The local store of prompts and task prompt vectors.")
+vector_app = typer.Typer(no_args_is_help=True, rich_markup_mode=None,
+                             help="Task prompt vectors: create, combine, apply, compare.")
 app.add_typer(store_app, name="store")
 app.add_typer(vector_app, name="vector")
 StoreDir = Annotated[Path | None, typer.Option("--store", help="store folder (default $PROMPTVEC_STORE or "

@@ -29,6 +29,7 @@ import torch
 
 from promptvec.backbones import Backbone, load_backbone
 from promptvec.backbones.base import Encoded
+from promptvec.display import TrainingProgress, status_line
 from promptvec.errors import ConfigError, OutputExistsError, PromptvecError
 from promptvec.evaluation import evaluate
 from promptvec.faults import fault_point
@@ -395,7 +396,8 @@ class TrainingLoop:
             self.state.load_state_dict(saved)
             self.elapsed_before = self.state.record["wall_time_s"]
         warn_if_targets_cut(self.state.record, trainer.tasks, per_task)
-        self.progress = _progress(trainer.progress and self.main, trainer.task_name, cfg.max_steps, self.state.step)
+        self.progress = TrainingProgress(trainer.progress and self.main, trainer.task_name, cfg.max_steps,
+                                         self.state.step)
         self.start = time.perf_counter()
 
     def _new_record(self, config_dict: dict[str, Any]) -> RunRecord:
@@ -470,7 +472,8 @@ class TrainingLoop:
         self.read_losses()
         train_loss = sum(state.losses) / len(state.losses) if state.losses else None
         state.losses.clear()
-        metrics = trainer._evaluate(self.val, self.module)
+        with self.progress.busy(f"validating on {sum(map(len, self.val))} examples"):
+            metrics = trainer._evaluate(self.val, self.module)
         score = agree(metrics["metrics"][trainer.primary_metric], self.device, self.world)
         lr = self.scheduler.get_last_lr()[0]
         warn_if_diverging(state.record, train_loss, state.step, lr)
@@ -480,6 +483,9 @@ class TrainingLoop:
         if cfg.report_to:
             self.accelerator.log({**({"train_loss": train_loss} if train_loss is not None else {}), "lr": lr,
                                   **{f"validation/{k}": v for k, v in metrics["metrics"].items()}}, step=state.step)
+        shown = ", ".join(f"{k} {v:.3f}" for k, v in metrics["metrics"].items())
+        better = selectable and score > state.best_score
+        self.progress.note(f"step {state.step:>5}: validation {shown}" + ("  (best so far)" if better else ""))
         if not selectable:
             return False
         if score > state.best_score:
@@ -515,7 +521,9 @@ class TrainingLoop:
         self.progress.close()
         self.wait_for_everyone()  # the best prompt is on disk (written by the main process)
         best = trainer._load_best()
-        tested = record["test"] = trainer._evaluate(self.test, best)
+        with status_line(self.main and trainer.progress,
+                         f"testing the best prompt on {sum(map(len, self.test))} test examples"):
+            tested = record["test"] = trainer._evaluate(self.test, best)
         if self.cfg.report_to:
             self.accelerator.log({f"test/{k}": v for k, v in tested["metrics"].items()}, step=self.state.step)
             self.accelerator.end_training()
@@ -542,32 +550,6 @@ def _trackers(names: Sequence[str]) -> list[str] | None:
         if not available[name]():
             raise ConfigError(f"report_to '{name}' needs the {name} package", f"pip install {name}, or drop it")
     return list(names) or None
-
-
-class _progress:
-    """A rich progress bar (or nothing), so the loop stays free of display code."""
-
-    def __init__(self, enabled: bool, label: str, total: int, done: int) -> None:
-        self.bar = None
-        if enabled:
-            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-            self.bar = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-                                TextColumn("loss {task.fields[loss]:.4f}"), TimeRemainingColumn(), transient=True)
-            self.bar.start()
-            self.id = self.bar.add_task(label, total=total, completed=done, loss=float("nan"))
-
-    def advance(self) -> None:
-        if self.bar is not None:
-            self.bar.update(self.id, advance=1)
-
-    def show(self, loss: float) -> None:
-        if self.bar is not None:
-            self.bar.update(self.id, loss=loss)
-
-    def close(self) -> None:
-        if self.bar is not None:
-            self.bar.stop()
 
 
 def train_prompt(config: TrainConfig, output_dir: str | Path, **kwargs: Any) -> dict[str, Any]:
