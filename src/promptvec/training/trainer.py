@@ -534,8 +534,11 @@ class TrainingLoop:
         record["peak_memory"] = peak_memory_mb()
         selected = record.get("best") or {}
         if self.main:
+            sample = {"seed": self.cfg.eval_seed, "data": record.get("data_origin")}
             trainer._save_best(best, {"step": selected.get("step"), "validation": selected.get("validation"),
-                                      "test": tested["metrics"]})
+                                      "test": tested["metrics"], "evaluated_on": {
+                                          "validation": {"examples": sum(map(len, self.val)), **sample},
+                                          "test": {"examples": tested["n"], **sample}}})
             atomic_write_json(trainer.out / "run.json", record)
         self.wait_for_everyone()
         return dict(record)

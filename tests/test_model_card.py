@@ -1,0 +1,54 @@
+"""Prompt folders people can share: a model card from the folder's own metadata, and a base model name
+that means the same model on another machine."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from promptvec import __version__
+from promptvec.backbones import load_backbone
+from promptvec.errors import CheckpointError
+from promptvec.peft_folder import load_prompt, save_prompt
+from promptvec.tasks import get_task
+from promptvec.training.config import TrainConfig
+from promptvec.training.trainer import train_prompt
+
+
+def test_a_trained_prompt_carries_a_card_that_matches_its_metadata(backbones, tiny_models, toy_task, tmp_path):
+    config = TrainConfig(model=str(tiny_models["llama"]), task=str(toy_task), max_steps=2, eval_every=2,
+                         batch_size=4, prompt_length=3, lr=0.05)
+    train_prompt(config, tmp_path / "run", backbone=backbones["llama"], progress=False)
+    folder = tmp_path / "run" / "prompt"
+    card = (folder / "README.md").read_text(encoding="utf-8")
+    meta = json.loads((folder / "promptvec.json").read_text())
+    front = card.split("---")[1]
+    assert f"base_model: {tiny_models['llama']}" in front and "library_name: peft" in front
+    assert f"promptvec {__version__}" in card and meta["promptvec_version"] == __version__
+    task = get_task(str(toy_task)).task
+    assert f"# Soft prompt for {task}" in card
+    test_size = meta["evaluated_on"]["test"]["examples"]
+    assert test_size == 24
+    for metric, value in meta["test"].items():  # each test metric, with its split size, as in the metadata
+        assert f"| test | {test_size} (drawn with seed 1234) | {metric} | {value:.4f} |" in card
+    assert "| lr | 0.05 |" in card and "| prompt_length | 3 |" in card
+    assert "PeftModel.from_pretrained" in card and "use_cache=False" in card
+    assert meta["model_fingerprint"] in card
+
+
+def test_embedded_model_is_named_by_its_hub_id_and_refused_on_other_weights(tiny_models, tmp_path):
+    """A prompt of the embedded model names the Hub repository it derives from (not a cache path),
+    says its weights are dequantised from a 4-bit GGUF, and is refused on other weights with that said."""
+    embedded = load_backbone(str(tiny_models["llama"]))
+    embedded.name = "default"  # stands in for the embedded SmolLM2 (same code path, tiny weights)
+    save_prompt(tmp_path / "p", torch.randn(3, embedded.dim), embedded, {"task": "toy"})
+    config = json.loads((tmp_path / "p" / "adapter_config.json").read_text())
+    assert config["base_model_name_or_path"] == "HuggingFaceTB/SmolLM2-135M-Instruct"
+    card = (tmp_path / "p" / "README.md").read_text(encoding="utf-8")
+    assert "base_model: HuggingFaceTB/SmolLM2-135M-Instruct" in card and "4-bit GGUF" in card
+    other = load_backbone(str(tiny_models["gpt2"]))  # same width, other weights
+    with pytest.raises(CheckpointError, match="4-bit GGUF") as refused:
+        load_prompt(tmp_path / "p", other)
+    assert "--model default" in refused.value.hint
