@@ -9,7 +9,7 @@ export HF_HUB_OFFLINE ?= 1
 export HF_DATASETS_OFFLINE ?= 1
 PIP = $(VENV)/bin/pip --disable-pip-version-check -q
 
-.PHONY: demo test lint typecheck setup bench
+.PHONY: demo test lint typecheck docs setup bench
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -29,12 +29,16 @@ demo: setup
 	$(VENV)/bin/promptvec demo
 
 lint: setup
-	$(VENV)/bin/ruff check src tests examples benchmarks
+	$(VENV)/bin/ruff check src tests examples benchmarks docs
 
 typecheck: setup
 	$(VENV)/bin/mypy  # the package, configured in pyproject.toml ([tool.mypy])
 
-test: lint typecheck
+# the Python API reference from the docstrings (pdoc) -> build/api/index.html; part of `make test`
+docs: setup
+	$(VENV)/bin/python docs/build_api.py build/api
+
+test: lint typecheck docs
 	$(VENV)/bin/pytest -q
 
 # speed and memory against PEFT and plain prompt tuning; writes BENCHMARKS.md (≈ 10 min on 2 cores)

@@ -6,13 +6,7 @@ Uses the embedded SmolLM2-135M-Instruct and the hand-written task in examples/ta
 
 from pathlib import Path
 
-from promptvec.backbones import load_backbone
-from promptvec.evaluation import evaluate
-from promptvec.inference import Predictor
-from promptvec.tasks import get_task, load_task_data
-from promptvec.training.config import TrainConfig
-from promptvec.training.trainer import train_prompt
-from promptvec.vectors import Origin
+from promptvec import Origin, Predictor, TrainConfig, evaluate, get_task, load_backbone, load_task_data, train_prompt
 
 HERE = Path(__file__).parent
 TASK = str(HERE / "tasks" / "toy_sentiment.yaml")

@@ -2,4 +2,5 @@
 
 from promptvec.cli import app
 
-app()
+if __name__ == "__main__":  # importing the module (e.g. to build the API docs) must not run the CLI
+    app()

@@ -326,8 +326,15 @@ class SuiteOutcome:
     main: bool = True  # whether this is the process that reports (the only one unless under accelerate launch)
 
 
-def run_suite(suite: SuiteSpec, out: str | Path, jobs: int = 1, max_minutes: float | None = None,
+def run_suite(suite: SuiteSpec | str | Path, out: str | Path, jobs: int = 1, max_minutes: float | None = None,
               data_dir: str | None = None, progress: bool = True, log=print) -> SuiteOutcome:
+    """Run a suite (a :class:`SuiteSpec` or the path of its YAML file) into ``out``: runs already done
+    are skipped, interrupted ones resume; ``jobs`` worker processes; stops cleanly after
+    ``max_minutes``. Results go to ``out/results.{jsonl,csv}``; ``build_report(out)`` writes the report."""
+    if not isinstance(suite, SuiteSpec):
+        from promptvec.experiments.schema import load_suite
+
+        suite = load_suite(suite)
     out = Path(out)
     processes = Processes()
     if jobs == 0:  # one worker per GPU (one process on a machine without)

@@ -555,8 +555,28 @@ def _trackers(names: Sequence[str]) -> list[str] | None:
     return list(names) or None
 
 
-def train_prompt(config: TrainConfig, output_dir: str | Path, **kwargs: Any) -> dict[str, Any]:
-    """Library entry point: train a prompt and return the run record."""
-    resume = kwargs.pop("resume", False)
-    overwrite = kwargs.pop("overwrite", False)
-    return Trainer(config, output_dir, **kwargs).train(resume=resume, overwrite=overwrite)
+def train_prompt(config: TrainConfig, output_dir: str | Path, *, backbone: Backbone | None = None,
+                 data_dir: str | Path | None = None, task_data: TaskData | list[TaskData] | None = None,
+                 prompt_module: PromptModule | None = None, resume: bool = False, overwrite: bool = False,
+                 progress: bool = True) -> dict[str, Any]:
+    """Train a prompt as ``config`` says and return the run record (also in ``output_dir/run.json``).
+
+    Args:
+        config: every training setting (:class:`~promptvec.training.config.TrainConfig`; presets via
+            ``TrainConfig.from_preset``).
+        output_dir: the run folder: ``prompt/`` (the best prompt, a PEFT adapter folder), ``run.json``,
+            ``checkpoint/`` (for ``resume``).
+        backbone: an already loaded model (default: load ``config.model``).
+        data_dir: folder with ``<task>/{train,validation,test}.jsonl`` (default: ``$PROMPTVEC_DATA_DIR``,
+            else the Hugging Face Hub).
+        task_data: data already loaded (the task's, then each of ``config.extra_tasks``'), instead of
+            ``data_dir``.
+        prompt_module: a prompt module to train instead of a static prompt from ``config``'s origin
+            (the transfer methods pass theirs).
+        resume: continue an interrupted run in ``output_dir`` from its last checkpoint.
+        overwrite: replace whatever ``output_dir`` holds (otherwise a different run there is refused).
+        progress: show a progress bar on stderr.
+    """
+    trainer = Trainer(config, output_dir, backbone=backbone, data_dir=data_dir, task_data=task_data,
+                      prompt_module=prompt_module, progress=progress)
+    return trainer.train(resume=resume, overwrite=overwrite)
