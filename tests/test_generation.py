@@ -227,14 +227,18 @@ def test_bad_free_text_tasks_are_refused_with_file_line_and_fix(toy_generation_t
         assert str(caught.value).startswith(f"{path}:{line}: ")
 
 
-def test_a_label_task_refuses_text_metrics_and_target_templates(toy_task, tmp_path):
+def test_a_label_task_refuses_text_metrics_and_reads_target_templates(toy_task, tmp_path):
     body = yaml.safe_load(Path(toy_task).read_text())
-    for change, message in (({"metric_list": [{"metric": "squad_f1"}]}, "set output_type: generate_until"),
-                            ({"doc_to_target": "{{ label }}"}, "must name the label column")):
-        path = tmp_path / "bad.yaml"
-        path.write_text(yaml.safe_dump(body | change))
-        with pytest.raises(TaskError, match=message):
-            get_task(path)
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump(body | {"metric_list": [{"metric": "squad_f1"}]}))
+    with pytest.raises(TaskError, match="set output_type: generate_until"):
+        get_task(path)
+    # a template target (lm-eval style) renders to the raw label, then maps like a column's value
+    files = {split: str(Path(toy_task).parent / name) for split, name in body["data_files"].items()}
+    path.write_text(yaml.safe_dump(body | {"doc_to_target": "{{ label }}", "data_files": files}))
+    templated = load_task_data(get_task(path))
+    plain = load_task_data(get_task(toy_task))
+    assert [e.label for e in templated.test] == [e.label for e in plain.test]
 
 
 def test_a_row_without_the_answer_column_names_file_and_line(toy_generation_tasks, tmp_path):

@@ -43,6 +43,13 @@ def metrics_table(title: str, columns: dict[str, dict[str, float] | None]) -> Ta
     return table
 
 
+def show_notes(tasks) -> None:
+    """How a task file was read (an lm-eval file's unused keys, scoring details): said once, on stderr."""
+    for spec in tasks:
+        for note in spec.notes:
+            console.print(f"note ({spec.task}): {note}", style="yellow", markup=False, highlight=False)
+
+
 def friendly(fn):
     """Turn PromptvecError into one readable message and exit code 2 (no traceback)."""
     @wraps(fn)
@@ -179,6 +186,7 @@ def train_command(
         config.test_examples = None
     with status_line(True, f"loading model '{model}' and task '{task}'"):
         trainer = Trainer(config, out, data_dir=data_dir)
+    show_notes(trainer.tasks)
     record = trainer.train(resume=resume, overwrite=overwrite)
     for warning in record.get("warnings", []):
         console.print(f"warning: {warning['message']}", style="yellow", markup=False, highlight=False)
@@ -285,6 +293,7 @@ def eval_command(
     if rows is not None and limit is not None:
         raise ConfigError("give either --rows or --limit, not both", "drop one of them")
     spec = get_task(task)
+    show_notes([spec])
     checkpoint = load_prompt(prompt) if prompt else None
     if checkpoint is not None and model == "default":
         model = checkpoint.metadata.get("model", model)

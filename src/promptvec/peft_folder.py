@@ -138,8 +138,8 @@ class PromptCheckpoint:
 
 def save_prompt(directory: str | Path, prompt: torch.Tensor, backbone, metadata: dict[str, Any]) -> Path:
     """Write a trained prompt ``[R, d]`` of ``backbone`` as an adapter folder (atomically)."""
-    from promptvec import __version__
     from promptvec.backbones.loading import EMBEDDED_MODELS, base_model_id
+    from promptvec.training.record import package_versions
 
     config = backbone.model.config
     peft_config = {
@@ -151,7 +151,7 @@ def save_prompt(directory: str | Path, prompt: torch.Tensor, backbone, metadata:
     }
     embedded = EMBEDDED_MODELS.get(backbone.name)
     meta = {"model": backbone.name, "model_fingerprint": backbone.fingerprint, "family": backbone.family,
-            "rows": prompt.shape[0], "dim": prompt.shape[1], "promptvec_version": __version__,
+            "rows": prompt.shape[0], "dim": prompt.shape[1], "promptvec_version": package_versions()["promptvec"],
             **({"weights": embedded.weights} if embedded else {}), **metadata}
     return write_adapter(directory, prompt, prompt.shape[0], peft_config, meta)
 

@@ -110,7 +110,7 @@ def _to_example(spec: TaskSpec, row: dict[str, Any], source: str) -> Example:
         answers = spec.answers_of(row, source)
         return Example(fields=fields, label=spec.training_target(answers, source), source=source, text=text,
                        answers=answers)
-    return Example(fields=fields, label=spec.canonical_label(row[spec.doc_to_target], source), source=source,
+    return Example(fields=fields, label=spec.canonical_label(spec.raw_target(row, source), source), source=source,
                    text=text)
 
 
@@ -151,7 +151,8 @@ def _read_hub(spec: TaskSpec, split: str) -> list[Example]:
                         f"check your connection, or use local data via --data-dir / {DATA_DIR_ENV}") from None
     out = []
     for i, row in enumerate(ds):
-        raw = row.get(spec.columns.get(spec.doc_to_target, spec.doc_to_target))
+        raw = None if is_template(spec.doc_to_target) else row.get(
+            spec.columns.get(spec.doc_to_target, spec.doc_to_target))
         if not spec.generates and isinstance(raw, int) and raw < 0:  # GLUE/SNLI: -1 = no gold label
             continue
         out.append(_to_example(spec, row, f"{spec.dataset_path}:{split}[{i}]"))

@@ -9,8 +9,8 @@ import yaml
 from pydantic import ValidationError
 
 from promptvec.errors import TaskError, describe_validation_error
-from promptvec.io import read_yaml_mapping
 from promptvec.registry import Registry
+from promptvec.tasks.lm_eval_yaml import is_lm_eval_task, read_task_file, translate
 from promptvec.tasks.spec import TaskSpec
 
 
@@ -28,9 +28,12 @@ def builtin_task_names() -> list[str]:
 
 
 def load_task_yaml(path: str | Path) -> TaskSpec:
-    """Read a user task definition. Relative ``data_files`` are resolved against the YAML's folder."""
+    """Read a user task definition: promptvec's own keys, or an lm-evaluation-harness task file
+    (:mod:`promptvec.tasks.lm_eval_yaml`). Relative ``data_files`` are resolved against the YAML's folder."""
     p = Path(path)
-    raw = read_yaml_mapping(p, "task YAML", TaskError)
+    raw = read_task_file(p)
+    if is_lm_eval_task(raw):
+        raw = translate(raw, p)
     raw.setdefault("task", p.stem)
     files = raw.get("data_files")
     if isinstance(files, dict):

@@ -23,6 +23,7 @@ import jinja2.sandbox
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from promptvec.errors import DataError
+from promptvec.tasks.lm_eval_yaml import literal_answers
 
 _JINJA = jinja2.sandbox.SandboxedEnvironment(undefined=jinja2.StrictUndefined, keep_trailing_newline=True)
 
@@ -85,8 +86,9 @@ class TaskSpec(BaseModel):
     )
     # how a row becomes text
     doc_to_text: str = Field(description="Jinja template over the row's fields, e.g. 'Review: {{text}}\\nSentiment:'")
-    doc_to_target: str = Field("label", description="column holding the label; generate_until: a column holding "
-                               "the answer (text, or a list of acceptable answers) or a Jinja template over columns")
+    doc_to_target: str = Field("label", description="column holding the label (or a Jinja template rendering it); "
+                               "generate_until: a column holding the answer (text, or a list of acceptable answers) "
+                               "or a Jinja template over columns")
     labels: list[str] | None = Field(None, description="canonical label names, in a fixed order")
     doc_to_choice: list[str] | dict[str, str] | None = Field(
         None, description="verbalization per label (list parallel to labels, or {label: verbalization})"
@@ -107,6 +109,8 @@ class TaskSpec(BaseModel):
     )
     metric_list: list[MetricSpec] = Field(default_factory=lambda: [MetricSpec(metric="acc")])
     fields: list[str] | None = Field(None, description="input fields (default: the template's variables)")
+    notes: list[str] = Field(default_factory=list, description="how an lm-eval task file was read: keys read but "
+                             "not used, scoring details (printed when the task is loaded)")
 
     @field_validator("task")
     @classmethod
@@ -154,8 +158,6 @@ class TaskSpec(BaseModel):
         if text_metrics:
             raise ValueError(f"metric(s) {text_metrics} score generated text: set output_type: generate_until, "
                              f"or use {list(LABEL_METRICS)}")
-        if is_template(self.doc_to_target):
-            raise ValueError("doc_to_target must name the label column (templates are for generate_until tasks)")
         if self.output_type == "regression":
             if self.regression_range is None:
                 raise ValueError("regression tasks need regression_range: [low, high]")
@@ -225,17 +227,25 @@ class TaskSpec(BaseModel):
         """Free-text answers (``generate_until``): no label set; evaluated by decoding."""
         return self.output_type == "generate_until"
 
+    def raw_target(self, row: dict[str, Any], source: str) -> Any:
+        """A row's label as the data gives it: the ``doc_to_target`` column, or the rendered template
+        (lm-eval style, e.g. ``{{choices.label.index(answerKey)}}``)."""
+        if not is_template(self.doc_to_target):
+            return row[self.doc_to_target]
+        try:
+            return _compiled(self.doc_to_target).render(**row).strip()
+        except jinja2.UndefinedError as exc:
+            raise DataError(f"{source}: doc_to_target of task '{self.task}' needs a missing field "
+                            f"({exc.message})", f"row keys are {sorted(row)}; fix the data or the template") from None
+
     def answers_of(self, row: dict[str, Any], source: str) -> tuple[str, ...]:
         """The acceptable answers of one row of a generate_until task: the ``doc_to_target`` column (a
         text, a number, a list of texts, or the Hugging Face QA layout ``{"text": [...], ...}``) or the
         rendered template. Empty for an unanswerable row."""
         if is_template(self.doc_to_target):
-            try:
-                return (_compiled(self.doc_to_target).render(**row).strip(),)
-            except jinja2.UndefinedError as exc:
-                raise DataError(f"{source}: doc_to_target of task '{self.task}' needs a missing field "
-                                f"({exc.message})", f"row keys are {sorted(row)}; fix the data or the template") \
-                    from None
+            rendered = str(self.raw_target(row, source))
+            # a list literal is several acceptable answers (lm-eval reads `{{answer.aliases}}` so)
+            return literal_answers(rendered) or (rendered,)
         value = row[self.doc_to_target]
         if isinstance(value, dict) and isinstance(value.get("text"), list):
             value = value["text"]
