@@ -18,7 +18,9 @@ from promptvec.lm_eval_model import PromptvecLM  # noqa: E402
 from promptvec.peft_folder import save_prompt  # noqa: E402
 
 PAIRS = [("Review: great film. Sentiment:", " positive"), ("Review: dull plot. Sentiment: ", "negative"),
-         ("Question: maybe", " yes no maybe"), ("", "Review: positive"), ("Premise Hypothesis", " Answer yes")]
+         ("Question: maybe", " yes no maybe"), ("", "Review: positive"), ("Premise Hypothesis", " Answer yes"),
+         # choices sharing a context (run once), one- and several-token continuations
+         ("Review: great film. Sentiment:", " negative"), ("Review: great film. Sentiment:", " maybe yes no")]
 
 
 def _requests(kind: str, args: list[tuple]) -> list[Instance]:
@@ -45,9 +47,29 @@ def test_loglikelihood_equals_lm_eval_hf_model(tiny_models, prompt_folder, with_
     reference = HFLM(pretrained=model, peft=prompt, batch_size=2, device="cpu", dtype="float32")
     got = ours.loglikelihood(_requests("loglikelihood", PAIRS))
     want = reference.loglikelihood(_requests("loglikelihood", PAIRS))
+    # token level: the reference model's own next token after each context is greedy in both
+    contexts = [ours.tok_encode(c) for c, _ in PAIRS if c]
+    with torch.no_grad():
+        nexts = [int(reference.model(input_ids=torch.tensor([ids])).logits[0, -1].argmax()) for ids in contexts]
+    token_requests = [(("", ""), ids, [token]) for ids, token in zip(contexts, nexts, strict=True)]
+    assert [g for _, g in ours._loglikelihood_tokens(token_requests)] == [True] * len(contexts)
+    assert [g for _, g in reference._loglikelihood_tokens(token_requests)] == [True] * len(contexts)
     assert [g for _, g in got] == [g for _, g in want]
     assert [lp for lp, _ in got] == pytest.approx([lp for lp, _ in want], abs=1e-4)
     assert len({round(lp, 3) for lp, _ in got}) == len(PAIRS)  # distinct requests, distinct scores
+
+
+def test_loglikelihood_of_inputs_cut_to_max_length_equals_lm_eval_hf_model(tiny_models):
+    """Requests longer than max_length are cut from the left per request, as lm-eval cuts them."""
+    from lm_eval.models.huggingface import HFLM
+
+    model = str(tiny_models["llama"])
+    got = PromptvecLM(model=model, max_length=6).loglikelihood(_requests("loglikelihood", PAIRS))
+    want = HFLM(pretrained=model, max_length=6, batch_size=2, device="cpu", dtype="float32").loglikelihood(
+        _requests("loglikelihood", PAIRS))
+    assert [lp for lp, _ in got] == pytest.approx([lp for lp, _ in want], abs=1e-4)
+    full = PromptvecLM(model=model).loglikelihood(_requests("loglikelihood", PAIRS))
+    assert [lp for lp, _ in got] != pytest.approx([lp for lp, _ in full], abs=1e-4)  # the cut changed something
 
 
 def _greedy_step_by_step(backbone, prompt: torch.Tensor, context: str, max_new: int, until: list[str]) -> str:

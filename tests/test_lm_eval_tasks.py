@@ -90,7 +90,8 @@ def _write(path: Path, text: str) -> Path:
     return path
 
 
-def test_local_lm_eval_file_with_include_data_files_and_templates(tmp_path):
+def test_local_lm_eval_file_with_include_data_files_and_templates(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # lm-eval reads relative data_files from the current folder; so does promptvec
     rows = [{"text": f"item {i}", "gold": ["no", "yes"][i % 2], "aliases": [f"a{i}", f"b{i}"]} for i in range(6)]
     for split in ("train", "test"):
         _write(tmp_path / f"{split}.jsonl", "".join(json.dumps(r) + "\n" for r in rows))

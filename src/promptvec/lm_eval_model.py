@@ -152,19 +152,35 @@ class PromptvecLM(TemplateLM):
     # ---- scoring ---------------------------------------------------------------------------
     def _loglikelihood_tokens(self, requests: list[tuple[tuple[str, str], list[int], list[int]]],
                               disable_tqdm: bool = False, **kwargs: Any) -> list[tuple[float, bool]]:
-        """Score (context, continuation) token pairs in batches of similar length, longest first."""
+        """Score (context, continuation) token pairs. Requests that share a context (the choices of a
+        multiple-choice question) run that context once; a request too long for ``max_length`` is cut
+        from the left on its own, as lm-eval's ``hf`` model cuts it. Batches go longest first."""
         window = self.max_length + 1
-        sequences = [(context + continuation)[-window:] for _, context, continuation in requests]
-        lengths = [len(continuation) for _, _, continuation in requests]
-        order = sorted(range(len(requests)), key=lambda i: -len(sequences[i]))
         results: list[tuple[float, bool]] = [(0.0, False)] * len(requests)
-        for start in range(0, len(order), self.batch_size_per_call):
-            chunk = order[start: start + self.batch_size_per_call]
-            scored = self.backbone.continuation_logprobs([sequences[i] for i in chunk], [lengths[i] for i in chunk],
-                                                         self.prompt)
-            for i, result in zip(chunk, scored, strict=True):
-                results[i] = result
-                self.cache_hook.add_partial("loglikelihood", requests[i][0], result)
+        groups: dict[tuple[int, ...], list[int]] = {}
+        cut: list[int] = []
+        for i, (_, context_ids, continuation_ids) in enumerate(requests):
+            if len(context_ids) + len(continuation_ids) > window:
+                cut.append(i)
+            else:
+                groups.setdefault(tuple(context_ids), []).append(i)
+        by_length = sorted(groups, key=lambda c: -len(c))
+        for start in range(0, len(by_length), self.batch_size_per_call):
+            contexts = by_length[start: start + self.batch_size_per_call]
+            choices = self.backbone.choice_logprobs([list(c) for c in contexts],
+                                                    [[requests[i][2] for i in groups[c]] for c in contexts],
+                                                    self.prompt)
+            for context, values in zip(contexts, choices, strict=True):
+                for i, value in zip(groups[context], values, strict=True):
+                    results[i] = value
+        for start in range(0, len(cut), self.batch_size_per_call):
+            rows = cut[start: start + self.batch_size_per_call]
+            sequences = [(requests[i][1] + requests[i][2])[-window:] for i in rows]
+            scored = self.backbone.continuation_logprobs(sequences, [len(requests[i][2]) for i in rows], self.prompt)
+            for i, value in zip(rows, scored, strict=True):
+                results[i] = value
+        for (request, _, _), value in zip(requests, results, strict=True):
+            self.cache_hook.add_partial("loglikelihood", request, value)
         return results
 
     def loglikelihood_rolling(self, requests, disable_tqdm: bool = False) -> list[float]:

@@ -163,6 +163,52 @@ class CausalLMBackbone(Backbone):
         return results
 
     @torch.no_grad()
+    def choice_logprobs(self, contexts: list[list[int]], choices: list[list[list[int]]],
+                        prompt: torch.Tensor | SharedPrompt) -> list[list[tuple[float, bool]]]:
+        """For each context and each of its continuations, the log-likelihood of the continuation and
+        whether greedy decoding produces it — the same numbers as :meth:`continuation_logprobs` on
+        ``context + continuation``, with each context run once: its last position scores every
+        continuation's first token, and longer continuations go on from its key/value cache (a
+        multiple-choice question costs one pass over its text, not one per choice)."""
+        ids, mask = left_pad(contexts, pad_token_id(self.tokenizer))
+        batch = Batch(ids, mask, torch.zeros(len(contexts), dtype=torch.long)).to(self.device)
+        longest = max(len(c) for options in choices for c in options)
+        out, mask, positions = self._run(batch, prompt, logits_to_keep=1, use_cache=longest > 1)
+        first = torch.log_softmax(out.logits[:, -1].float(), dim=-1)
+        pairs = [(row, c) for row, options in enumerate(choices) for c in options]
+        scores = [float(first[row, c[0]]) for row, c in pairs]
+        greedy = [bool(first[row].argmax() == c[0]) for row, c in pairs]
+        if longest > 1:
+            steps, pad = longest - 1, pad_token_id(self.tokenizer)
+            device = batch.input_ids.device
+            rows = torch.tensor([row for row, _ in pairs], device=device)
+            cont = torch.full((len(pairs), steps), pad, dtype=torch.long, device=device)
+            target = torch.full((len(pairs), steps), -1, dtype=torch.long, device=device)
+            for i, (_, c) in enumerate(pairs):
+                if len(c) > 1:
+                    cont[i, : len(c) - 1] = torch.tensor(c[:-1])
+                    target[i, : len(c) - 1] = torch.tensor(c[1:])
+            cache = returned_cache(out)
+            cache.batch_select_indices(rows)
+            cont_mask = torch.cat([mask[rows], mask.new_ones(len(pairs), steps)], dim=1)
+            cont_pos = positions[rows, -1:] + torch.arange(1, steps + 1, device=device)
+            cont_out = self.model(input_ids=cont, attention_mask=cont_mask, position_ids=cont_pos, use_cache=False,
+                                  **{cache_kwarg(self.model): cache})
+            logp = torch.log_softmax(cont_out.logits.float(), dim=-1)
+            valid = target >= 0
+            picked = logp.gather(-1, target.clamp(min=0).unsqueeze(-1)).squeeze(-1) * valid
+            hits = (logp.argmax(-1) == target) | ~valid
+            for i in range(len(pairs)):
+                scores[i] += float(picked[i].sum())
+                greedy[i] = greedy[i] and bool(hits[i].all())
+        results, start = [], 0
+        for options in choices:
+            results.append(list(zip(scores[start: start + len(options)], greedy[start: start + len(options)],
+                                    strict=True)))
+            start += len(options)
+        return results
+
+    @torch.no_grad()
     def generate(self, batch: Batch, prompt: torch.Tensor | SharedPrompt, max_new_tokens: int,
                  until: tuple[str, ...] = ()) -> list[str]:
         """Greedy decoding of the whole batch, one token per step from the key/value cache (the prompt's

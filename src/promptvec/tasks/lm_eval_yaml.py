@@ -2,10 +2,11 @@
 
 promptvec's task keys already follow lm-eval's names, and :func:`translate` covers the rest of the
 subset that ordinary task files use: ``include`` (a base file, relative to the including one),
-``dataset_kwargs.data_files``, lm-eval's split rule, ``doc_to_target`` given as a column, an index
-into the choices or a template, ``doc_to_choice`` as a list, ``description`` (put before every input,
-as lm-eval does), ``metric_list`` entries with ``aggregation``/``higher_is_better``,
-``generation_kwargs``, and keys that only describe the task (``metadata``, ``tag``, ...).
+``dataset_kwargs.data_files`` (relative to the current folder, as lm-eval reads them), lm-eval's
+split rule, ``doc_to_target`` given as a column, an index into the choices or a template,
+``doc_to_choice`` as a list, ``description`` (put before every input, as lm-eval does),
+``metric_list`` entries with ``aggregation``/``higher_is_better``, ``generation_kwargs``, and keys
+that only describe the task (``metadata``, ``tag``, ...).
 
 What promptvec cannot honour is refused by name with the reason, never dropped silently:
 Python hooks (``!function``: promptvec never runs code from task files), per-example choices (a
@@ -227,7 +228,9 @@ def _data_source(raw: dict[str, Any], path: Path, refuse) -> dict[str, Any]:
         if not isinstance(value, str) or "://" in value:
             raise refuse("dataset_kwargs.data_files", f"split '{split}' must be one local file, got {value!r:.60}",
                          "give one local file per split (download remote files first)")
-        single[str(split)] = value if Path(value).is_absolute() else str((path.parent / value).resolve())
+        # relative to the current folder, as lm-eval (datasets.load_dataset) reads them: the same file must
+        # find the same data in both tools
+        single[str(split)] = str(Path(value).resolve())
     train_key = raw.get("training_split") or "train"
     tested = raw.get("test_split") or raw.get("validation_split")
     val_key = raw.get("validation_split") if raw.get("test_split") else None
