@@ -255,8 +255,8 @@ def _splits(raw: dict[str, Any], notes: list[str]) -> dict[str, Any]:
         if not validation:
             raise TaskError("an lm-eval task needs test_split or validation_split (the split it is scored on)",
                             "add test_split: test (or validation_split: validation)")
-        notes.append(f"tested on '{validation}' (lm-eval scores it, as there is no test_split); validation carved "
-                     f"from '{training}'")
+        notes.append(f"from the Hub: tested on '{validation}' (the split lm-eval scores, as there is no test_split), "
+                     f"validation carved from '{training}' (a local data folder keeps its own splits)")
         return {"training_split": training, "test_split": validation, "validation_split": None}
     return {"training_split": training, "test_split": test, "validation_split": validation or None}
 
