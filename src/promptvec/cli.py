@@ -354,7 +354,10 @@ def predict_command(
         items.append(json.loads(stripped) if stripped.startswith("{") else t)
     if not items:
         raise DataError("nothing to predict", "pass TEXT arguments or --input FILE")
-    predictor = Predictor(prompt, task=task, model=model, mode=_eval_mode(mode), batch_size=batch_size)
+    from promptvec.display import status_line
+
+    with status_line(True, f"loading the prompt {prompt} and its model"):
+        predictor = Predictor(prompt, task=task, model=model, mode=_eval_mode(mode), batch_size=batch_size)
     for item, pred in zip(items, predictor.predict(items), strict=True):
         line = ({"input": item, "answer": pred.label} if predictor.task.generates
                 else {"input": item, "label": pred.label, "scores": pred.scores})
