@@ -10,6 +10,7 @@ named point. Without the variable a fault point is one dictionary lookup. The po
 ``atomic-directory.mid-swap``      between the two renames that swap a folder into place
 ``atomic-write.before-rename``     a file written and fsynced under its temporary name
 ``suite.run``                      a suite run finished and recorded
+``store.remove.between``           a store entry's file removed, its index row not yet
 =================================  ==========================================================
 """
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sqlite3
 import time
 from collections.abc import Iterator
@@ -26,6 +27,7 @@ from typing import Any
 import torch
 
 from promptvec.errors import CheckpointError, PromptvecError
+from promptvec.faults import fault_point
 from promptvec.io import atomic_write_bytes, load_tensors
 from promptvec.peft_folder import PROMPT_KEY
 from promptvec.vectors.similarity import similarity
@@ -89,6 +91,19 @@ def content_digest(tensors: dict[str, torch.Tensor], metadata: dict[str, str]) -
     return digest.hexdigest()
 
 
+_INSERT = "INSERT OR IGNORE INTO entries VALUES (?,?,?,?,?,?,?,?,?,?,?)"
+
+
+def _new_entry(sha: str, kind: str, name: str | None, meta: dict[str, Any]) -> Entry:
+    return Entry(sha, kind, name, meta.get("task") or None, meta.get("model") or None, meta["model_fingerprint"],
+                 int(meta["rows"]), int(meta["dim"]), (meta.get("origin") or {}).get("seed"), time.time(), meta)
+
+
+def _row(entry: Entry) -> tuple:
+    return (entry.sha256, entry.kind, entry.name, entry.task, entry.model, entry.model_fingerprint, entry.rows,
+            entry.dim, entry.origin_seed, entry.created, json.dumps(entry.metadata, sort_keys=True))
+
+
 def default_store_path() -> Path:
     from promptvec.backbones.loading import cache_dir
 
@@ -113,8 +128,12 @@ class VectorStore:
     @classmethod
     def repair(cls, root: str | Path | None = None) -> int:
         """Rebuild the index of a store whose index cannot be opened; returns the objects indexed."""
+        path = Path(root) if root else default_store_path()
+        if not (path / "objects").is_dir():  # a typo must not create an empty store
+            raise StoreError(f"no store at {path} (it has no objects folder)",
+                             "check --store (or $PROMPTVEC_STORE); nothing was created")
         store = cls.__new__(cls)
-        store._set_paths(root)
+        store._set_paths(path)
         return store.rebuild()
 
     # ---- the index ------------------------------------------------------------------------------
@@ -134,12 +153,41 @@ class VectorStore:
             db.close()
 
     def _index_error(self, exc: sqlite3.DatabaseError) -> StoreError:
-        if "locked" in str(exc) or "busy" in str(exc):
+        text = str(exc)
+        if "locked" in text or "busy" in text:
             return StoreError(f"store index {self.index_path} is locked by another process (waited "
                               f"{self.lock_timeout_s:g} s)", "let the other promptvec process finish (or stop it), "
                               "then run the command again; nothing was written")
+        if "disk is full" in text or "disk I/O error" in text:  # a write that failed, not a damaged index
+            return StoreError(f"cannot write the store index {self.index_path}: the disk is full (or failing) "
+                              f"({text})", "free space on that disk and run the command again; the index keeps "
+                              "what it held before (do not rebuild it)")
         return StoreError(f"store index {self.index_path} is damaged ({exc})",
                           "run `promptvec store rebuild` to recreate it from the stored files")
+
+    @contextmanager
+    def _writing(self) -> Iterator[None]:
+        """One writer at a time across processes (``store.lock``): adds, removals and rebuilds do not
+        interleave, so a rebuild never drops an entry added while it ran."""
+        import fcntl
+
+        lock_path = self.root / "store.lock"
+        with open(lock_path, "a+b") as handle:
+            deadline = time.monotonic() + self.lock_timeout_s
+            while True:
+                try:
+                    fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    if time.monotonic() > deadline:
+                        raise StoreError(f"store {self.root} is being written by another process (waited "
+                                         f"{self.lock_timeout_s:g} s)", "let it finish, then run the command "
+                                         "again; nothing was written") from None
+                    time.sleep(0.05)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
 
     def _object_path(self, sha: str) -> Path:
         return self.objects / sha[:2] / f"{sha}.safetensors"
@@ -154,14 +202,11 @@ class VectorStore:
         path = self._object_path(sha)
         if not path.is_file():
             atomic_write_bytes(path, save(tensors, metadata=metadata))
-        entry = Entry(sha, kind, name, meta.get("task") or None, meta.get("model") or None,
-                      meta["model_fingerprint"], int(meta["rows"]), int(meta["dim"]),
-                      (meta.get("origin") or {}).get("seed"), time.time(), meta)
-        with self._db() as db:
-            db.execute("INSERT OR IGNORE INTO entries VALUES (?,?,?,?,?,?,?,?,?,?,?)",
-                       (entry.sha256, entry.kind, entry.name, entry.task, entry.model, entry.model_fingerprint,
-                        entry.rows, entry.dim, entry.origin_seed, entry.created, json.dumps(meta, sort_keys=True)))
-        return self.get(sha)
+        entry = _new_entry(sha, kind, name, meta)
+        with self._writing(), self._db() as db:
+            db.execute(_INSERT, _row(entry))
+            stored = db.execute("SELECT * FROM entries WHERE sha256 = ?", (sha,)).fetchone()
+        return self._row_to_entry(stored)  # the entry as indexed (an identical object added earlier keeps its row)
 
     def add_vector(self, vector: TaskPromptVector, name: str | None = None) -> Entry:
         metadata = {"format": VECTOR_FORMAT, "promptvec": vector.meta.to_json(), "store_name": name or ""}
@@ -192,15 +237,21 @@ class VectorStore:
             return [self._row_to_entry(r) for r in db.execute(query + " ORDER BY created, sha256", args)]
 
     def get(self, ref: str) -> Entry:
-        """An entry by sha256 prefix (≥ 6 characters) or by name."""
+        """An entry by name, or by a prefix of its sha256 (at least 6 hex digits) compared exactly —
+        never as a pattern, so ``_`` or ``%`` in a reference match nothing but themselves."""
         with self._db() as db:
             rows = db.execute("SELECT * FROM entries WHERE name = ?", (ref,)).fetchall()
-            if not rows and len(ref) >= 6:
-                rows = db.execute("SELECT * FROM entries WHERE sha256 LIKE ?", (ref.lower() + "%",)).fetchall()
+            prefix = ref.lower()
+            if not rows and re.fullmatch(r"[0-9a-f]{6,64}", prefix):
+                rows = db.execute("SELECT * FROM entries WHERE substr(sha256, 1, ?) = ?",
+                                  (len(prefix), prefix)).fetchall()
         if not rows:
-            raise StoreError(f"no store entry '{ref}'", "run `promptvec store list` to see the entries")
+            raise StoreError(f"no store entry '{ref}'", "run `promptvec store list` to see the entries (an id "
+                             "prefix needs at least 6 hex digits)")
         if len(rows) > 1:
-            raise StoreError(f"'{ref}' matches {len(rows)} entries", "use a longer id prefix")
+            found = ", ".join(f"{r[0][:12]} ({r[2] or 'no name'})" for r in rows[:10])
+            raise StoreError(f"'{ref}' matches {len(rows)} entries: {found}",
+                             "use a longer id prefix (nothing was changed)")
         return self._row_to_entry(rows[0])
 
     def _verified_tensors(self, entry: Entry) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
@@ -240,19 +291,26 @@ class VectorStore:
 
     # ---- maintenance --------------------------------------------------------------------------------
     def remove(self, ref: str) -> Entry:
-        entry = self.get(ref)
-        with self._db() as db:
-            db.execute("DELETE FROM entries WHERE sha256 = ?", (entry.sha256,))
-        self._object_path(entry.sha256).unlink(missing_ok=True)
+        """Remove an entry: its object file first, then its index row. A crash in between leaves a row
+        whose file is gone (``rm`` again finishes it; a rebuild drops it) — never a file that a rebuild
+        would bring back after the user removed it."""
+        with self._writing():
+            entry = self.get(ref)
+            self._object_path(entry.sha256).unlink(missing_ok=True)
+            fault_point("store.remove.between")
+            with self._db() as db:
+                db.execute("DELETE FROM entries WHERE sha256 = ?", (entry.sha256,))
         return entry
 
     def rebuild(self) -> int:
-        """Recreate the index from the objects (after damage); corrupted objects are skipped."""
-        for suffix in ("", "-wal", "-shm"):
-            Path(f"{self.index_path}{suffix}").unlink(missing_ok=True)
-        with self._db() as db:
-            db.executescript(_SCHEMA)
-        count = 0
+        """Recreate the index from the objects (after damage); corrupted objects are skipped. The new
+        index is built beside the old one and swapped in when complete, so a failure (a full disk)
+        leaves the old index as it was."""
+        with self._writing():  # no add or removal between the scan and the swap
+            return self._rebuild()
+
+    def _rebuild(self) -> int:
+        entries = []
         for path in sorted(self.objects.glob("*/*.safetensors")):
             try:
                 tensors, metadata = load_tensors(path)
@@ -262,9 +320,25 @@ class VectorStore:
                 continue
             if content_digest(tensors, metadata) != path.stem:
                 continue  # corrupted: not indexed
-            self._add_object(tensors, metadata, kind, metadata.get("store_name") or None, meta)
-            count += 1
-        return count
+            entries.append(_new_entry(path.stem, kind, metadata.get("store_name") or None, meta))
+        fresh = self.index_path.with_name(self.index_path.name + ".rebuild")
+        fresh.unlink(missing_ok=True)
+        try:
+            db = sqlite3.connect(fresh, isolation_level=None)
+            try:
+                db.executescript(_SCHEMA)
+                db.execute("BEGIN")
+                db.executemany(_INSERT, [_row(e) for e in entries])
+                db.execute("COMMIT")
+            finally:
+                db.close()
+        except sqlite3.DatabaseError as exc:
+            fresh.unlink(missing_ok=True)
+            raise self._index_error(exc) from None
+        for suffix in ("-wal", "-shm"):  # the old index's journal must not be applied to the new one
+            Path(f"{self.index_path}{suffix}").unlink(missing_ok=True)
+        os.replace(fresh, self.index_path)
+        return len(entries)
 
     # ---- search -----------------------------------------------------------------------------------
     def search(self, query: TaskPromptVector, top: int = 5, measure: str = "cosine",
