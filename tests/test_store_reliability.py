@@ -128,3 +128,51 @@ def test_rebuild_of_a_store_that_does_not_exist_creates_nothing(tmp_path):
     with pytest.raises(StoreError, match="no store at"):
         VectorStore.repair(tmp_path / "typo")
     assert not (tmp_path / "typo").exists()
+
+
+def _user_folder(path):
+    path.mkdir(parents=True)
+    (path / "notes.txt").write_text("mine")
+    (path / "sub").mkdir()
+    (path / "sub" / "more.txt").write_text("also mine")
+    return path
+
+
+def test_export_and_vector_apply_never_delete_what_promptvec_did_not_write(backbones, tiny_models, tmp_path):
+    """`store export REF DIR` and `vector apply --out DIR` used to replace DIR whole (rc 0), deleting the
+    user's files; an existing file was replaced by a folder. Now: refused unless --overwrite, which
+    says what it replaces; rewriting a prompt folder promptvec wrote is fine."""
+    from typer.testing import CliRunner
+
+    from promptvec.cli import app
+    from promptvec.peft_folder import save_prompt
+    from promptvec.store import import_peft
+
+    runner = CliRunner()
+    backbone = backbones["llama"]
+    save_prompt(tmp_path / "p", torch.randn(3, backbone.dim), backbone, {"task": "toy"})
+    store = VectorStore(tmp_path / "s")
+    entry = import_peft(store, tmp_path / "p", backbone=backbone, name="p")
+    store.add_vector(_vec_for(backbone), name="tau")
+    folder = _user_folder(tmp_path / "mine")
+    a_file = tmp_path / "a-file"
+    a_file.write_text("keep")
+    base = ["--store", str(tmp_path / "s")]
+    for target in (folder, a_file):
+        for command in (["store", "export", entry.short_id, str(target), *base],
+                        ["vector", "apply", "tau", "--out", str(target), "--model", str(tiny_models["llama"]), *base]):
+            result = runner.invoke(app, command)
+            assert result.exit_code == 2 and "--overwrite" in result.output and "Traceback" not in result.output
+    assert (folder / "notes.txt").read_text() == "mine" and (folder / "sub" / "more.txt").is_file()
+    assert a_file.read_text() == "keep"
+    again = runner.invoke(app, ["store", "export", entry.short_id, str(tmp_path / "p"), *base])
+    assert again.exit_code == 0, again.output  # a folder promptvec wrote is rewritten without asking
+    forced = runner.invoke(app, ["store", "export", entry.short_id, str(folder), "--overwrite", *base])
+    assert forced.exit_code == 0 and "notes.txt" in forced.output and "sub/" in forced.output, forced.output
+    assert (folder / "adapter_model.safetensors").is_file() and not (folder / "notes.txt").exists()
+
+
+def _vec_for(backbone) -> TaskPromptVector:
+    tensor = torch.randn(3, backbone.dim) * 0.01
+    return TaskPromptVector(tensor, VectorMeta(backbone.fingerprint, 3, backbone.dim, backbone.name, "toy",
+                                               {"seed": 0, "rows": 3}))

@@ -596,15 +596,28 @@ def store_import(folder: Annotated[Path, typer.Argument(help="PEFT prompt-tuning
     out_console.print(f"imported prompt {entry.short_id}")
 
 
+def _replacing(folder: Path, overwrite: bool) -> None:
+    """Refuse to write a prompt folder over what promptvec did not write (unless --overwrite), and
+    say what --overwrite replaces."""
+    from promptvec.peft_folder import check_output_folder
+
+    foreign = check_output_folder(folder, overwrite)
+    if foreign:
+        console.print(f"--overwrite: replacing {folder} (it held {', '.join(foreign)})", highlight=False,
+                      markup=False)
+
+
 @store_app.command("export")
 @friendly
 def store_export(ref: Annotated[str, typer.Argument(help="id prefix or name of a prompt")],
                  folder: Annotated[Path, typer.Argument(help="PEFT adapter folder to write")],
+                 overwrite: Annotated[bool, typer.Option("--overwrite", help="replace what FOLDER holds")] = False,
                  store: StoreDir = None) -> None:
     """Export a stored prompt as a PEFT adapter folder (its original layout)."""
     from promptvec.store import export_peft
 
-    out_console.print(f"exported to {export_peft(_store(store), ref, folder)}")
+    _replacing(folder, overwrite)
+    out_console.print(f"exported to {export_peft(_store(store), ref, folder, overwrite=overwrite)}")
 
 
 @store_app.command("convert")
@@ -690,6 +703,7 @@ def vector_apply(
     origin_seed: Annotated[int, typer.Option(help="origin to apply it to (any origin of the same model)")] = 0,
     scale: Annotated[float, typer.Option(help="λ")] = 1.0,
     model: Model = "default",
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="replace what --out holds")] = False,
     store: StoreDir = None,
 ) -> None:
     """θ = origin + λ τ, written as a PEFT prompt folder (e.g. to initialise `train --init-prompt`)."""
@@ -697,12 +711,13 @@ def vector_apply(
     from promptvec.peft_folder import save_prompt
     from promptvec.vectors import Origin
 
+    _replacing(out, overwrite)
     backbone = load_backbone(model)
     tau = _vector_from(vector, store, backbone)
     origin = Origin.sample(backbone, tau.meta.rows, origin_seed)
     prompt = tau.apply_to(origin, scale, backbone)
     save_prompt(out, prompt, backbone, {"task": tau.meta.task, "origin": origin.to_dict(),
-                                        "from_vector": {"task": tau.meta.task, "scale": scale}})
+                                        "from_vector": {"task": tau.meta.task, "scale": scale}}, overwrite=overwrite)
     out_console.print(f"origin {origin_seed} + {scale:g} x {tau.meta.task} -> {out}")
 
 

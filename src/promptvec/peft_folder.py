@@ -22,7 +22,7 @@ from typing import Any
 
 import torch
 
-from promptvec.errors import CheckpointError
+from promptvec.errors import CheckpointError, OutputExistsError
 from promptvec.io import (
     PICKLE_SUFFIXES,
     atomic_directory,
@@ -104,12 +104,44 @@ def read_adapter(path: str | Path) -> Adapter:
     return Adapter(weights.to(torch.float32), rows, submodules, config, metadata, path)
 
 
+#: what an adapter folder written by promptvec holds; anything else in a target folder is the user's
+ADAPTER_FILES = frozenset({CONFIG_FILE, WEIGHTS_FILE, METADATA_FILE, CARD_FILE})
+
+
+def foreign_entries(directory: str | Path) -> list[str]:
+    """What ``directory`` holds that promptvec did not write there: writing an adapter folder over it
+    would delete these. A file in the folder's place counts as foreign too."""
+    path = Path(directory)
+    if path.is_file() or path.is_symlink():
+        return [path.name]
+    if not path.is_dir():
+        return []
+    return sorted(p.name + ("/" if p.is_dir() else "") for p in path.iterdir() if p.name not in ADAPTER_FILES)
+
+
+def check_output_folder(directory: str | Path, overwrite: bool) -> list[str]:
+    """Refuse to write an adapter folder where it would delete what promptvec did not write, unless
+    ``overwrite``; returns what will be replaced (for the caller to say)."""
+    foreign = foreign_entries(directory)
+    if foreign and not overwrite:
+        what = "is a file" if Path(directory).is_file() else f"holds {', '.join(foreign[:5])}" + (
+            f" and {len(foreign) - 5} more" if len(foreign) > 5 else "")
+        raise OutputExistsError(f"{directory} {what}, which writing a prompt folder there would delete",
+                                "choose a new or empty folder, or pass --overwrite to replace it")
+    return foreign
+
+
 def write_adapter(directory: str | Path, weights: torch.Tensor, rows: int, config: dict[str, Any],
-                  metadata: dict[str, Any]) -> Path:
+                  metadata: dict[str, Any], overwrite: bool = False) -> Path:
     """Write an adapter folder atomically: ``config`` (PromptTuningConfig fields; ``peft_type``,
     ``num_virtual_tokens``, ``token_dim`` and ``num_transformer_submodules`` are set from the
-    weights), the weights, and ``metadata`` with the weights' sha256."""
+    weights), the weights, and ``metadata`` with the weights' sha256. A target that holds anything
+    promptvec did not write is refused unless ``overwrite`` (:func:`check_output_folder`)."""
     from peft import PromptTuningConfig
+
+    check_output_folder(directory, overwrite)
+    if overwrite and Path(directory).is_file():
+        Path(directory).unlink()
 
     weights = weights.detach().to("cpu", torch.float32).contiguous()
     fields = {**config, "num_virtual_tokens": rows, "token_dim": weights.shape[1],
@@ -136,8 +168,10 @@ class PromptCheckpoint:
         return self.prompt.shape[0]
 
 
-def save_prompt(directory: str | Path, prompt: torch.Tensor, backbone, metadata: dict[str, Any]) -> Path:
-    """Write a trained prompt ``[R, d]`` of ``backbone`` as an adapter folder (atomically)."""
+def save_prompt(directory: str | Path, prompt: torch.Tensor, backbone, metadata: dict[str, Any],
+                overwrite: bool = False) -> Path:
+    """Write a trained prompt ``[R, d]`` of ``backbone`` as an adapter folder (atomically; a folder
+    holding files promptvec did not write is refused unless ``overwrite``)."""
     from promptvec.backbones.loading import EMBEDDED_MODELS, base_model_id
     from promptvec.training.record import package_versions
 
@@ -153,7 +187,7 @@ def save_prompt(directory: str | Path, prompt: torch.Tensor, backbone, metadata:
     meta = {"model": backbone.name, "model_fingerprint": backbone.fingerprint, "family": backbone.family,
             "rows": prompt.shape[0], "dim": prompt.shape[1], "promptvec_version": package_versions()["promptvec"],
             **({"weights": embedded.weights} if embedded else {}), **metadata}
-    return write_adapter(directory, prompt, prompt.shape[0], peft_config, meta)
+    return write_adapter(directory, prompt, prompt.shape[0], peft_config, meta, overwrite=overwrite)
 
 
 def load_prompt(path: str | Path, backbone=None) -> PromptCheckpoint:

@@ -34,15 +34,16 @@ def import_peft(store: VectorStore, folder: str | Path, backbone=None, name: str
     return store.add_prompt(adapter.weights, meta, name=name)
 
 
-def export_peft(store: VectorStore, ref: str, folder: str | Path) -> Path:
-    """Write a stored prompt as a PEFT adapter folder (its original layout, [R, d] or [2R, d])."""
+def export_peft(store: VectorStore, ref: str, folder: str | Path, overwrite: bool = False) -> Path:
+    """Write a stored prompt as a PEFT adapter folder (its original layout, [R, d] or [2R, d]); a
+    folder holding files promptvec did not write is refused unless ``overwrite``."""
     prompt, entry = store.raw_prompt(ref)
     if entry.kind != "prompt":
         raise CheckpointError(f"entry {entry.short_id} is a vector", "apply it to an origin to get a prompt")
     meta = dict(entry.metadata)
     config = dict(meta.pop("peft_config", None) or {})
     config.setdefault("task_type", TASK_TYPES.get(meta.get("family", ""), "CAUSAL_LM"))
-    return write_adapter(folder, prompt, entry.rows, config, meta)
+    return write_adapter(folder, prompt, entry.rows, config, meta, overwrite=overwrite)
 
 
 def convert_legacy(source: str | Path, target: str | Path) -> Path:
