@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from promptvec.errors import ConfigError
 from promptvec.experiments.schema import BackboneSpec, BudgetSpec, SourcesSpec, SuiteSpec
 from promptvec.io import read_json
 from promptvec.methods.registry import METHODS
@@ -33,6 +34,12 @@ STORE_DIR = "store"  # inside a suite folder: every source prompt and its vector
 def stored_name(task: str, origin: int | None) -> str:
     """The store name of a source prompt/vector: ``task@o<origin>``."""
     return f"{task}@o{origin}"
+
+
+def path_component(text: str, fallback: str) -> str:
+    """``text`` as one path component: other characters become ``-``, and no leading or trailing dot
+    or dash, so a label or task name can never be ``.``/``..`` or reach outside the suite folder."""
+    return re.sub(r"[^A-Za-z0-9_.-]+", "-", text).strip("-.") or fallback
 
 
 @dataclass(frozen=True)
@@ -50,8 +57,9 @@ class RunSpec:
 
     @property
     def run_id(self) -> str:
-        slug = re.sub(r"[^A-Za-z0-9_.-]+", "-", self.label).strip("-") or self.method
-        task = "+".join(re.sub(r"[^A-Za-z0-9_.-]+", "-", Path(t).stem if t.endswith((".yaml", ".yml")) else t)
+        """``label/task/shots/origin-seed``, each part one safe path component (see :func:`path_component`)."""
+        slug = path_component(self.label, self.method)
+        task = "+".join(path_component(Path(t).stem if t.endswith((".yaml", ".yml")) else t, "task")
                         for t in self.tasks)
         shots = "full" if self.shots is None else f"{self.shots}shot"
         origin = "o-" if self.origin is None else f"o{self.origin}"
@@ -100,13 +108,23 @@ def same_payload(current: dict[str, Any], recorded: dict[str, Any]) -> bool:
 
 
 def run_dir(out: Path, run: RunSpec) -> Path:
-    return out / RUNS_DIR / run.run_id
+    return _inside(out / RUNS_DIR, run.run_id)
+
+
+def _inside(root: Path, relative: str) -> Path:
+    """``root / relative``, checked to resolve inside ``root`` (a second guard behind the safe ids)."""
+    path = root / relative
+    if not path.resolve().is_relative_to(root.resolve()):
+        raise ConfigError(f"run id '{relative}' would write outside {root}", "rename the method label or task")
+    return path
 
 
 def expand(suite: SuiteSpec) -> list[RunSpec]:
     """All runs of the suite — source prompts first (targets start from them), then the methods'
     runs, deduplicated along the axes a method does not depend on."""
-    runs: dict[str, RunSpec] = {run.run_id: run for run in source_runs(suite)}
+    runs: dict[str, RunSpec] = {}
+    for run in source_runs(suite):
+        _add_unique(runs, run)
     for method in suite.methods:
         axes = METHODS[method.name].axes(method.settings)
         for task in (t for t in suite.tasks if method.tasks is None or t in method.tasks):
@@ -117,12 +135,26 @@ def expand(suite: SuiteSpec) -> list[RunSpec]:
                     for seed in (suite.seeds if "seed" in axes and shots != 0 else [None]):
                         run = RunSpec(method.name, method.display, tuple(sorted(method.settings.items())), task,
                                       shots, origin, seed)
-                        runs.setdefault(run.run_id, run)
+                        _add_unique(runs, run)
     return list(runs.values())
 
 
+def _add_unique(runs: dict[str, RunSpec], run: RunSpec) -> None:
+    """Add ``run`` unless an identical run is there (a method's runs repeat along axes it does not
+    depend on); two *different* runs with one id (labels or task files that make the same folder
+    name) are refused, naming both, instead of silently becoming one run."""
+    existing = runs.setdefault(run.run_id, run)
+    if existing != run:
+        def describe(r: RunSpec) -> str:
+            return f"method '{r.label}' ({r.method}) on task '{r.task}'"
+
+        raise ConfigError(f"{describe(existing)} and {describe(run)} would share the run folder '{run.run_id}'",
+                          "give them labels (or task file names) that differ in letters or digits, not only "
+                          "in punctuation")
+
+
 def spec_path(out: Path, run: RunSpec) -> Path:
-    return out / SPECS_DIR / f"{run.run_id}.json"
+    return _inside(out / SPECS_DIR, f"{run.run_id}.json")
 
 
 def completed_record(out: Path) -> dict[str, Any] | None:

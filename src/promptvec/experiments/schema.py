@@ -189,7 +189,14 @@ def load_suite(path: str | Path) -> SuiteSpec:
     raw = read_yaml_mapping(p, "suite file", ConfigError)
     raw.setdefault("name", p.stem)
     try:
-        return SuiteSpec(**raw)
+        suite = SuiteSpec(**raw)
     except ValidationError as exc:
         raise ConfigError(f"{p}: invalid suite: {describe_validation_error(exc)}",
                           "see docs/experiments.md for the suite keys") from None
+    from promptvec.experiments.plan import expand
+
+    try:
+        expand(suite)  # two runs with one folder are refused now, not found out while running
+    except ConfigError as exc:
+        raise ConfigError(f"{p}: {exc.message}", exc.hint) from None
+    return suite

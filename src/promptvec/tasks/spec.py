@@ -117,6 +117,8 @@ class TaskSpec(BaseModel):
     def _name(cls, v: str) -> str:
         if not v or any(c.isspace() for c in v):
             raise ValueError("task name must be non-empty and without spaces")
+        if "/" in v or "\\" in v or v.startswith("."):  # names become folder names (data, runs)
+            raise ValueError("task name must not contain '/' or '\\' or start with '.'")
         return v
 
     @field_validator("doc_to_text")
