@@ -90,3 +90,49 @@ def test_killed_suite_reruns_to_the_uninterrupted_results(tiny_models, toy_task,
         return {row["run_id"]: row["metrics"] for row in read_jsonl(folder / "results.jsonl")}
 
     assert rows(cut) == rows(reference) and len(rows(reference)) == 4
+
+
+@pytest.mark.parametrize("fault", [
+    "atomic-directory.before-swap@1",  # the first prompt folder written, not yet in place
+    "atomic-directory.before-swap@2",  # the first prompt in place, the first checkpoint not
+    "atomic-write.before-rename@1",    # the very first file, still under its temporary name
+    "atomic-write.before-rename@4",    # prompt and checkpoint in place, run.json not yet
+])
+def test_a_run_killed_before_its_first_record_starts_again(tiny_models, toy_task, tmp_path, uninterrupted, fault):
+    """A run killed during its first checkpoint used to leave a folder `--resume` refused forever ("not
+    empty and holds no promptvec run"). Now it is a run that did not start: it starts again, ends
+    where an uninterrupted run ends, and the temporary files of the killed write are gone."""
+    out = tmp_path / "cut"
+    _killed(_cli(_train_args(tiny_models, toy_task, out), fault))
+    assert not (out / "run.json").exists()
+    _ok(_cli([*_train_args(tiny_models, toy_task, out), "--resume"]))
+    ours, reference = read_json(out / "run.json"), read_json(uninterrupted / "run.json")
+    assert ours["status"] == "completed" and ours["test"] == reference["test"]
+    prompt, expected = load_file(out / "prompt/adapter_model.safetensors"), load_file(
+        uninterrupted / "prompt/adapter_model.safetensors")
+    assert torch.equal(prompt["prompt_embeddings"], expected["prompt_embeddings"])
+    assert not [p.name for p in out.iterdir() if p.name.endswith((".tmp", ".old"))]
+    assert len(read_json(out / "run.json")["history"]) == len(reference["history"])
+
+
+def test_two_writers_on_one_run_folder_get_one_clear_message(tiny_models, toy_task, tmp_path):
+    """A second `train` on a folder another process is training used to die in the folder swap with a
+    FileNotFoundError traceback (or worse, write beside it). Now it is refused, naming the holder."""
+    from promptvec.training.run_folder import RunFolderLock
+
+    out = tmp_path / "busy"
+    out.mkdir()
+    holder = subprocess.Popen([sys.executable, "-c", (
+        "import sys, time; from pathlib import Path; from promptvec.training.run_folder import RunFolderLock; "
+        "lock = RunFolderLock(Path(sys.argv[1])); print('locked', flush=True); time.sleep(60)"), str(out)],
+        stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "locked"
+        second = _cli([*_train_args(tiny_models, toy_task, out), "--resume"])
+        assert second.returncode == 2, second.stderr[-2000:]
+        assert f"is being written by promptvec process {holder.pid}" in second.stderr
+        assert "Traceback" not in second.stderr
+    finally:
+        holder.kill()
+        holder.wait()
+    RunFolderLock(out).release()  # the kernel dropped the dead holder's lock: nothing stale is left

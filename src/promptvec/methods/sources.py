@@ -111,7 +111,7 @@ def train_target_stage(method: type[PromptTuning], ctx: RunContext, folder: str,
     folder_path = reused or ctx.out / STAGES_DIR / folder
     if reused is None:
         record = Trainer(config, folder_path, backbone=ctx.backbone, task_data=ctx.data, progress=False,
-                         data_parallel=ctx.data_parallel).train(resume=True)
+                         on_step=ctx.on_step, data_parallel=ctx.data_parallel).train(resume=True)
     else:
         record = read_json(reused / "run.json", "run record")
     cost = {"steps": config.max_steps, "selected": "validation" if steps is None else "last step",

@@ -50,6 +50,7 @@ from promptvec.training.distributed import (
     release_at_exit,
 )
 from promptvec.training.record import RunRecord, new_run_record, peak_memory_mb
+from promptvec.training.run_folder import LOCK_FILE, RunFolderLock, remove_leftovers, unstarted_run_entries
 from promptvec.vectors import Origin
 
 MODULE_LOG = "module_log.jsonl"
@@ -70,16 +71,38 @@ def config_differences(current: dict[str, Any], previous: dict[str, Any]) -> lis
                   if current.get(k, defaults.get(k)) != previous.get(k, defaults.get(k)))
 
 
+#: what a run writes into its folder before its first record (run.json): a folder holding only these
+#: is a run killed before it started, which starts again
+BEFORE_RECORD = frozenset({PROMPT_DIR, MODULE_DIR, "checkpoint", TRAIN_LOG, MODULE_LOG, STAGES_DIR})
+
+
+def empty_run_folder(out: Path) -> None:
+    """Delete everything in a run folder but its lock (``--overwrite``)."""
+    for entry in out.iterdir():
+        if entry.name == LOCK_FILE:
+            continue
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry)
+        else:
+            entry.unlink()
+
+
 def prepare_output_dir(out: Path, config: dict[str, Any], resume: bool, overwrite: bool) -> dict | None:
     """Decide what to do with an existing folder; returns the previous record when resuming."""
     record_path = out / "run.json"
     if overwrite and out.exists():
-        shutil.rmtree(out)
-    if not out.exists() or not any(p.name != STAGES_DIR for p in out.iterdir()):
+        empty_run_folder(out)
+    if not out.exists():
         return None
     if not record_path.is_file():
-        raise OutputExistsError(f"output folder {out} is not empty and holds no promptvec run",
-                                "choose another --out, or pass --overwrite to replace its contents")
+        unstarted = unstarted_run_entries(out, BEFORE_RECORD)
+        if unstarted is None:
+            raise OutputExistsError(f"output folder {out} is not empty and holds no promptvec run",
+                                    "choose another --out, or pass --overwrite to replace its contents")
+        for name in (TRAIN_LOG, MODULE_LOG):  # a killed start's log lines must not precede the new run's
+            if name in unstarted:
+                (out / name).unlink()
+        return None  # a run killed before its first record: it starts again (its files get replaced)
     previous = read_json(record_path, "run record")
     changed = config_differences(config, previous.get("config", {}))
     if changed:
@@ -238,8 +261,14 @@ class Trainer:
             return self._train(resume, overwrite)
 
     def _train(self, resume: bool, overwrite: bool) -> dict[str, Any]:
-        cfg = self.config
         loop = TrainingLoop(self)
+        try:
+            return self._run(loop, resume, overwrite)
+        finally:
+            loop.release()
+
+    def _run(self, loop: TrainingLoop, resume: bool, overwrite: bool) -> dict[str, Any]:
+        cfg = self.config
         previous = loop.prepare(resume, overwrite)
         if previous is not None and previous.get("status") == "completed":
             return previous
@@ -340,16 +369,22 @@ class TrainingLoop:
         decide what the output folder holds; the previous record when resuming (or finished)."""
         trainer = self.trainer
         self.train, self.val, self.test = trainer._datasets()
-        if overwrite and self.main and trainer.out.exists():
-            shutil.rmtree(trainer.out)
+        if self.main:  # the data is valid: now the folder may be created, and locked for this process
+            trainer.out.mkdir(parents=True, exist_ok=True)
+            self.lock = RunFolderLock(trainer.out)
+            if overwrite:
+                empty_run_folder(trainer.out)
+            remove_leftovers(trainer.out)
         self.wait_for_everyone()
         previous = prepare_output_dir(trainer.out, self.cfg.model_dump(), resume, overwrite=False)
-        if previous is not None and previous.get("status") == "completed":
-            return previous
-        if self.main:
-            trainer.out.mkdir(parents=True, exist_ok=True)
         self.wait_for_everyone()
         return previous
+
+    def release(self) -> None:
+        """Give up the run folder's lock (the process's exit would too)."""
+        lock = getattr(self, "lock", None)
+        if lock is not None:
+            lock.release()
 
     def setup(self, resumable: bool) -> None:
         """Encode the training data, order it, put the module on the device with its optimizer and
