@@ -99,5 +99,12 @@ def test_swap_interrupted_between_renames_is_recovered(backbones, tmp_path):
     save_prompt(tmp_path / "run" / "prompt", prompt, b, {})
     # simulate a crash after `prompt -> .prompt.old` and before `tmp -> prompt`
     os.replace(tmp_path / "run" / "prompt", tmp_path / "run" / ".prompt.old")
+    # a reader gets the previous complete version and renames nothing (a live writer may be mid-swap)
     assert torch.equal(load_prompt(tmp_path / "run", b).prompt, prompt)
+    assert not (tmp_path / "run" / "prompt").exists() and (tmp_path / "run" / ".prompt.old").is_dir()
+    # the folder's owner restores the swap when it next runs (under the run folder's lock)
+    from promptvec.training.run_folder import remove_leftovers
+
+    remove_leftovers(tmp_path / "run")
     assert (tmp_path / "run" / "prompt").is_dir() and not (tmp_path / "run" / ".prompt.old").exists()
+    assert torch.equal(load_prompt(tmp_path / "run", b).prompt, prompt)

@@ -339,7 +339,7 @@ def predict_command(
     input: Annotated[Path | None, typer.Option("--input", help=".jsonl, .csv/.tsv or a text file, one input "
                                                "per line")] = None,
     model: Annotated[str | None, typer.Option(help="backbone (default: the prompt's)")] = None,
-    batch_size: Annotated[int, typer.Option(help="inputs per forward pass")] = 32,
+    batch_size: Annotated[int, typer.Option(min=1, help="inputs per forward pass")] = 32,
     mode: Annotated[str, typer.Option(help="rank or generate (label tasks; free-text tasks always generate)")] = "rank",
 ) -> None:
     """Label new text (or generate the answer of a free-text task) with a trained prompt: one JSON line per input."""
@@ -543,6 +543,8 @@ def store_list(kind: Annotated[str | None, typer.Option(help="prompt or vector")
                task: Annotated[str | None, typer.Option(help="only this task")] = None,
                store: StoreDir = None) -> None:
     """List stored prompts and vectors."""
+    if kind not in (None, "prompt", "vector"):
+        raise ConfigError(f"unknown --kind '{kind}'", "use prompt or vector (or omit it for both)")
     s = _store(store)
     _print_entries(s.entries(kind=kind, task=task), f"store {s.root}")
 
@@ -568,11 +570,12 @@ def store_rm(ref: Annotated[str, typer.Argument(help="id prefix or name")], stor
 @friendly
 def store_search(
     like: Annotated[str, typer.Option("--like", help="a task name, store entry or vector file")],
-    top: Annotated[int, typer.Option(help="how many")] = 5,
+    top: Annotated[int, typer.Option(min=1, help="how many")] = 5,
     measure: Annotated[str, typer.Option(help="cosine, cosine-flat or dtvg")] = "cosine",
     store: StoreDir = None,
 ) -> None:
     """Stored vectors most similar to a task or vector: which sources to transfer from."""
+    _check_measure(measure)
     s = _store(store)
     query, task = s.query_vector(like)
     results = s.search(query, top=top, measure=measure, exclude_task=task)
@@ -661,6 +664,27 @@ def store_rebuild(store: StoreDir = None) -> None:
     out_console.print(f"indexed {VectorStore.repair(store)} objects")
 
 
+def _weights(text: str, count: int) -> list[float]:
+    """``--weights 1,0.5``: one finite number per vector."""
+    import math
+
+    try:
+        values = [float(w) for w in text.split(",")]
+    except ValueError:
+        raise ConfigError(f"--weights '{text}' must be comma-separated numbers", "e.g. --weights 1,0.5") from None
+    if len(values) != count or not all(math.isfinite(v) for v in values):
+        raise ConfigError(f"--weights needs {count} finite numbers (one per vector), got '{text}'",
+                          "e.g. --weights " + ",".join(["1"] * count))
+    return values
+
+
+def _check_measure(measure: str) -> None:
+    from promptvec.vectors import SIMILARITIES
+
+    if measure not in SIMILARITIES:
+        raise ConfigError(f"unknown --measure '{measure}'", f"use one of {', '.join(SIMILARITIES.names())}")
+
+
 @vector_app.command("create")
 @friendly
 def vector_create(prompt: Annotated[Path, typer.Argument(help="prompt or run folder (records its origin)")],
@@ -689,7 +713,7 @@ def vector_combine(
     """Merge several vectors into one."""
     from promptvec.vectors import merge
 
-    parsed = [float(w) for w in weights.split(",")] if weights else None
+    parsed = _weights(weights, len(vectors)) if weights else None
     merged = merge([_vector_from(v, store) for v in vectors], method, parsed, density, seed)
     merged.save(out)
     out_console.print(f"{merged!r} -> {out}")
@@ -707,9 +731,14 @@ def vector_apply(
     store: StoreDir = None,
 ) -> None:
     """θ = origin + λ τ, written as a PEFT prompt folder (e.g. to initialise `train --init-prompt`)."""
+    import math
+
     from promptvec.backbones import load_backbone
     from promptvec.peft_folder import save_prompt
     from promptvec.vectors import Origin
+
+    if not math.isfinite(scale):
+        raise ConfigError(f"--scale {scale} is not a finite number", "give a number such as 1.0 or 0.5")
 
     _replacing(out, overwrite)
     backbone = load_backbone(model)
@@ -732,6 +761,7 @@ def vector_similarity(
     store: StoreDir = None,
 ) -> None:
     """Pairwise similarity of vectors (and their norms)."""
+    _check_measure(measure)
     from promptvec.vectors import VectorMismatchError, similarity
 
     loaded = [_vector_from(v, store) for v in vectors]

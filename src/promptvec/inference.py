@@ -11,6 +11,7 @@ from promptvec.backbones import Backbone, load_backbone
 from promptvec.errors import DataError
 from promptvec.evaluation import predict
 from promptvec.evaluation.evaluator import EvalMode
+from promptvec.io import not_utf8
 from promptvec.peft_folder import check_compatible, load_prompt
 from promptvec.tasks import Example, TaskSpec, get_task
 
@@ -77,6 +78,13 @@ def read_inputs(path: str | Path) -> list[str | dict]:
     p = Path(path)
     if not p.is_file():
         raise DataError(f"input file not found: {p}", "check the path")
+    try:
+        return _read_inputs(p)
+    except UnicodeDecodeError as exc:
+        raise not_utf8(p, exc, "input file") from None
+
+
+def _read_inputs(p: Path) -> list[str | dict]:
     if p.suffix == ".jsonl":
         items = []
         for lineno, line in enumerate(p.read_text(encoding="utf-8").splitlines(), 1):

@@ -17,6 +17,7 @@ import errno
 import hashlib
 import json
 import os
+import re
 import shutil
 import struct
 import tempfile
@@ -28,7 +29,7 @@ import torch
 from safetensors.torch import load as st_load
 from safetensors.torch import save as st_save
 
-from promptvec.errors import CheckpointError, StorageError
+from promptvec.errors import CheckpointError, DataError, StorageError
 from promptvec.faults import fault_point
 
 # A safetensors header larger than this is not a prompt file (PEFT prompt headers are < 1 KiB).
@@ -80,6 +81,40 @@ def storage_error(target: Path, exc: OSError) -> StorageError:
              errno.EACCES: "you may not write there: choose another folder or fix its permissions"}
     return StorageError(f"cannot write {target}: {exc.strerror or exc} (the previous version, if any, is intact)",
                         fixes.get(exc.errno or 0, "check the folder and the disk, then run the command again"))
+
+
+def path_component(text: str, fallback: str) -> str:
+    """``text`` as one path component: other characters become ``-``, and no leading or trailing dot
+    or dash, so a label or task name can never be ``.``/``..`` or reach outside the folder it names
+    something in."""
+    return re.sub(r"[^A-Za-z0-9_.-]+", "-", text).strip("-.") or fallback
+
+
+def output_folder(path: str | os.PathLike, what: str) -> Path:
+    """Create (or accept) the folder a command writes into, with one message for each way it can be
+    unusable: an existing file, a file somewhere above it, no permission, a read-only disk."""
+    folder = Path(path)
+    if folder.exists() and not folder.is_dir():
+        raise StorageError(f"{what} {folder} is a file, not a folder", "choose a folder path (new or existing)")
+    for parent in folder.parents:
+        if parent.exists() and not parent.is_dir():
+            raise StorageError(f"{what} {folder} lies under {parent}, which is a file", "choose a folder path "
+                               "whose parents are folders")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise storage_error(folder, exc) from None
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise StorageError(f"{what} {folder} is not writable", "choose another folder or fix its permissions")
+    return folder
+
+
+def not_utf8(path: str | os.PathLike, exc: UnicodeDecodeError, what: str = "file") -> DataError:
+    """A text file in another encoding (latin-1, UTF-16, ...) as one message with the fix."""
+    byte = exc.object[exc.start:exc.start + 1]
+    name = Path(path).name
+    return DataError(f"{path}: the {what} is not UTF-8 text (byte {exc.start}: {byte!r})",
+                     f"convert it to UTF-8, e.g. `iconv -f latin1 -t utf-8 {name} > utf8-{name}`")
 
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:
@@ -199,6 +234,8 @@ def read_safetensors_header(path: str | os.PathLike) -> tuple[dict[str, Any], di
     for name, entry in header.items():
         try:
             begin, end = entry["data_offsets"]
+            if not all(isinstance(v, int) and not isinstance(v, bool) for v in (begin, end, *entry["shape"])):
+                raise TypeError("offsets and shape must be integers")
             n_elems = 1
             for dim in entry["shape"]:
                 n_elems *= int(dim)
@@ -231,6 +268,15 @@ def recover_directory(target: str | os.PathLike) -> None:
     old = target.with_name(f".{target.name}.old")
     if not target.exists() and old.is_dir():
         os.replace(old, target)
+
+
+def readable_directory(target: str | os.PathLike) -> Path:
+    """The folder to *read* for ``target``: itself, or — while a writer is between the two renames of
+    its swap (or was killed there) — the complete previous version, ``.<name>.old``. Readers never
+    rename anything: only the folder's writer (holding its lock) restores a swap."""
+    target = Path(target)
+    old = target.with_name(f".{target.name}.old")
+    return old if not target.exists() and old.is_dir() else target
 
 
 @contextlib.contextmanager

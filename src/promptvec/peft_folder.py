@@ -31,11 +31,12 @@ from promptvec.io import (
     file_sha256,
     load_tensors,
     read_json,
-    recover_directory,
+    readable_directory,
     save_tensors,
     verify_checksum,
 )
 from promptvec.model_card import render_model_card
+from promptvec.tensor_checks import check_prompt_tensor, positive_int
 
 PROMPT_KEY = "prompt_embeddings"
 CONFIG_FILE = "adapter_config.json"
@@ -65,8 +66,7 @@ class Adapter:
 
 def read_adapter(path: str | Path) -> Adapter:
     """Read and check an adapter folder or a bare ``.safetensors`` file holding ``prompt_embeddings``."""
-    path = Path(path)
-    recover_directory(path)
+    path = readable_directory(path)
     if path.is_dir():
         weights_path = path / WEIGHTS_FILE
         if not weights_path.is_file():
@@ -81,6 +81,7 @@ def read_adapter(path: str | Path) -> Adapter:
         weights_path, config, metadata = path, {}, {}
     else:
         raise CheckpointError(f"prompt not found: {path}", "check the path")
+    _check_json_fields(path, config, metadata)
     if config.get("peft_type", "PROMPT_TUNING") != "PROMPT_TUNING":
         raise CheckpointError(f"{path} is a PEFT '{config.get('peft_type')}' adapter, not prompt tuning",
                               "use a prompt-tuning adapter")
@@ -90,17 +91,14 @@ def read_adapter(path: str | Path) -> Adapter:
     if PROMPT_KEY not in tensors:
         raise CheckpointError(f"{weights_path} has no '{PROMPT_KEY}' tensor (keys: {sorted(tensors)})",
                               "use a PEFT prompt-tuning adapter or a promptvec prompt file")
-    weights = tensors[PROMPT_KEY]
-    if weights.dim() != 2 or not weights.is_floating_point():
-        raise CheckpointError(f"{weights_path}: '{PROMPT_KEY}' must be a float [R, d] matrix, "
-                              f"got {tuple(weights.shape)} {weights.dtype}", "re-create the prompt")
-    submodules = int(config.get("num_transformer_submodules") or 1)
-    rows = int(config.get("num_virtual_tokens") or weights.shape[0] // submodules)
+    weights = check_prompt_tensor(tensors[PROMPT_KEY], f"{weights_path}: '{PROMPT_KEY}'", fix="re-create the prompt")
+    submodules = positive_int(_given(config.get("num_transformer_submodules"), 1), str(path),
+                              "num_transformer_submodules")
+    rows = positive_int(_given(config.get("num_virtual_tokens"), weights.shape[0] // submodules), str(path),
+                        "num_virtual_tokens")
     if weights.shape[0] != rows * submodules or submodules not in (1, 2):
         raise CheckpointError(f"{weights_path}: prompt has {weights.shape[0]} rows but the config says "
                               f"{rows} x {submodules} submodule(s)", "the adapter folder is inconsistent")
-    if not torch.isfinite(weights).all():
-        raise CheckpointError(f"{weights_path}: the prompt contains NaN or infinite values", "use a healthy checkpoint")
     return Adapter(weights.to(torch.float32), rows, submodules, config, metadata, path)
 
 
@@ -131,6 +129,29 @@ def check_output_folder(directory: str | Path, overwrite: bool) -> list[str]:
     return foreign
 
 
+#: promptvec.json fields other code reads, with the type they must have
+_METADATA_TYPES: dict[str, type | tuple[type, ...]] = {
+    "model_fingerprint": str, "model": str, "task": str, "family": str, "origin": (dict, type(None))}
+
+
+def _check_json_fields(path: Path, config: Any, metadata: Any) -> None:
+    """The two JSON files of a folder hold objects, and the metadata fields promptvec reads have their
+    types: a hostile or damaged folder gets one message instead of a TypeError deep inside."""
+    for name, value in ((CONFIG_FILE, config), (METADATA_FILE, metadata)):
+        if not isinstance(value, dict):
+            raise CheckpointError(f"{path}: {name} must hold a JSON object, got {type(value).__name__}",
+                                  "the folder is damaged or was not written by promptvec/PEFT; re-create it")
+    for key, kind in _METADATA_TYPES.items():
+        if key in metadata and not isinstance(metadata[key], kind):
+            raise CheckpointError(f"{path}: {METADATA_FILE} field '{key}' has the wrong type "
+                                  f"({type(metadata[key]).__name__})", "the folder is damaged; re-create it")
+
+
+def _given(value: Any, default: int) -> Any:
+    """A config count, or ``default`` where the config leaves it out (null)."""
+    return default if value is None else value
+
+
 def write_adapter(directory: str | Path, weights: torch.Tensor, rows: int, config: dict[str, Any],
                   metadata: dict[str, Any], overwrite: bool = False) -> Path:
     """Write an adapter folder atomically: ``config`` (PromptTuningConfig fields; ``peft_type``,
@@ -139,6 +160,9 @@ def write_adapter(directory: str | Path, weights: torch.Tensor, rows: int, confi
     promptvec did not write is refused unless ``overwrite`` (:func:`check_output_folder`)."""
     from peft import PromptTuningConfig
 
+    check_prompt_tensor(weights, f"the prompt to write to {directory}",
+                        fix="nothing was written; the prompt was made from NaN/infinite or misshapen values "
+                            "(e.g. a huge --scale)")
     check_output_folder(directory, overwrite)
     if overwrite and Path(directory).is_file():
         Path(directory).unlink()
@@ -194,9 +218,8 @@ def load_prompt(path: str | Path, backbone=None) -> PromptCheckpoint:
     """The prompt of an adapter folder, a ``.safetensors`` prompt file, or a run folder (its best
     prompt), checked against ``backbone`` when given."""
     path = Path(path)
-    recover_directory(path / PROMPT_DIR)
-    if path.is_dir() and (path / PROMPT_DIR).is_dir() and not (path / CONFIG_FILE).exists():
-        path = path / PROMPT_DIR
+    if path.is_dir() and not (path / CONFIG_FILE).exists() and readable_directory(path / PROMPT_DIR).is_dir():
+        path = path / PROMPT_DIR  # a run folder: its best prompt
     adapter = read_adapter(path)
     if backbone is not None:
         check_compatible(adapter.prompt, adapter.metadata, backbone, str(path))

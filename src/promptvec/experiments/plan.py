@@ -15,14 +15,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from promptvec.errors import ConfigError
 from promptvec.experiments.schema import BackboneSpec, BudgetSpec, SourcesSpec, SuiteSpec
-from promptvec.io import read_json
+from promptvec.io import path_component, read_json
 from promptvec.methods.registry import METHODS
 
 RUNS_DIR = "runs"
@@ -34,12 +33,6 @@ STORE_DIR = "store"  # inside a suite folder: every source prompt and its vector
 def stored_name(task: str, origin: int | None) -> str:
     """The store name of a source prompt/vector: ``task@o<origin>``."""
     return f"{task}@o{origin}"
-
-
-def path_component(text: str, fallback: str) -> str:
-    """``text`` as one path component: other characters become ``-``, and no leading or trailing dot
-    or dash, so a label or task name can never be ``.``/``..`` or reach outside the suite folder."""
-    return re.sub(r"[^A-Za-z0-9_.-]+", "-", text).strip("-.") or fallback
 
 
 @dataclass(frozen=True)

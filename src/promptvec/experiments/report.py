@@ -13,7 +13,9 @@ import platform
 from collections.abc import Set as AbstractSet
 from pathlib import Path
 
-from promptvec.errors import ConfigError
+from pydantic import ValidationError
+
+from promptvec.errors import ConfigError, describe_validation_error
 from promptvec.evaluation.stats import (
     adjust,
     compare,
@@ -28,7 +30,7 @@ from promptvec.experiments.plots import FIGURE_MAKERS, primary_metric
 from promptvec.experiments.schema import SuiteSpec
 from promptvec.experiments.tpv_report import source_sections
 from promptvec.experiments.transfer_report import transfer_sections
-from promptvec.io import atomic_write_text, read_json
+from promptvec.io import atomic_write_text, output_folder, read_json
 
 REPORT_DIR = "report"
 MARKS = [("▲", "▼"), ("△", "▽"), ("⁺", "⁻")]  # significance marks against the 1st, 2nd, 3rd baseline
@@ -38,10 +40,43 @@ def _load(out: Path) -> tuple[SuiteSpec, list[dict]]:
     if not (out / "suite.json").is_file():
         raise ConfigError(f"{out} is not a suite folder (no suite.json)",
                           "pass the --out folder of `promptvec experiment run`")
-    suite = SuiteSpec(**read_json(out / "suite.json", "suite"))
+    raw = read_json(out / "suite.json", "suite")
+    try:
+        suite = SuiteSpec(**raw) if isinstance(raw, dict) else SuiteSpec.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError(f"{out / 'suite.json'} is not a suite this promptvec can read: "
+                          f"{describe_validation_error(exc)}", "restore the file, or re-run the suite with "
+                          "`promptvec experiment run` (completed runs are kept)") from None
     results = out / "results.jsonl"
-    rows = [json.loads(line) for line in results.read_text().splitlines() if line.strip()] if results.is_file() else []
-    return suite, rows
+    return suite, _result_rows(results) if results.is_file() else []
+
+
+#: what every results row holds, which the report reads
+_ROW_FIELDS = {"label": str, "task": str, "metrics": dict, "run_id": str}
+
+
+#: results.jsonl is rewritten whole (atomically) from the run folders, so a damaged one is rebuilt so
+_REBUILD = "re-run `promptvec experiment run` on the suite: it rewrites results.jsonl from the run folders " \
+           "(completed runs are not trained again)"
+
+
+def _result_rows(path: Path) -> list[dict]:
+    """The rows of results.jsonl. The runner writes the file whole and atomically, so an unreadable
+    line (even the last) or a row without the fields the report needs is damage, refused by its line
+    rather than left out of the report."""
+    rows = []
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError:
+            raise ConfigError(f"{path}:{number}: not a JSON row (the file is damaged)", _REBUILD) from None
+        bad = [k for k, kind in _ROW_FIELDS.items() if not isinstance(row, dict) or not isinstance(row.get(k), kind)]
+        if bad:
+            raise ConfigError(f"{path}:{number}: the row lacks {bad} (or they have the wrong type)", _REBUILD)
+        rows.append(row)
+    return rows
 
 
 def training_free(suite: SuiteSpec) -> set[str]:
@@ -134,7 +169,7 @@ def build_report(out: str | Path, report_dir: str | Path | None = None) -> Path:
     rows = [r for r in all_rows if r["label"] != SOURCE_LABEL]
     free = training_free(suite)
     report_dir = Path(report_dir) if report_dir else out / REPORT_DIR
-    report_dir.mkdir(parents=True, exist_ok=True)
+    output_folder(report_dir, "report folder")
     doc = Document(f"Experiment report: {suite.name}")
     if suite.description:
         doc.add(Paragraph(suite.description.strip()))

@@ -37,7 +37,7 @@ from promptvec.experiments.plan import (
 from promptvec.experiments.results import result_row, write_results
 from promptvec.experiments.schema import SuiteSpec
 from promptvec.faults import fault_point
-from promptvec.io import atomic_write_json, read_json
+from promptvec.io import atomic_write_json, output_folder, read_json
 from promptvec.methods.base import RunContext
 from promptvec.methods.registry import METHODS
 from promptvec.tasks import TaskData
@@ -346,7 +346,7 @@ def run_suite(suite: SuiteSpec | str | Path, out: str | Path, jobs: int = 1, max
                           "use one of the two: accelerate launch alone spreads the runs over its processes")
     resources = WorkerResources(device=processes.device)
     if processes.main:
-        out.mkdir(parents=True, exist_ok=True)
+        output_folder(out, "suite folder (--out)")
         atomic_write_json(out / "suite.json", suite.model_dump())
     processes.wait()
     # the main process reports the suite; every process reports the runs it does (tagged when several)

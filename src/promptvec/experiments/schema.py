@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from promptvec.errors import ConfigError, describe_validation_error
 from promptvec.experiments.analyses import ANALYSES
-from promptvec.io import read_yaml_mapping
+from promptvec.io import path_component, read_yaml_mapping
 from promptvec.methods.registry import METHODS
 from promptvec.training.config import train_field
 
@@ -143,6 +143,9 @@ class SuiteSpec(BaseModel):
         labels = [m.display for m in self.methods]
         if len(set(labels)) != len(labels):
             raise ValueError(f"method labels must be unique, got {labels} (give each a `label`)")
+        _one_folder_each("method", [*labels, "source"], lambda label: label)
+        _one_folder_each("task", list(dict.fromkeys([*self.tasks, *self.sources.tasks])),
+                         lambda t: Path(t).stem if t.endswith((".yaml", ".yml")) else t)
         for method in self.methods:
             METHODS[METHODS.check(method.name)].validate_settings(method.settings)
         if self.sources.tasks:
@@ -184,19 +187,24 @@ class SuiteSpec(BaseModel):
         return self
 
 
+def _one_folder_each(kind: str, names: list[str], folder_text) -> None:
+    """Distinct labels (or tasks) must give distinct run folders: ``PT lr=0.05`` and ``PT lr-0.05``, or
+    ``a/task.yaml`` and ``b/task.yaml``, would otherwise silently become one run."""
+    seen: dict[str, str] = {}
+    for name in names:
+        folder = path_component(folder_text(name), name)
+        if folder in seen and seen[folder] != name:
+            raise ValueError(f"{kind}s '{seen[folder]}' and '{name}' would share the run folder '{folder}'; give "
+                             "them names that differ in letters or digits, not only in punctuation or folder")
+        seen.setdefault(folder, name)
+
+
 def load_suite(path: str | Path) -> SuiteSpec:
     p = Path(path)
     raw = read_yaml_mapping(p, "suite file", ConfigError)
     raw.setdefault("name", p.stem)
     try:
-        suite = SuiteSpec(**raw)
+        return SuiteSpec(**raw)
     except ValidationError as exc:
         raise ConfigError(f"{p}: invalid suite: {describe_validation_error(exc)}",
                           "see docs/experiments.md for the suite keys") from None
-    from promptvec.experiments.plan import expand
-
-    try:
-        expand(suite)  # two runs with one folder are refused now, not found out while running
-    except ConfigError as exc:
-        raise ConfigError(f"{p}: {exc.message}", exc.hint) from None
-    return suite

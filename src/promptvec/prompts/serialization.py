@@ -14,7 +14,7 @@ from typing import Any
 import torch
 
 from promptvec.errors import CheckpointError
-from promptvec.io import atomic_directory, atomic_write_json, load_tensors, read_json, recover_directory, save_tensors
+from promptvec.io import atomic_directory, atomic_write_json, load_tensors, read_json, readable_directory, save_tensors
 from promptvec.prompts.base import PROMPT_MODULES, PromptModule
 
 MODULE_FORMAT = "promptvec-prompt-module/1"
@@ -37,10 +37,10 @@ def save_module(directory: str | Path, module: PromptModule, backbone, metadata:
 
 def load_module(directory: str | Path, backbone=None) -> tuple[PromptModule, dict[str, Any]]:
     """Rebuild a saved module; with ``backbone`` it must be the model the module was trained on."""
-    directory = Path(directory)
-    recover_directory(directory)
-    if directory.is_dir() and (directory / MODULE_DIR).is_dir() and not (directory / CONFIG_FILE).exists():
-        directory = directory / MODULE_DIR  # a run folder: its best module
+    directory = readable_directory(directory)
+    if directory.is_dir() and not (directory / CONFIG_FILE).exists() and readable_directory(
+            directory / MODULE_DIR).is_dir():
+        directory = readable_directory(directory / MODULE_DIR)  # a run folder: its best module
     config_path, state_path = directory / CONFIG_FILE, directory / STATE_FILE
     if not config_path.is_file() or not state_path.is_file():
         raise CheckpointError(f"{directory} is not a promptvec prompt-module folder (needs {CONFIG_FILE} and "

@@ -16,8 +16,9 @@ from typing import Any
 
 from promptvec.errors import CheckpointError
 from promptvec.io import PICKLE_SUFFIXES, atomic_write_json, load_tensors, read_json
-from promptvec.store.store import Entry, StoreError, VectorStore, content_digest
+from promptvec.store.store import Entry, StoreError, VectorStore, check_store_object, content_digest
 from promptvec.tasks.loading import hub_offline
+from promptvec.vectors.tpv import FORMAT as VECTOR_FORMAT
 
 MANIFEST = "manifest.json"
 
@@ -99,15 +100,23 @@ def pull(store: VectorStore, repo: str) -> list[Entry]:
         raise CheckpointError(f"{root / MANIFEST} is not a promptvec store manifest",
                               "push with `promptvec store push`")
     validated = []  # everything is checked before anything enters the store
-    for item in items:
-        path = _safe_member(root, str(item.get("file", "")))
+    for number, item in enumerate(items, 1):
+        if not isinstance(item, dict) or not isinstance(item.get("file"), str):
+            raise CheckpointError(f"{root / MANIFEST}: entry {number} is not an object naming a file ({item!r:.60})",
+                                  "the repository is damaged; push it again with `promptvec store push`")
+        path = _safe_member(root, item["file"])
         tensors, metadata = load_tensors(path)
         if content_digest(tensors, metadata) != item.get("sha256"):
-            raise CheckpointError(f"'{item.get('file')}' does not match its manifest digest",
+            raise CheckpointError(f"'{item['file']}' does not match its manifest digest",
                                   "the repository is corrupted or was tampered with")
         try:
             meta = json.loads(metadata["promptvec"])
         except (KeyError, json.JSONDecodeError):
-            raise CheckpointError(f"'{item.get('file')}' lacks promptvec metadata", "push with promptvec") from None
-        validated.append((tensors, metadata, "vector" if item.get("kind") == "vector" else "prompt", meta))
+            raise CheckpointError(f"'{item['file']}' lacks promptvec metadata", "push with promptvec") from None
+        kind = "vector" if metadata.get("format") == VECTOR_FORMAT else "prompt"  # what the file is
+        if item.get("kind", kind) != kind:
+            raise CheckpointError(f"'{item['file']}' is a {kind}, but the manifest says {item.get('kind')!r}",
+                                  "the repository was tampered with; pull nothing from it")
+        check_store_object(tensors, kind, meta, f"'{item['file']}'")
+        validated.append((tensors, metadata, kind, meta))
     return [store._add_object(t, m, kind, m.get("store_name") or None, meta) for t, m, kind, meta in validated]

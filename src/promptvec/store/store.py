@@ -28,8 +28,9 @@ import torch
 
 from promptvec.errors import CheckpointError, PromptvecError
 from promptvec.faults import fault_point
-from promptvec.io import atomic_write_bytes, load_tensors
+from promptvec.io import atomic_write_bytes, load_tensors, output_folder
 from promptvec.peft_folder import PROMPT_KEY
+from promptvec.tensor_checks import check_prompt_tensor, positive_int
 from promptvec.vectors.similarity import similarity
 from promptvec.vectors.tpv import FORMAT as VECTOR_FORMAT
 from promptvec.vectors.tpv import VECTOR_KEY, TaskPromptVector, VectorMeta
@@ -94,6 +95,27 @@ def content_digest(tensors: dict[str, torch.Tensor], metadata: dict[str, str]) -
 _INSERT = "INSERT OR IGNORE INTO entries VALUES (?,?,?,?,?,?,?,?,?,?,?)"
 
 
+def check_store_object(tensors: dict[str, torch.Tensor], kind: str, meta: Any, where: str) -> None:
+    """What enters the store (add, import, pull): metadata naming the model and a positive shape, and
+    the one tensor of its kind passing :func:`check_prompt_tensor` with that shape (a prompt may be
+    PEFT's seq2seq layout, two blocks of ``rows``)."""
+    if not isinstance(meta, dict):
+        raise CheckpointError(f"{where}: its metadata must be a mapping, got {type(meta).__name__}",
+                              "add it from its source with promptvec")
+    if not isinstance(meta.get("model_fingerprint"), str) or not meta["model_fingerprint"]:
+        raise CheckpointError(f"{where}: its metadata names no model fingerprint", "add it with --model")
+    rows, dim = positive_int(meta.get("rows"), where, "rows"), positive_int(meta.get("dim"), where, "dim")
+    key = VECTOR_KEY if kind == "vector" else PROMPT_KEY
+    if set(tensors) != {key}:
+        raise CheckpointError(f"{where}: a stored {kind} holds one tensor '{key}', got {sorted(tensors)}",
+                              "the file is not what its manifest or format says")
+    tensor = check_prompt_tensor(tensors[key], f"{where}: the {kind}", dim=dim)
+    allowed = (rows,) if kind == "vector" else (rows, 2 * rows)
+    if tensor.shape[0] not in allowed:
+        raise CheckpointError(f"{where}: the {kind} has {tensor.shape[0]} rows but its metadata says {rows}",
+                              "the file is damaged or its metadata is wrong")
+
+
 def _new_entry(sha: str, kind: str, name: str | None, meta: dict[str, Any]) -> Entry:
     return Entry(sha, kind, name, meta.get("task") or None, meta.get("model") or None, meta["model_fingerprint"],
                  int(meta["rows"]), int(meta["dim"]), (meta.get("origin") or {}).get("seed"), time.time(), meta)
@@ -122,7 +144,7 @@ class VectorStore:
     def _set_paths(self, root: str | Path | None) -> None:
         self.root = Path(root) if root else default_store_path()
         self.objects = self.root / "objects"
-        self.objects.mkdir(parents=True, exist_ok=True)
+        output_folder(self.objects, "store folder (--store)")
         self.index_path = self.root / "index.sqlite"
 
     @classmethod
@@ -198,6 +220,7 @@ class VectorStore:
         from safetensors.torch import save
 
         tensors = {k: v.detach().to("cpu").contiguous() for k, v in tensors.items()}
+        check_store_object(tensors, kind, meta, name or "the new entry")
         sha = content_digest(tensors, metadata)
         path = self._object_path(sha)
         if not path.is_file():

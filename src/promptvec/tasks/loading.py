@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from promptvec.errors import DataError
+from promptvec.io import not_utf8
 from promptvec.tasks.spec import Example, TaskSpec, is_template
 
 DATA_DIR_ENV = "PROMPTVEC_DATA_DIR"
@@ -44,7 +45,15 @@ def hub_offline() -> bool:
 
 
 def _rows_from_file(path: Path) -> Iterable[tuple[dict[str, Any], str]]:
-    """Yield (row, 'file:line') from a local file; malformed lines raise DataError."""
+    """Yield (row, 'file:line') from a local file; malformed lines and text that is not UTF-8 raise
+    DataError."""
+    try:
+        yield from _rows_of(path)
+    except UnicodeDecodeError as exc:
+        raise not_utf8(path, exc, "data file") from None
+
+
+def _rows_of(path: Path) -> Iterable[tuple[dict[str, Any], str]]:
     suffix = path.suffix.lower()
     if suffix == ".jsonl":
         with path.open(encoding="utf-8") as handle:
@@ -75,6 +84,10 @@ def _rows_from_file(path: Path) -> Iterable[tuple[dict[str, Any], str]]:
             for lineno, row in enumerate(reader, start=2):
                 if None in row:
                     raise DataError(f"{path}:{lineno}: more values than header columns", "fix the row")
+                missing = [column for column, value in row.items() if value is None]
+                if missing:
+                    raise DataError(f"{path}:{lineno}: no value for column(s) {missing}",
+                                    "give the row a value for every header column (or fix its separators)")
                 yield dict(row), f"{path}:{lineno}"
     elif suffix == ".parquet":
         import pyarrow.parquet as pq

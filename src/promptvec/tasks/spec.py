@@ -15,22 +15,18 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from functools import cached_property, lru_cache
+from functools import cached_property
 from typing import Any, Literal
 
 import jinja2
-import jinja2.sandbox
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from promptvec.errors import DataError
 from promptvec.tasks.lm_eval_yaml import literal_answers
+from promptvec.tasks.templates import SANDBOX, TemplateRefused
+from promptvec.tasks.templates import render as render_template
 
-_JINJA = jinja2.sandbox.SandboxedEnvironment(undefined=jinja2.StrictUndefined, keep_trailing_newline=True)
-
-
-@lru_cache(maxsize=256)
-def _compiled(template: str) -> jinja2.Template:
-    return _JINJA.from_string(template)
+_JINJA = SANDBOX
 
 
 # The metric names a task may list: those of ``promptvec.evaluation.metrics`` (labels and numbers) and of
@@ -175,6 +171,11 @@ class TaskSpec(BaseModel):
                 )
             if isinstance(self.doc_to_choice, dict) and self.labels and set(self.doc_to_choice) != set(self.labels):
                 raise ValueError("doc_to_choice keys must be exactly the labels")
+            for what, values in (("labels", self.label_names), ("verbalizations (doc_to_choice)", self.verbalizations)):
+                repeated = sorted({v for v in values if values.count(v) > 1})
+                if repeated:
+                    raise ValueError(f"{what} repeat {repeated}: two labels that read the same can never be "
+                                     "told apart; give each label its own text")
             bad = sorted(set(self.label_map.values()) - set(self.label_names))
             if bad:
                 raise ValueError(f"label_map maps to unknown labels {bad}; known: {self.label_names}")
@@ -235,10 +236,14 @@ class TaskSpec(BaseModel):
         if not is_template(self.doc_to_target):
             return row[self.doc_to_target]
         try:
-            return _compiled(self.doc_to_target).render(**row).strip()
+            return render_template(self.doc_to_target, row).strip()
         except jinja2.UndefinedError as exc:
             raise DataError(f"{source}: doc_to_target of task '{self.task}' needs a missing field "
                             f"({exc.message})", f"row keys are {sorted(row)}; fix the data or the template") from None
+        except TemplateRefused as exc:
+            raise DataError(f"{source}: doc_to_target of task '{self.task}' was stopped: {exc}",
+                            "simplify the template (task templates run in a sandbox with size and time limits)") \
+                from None
 
     def answers_of(self, row: dict[str, Any], source: str) -> tuple[str, ...]:
         """The acceptable answers of one row of a generate_until task: the ``doc_to_target`` column (a
@@ -271,12 +276,16 @@ class TaskSpec(BaseModel):
     def render(self, fields: dict[str, Any], source: str = "") -> str:
         """Fill the template with one row's fields."""
         try:
-            return _compiled(self.doc_to_text).render(**fields)
+            return render_template(self.doc_to_text, fields)
         except jinja2.UndefinedError as exc:
             raise DataError(
                 f"{source or 'a row'}: the template of task '{self.task}' needs a missing field ({exc.message})",
                 f"give every row the fields {self.template_fields}",
             ) from None
+        except TemplateRefused as exc:
+            raise DataError(f"{source or 'a row'}: the template of task '{self.task}' was stopped: {exc}",
+                            "simplify doc_to_text (task templates run in a sandbox with size and time limits)") \
+                from None
 
     def canonical_label(self, raw: Any, source: str) -> str | float:
         """Map a raw label value from the data to the task's canonical label (or float for regression)."""

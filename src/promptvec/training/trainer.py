@@ -33,7 +33,7 @@ from promptvec.display import TrainingProgress, status_line
 from promptvec.errors import ConfigError, OutputExistsError, PromptvecError
 from promptvec.evaluation import evaluate
 from promptvec.faults import fault_point
-from promptvec.io import append_jsonl, atomic_write_json, read_json
+from promptvec.io import append_jsonl, atomic_write_json, output_folder, read_json
 from promptvec.modes import module_mode
 from promptvec.peft_folder import PROMPT_DIR, load_prompt, save_prompt
 from promptvec.prompts import MODULE_DIR, PromptModule, StaticPrompt, load_module, save_module
@@ -370,7 +370,7 @@ class TrainingLoop:
         trainer = self.trainer
         self.train, self.val, self.test = trainer._datasets()
         if self.main:  # the data is valid: now the folder may be created, and locked for this process
-            trainer.out.mkdir(parents=True, exist_ok=True)
+            output_folder(trainer.out, "output folder (--out)")
             self.lock = RunFolderLock(trainer.out)
             if overwrite:
                 empty_run_folder(trainer.out)

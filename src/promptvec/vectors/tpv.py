@@ -17,6 +17,7 @@ import torch
 
 from promptvec.errors import CheckpointError
 from promptvec.io import load_tensors, save_tensors
+from promptvec.tensor_checks import check_prompt_tensor
 from promptvec.vectors.origin import Origin
 
 VECTOR_KEY = "task_vector"
@@ -181,12 +182,8 @@ class TaskPromptVector:
             meta = VectorMeta(**json.loads(metadata["promptvec"]))
         except (KeyError, TypeError, json.JSONDecodeError):
             raise CheckpointError(f"{path}: task vector metadata is damaged", "re-create the vector") from None
-        tensor = tensors[VECTOR_KEY]
-        if tensor.dim() != 2 or not tensor.is_floating_point() or tuple(tensor.shape) != (meta.rows, meta.dim):
-            raise CheckpointError(
-                f"{path}: the vector must be a float [R, d] matrix matching its metadata [{meta.rows}, {meta.dim}], "
-                f"got {tuple(tensor.shape)} {tensor.dtype}", "the file is damaged or was not written by promptvec; "
-                "re-create the vector")
+        tensor = check_prompt_tensor(tensors[VECTOR_KEY], f"{path}: the vector", rows=meta.rows, dim=meta.dim,
+                                     fix="the file is damaged or was not written by promptvec; re-create the vector")
         vector = cls(tensor, meta)
         if backbone is not None and backbone.fingerprint != meta.model_fingerprint:
             raise VectorMismatchError(
