@@ -64,6 +64,27 @@ def test_output_folders_that_cannot_be_folders(trained, tiny_suite_path):
     _refused(["train", *base, "--out", str(file / "sub")], "which is a file")
     _refused(["experiment", "run", str(tiny_suite_path), "--out", str(file)], "is a file, not a folder")
     _refused(["store", "list", "--store", str(file)], "which is a file")
+    from promptvec.experiments.schema import SuiteSpec
+
+    suite_folder = tiny_suite_path.parent / "done"
+    suite_folder.mkdir()
+    suite = SuiteSpec(name="s", tasks=["sst2"], methods=[{"name": "zero", "label": "none", "settings":
+                                                          {"prompt": "none"}}], stats={"baseline": "none"})
+    (suite_folder / "suite.json").write_text(json.dumps(suite.model_dump(), default=str))
+    _refused(["report", str(suite_folder), "--out", str(file)], "is a file, not a folder")
+
+
+def test_read_only_output_folders(trained, tmp_path, monkeypatch):
+    """A folder the user may not write to (simulated: the tests run as root, who may write anywhere)."""
+    import os
+
+    real_access = os.access
+    locked = tmp_path / "read-only"
+    locked.mkdir()
+    monkeypatch.setattr(os, "access", lambda path, mode, **kw: not (Path(path) == locked and mode & os.W_OK)
+                        and real_access(path, mode))
+    base = ["--task", str(trained["task"]), "--model", str(trained["model"]), "--steps", "1"]
+    _refused(["train", *base, "--out", str(locked)], "is not writable")
 
 
 @pytest.fixture
