@@ -156,6 +156,7 @@ def test_a_source_library_trains_each_source_once_across_suites(tmp_path, tiny_m
     run_suite(load_suite(tmp_path / "a.yaml"), tmp_path / "a", progress=False, log=lambda m: None)
     assert sorted(trained) == ["src_a", "src_b"]
     assert len(list(library.glob("*/*/run/run.json"))) == 2
+    assert not list(library.rglob(".promptvec.lock"))  # a process's run lock is not part of the library
 
     trained.clear()
     messages = []

@@ -21,6 +21,7 @@ from pathlib import Path
 from promptvec.experiments.plan import RunSpec, completed_record, run_dir
 from promptvec.experiments.schema import SuiteSpec
 from promptvec.io import atomic_directory, atomic_write_json, read_json
+from promptvec.training.run_folder import LOCK_FILE
 
 RUN_DIR = "run"
 SPEC_FILE = "spec.json"
@@ -43,7 +44,7 @@ def fetch(library: Path, suite: SuiteSpec, out: Path, run: RunSpec, spec_file: P
     if not _complete(entry):
         return False
     with atomic_directory(run_dir(out, run)) as folder:
-        shutil.copytree(entry / RUN_DIR, folder, dirs_exist_ok=True)
+        shutil.copytree(entry / RUN_DIR, folder, dirs_exist_ok=True, ignore=shutil.ignore_patterns(LOCK_FILE))
     spec = read_json(entry / SPEC_FILE, "run spec")
     atomic_write_json(spec_file, {**spec, "suite": suite.name, "from_library": str(entry)})
     return True
@@ -57,6 +58,7 @@ def deposit(library: Path, suite: SuiteSpec, out: Path, run: RunSpec, spec_file:
     if _complete(entry) or completed_record(folder) is None:
         return False
     with atomic_directory(entry) as tmp:
-        shutil.copytree(folder, tmp / RUN_DIR)
+        # the run's lock and any leftover temporary file belong to this machine's process, not to the library
+        shutil.copytree(folder, tmp / RUN_DIR, ignore=shutil.ignore_patterns(LOCK_FILE, ".*.tmp", ".*.old"))
         atomic_write_json(tmp / SPEC_FILE, read_json(spec_file, "run spec"))
     return True
