@@ -306,15 +306,17 @@ def atomic_directory(target: str | os.PathLike) -> Iterator[Path]:
         raise
 
 
-def read_yaml_mapping(path: str | os.PathLike, what: str, error: type[Exception]) -> dict[str, Any]:
-    """Read a YAML file that must hold a mapping; syntax errors name the line."""
+def read_yaml_mapping(path: str | os.PathLike, what: str, error: type[Exception],
+                      loader: type | None = None) -> dict[str, Any]:
+    """Read a YAML file that must hold a mapping; syntax errors name the line. ``loader``: a subclass of
+    YAML's safe loader (default: the safe loader itself)."""
     import yaml
 
     p = Path(path)
     if not p.is_file():
         raise error(f"{what} not found: {p}", "check the path")
     try:
-        raw = yaml.safe_load(p.read_text(encoding="utf-8"))
+        raw = yaml.load(p.read_text(encoding="utf-8"), Loader=loader or yaml.SafeLoader)  # noqa: S506
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""

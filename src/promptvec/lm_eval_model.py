@@ -152,33 +152,29 @@ class PromptvecLM(TemplateLM):
     # ---- scoring ---------------------------------------------------------------------------
     def _loglikelihood_tokens(self, requests: list[tuple[tuple[str, str], list[int], list[int]]],
                               disable_tqdm: bool = False, **kwargs: Any) -> list[tuple[float, bool]]:
-        """Score (context, continuation) token pairs. Requests that share a context (the choices of a
-        multiple-choice question) run that context once; a request too long for ``max_length`` is cut
-        from the left on its own, as lm-eval's ``hf`` model cuts it. Batches go longest first."""
+        """Score (context, continuation) token pairs. Each request is first cut from the left to
+        ``max_length`` + 1 tokens, as lm-eval's ``hf`` model cuts it; requests that then share a context
+        (the choices of a multiple-choice question) run that context once. Batches go longest first."""
         window = self.max_length + 1
-        results: list[tuple[float, bool]] = [(0.0, False)] * len(requests)
         groups: dict[tuple[int, ...], list[int]] = {}
-        cut: list[int] = []
-        for i, (_, context_ids, continuation_ids) in enumerate(requests):
-            if len(context_ids) + len(continuation_ids) > window:
-                cut.append(i)
-            else:
-                groups.setdefault(tuple(context_ids), []).append(i)
+        continuations = []
+        for i, (_, context, continuation) in enumerate(requests):
+            sequence = (context + continuation)[-window:]
+            if len(continuation) >= len(sequence):
+                raise ConfigError(f"a continuation of {len(continuation)} tokens leaves no context within "
+                                  f"max_length {self.max_length}", "raise max_length in --model_args")
+            groups.setdefault(tuple(sequence[: -len(continuation)]), []).append(i)
+            continuations.append(continuation)
+        results: list[tuple[float, bool]] = [(0.0, False)] * len(requests)
         by_length = sorted(groups, key=lambda c: -len(c))
         for start in range(0, len(by_length), self.batch_size_per_call):
             contexts = by_length[start: start + self.batch_size_per_call]
-            choices = self.backbone.choice_logprobs([list(c) for c in contexts],
-                                                    [[requests[i][2] for i in groups[c]] for c in contexts],
-                                                    self.prompt)
-            for context, values in zip(contexts, choices, strict=True):
-                for i, value in zip(groups[context], values, strict=True):
+            scored = self.backbone.choice_logprobs([list(c) for c in contexts],
+                                                   [[continuations[i] for i in groups[c]] for c in contexts],
+                                                   self.prompt)
+            for key, values in zip(contexts, scored, strict=True):
+                for i, value in zip(groups[key], values, strict=True):
                     results[i] = value
-        for start in range(0, len(cut), self.batch_size_per_call):
-            rows = cut[start: start + self.batch_size_per_call]
-            sequences = [(requests[i][1] + requests[i][2])[-window:] for i in rows]
-            scored = self.backbone.continuation_logprobs(sequences, [len(requests[i][2]) for i in rows], self.prompt)
-            for i, value in zip(rows, scored, strict=True):
-                results[i] = value
         for (request, _, _), value in zip(requests, results, strict=True):
             self.cache_hook.add_partial("loglikelihood", request, value)
         return results

@@ -116,60 +116,22 @@ class CausalLMBackbone(Backbone):
         first = torch.log_softmax(out.logits[:, -1].float(), dim=-1)
         scores = first[:, [lab[0] for lab in labels]]
         if longest > 1:
-            pad = pad_token_id(self.tokenizer)
-            steps = longest - 1
-            cont = torch.full((n_labels, steps), pad, dtype=torch.long, device=batch.input_ids.device)
-            target = torch.full((n_labels, steps), -1, dtype=torch.long, device=batch.input_ids.device)
-            for c, lab in enumerate(labels):
-                if len(lab) > 1:
-                    cont[c, : len(lab) - 1] = torch.tensor(lab[:-1])
-                    target[c, : len(lab) - 1] = torch.tensor(lab[1:])
-            cache = returned_cache(out)
-            cache.batch_repeat_interleave(n_labels)
-            cont_mask = torch.cat([mask.repeat_interleave(n_labels, 0),
-                                   mask.new_ones(size * n_labels, steps)], dim=1)
-            cont_pos = positions[:, -1:].repeat_interleave(n_labels, 0) + torch.arange(
-                1, steps + 1, device=mask.device)
-            cont_out = self.model(input_ids=cont.repeat(size, 1), attention_mask=cont_mask,
-                                  position_ids=cont_pos, use_cache=False, **{cache_kwarg(self.model): cache})
-            logp = torch.log_softmax(cont_out.logits.float(), dim=-1).view(size, n_labels, steps, -1)
-            tgt = target.clamp(min=0).unsqueeze(0).expand(size, -1, -1).unsqueeze(-1)
-            picked = logp.gather(-1, tgt).squeeze(-1) * (target >= 0)
-            scores = scores + picked.sum(-1)
+            cont, target = self._continuation_tensors(labels, batch.input_ids.device)
+            rows = torch.arange(size, device=mask.device).repeat_interleave(n_labels)
+            picked, _ = self._continue(out, mask, positions, rows, cont.repeat(size, 1), target.repeat(size, 1))
+            scores = scores + picked.view(size, n_labels)
         if length_normalize:
             scores = scores / torch.tensor([len(lab) for lab in labels], device=scores.device)
         return scores
 
     @torch.no_grad()
-    def continuation_logprobs(self, sequences: list[list[int]], continuation_lengths: list[int],
-                              prompt: torch.Tensor | SharedPrompt) -> list[tuple[float, bool]]:
-        """For each token sequence, the log-likelihood of its last ``n`` tokens given the prompt and the
-        tokens before them, and whether greedy decoding would have produced exactly those tokens — the
-        quantity lm-evaluation-harness's ``loglikelihood`` asks for. Rows are left-padded, so every
-        continuation ends the batch and only the positions that predict it need logits."""
-        if any(n < 1 or n >= len(seq) for seq, n in zip(sequences, continuation_lengths, strict=True)):
-            raise ValueError("every sequence needs at least one context token before a non-empty continuation")
-        ids, mask = left_pad([seq[:-1] for seq in sequences], pad_token_id(self.tokenizer))
-        batch = Batch(ids, mask, torch.zeros(len(sequences), dtype=torch.long)).to(self.device)
-        longest = max(continuation_lengths)
-        out, _, _ = self._run(batch, prompt, logits_to_keep=longest, use_cache=False)
-        logp = torch.log_softmax(out.logits.float(), dim=-1)
-        results = []
-        for row, (seq, n) in enumerate(zip(sequences, continuation_lengths, strict=True)):
-            scores = logp[row, longest - n:]
-            target = torch.tensor(seq[-n:], device=scores.device)
-            total = scores.gather(-1, target.unsqueeze(-1)).sum().item()
-            results.append((float(total), bool((scores.argmax(-1) == target).all())))
-        return results
-
-    @torch.no_grad()
     def choice_logprobs(self, contexts: list[list[int]], choices: list[list[list[int]]],
                         prompt: torch.Tensor | SharedPrompt) -> list[list[tuple[float, bool]]]:
-        """For each context and each of its continuations, the log-likelihood of the continuation and
-        whether greedy decoding produces it — the same numbers as :meth:`continuation_logprobs` on
-        ``context + continuation``, with each context run once: its last position scores every
-        continuation's first token, and longer continuations go on from its key/value cache (a
-        multiple-choice question costs one pass over its text, not one per choice)."""
+        """For each context and each of its continuations, the log-likelihood of the continuation given
+        the prompt and the context, and whether greedy decoding produces exactly it — the quantity
+        lm-evaluation-harness's ``loglikelihood`` asks for. Each context runs once: its last position
+        scores every continuation's first token, and longer continuations go on from its key/value cache
+        (a multiple-choice question costs one pass over its text, not one per choice)."""
         ids, mask = left_pad(contexts, pad_token_id(self.tokenizer))
         batch = Batch(ids, mask, torch.zeros(len(contexts), dtype=torch.long)).to(self.device)
         longest = max(len(c) for options in choices for c in options)
@@ -179,34 +141,49 @@ class CausalLMBackbone(Backbone):
         scores = [float(first[row, c[0]]) for row, c in pairs]
         greedy = [bool(first[row].argmax() == c[0]) for row, c in pairs]
         if longest > 1:
-            steps, pad = longest - 1, pad_token_id(self.tokenizer)
-            device = batch.input_ids.device
-            rows = torch.tensor([row for row, _ in pairs], device=device)
-            cont = torch.full((len(pairs), steps), pad, dtype=torch.long, device=device)
-            target = torch.full((len(pairs), steps), -1, dtype=torch.long, device=device)
-            for i, (_, c) in enumerate(pairs):
-                if len(c) > 1:
-                    cont[i, : len(c) - 1] = torch.tensor(c[:-1])
-                    target[i, : len(c) - 1] = torch.tensor(c[1:])
-            cache = returned_cache(out)
-            cache.batch_select_indices(rows)
-            cont_mask = torch.cat([mask[rows], mask.new_ones(len(pairs), steps)], dim=1)
-            cont_pos = positions[rows, -1:] + torch.arange(1, steps + 1, device=device)
-            cont_out = self.model(input_ids=cont, attention_mask=cont_mask, position_ids=cont_pos, use_cache=False,
-                                  **{cache_kwarg(self.model): cache})
-            logp = torch.log_softmax(cont_out.logits.float(), dim=-1)
-            valid = target >= 0
-            picked = logp.gather(-1, target.clamp(min=0).unsqueeze(-1)).squeeze(-1) * valid
-            hits = (logp.argmax(-1) == target) | ~valid
-            for i in range(len(pairs)):
-                scores[i] += float(picked[i].sum())
-                greedy[i] = greedy[i] and bool(hits[i].all())
+            cont, target = self._continuation_tensors([c for _, c in pairs], batch.input_ids.device)
+            rows = torch.tensor([row for row, _ in pairs], device=mask.device)
+            picked, hits = self._continue(out, mask, positions, rows, cont, target, greedy=True)
+            assert hits is not None  # asked for with greedy=True
+            scores = [s + float(p) for s, p in zip(scores, picked, strict=True)]
+            greedy = [g and bool(h) for g, h in zip(greedy, hits, strict=True)]
         results, start = [], 0
         for options in choices:
             results.append(list(zip(scores[start: start + len(options)], greedy[start: start + len(options)],
                                     strict=True)))
             start += len(options)
         return results
+
+    def _continuation_tensors(self, sequences: list[list[int]],
+                              device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+        """What to feed after the first token of each sequence (all but its last token, padded) and what
+        each position must predict (its tokens from the second on; -1 where there is none)."""
+        steps = max(len(seq) for seq in sequences) - 1
+        cont = torch.full((len(sequences), steps), pad_token_id(self.tokenizer), dtype=torch.long, device=device)
+        target = torch.full((len(sequences), steps), -1, dtype=torch.long, device=device)
+        for i, seq in enumerate(sequences):
+            if len(seq) > 1:
+                cont[i, : len(seq) - 1] = torch.tensor(seq[:-1])
+                target[i, : len(seq) - 1] = torch.tensor(seq[1:])
+        return cont, target
+
+    def _continue(self, out, mask: torch.Tensor, positions: torch.Tensor, rows: torch.Tensor, cont: torch.Tensor,
+                  target: torch.Tensor, greedy: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Run continuation tokens ``cont`` (one per pair, each continuing batch row ``rows[i]``) from the key/
+        value cache of ``out``; the summed log-probability of each pair's ``target`` tokens and, with
+        ``greedy``, whether each target token was the most likely one."""
+        steps = cont.shape[1]
+        cache = returned_cache(out)
+        cache.batch_select_indices(rows)
+        cont_mask = torch.cat([mask[rows], mask.new_ones(len(rows), steps)], dim=1)
+        cont_pos = positions[rows, -1:] + torch.arange(1, steps + 1, device=mask.device)
+        cont_out = self.model(input_ids=cont, attention_mask=cont_mask, position_ids=cont_pos, use_cache=False,
+                              **{cache_kwarg(self.model): cache})
+        logp = torch.log_softmax(cont_out.logits.float(), dim=-1)
+        valid = target >= 0
+        picked = (logp.gather(-1, target.clamp(min=0).unsqueeze(-1)).squeeze(-1) * valid).sum(-1)
+        hits = ((logp.argmax(-1) == target) | ~valid).all(-1) if greedy else None
+        return picked, hits
 
     @torch.no_grad()
     def generate(self, batch: Batch, prompt: torch.Tensor | SharedPrompt, max_new_tokens: int,

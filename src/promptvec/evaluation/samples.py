@@ -19,6 +19,7 @@ from promptvec.evaluation.evaluator import EvalResult, as_answer
 from promptvec.evaluation.text_metrics import TEXT_METRICS
 from promptvec.io import atomic_write_text
 from promptvec.tasks import Example, TaskSpec
+from promptvec.tasks.loading import sample_indices
 
 
 def parse_rows(spec: str, size: int) -> list[int]:
@@ -48,15 +49,11 @@ def select_rows(size: int, *, rows: str | None = None, limit: int | None = None,
                 sample: int | None = None, seed: int = 0) -> list[int]:
     """Which rows of a split of ``size`` to evaluate: an explicit list, the first ``limit`` (lm-eval's
     ``--limit``), or a seeded sample of ``sample`` rows in split order (None: all)."""
-    import random
-
     if rows is not None:
         return parse_rows(rows, size)
     if limit is not None:
         return list(range(min(limit, size)))
-    if sample is None or sample >= size:
-        return list(range(size))
-    return sorted(random.Random(seed).sample(range(size), sample))
+    return sample_indices(size, sample, seed)  # the rows `subsample` draws, so --examples is unchanged
 
 
 def sample_records(task: TaskSpec, examples: Sequence[Example], rows: Sequence[int],

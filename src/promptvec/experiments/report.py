@@ -42,7 +42,7 @@ def _load(out: Path) -> tuple[SuiteSpec, list[dict]]:
                           "pass the --out folder of `promptvec experiment run`")
     raw = read_json(out / "suite.json", "suite")
     try:
-        suite = SuiteSpec(**raw) if isinstance(raw, dict) else SuiteSpec.model_validate(raw)
+        suite = SuiteSpec.model_validate(raw)
     except ValidationError as exc:
         raise ConfigError(f"{out / 'suite.json'} is not a suite this promptvec can read: "
                           f"{describe_validation_error(exc)}", "restore the file, or re-run the suite with "

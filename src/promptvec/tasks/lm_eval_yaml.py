@@ -36,6 +36,7 @@ from typing import Any
 import yaml
 
 from promptvec.errors import TaskError
+from promptvec.io import read_yaml_mapping
 
 #: keys that only lm-eval task files use: their presence marks a file as an lm-eval task
 LM_EVAL_ONLY = frozenset({
@@ -93,25 +94,7 @@ _TaskLoader.add_constructor("!function", lambda loader, node: PythonHook(loader.
 
 def read_task_file(path: Path, depth: int = 0) -> dict[str, Any]:
     """A task file's mapping with its ``include`` chain merged in (the including file wins)."""
-    try:
-        raw = yaml.load(path.read_text(encoding="utf-8"), Loader=_TaskLoader)  # noqa: S506 (safe loader + one tag)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        raise TaskError(f"{path}: not valid YAML{where}: {getattr(exc, 'problem', exc)}", "fix the YAML syntax") \
-            from None
-    except UnicodeDecodeError:
-        raise TaskError(f"{path}: not a UTF-8 text file", "give the path of a task YAML file") from None
-    except FileNotFoundError:
-        raise TaskError(f"task YAML not found: {path}", "check the path") from None
-    except OSError as exc:
-        raise TaskError(f"task YAML not readable: {path} ({exc.strerror})", "check the path") from None
-    if not isinstance(raw, dict):
-        raise TaskError(f"{path}: a task YAML must be a mapping of keys", "see docs/tasks.md for an example")
-    odd = [key for key in raw if not isinstance(key, str)]
-    if odd:  # e.g. a bare `?` or `1:` line: a key YAML reads as null or a number
-        raise TaskError(f"{path}: the task YAML's keys must be names, got {odd[0]!r}",
-                        "write every top-level key as a name")
+    raw = read_yaml_mapping(path, "task YAML", TaskError, loader=_TaskLoader)
     base = raw.pop("include", None)
     if base is None:
         return raw

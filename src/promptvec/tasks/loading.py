@@ -299,9 +299,13 @@ def few_shot(spec: TaskSpec, train: list[Example], shots: int, seed: int) -> lis
     return [train[i] for i in stratified_indices(spec, train, shots, seed)]
 
 
+def sample_indices(size: int, limit: int | None, seed: int) -> list[int]:
+    """Indices of at most ``limit`` of ``size`` rows, seeded, in order (None = all)."""
+    if limit is None or size <= limit:
+        return list(range(size))
+    return sorted(random.Random(seed).sample(range(size), limit))
+
+
 def subsample(examples: list[Example], limit: int | None, seed: int) -> list[Example]:
     """At most ``limit`` examples, seeded, in their original order (None = all)."""
-    if limit is None or len(examples) <= limit:
-        return list(examples)
-    keep = sorted(random.Random(seed).sample(range(len(examples)), limit))
-    return [examples[i] for i in keep]
+    return [examples[i] for i in sample_indices(len(examples), limit, seed)]

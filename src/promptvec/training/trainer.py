@@ -87,11 +87,10 @@ def empty_run_folder(out: Path) -> None:
             entry.unlink()
 
 
-def prepare_output_dir(out: Path, config: dict[str, Any], resume: bool, overwrite: bool) -> dict | None:
-    """Decide what to do with an existing folder; returns the previous record when resuming."""
+def prepare_output_dir(out: Path, config: dict[str, Any], resume: bool) -> dict | None:
+    """Decide what to do with an existing folder (already emptied for ``--overwrite``); returns the
+    previous record when resuming."""
     record_path = out / "run.json"
-    if overwrite and out.exists():
-        empty_run_folder(out)
     if not out.exists():
         return None
     if not record_path.is_file():
@@ -376,7 +375,7 @@ class TrainingLoop:
                 empty_run_folder(trainer.out)
             remove_leftovers(trainer.out)
         self.wait_for_everyone()
-        previous = prepare_output_dir(trainer.out, self.cfg.model_dump(), resume, overwrite=False)
+        previous = prepare_output_dir(trainer.out, self.cfg.model_dump(), resume)
         self.wait_for_everyone()
         return previous
 
