@@ -70,7 +70,7 @@ def test_run_skip_resume_results_and_report(tmp_path, tiny_models, toy_task, bac
     assert len(rows) == 4
     for row in rows:
         assert row["model_fingerprint"] and len(row["data_hash"]) == 64 and row["versions"]["torch"]
-        assert row["n_test"] == 16
+        assert row["n_test"] == 16 and len(row["code"][0]["commit"]) == 40  # the code each run ran
     with (out / "results.csv").open() as handle:
         assert len(list(csv.DictReader(handle))) == 4
     again = run_suite(suite, out, progress=False, log=lambda m: None)

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import json
+import subprocess
+from pathlib import Path
 
 import pytest
 import torch
 
+import promptvec
 from promptvec.errors import DataError, OutputExistsError
 from promptvec.peft_folder import load_prompt
 from promptvec.training.checkpoint import load_training_state
@@ -32,6 +35,10 @@ def test_record_has_everything(backbones, tiny_models, toy_task, tmp_path):
     assert saved["status"] == "completed" == record["status"]
     assert [h["step"] for h in saved["history"]] == [0, 2, 4, 6]
     assert saved["versions"]["torch"] and saved["seeds"] == {"origin": 0, "data": 0, "train": 0, "eval": 1234}
+    head = subprocess.run(["git", "-C", str(Path(promptvec.__file__).parents[2]), "rev-parse", "HEAD"],
+                          capture_output=True, text=True).stdout.strip()
+    assert saved["code"]["commit"] == head and isinstance(saved["code"]["dirty"], bool)  # a source checkout
+    assert saved["code"]["promptvec"] == saved["versions"]["promptvec"]
     assert saved["wall_time_s"] > 0 and saved["peak_memory"]["cpu_rss_mb"] > 0
     assert saved["test"]["n"] == 24 and "acc" in saved["test"]["metrics"]
     best = max(saved["history"], key=lambda h: h["validation"]["acc"])

@@ -23,6 +23,7 @@ def result_row(run: RunSpec, record: dict[str, Any], data_hash: str) -> dict[str
         "wall_time_s": record.get("wall_time_s"), "peak_rss_mb": (record.get("peak_memory") or {}).get("cpu_rss_mb"),
         "model": record.get("model"), "model_fingerprint": record.get("model_fingerprint"), "data_hash": data_hash,
         "versions": {k: versions.get(k) for k in ("promptvec", "torch", "transformers", "peft", "python")},
+        "code": [record.get("code", {}), *record.get("code_resumed", [])],
         "warnings": [w["message"] for w in record.get("warnings", [])],
     }
 
@@ -46,12 +47,14 @@ def write_results(suite: SuiteSpec, out: Path) -> list[dict[str, Any]]:
     atomic_write_text(out / "results.jsonl", "".join(json.dumps(r, sort_keys=True) + "\n" for r in rows))
     metric_names = sorted({m for r in rows for m in r["metrics"]})
     columns = ["run_id", "method", "label", "task", "shots", "origin", "seed", *metric_names, "n_test",
-               "best_step", "wall_time_s", "model", "model_fingerprint", "data_hash", "promptvec", "torch",
-               "transformers", "peft"]
+               "best_step", "wall_time_s", "model", "model_fingerprint", "data_hash", "promptvec", "commit",
+               "dirty", "torch", "transformers", "peft"]
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=columns, extrasaction="ignore")
     writer.writeheader()
     for r in rows:
-        writer.writerow({**r, **r["metrics"], **r["versions"]})
+        code = r["code"][-1]  # the code that finished the run
+        writer.writerow({**r, **r["metrics"], **r["versions"], "commit": code.get("commit"),
+                         "dirty": code.get("dirty")})
     atomic_write_text(out / "results.csv", buffer.getvalue())
     return rows

@@ -49,7 +49,7 @@ from promptvec.training.distributed import (
     local_weight,
     release_at_exit,
 )
-from promptvec.training.record import RunRecord, new_run_record, peak_memory_mb
+from promptvec.training.record import RunRecord, code_version, new_run_record, peak_memory_mb
 from promptvec.training.run_folder import LOCK_FILE, RunFolderLock, remove_leftovers, unstarted_run_entries
 from promptvec.vectors import Origin
 
@@ -429,6 +429,8 @@ class TrainingLoop:
             set_rng_state(saved["rng"])
             self.state.load_state_dict(saved)
             self.elapsed_before = self.state.record["wall_time_s"]
+            if self.state.record.get("code") != code_version():  # part of this run was made by other code
+                self.state.record.setdefault("code_resumed", []).append(code_version())
         warn_if_targets_cut(self.state.record, trainer.tasks, per_task)
         self.progress = TrainingProgress(trainer.progress and self.main, trainer.task_name, cfg.max_steps,
                                          self.state.step)
