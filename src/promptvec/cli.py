@@ -159,6 +159,11 @@ def train_command(
         help="may keep the untrained initial prompt if no trained checkpoint beats it on validation (off for "
              "task-vector sources, whose vector would be zero)")] = True,
     init_prompt: Annotated[str | None, typer.Option(help="start from this prompt (PEFT folder)")] = None,
+    init: Annotated[str, typer.Option(
+        "--init", help="origin (a random origin), or auto: the prompt library's start that fits the training "
+        "examples best, chosen on them alone (falls back to the origin, and says so)")] = "origin",
+    library: Annotated[str | None, typer.Option(
+        "--library", help="prompt library for --init auto (default: the one shipped for the model)")] = None,
     max_length: Annotated[int | None, typer.Option(help="max tokens of prompt + input + label")] = None,
     family: Annotated[str | None, typer.Option(help="causal, seq2seq or encoder (default: detected)")] = None,
     chat_template: Annotated[bool, typer.Option("--chat-template", help="wrap inputs in the model's chat template")
@@ -178,7 +183,8 @@ def train_command(
         preset, model=model, task=task, shots=shots, max_steps=steps, prompt_length=prompt_length, lr=lr,
         batch_size=batch_size, grad_accum=grad_accum, origin_seed=origin_seed, data_seed=data_seed,
         train_seed=train_seed, precision=precision, eval_every=eval_every, val_examples=val_examples,
-        test_examples=test_examples, early_stopping_patience=early_stopping, init_prompt=init_prompt,
+        test_examples=test_examples, early_stopping_patience=early_stopping, init_prompt=init_prompt, init=init,
+        library=library,
         max_length=max_length, family=family, eval_mode=eval_mode, chat_template=chat_template or None,
         report_to=report_to or None, extra_tasks=also or None, select_initial=None if select_initial else False,
         compile=compile_model or None, log_every=log_every)
@@ -187,11 +193,30 @@ def train_command(
     with status_line(True, f"loading model '{model}' and task '{task}'"):
         trainer = Trainer(config, out, data_dir=data_dir)
     show_notes(trainer.tasks)
+    if trainer.init_info is not None:
+        out_console.print(auto_choice_table(trainer.init_info["auto"]))
     record = trainer.train(resume=resume, overwrite=overwrite)
     for warning in record.get("warnings", []):
         console.print(f"warning: {warning['message']}", style="yellow", markup=False, highlight=False)
     _print_outcome(record)
     out_console.print(f"prompt saved to {out / 'prompt'} (a PEFT adapter folder); record: {out / 'run.json'}")
+
+
+def auto_choice_table(auto: dict, shown: int = 5) -> Table:
+    """init auto's choice in one short table: the best candidates, no prompt and the origin, the start taken."""
+    candidates = auto["candidates"]
+    keep = [c for i, c in enumerate(candidates) if i < shown or c["kind"] in ("baseline", "origin") or c["chosen"]]
+    title = (f"init auto: {auto['chosen']}" + (" (no library prompt beat no prompt and the origin on the training "
+             "examples: plain prompt tuning)" if auto["fell_back"] else "")
+             + f" — {len(candidates)} candidates scored in {auto['seconds']:.1f} s")
+    table = Table(title=title, title_justify="left")
+    score_columns = [k for k in ("loss", "accuracy") if any(k in c for c in candidates)]
+    for column in ("candidate", "kind", *score_columns, ""):
+        table.add_column(column, justify="right" if column in score_columns else "left")
+    for c in keep:
+        table.add_row(c["name"], c["kind"], *[f"{c[k]:.4f}" if k in c else "–" for k in score_columns],
+                      "← start" if c["chosen"] else "")
+    return table
 
 
 def _print_outcome(record: dict) -> None:
@@ -465,9 +490,14 @@ StoreDir = Annotated[Path | None, typer.Option("--store", help="store folder (de
                                                "~/.cache/promptvec/store)")]
 
 
-def _store(path: Path | None):
+def _store(path: Path | None, write: bool = True):
+    """The store at ``path``; commands that only read open an existing store read-only (nothing
+    written: it may be on a read-only disk, or a library shipped inside the package)."""
     from promptvec.store import VectorStore
+    from promptvec.store.store import default_store_path
 
+    if not write and ((path or default_store_path()) / "index.sqlite").is_file():
+        return VectorStore(path or default_store_path(), read_only=True)
     return VectorStore(path)
 
 
@@ -545,7 +575,7 @@ def store_list(kind: Annotated[str | None, typer.Option(help="prompt or vector")
     """List stored prompts and vectors."""
     if kind not in (None, "prompt", "vector"):
         raise ConfigError(f"unknown --kind '{kind}'", "use prompt or vector (or omit it for both)")
-    s = _store(store)
+    s = _store(store, write=False)
     _print_entries(s.entries(kind=kind, task=task), f"store {s.root}")
 
 
@@ -553,7 +583,7 @@ def store_list(kind: Annotated[str | None, typer.Option(help="prompt or vector")
 @friendly
 def store_show(ref: Annotated[str, typer.Argument(help="id prefix or name")], store: StoreDir = None) -> None:
     """Show one entry's metadata."""
-    entry = _store(store).get(ref)
+    entry = _store(store, write=False).get(ref)
     out_console.print_json(json.dumps({"id": entry.sha256, "kind": entry.kind, "name": entry.name,
                                        "metadata": entry.metadata}, default=str))
 
@@ -576,7 +606,7 @@ def store_search(
 ) -> None:
     """Stored vectors most similar to a task or vector: which sources to transfer from."""
     _check_measure(measure)
-    s = _store(store)
+    s = _store(store, write=False)
     query, task = s.query_vector(like)
     results = s.search(query, top=top, measure=measure, exclude_task=task)
     _print_entries([e for e, _ in results], f"nearest to {like} ({measure})",
@@ -620,7 +650,7 @@ def store_export(ref: Annotated[str, typer.Argument(help="id prefix or name of a
     from promptvec.store import export_peft
 
     _replacing(folder, overwrite)
-    out_console.print(f"exported to {export_peft(_store(store), ref, folder, overwrite=overwrite)}")
+    out_console.print(f"exported to {export_peft(_store(store, write=False), ref, folder, overwrite=overwrite)}")
 
 
 @store_app.command("convert")
@@ -794,6 +824,100 @@ def vector_similarity(
 
         similarity_heatmap(names, matrix, heatmap, f"similarity ({measure})",
                            {n: v.norm() for n, v in zip(names, loaded, strict=True)})
+
+
+library_app = typer.Typer(rich_markup_mode=None, help="The prompt library that --init auto starts from: list, "
+                          "search, build.")
+app.add_typer(library_app, name="library")
+LibraryDir = Annotated[Path | None, typer.Option("--library", help="a library folder or a store (default: the "
+                                                 "library shipped for --model)")]
+
+
+@library_app.callback(invoke_without_command=True)
+@friendly
+def library_command(ctx: typer.Context, model: Model = "default", library: LibraryDir = None) -> None:
+    """List the library's prompts: task, family, score against no prompt, size of the task prompt vector."""
+    if ctx.invoked_subcommand is not None:
+        return
+    from promptvec.library import PromptLibrary
+
+    lib = PromptLibrary.for_model(model, library)
+    m = lib.manifest
+    table = Table(title=f"prompt library '{m.name}' for model '{m.model}' ({m.model_fingerprint[:12]}; "
+                  f"[{m.rows}, {m.dim}] prompts) at {lib.root}", title_justify="left")
+    for column in ("task", "family", "type", "metric", "score", "no prompt", "gain", "‖τ‖"):
+        table.add_column(column, justify="right" if column in ("score", "no prompt", "gain", "‖τ‖")
+                         else "left")
+
+    def number(value: float | None, sign: bool = False) -> str:
+        return "–" if value is None else f"{value:+.3f}" if sign else f"{value:.3f}"
+
+    for e in m.entries:
+        table.add_row(e.task, e.group, e.output_type, e.metric, number(e.score), number(e.no_prompt),
+                      number(e.gain, sign=True), f"{e.vector_norm:.2f}")
+    out_console.print(table)
+
+
+@library_app.command("search")
+@friendly
+def library_search(
+    like: Annotated[str, typer.Option("--like", help="a library task, a store entry or a vector file")],
+    top: Annotated[int, typer.Option(min=1, help="how many")] = 5,
+    measure: Annotated[str, typer.Option(help="cosine, cosine-flat or dtvg")] = "cosine",
+    model: Model = "default",
+    library: LibraryDir = None,
+) -> None:
+    """The library's task prompt vectors most similar to a task or vector (`store search` on the library)."""
+    from promptvec.library import PromptLibrary
+
+    _check_measure(measure)
+    store = PromptLibrary.for_model(model, library).store
+    query, task = store.query_vector(like)
+    results = store.search(query, top=top, measure=measure, exclude_task=task)
+    _print_entries([e for e, _ in results], f"nearest to {like} ({measure})",
+                   [("similarity", [f"{v:+.3f}" for _, v in results])])
+
+
+@library_app.command("build")
+@friendly
+def library_build_command(
+    to: Annotated[Path, typer.Option("--to", help="the library folder to write (new, or a library built before)")],
+    model: Model = "default",
+    tasks: Annotated[str | None, typer.Option(help="comma-separated tasks (default: every built-in task with "
+                                              "local data that fits the recipe)")] = None,
+    out: Annotated[Path | None, typer.Option("--out", help="where the training runs go (default "
+                                             "runs/library-<model>); the same --out resumes")] = None,
+    sources_library: Annotated[str | None, typer.Option(
+        help="a source-run folder shared with suites (sources.library): runs found there are copied")] = None,
+    shots: Annotated[int | None, typer.Option(help="training examples per task (recipe default 1000)")] = None,
+    steps: Annotated[int | None, typer.Option(help="training steps per task (recipe default 300)")] = None,
+    prompt_length: Annotated[int | None, typer.Option(help="virtual tokens R (recipe default 20)")] = None,
+    max_length: Annotated[int | None, typer.Option(help="max tokens of prompt + input + label (default 128)")
+                          ] = None,
+    jobs: Annotated[int, typer.Option(min=1, help="parallel worker processes")] = 1,
+    max_minutes: Annotated[float | None, typer.Option(help="stop cleanly (resumable) after this budget")] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="print the plan and its cost; train nothing")] = False,
+    data_dir: DataDir = None,
+) -> None:
+    """Train a source prompt per task with one recipe and package them as a library (resumable)."""
+    from promptvec.experiments.library_build import LIBRARY_TASKS, LibraryRecipe, build_library, plan_library
+    from promptvec.io import path_component
+
+    chosen = [t.strip() for t in tasks.split(",") if t.strip()] if tasks else list(LIBRARY_TASKS)
+    recipe = LibraryRecipe.with_overrides(shots=shots, steps=steps, prompt_length=prompt_length,
+                                          max_length=max_length)
+    plan = plan_library(model, out or Path("runs") / f"library-{path_component(model, 'model')}", chosen, recipe,
+                        sources_library=sources_library, data_dir=data_dir)
+    out_console.print(plan.describe())
+    if dry_run:
+        return
+    lib = build_library(plan, to, jobs=jobs, data_dir=data_dir, max_minutes=max_minutes,
+                        log=lambda m: console.print(m, highlight=False, markup=False))
+    if lib is None:
+        out_console.print("stopped by the time budget; run the same command again to continue")
+        return
+    out_console.print(f"library of {len(lib.entries)} prompts written to {lib.root}; use it with "
+                      f"`promptvec train --init auto --library {lib.root}`")
 
 
 @app.command("report")

@@ -136,15 +136,25 @@ class VectorStore:
     #: how long a write waits for another process holding the index before giving up with a message
     lock_timeout_s: float = 60.0
 
-    def __init__(self, root: str | Path | None = None) -> None:
+    def __init__(self, root: str | Path | None = None, read_only: bool = False) -> None:
+        """Open (or create) the store at ``root``. ``read_only``: open an existing store without
+        writing anything — not the index, not a lock, not a folder — so a store on a read-only file
+        system or inside an installed package (the prompt library) can be listed, searched and read."""
+        self.read_only = read_only
         self._set_paths(root)
+        if read_only:
+            if not self.index_path.is_file() or not self.objects.is_dir():
+                raise StoreError(f"no store at {self.root} (it needs index.sqlite and objects/)",
+                                 "check the path; nothing was created")
+            return
         with self._db() as db:
             db.executescript(_SCHEMA)
 
     def _set_paths(self, root: str | Path | None) -> None:
         self.root = Path(root) if root else default_store_path()
         self.objects = self.root / "objects"
-        output_folder(self.objects, "store folder (--store)")
+        if not self.read_only:
+            output_folder(self.objects, "store folder (--store)")
         self.index_path = self.root / "index.sqlite"
 
     @classmethod
@@ -155,6 +165,7 @@ class VectorStore:
             raise StoreError(f"no store at {path} (it has no objects folder)",
                              "check --store (or $PROMPTVEC_STORE); nothing was created")
         store = cls.__new__(cls)
+        store.read_only = False
         store._set_paths(path)
         return store.rebuild()
 
@@ -162,9 +173,15 @@ class VectorStore:
     @contextmanager
     def _db(self) -> Iterator[sqlite3.Connection]:
         try:
-            db = sqlite3.connect(self.index_path, timeout=self.lock_timeout_s, isolation_level=None)
+            if self.read_only:  # nothing is written: no journal, no -wal/-shm files where none may be made
+                immutable = "&immutable=1" if not os.access(self.root, os.W_OK) else ""
+                db = sqlite3.connect(f"{self.index_path.resolve().as_uri()}?mode=ro{immutable}", uri=True,
+                                     timeout=self.lock_timeout_s, isolation_level=None)
+            else:
+                db = sqlite3.connect(self.index_path, timeout=self.lock_timeout_s, isolation_level=None)
             db.execute(f"PRAGMA busy_timeout = {int(self.lock_timeout_s * 1000)}")
-            db.execute("PRAGMA journal_mode = WAL")
+            if not self.read_only:
+                db.execute("PRAGMA journal_mode = WAL")
         except sqlite3.DatabaseError as exc:
             raise self._index_error(exc) from None
         try:
@@ -193,6 +210,7 @@ class VectorStore:
         interleave, so a rebuild never drops an entry added while it ran."""
         import fcntl
 
+        self._check_writable()
         lock_path = self.root / "store.lock"
         with open(lock_path, "a+b") as handle:
             deadline = time.monotonic() + self.lock_timeout_s
@@ -211,6 +229,11 @@ class VectorStore:
             finally:
                 fcntl.flock(handle, fcntl.LOCK_UN)
 
+    def _check_writable(self) -> None:
+        if self.read_only:
+            raise StoreError(f"store {self.root} was opened read-only", "nothing was changed; add to or remove "
+                             "from a store you own (a shipped library is never changed)")
+
     def _object_path(self, sha: str) -> Path:
         return self.objects / sha[:2] / f"{sha}.safetensors"
 
@@ -219,6 +242,7 @@ class VectorStore:
                     name: str | None, meta: dict[str, Any]) -> Entry:
         from safetensors.torch import save
 
+        self._check_writable()
         tensors = {k: v.detach().to("cpu").contiguous() for k, v in tensors.items()}
         check_store_object(tensors, kind, meta, name or "the new entry")
         sha = content_digest(tensors, metadata)
@@ -362,6 +386,14 @@ class VectorStore:
             Path(f"{self.index_path}{suffix}").unlink(missing_ok=True)
         os.replace(fresh, self.index_path)
         return len(entries)
+
+    def seal(self) -> None:
+        """Make the folder a self-contained snapshot to ship or copy read-only: the index in one file
+        (no write-ahead log beside it) and no writer lock left behind."""
+        self._check_writable()
+        with self._db() as db:
+            db.execute("PRAGMA journal_mode = DELETE")
+        (self.root / "store.lock").unlink(missing_ok=True)
 
     # ---- search -----------------------------------------------------------------------------------
     def search(self, query: TaskPromptVector, top: int = 5, measure: str = "cosine",

@@ -64,6 +64,11 @@ class TrainConfig(BaseModel):
     data_seed: int = 0
     train_seed: int = 0
     init_prompt: str | None = Field(None, description="start from this prompt (PEFT folder) instead of an origin")
+    init: Literal["origin", "auto"] = Field(
+        "origin", description="where training starts: the origin, or auto = the library prompt, combination or "
+        "origin that fits the training examples best (docs/methods.md §9)")
+    library: str | None = Field(None, description="prompt library for init auto (default: the one shipped for the "
+                                "model)")
     lr: float = Field(0.03, gt=0)
     weight_decay: float = Field(1e-5, ge=0)
     warmup_ratio: float = Field(0.1, ge=0, le=1)
@@ -109,6 +114,11 @@ class TrainConfig(BaseModel):
     def _checks(self) -> TrainConfig:
         if self.task in self.extra_tasks or len(set(self.extra_tasks)) != len(self.extra_tasks):
             raise ValueError("extra_tasks must be distinct and must not repeat task")
+        if self.init == "auto" and (self.init_prompt or self.extra_tasks):
+            raise ValueError("init auto chooses the start of a one-task run: it cannot be combined with "
+                             + ("init_prompt" if self.init_prompt else "extra_tasks"))
+        if self.library is not None and self.init != "auto":
+            raise ValueError("library is read by init auto only: add init auto (--init auto) or drop library")
         if self.eval_every > self.max_steps:
             self.eval_every = self.max_steps
         return self

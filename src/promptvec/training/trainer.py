@@ -26,11 +26,12 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from pydantic import ValidationError
 
 from promptvec.backbones import Backbone, load_backbone
 from promptvec.backbones.base import Encoded
 from promptvec.display import TrainingProgress, status_line
-from promptvec.errors import ConfigError, OutputExistsError, PromptvecError
+from promptvec.errors import ConfigError, OutputExistsError, PromptvecError, describe_validation_error
 from promptvec.evaluation import evaluate
 from promptvec.faults import fault_point
 from promptvec.io import append_jsonl, atomic_write_json, output_folder, read_json
@@ -164,6 +165,11 @@ def warn_if_targets_cut(record: RunRecord, tasks: Sequence[TaskSpec], encoded: S
                 "on whole answers")})
 
 
+def training_examples(task: TaskSpec, data: TaskData, shots: int | None, seed: int) -> list:
+    """A run's training examples of one task: its seeded few-shot sample, or the whole split (None)."""
+    return few_shot(task, data.train, shots, seed) if shots else list(data.train)
+
+
 class Trainer:
     """Train one prompt module on one task (or jointly on several: ``config.extra_tasks``).
     ``prompt_module`` defaults to a static prompt initialised from the configured origin (or
@@ -190,6 +196,7 @@ class Trainer:
         self.progress = progress
         self.on_step = on_step
         self.origin: Origin | None = None
+        self.init_info: dict[str, Any] | None = None  # how init auto chose the start (the record's ``init``)
         self.prompt_module = (prompt_module or self._initial_prompt()).bind(self.backbone)
 
     # ---- setup ------------------------------------------------------------------------------
@@ -197,7 +204,26 @@ class Trainer:
         if self.config.init_prompt:
             return StaticPrompt(load_prompt(self.config.init_prompt, self.backbone).prompt)
         self.origin = Origin.sample(self.backbone, self.config.prompt_length, self.config.origin_seed)
+        if self.config.init == "auto":
+            return StaticPrompt(self._auto_start(self.origin))
         return StaticPrompt(self.origin.tensor(self.backbone))
+
+    def _auto_start(self, origin: Origin) -> torch.Tensor:
+        """init auto: the start chosen from the library on this run's own training examples."""
+        from promptvec.library import AutoPolicy, PromptLibrary, choose_start
+
+        library = PromptLibrary.for_backbone(self.backbone, self.config.library)
+        policy = AutoPolicy()
+        choice = choose_start(self.backbone, self.task, self.training_sample(), origin,
+                              library.sources(self.backbone), policy)
+        self.init_info = {"init": "auto", "origin_seed": origin.seed, "library": str(library.root),
+                          "auto": choice.record(policy)}
+        return origin.tensor(self.backbone) if choice.prompt is None else choice.prompt
+
+    def training_sample(self) -> list:
+        """The first task's training examples: its few-shot sample, or the whole split."""
+        cfg = self.config
+        return training_examples(self.task, self.data, cfg.shots, cfg.data_seed)
 
     def _datasets(self):
         """Per task: few-shot training sample (``shots`` per task), validation and test subsamples."""
@@ -207,7 +233,7 @@ class Trainer:
         wanted = cfg.extra_shots or cfg.shots
         extra = [min(wanted, len(data.train)) if wanted else None for data in self.datas[1:]]
         shots = [cfg.shots, *extra]
-        train = [few_shot(task, data.train, n, cfg.data_seed) if n else list(data.train)
+        train = [training_examples(task, data, n, cfg.data_seed)
                  for task, data, n in zip(self.tasks, self.datas, shots, strict=True)]
         evaluated = self.datas[:1] if cfg.select_on == "first" else self.datas
         val = [subsample(data.validation, cfg.val_examples, cfg.eval_seed) for data in evaluated]
@@ -446,6 +472,8 @@ class TrainingLoop:
         record["sizes"] = {"train": sum(map(len, self.train)), "validation": sum(map(len, self.val)),
                            "test": sum(map(len, self.test))}
         record["processes"] = self.world
+        if trainer.init_info is not None:
+            record["init"] = trainer.init_info
         return record
 
     def _elapsed(self) -> float:
@@ -594,7 +622,8 @@ def _trackers(names: Sequence[str]) -> list[str] | None:
 def train_prompt(config: TrainConfig, output_dir: str | Path, *, backbone: Backbone | None = None,
                  data_dir: str | Path | None = None, task_data: TaskData | list[TaskData] | None = None,
                  prompt_module: PromptModule | None = None, resume: bool = False, overwrite: bool = False,
-                 progress: bool = True) -> dict[str, Any]:
+                 progress: bool = True, init: str | None = None, library: str | Path | None = None
+                 ) -> dict[str, Any]:
     """Train a prompt as ``config`` says and return the run record (also in ``output_dir/run.json``).
 
     Args:
@@ -612,7 +641,18 @@ def train_prompt(config: TrainConfig, output_dir: str | Path, *, backbone: Backb
         resume: continue an interrupted run in ``output_dir`` from its last checkpoint.
         overwrite: replace whatever ``output_dir`` holds (otherwise a different run there is refused).
         progress: show a progress bar on stderr.
+        init: where training starts, overriding ``config.init``: ``"origin"``, or ``"auto"`` — the prompt
+            library's best start for this task, chosen on its training examples only (the record's
+            ``init.auto`` lists every candidate; docs/methods.md §9).
+        library: the prompt library for ``init="auto"`` (default: the one shipped for the model).
     """
+    if init is not None or library is not None:
+        updates = {"init": init or config.init, "library": str(library) if library is not None else config.library}
+        try:
+            config = TrainConfig.model_validate({**config.model_dump(), **updates})
+        except ValidationError as exc:
+            raise ConfigError(f"invalid training configuration: {describe_validation_error(exc)}",
+                              "fix the argument(s) named") from None
     trainer = Trainer(config, output_dir, backbone=backbone, data_dir=data_dir, task_data=task_data,
                       prompt_module=prompt_module, progress=progress)
     return trainer.train(resume=resume, overwrite=overwrite)

@@ -1,0 +1,58 @@
+"""``auto``: prompt tuning from the start ``init: auto`` chooses among the target's sources — each
+source prompt, the origin plus the summed vectors of the best sources, or the plain origin — scored
+only on the run's own training examples (docs/methods.md §9). In a suite the candidates are the
+target's sources (``sources.targets``), so a leave-one-task-out study lists every other library task.
+
+When the choice falls back to the origin the run is plain prompt tuning; a finished ``pt`` run of the
+suite with the same configuration is then reused (and shown as a copy), not trained again."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import torch
+
+from promptvec.library import AutoPolicy, SourcePrompt, choose_start
+from promptvec.library.auto import policy_field
+from promptvec.methods.base import RunContext
+from promptvec.methods.pt import PromptTuning, PTSettings
+from promptvec.methods.registry import register_method
+from promptvec.methods.sources import source_folder, target_sources
+from promptvec.peft_folder import load_prompt
+from promptvec.tasks import few_shot
+from promptvec.vectors import Origin, TaskPromptVector
+
+
+class AutoSettings(PTSettings):
+    score: Literal["loss", "accuracy"] = policy_field("score")
+    combine: int = policy_field("combine")
+
+    def policy(self) -> AutoPolicy:
+        return AutoPolicy(score=self.score, combine=self.combine)
+
+
+@register_method
+class AutoInit(PromptTuning):
+    """Start from the source, combination or origin that fits the target's own training examples best."""
+
+    name = "auto"
+    Settings = AutoSettings
+    needs_sources = True
+
+    @classmethod
+    def initial_prompt(cls, ctx: RunContext) -> tuple[torch.Tensor | None, dict[str, Any]]:
+        s = AutoSettings(**dict(ctx.run.settings))
+        policy = s.policy()
+        sources = []
+        for task in target_sources(ctx):
+            folder = source_folder(ctx, task)
+            sources.append(SourcePrompt(task, load_prompt(folder, ctx.backbone).prompt,
+                                        TaskPromptVector.from_checkpoint(folder, ctx.backbone)))
+        data = ctx.task_data
+        shots = cls.shots(ctx)
+        examples = few_shot(data.spec, data.train, shots, ctx.run.seed) if shots else list(data.train)
+        origin = Origin.sample(ctx.backbone, s.prompt_length, ctx.run.origin)
+        choice = choose_start(ctx.backbone, data.spec, examples, origin, sources, policy)
+        info = {"init": "origin" if choice.prompt is None else "auto", "origin_seed": ctx.run.origin,
+                "auto": choice.record(policy)}
+        return choice.prompt, info

@@ -1,0 +1,318 @@
+"""Prompt libraries and ``init: auto``: the choice on the run's own training examples (scores equal
+to the model's loss, the lowest taken, the fallback), a library built by a suite and packaged
+read-only, refused for another model, and auto from the API, the trainer record and a suite."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from promptvec.errors import ConfigError
+from promptvec.experiments.library_build import LIBRARY_TASKS, LibraryRecipe, library_suite, package_library
+from promptvec.experiments.plan import expand
+from promptvec.experiments.runner import run_suite
+from promptvec.experiments.schema import load_suite
+from promptvec.library import AutoPolicy, PromptLibrary, SourcePrompt, choose_start
+from promptvec.store import VectorStore
+from promptvec.store.store import StoreError
+from promptvec.tasks import few_shot, get_task, load_task_data
+from promptvec.training.config import TrainConfig
+from promptvec.training.trainer import Trainer, train_prompt
+from promptvec.vectors import Origin, TaskPromptVector
+from tests.conftest import tiny_transfer_suite
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY_RECIPE = LibraryRecipe(shots=16, steps=4, lr=0.05, prompt_length=3, batch_size=4, eval_every=2,
+                            val_examples=8, test_examples=12, max_length=64)
+
+
+def _direct_loss(backbone, task, examples, prompt) -> float:
+    rows = 0 if prompt is None else prompt.shape[0]
+    batch = backbone.collate(task, backbone.encode(task, examples, rows), train=True)
+    with torch.no_grad():
+        return float(backbone.loss(task, batch, torch.zeros(0, backbone.dim) if prompt is None else prompt))
+
+
+@pytest.fixture(scope="module")
+def toy_sources(backbones, toy_tasks, tmp_path_factory):
+    """A source prompt trained on the toy data (it fits the target) and a wild one (it does not)."""
+    backbone = backbones["llama"]
+    out = tmp_path_factory.mktemp("src") / "a"
+    train_prompt(TrainConfig(model=backbone.name, task=toy_tasks["src_a"], shots=32, max_steps=12, eval_every=6,
+                             batch_size=8, lr=0.1, prompt_length=3, val_examples=8, test_examples=8), out,
+                 backbone=backbone, progress=False)
+    good = TaskPromptVector.from_checkpoint(out, backbone)
+    origin = Origin.sample(backbone, 3, 0)
+    wild = TaskPromptVector.from_prompts(origin.tensor(backbone) + 40 * torch.randn(3, backbone.dim,
+                                         generator=torch.Generator().manual_seed(0)),
+                                         origin.tensor(backbone), model_fingerprint=backbone.fingerprint,
+                                         task="wild", origin_info=origin)
+    return {"good": SourcePrompt("good", good.apply_to(origin, 1.0, backbone), good),
+            "wild": SourcePrompt("wild", wild.apply_to(origin, 1.0, backbone), wild)}
+
+
+def _target(toy_tasks, shots=8, seed=0):
+    spec = get_task(toy_tasks["target"])
+    return spec, few_shot(spec, load_task_data(spec).train, shots, seed)
+
+
+def test_auto_scores_every_candidate_by_the_models_loss_and_takes_the_lowest(backbones, toy_tasks, toy_sources):
+    backbone = backbones["llama"]
+    spec, examples = _target(toy_tasks)
+    origin = Origin.sample(backbone, 3, 0)
+    choice = choose_start(backbone, spec, examples, origin, [toy_sources["wild"], toy_sources["good"]])
+    by_name = {c["name"]: c for c in choice.candidates}
+    assert set(by_name) == {"no prompt", "origin", "good", "wild", "tpv:good+wild"}
+    starts = {"no prompt": None, "origin": origin.tensor(backbone), "good": toy_sources["good"].prompt,
+              "wild": toy_sources["wild"].prompt,
+              "tpv:good+wild": (toy_sources["good"].vector + toy_sources["wild"].vector).apply_to(origin, 1.0,
+                                                                                                    backbone)}
+    for name, start in starts.items():  # each score is the training loss on exactly these examples
+        assert by_name[name]["loss"] == pytest.approx(_direct_loss(backbone, spec, examples, start), rel=1e-4)
+    # the prompt trained on the same data fits it best, better than no prompt and the origin
+    assert choice.chosen == "good" and not choice.fell_back
+    assert torch.equal(choice.prompt, toy_sources["good"].prompt)
+    assert by_name["good"]["loss"] < min(by_name["no prompt"]["loss"], by_name["origin"]["loss"])
+    assert [c["name"] for c in choice.candidates][0] == "good" and by_name["good"]["chosen"]
+    record = choice.record(AutoPolicy())
+    assert record["chosen"] == "good" and record["seconds"] > 0 and record["policy"]["score"] == "loss"
+
+
+def test_auto_falls_back_to_the_origin_when_no_source_beats_no_prompt_and_the_origin(backbones, toy_tasks,
+                                                                                      toy_sources):
+    backbone = backbones["llama"]
+    spec, examples = _target(toy_tasks)
+    origin = Origin.sample(backbone, 3, 0)
+    choice = choose_start(backbone, spec, examples, origin, [toy_sources["wild"]])
+    by_name = {c["name"]: c for c in choice.candidates}
+    assert by_name["wild"]["loss"] > min(by_name["origin"]["loss"], by_name["no prompt"]["loss"])
+    assert choice.fell_back and choice.chosen == "origin" and choice.prompt is None
+    assert by_name["origin"]["chosen"] and not by_name["wild"]["chosen"]
+
+
+def test_auto_refuses_sources_of_another_shape_and_an_empty_training_set(backbones, toy_tasks, toy_sources):
+    backbone = backbones["llama"]
+    spec, examples = _target(toy_tasks)
+    with pytest.raises(ConfigError, match="do not have the run's shape"):
+        choose_start(backbone, spec, examples, Origin.sample(backbone, 4, 0), [toy_sources["good"]])
+    with pytest.raises(ConfigError, match="no training examples"):
+        choose_start(backbone, spec, [], Origin.sample(backbone, 3, 0), [toy_sources["good"]])
+
+
+def test_accuracy_scoring_ranks_by_accuracy_with_loss_breaking_ties(backbones, toy_tasks, toy_sources):
+    backbone = backbones["llama"]
+    spec, examples = _target(toy_tasks, shots=16)
+    choice = choose_start(backbone, spec, examples, Origin.sample(backbone, 3, 0), list(toy_sources.values()),
+                          AutoPolicy(score="accuracy", combine=0))
+    keys = [(-c["accuracy"], c["loss"]) for c in choice.candidates]
+    assert keys == sorted(keys) and all(0 <= c["accuracy"] <= 1 for c in choice.candidates)
+
+
+@pytest.fixture(scope="module")
+def tiny_library(tmp_path_factory, tiny_models, toy_tasks):
+    """A library of the two toy source tasks on the tiny llama, built as `promptvec library build` does."""
+    root = tmp_path_factory.mktemp("library")
+    suite = library_suite(str(tiny_models["llama"]), [toy_tasks["src_a"], toy_tasks["src_b"]], TINY_RECIPE)
+    outcome = run_suite(suite, root / "runs", progress=False, log=lambda m: None)
+    assert outcome.completed == 4  # two sources, two no-prompt scores
+    return package_library(suite, root / "runs", root / "lib")
+
+
+def test_a_packaged_library_lists_its_prompts_with_scores_and_nothing_else(tiny_library, toy_tasks, backbones):
+    lib = PromptLibrary.open(tiny_library.root)
+    assert sorted(os.listdir(lib.root)) == ["index.sqlite", "library.json", "objects"]  # no journal, lock, run
+    entries = {e.task: e for e in lib.entries}
+    assert set(entries) == {"src_a", "src_b"}  # a task file's entry is named by its task, not its path
+    for entry in entries.values():
+        assert entry.metric == "acc" and 0 <= entry.score <= 1 and 0 <= entry.no_prompt <= 1
+        assert entry.gain == pytest.approx(entry.score - entry.no_prompt) and entry.vector_norm > 0
+        assert entry.group == "sentiment" and entry.train_examples == 16
+    assert lib.manifest.recipe["shots"] == 16 and lib.manifest.recipe["settings"]["prompt_length"] == 3
+    assert lib.manifest.built_with["code"][0]["promptvec"]
+    backbone = backbones["llama"]
+    sources = lib.sources(backbone)
+    for source in sources:  # the stored prompt is the stored vector applied to its recorded origin
+        rebuilt = source.vector.apply_to(source.vector.recorded_origin, 1.0, backbone)
+        assert torch.allclose(source.prompt, rebuilt, atol=1e-6)
+    # the store's search works on it
+    hits = lib.store.search(sources[0].vector, top=5)
+    assert hits[0][1] == pytest.approx(1.0)
+
+
+def test_a_library_is_read_only_and_refused_for_another_model(tiny_library, backbones):
+    lib = PromptLibrary.open(tiny_library.root)
+    before = sorted(str(p.relative_to(lib.root)) for p in lib.root.rglob("*"))
+    with pytest.raises(StoreError, match="read-only"):
+        lib.store.add_vector(lib.sources(backbones["llama"])[0].vector, name="x")
+    assert sorted(str(p.relative_to(lib.root)) for p in lib.root.rglob("*")) == before
+    with pytest.raises(ConfigError, match="was built for model .* not for"):
+        lib.sources(backbones["gpt2"])
+    with pytest.raises(ConfigError, match="was built for model"):
+        PromptLibrary.for_backbone(backbones["gpt2"], lib.root)
+
+
+def test_a_library_folder_is_checked(tmp_path, tiny_library):
+    with pytest.raises(ConfigError, match="not a folder"):
+        PromptLibrary.open(tmp_path / "missing")
+    broken = tmp_path / "broken"
+    import shutil
+
+    shutil.copytree(tiny_library.root, broken)
+    (broken / "library.json").write_text(json.dumps({"format": "promptvec.library.v1"}))
+    with pytest.raises(ConfigError, match="not a valid library manifest"):
+        PromptLibrary.open(broken)
+    with pytest.raises(ConfigError, match="holds files that are not a prompt library"):
+        (tmp_path / "user").mkdir()
+        (tmp_path / "user" / "notes.txt").write_text("mine")
+        package_library(load_suite_of(tiny_library), tiny_library.root.parent / "runs", tmp_path / "user")
+    assert (tmp_path / "user" / "notes.txt").read_text() == "mine"
+
+
+def load_suite_of(library: PromptLibrary):
+    from promptvec.experiments.schema import SuiteSpec
+
+    return SuiteSpec.model_validate(json.loads((library.root.parent / "runs" / "suite.json").read_text()))
+
+
+def test_a_plain_store_of_vectors_serves_as_a_library(tmp_path, tiny_library, backbones):
+    backbone = backbones["llama"]
+    store = VectorStore(tmp_path / "store")
+    for source in tiny_library.sources(backbone):
+        store.add_vector(source.vector, name=source.task)
+    lib = PromptLibrary.open(tmp_path / "store")
+    assert {e.task for e in lib.entries} == {e.task for e in tiny_library.entries}
+    got = {s.task: s.prompt for s in lib.sources(backbone)}
+    for source in tiny_library.sources(backbone):
+        assert torch.allclose(got[source.task], source.prompt, atol=1e-6)
+
+
+def test_train_prompt_init_auto_records_the_choice(tmp_path, tiny_library, toy_tasks, backbones, tiny_models):
+    backbone = backbones["llama"]
+    config = TrainConfig(model=str(tiny_models["llama"]), task=toy_tasks["target"], shots=8, max_steps=2,
+                         eval_every=2, batch_size=4, prompt_length=3, val_examples=8, test_examples=8)
+    record = train_prompt(config, tmp_path / "run", backbone=backbone, progress=False, init="auto",
+                          library=tiny_library.root)
+    auto = record["init"]["auto"]
+    names = {c["name"] for c in auto["candidates"]}
+    assert {"no prompt", "origin", "src_a", "src_b"} <= names
+    assert record["init"]["library"] == str(tiny_library.root) and record["config"]["init"] == "auto"
+    assert sum(c["chosen"] for c in auto["candidates"]) == 1 and auto["seconds"] > 0
+    # the choice saw only the run's own training examples
+    trainer = Trainer(config.model_copy(update={"init": "auto", "library": str(tiny_library.root)}),
+                      tmp_path / "again", backbone=backbone, progress=False)
+    assert trainer.init_info["auto"] == {**auto, "seconds": trainer.init_info["auto"]["seconds"]}
+    with pytest.raises(ConfigError, match="was built for model"):
+        train_prompt(config.model_copy(update={"model": str(tiny_models["gpt2"])}), tmp_path / "q",
+                     backbone=backbones["gpt2"], progress=False, init="auto", library=tiny_library.root)
+
+
+@pytest.mark.parametrize(("updates", "message"), [
+    ({"init": "auto", "init_prompt": "x"}, "cannot be combined with init_prompt"),
+    ({"library": "x"}, "library is read by init auto only"),
+    ({"init": "best"}, "init"),
+])
+def test_init_auto_settings_are_checked(updates, message):
+    with pytest.raises(ValueError, match=message):
+        TrainConfig(task="sst2", **updates)
+
+
+def test_the_suite_method_auto_chooses_among_the_targets_sources(tmp_path, tiny_models, toy_tasks, monkeypatch):
+    methods = [{"name": "pt", "settings": {"prompt_length": 3, "lr": 0.05, "select_initial": False}},
+               {"name": "auto", "settings": {"prompt_length": 3, "lr": 0.05, "select_initial": False}}]
+    suite = load_suite(tiny_transfer_suite(tmp_path, tiny_models, toy_tasks, "auto-tiny", methods))
+    out = tmp_path / "out"
+    run_suite(suite, out, progress=False, log=lambda m: None)
+    record = json.loads((out / "runs/auto/target/8shot/o0-s0/run.json").read_text())
+    names = {c["name"] for c in record["init"]["auto"]["candidates"]}
+    assert names >= {"no prompt", "origin", toy_tasks["src_a"], toy_tasks["src_b"]}
+    if record["init"]["auto"]["fell_back"]:  # plain prompt tuning: the pt run, copied
+        assert record["reused_from"] == "runs/pt/target/8shot/o0-s0"
+    else:
+        assert record["init"]["init"] == "auto" and "reused_from" not in record
+
+
+def test_a_fallback_in_a_suite_is_a_copy_of_the_pt_run(tmp_path, tiny_models, toy_tasks, monkeypatch):
+    from promptvec.library import AutoChoice
+    from promptvec.methods.auto import method
+
+    monkeypatch.setattr(method, "choose_start", lambda *a, **k: AutoChoice(None, "origin", True, [], 0.1))
+    methods = [{"name": "pt", "settings": {"prompt_length": 3, "lr": 0.05, "select_initial": False}},
+               {"name": "auto", "settings": {"prompt_length": 3, "lr": 0.05, "select_initial": False}}]
+    suite = load_suite(tiny_transfer_suite(tmp_path, tiny_models, toy_tasks, "auto-tiny", methods))
+    run_suite(suite, tmp_path / "out", progress=False, log=lambda m: None)
+    record = json.loads((tmp_path / "out/runs/auto/target/8shot/o0-s0/run.json").read_text())
+    assert record["reused_from"] == "runs/pt/target/8shot/o0-s0" and record["init"]["auto"]["fell_back"]
+
+
+def test_the_library_suite_file_is_the_library_build_suite():
+    """examples/suites/library-smollm2.yaml (how the shipped library was made) is exactly what
+    `promptvec library build --model default` runs: every run has the same fingerprint."""
+    written = load_suite(ROOT / "examples/suites/library-smollm2.yaml")
+    built = library_suite("default", LIBRARY_TASKS, sources_library=written.sources.library)
+    assert [r.fingerprint(written) for r in expand(written)] == [r.fingerprint(built) for r in expand(built)]
+    assert yaml.safe_load((ROOT / "examples/suites/library-smollm2.yaml").read_text())["sources"]["tasks"] == list(
+        LIBRARY_TASKS)
+
+
+def test_the_library_commands(tmp_path, tiny_library, tiny_models, toy_tasks):
+    from typer.testing import CliRunner
+
+    from promptvec.cli import app
+
+    runner = CliRunner()
+    lib = str(tiny_library.root)
+    listed = runner.invoke(app, ["library", "--library", lib], terminal_width=200)
+    assert listed.exit_code == 0, listed.output
+    for entry in tiny_library.entries:
+        assert entry.task in listed.output and f"{entry.gain:+.3f}" in listed.output
+    assert "gain" in listed.output and "‖τ‖" in listed.output
+    found = runner.invoke(app, ["library", "search", "--like", "src_a", "--library", lib], terminal_width=200)
+    assert found.exit_code == 0 and "src_b" in found.output, found.output
+    model = str(tiny_models["llama"])
+    trained = runner.invoke(app, ["train", "--model", model, "--task", toy_tasks["target"], "--shots", "8",
+                                  "--steps", "2", "--prompt-length", "3", "--val-examples", "8", "--test-examples",
+                                  "8", "--init", "auto", "--library", lib, "--out", str(tmp_path / "run")],
+                            terminal_width=200)
+    assert trained.exit_code == 0, trained.output
+    assert "init auto:" in trained.output and "← start" in trained.output and "no prompt" in trained.output
+    record = json.loads((tmp_path / "run/run.json").read_text())
+    assert record["init"]["auto"]["chosen"] in trained.output
+    # a library of another model, a missing one, and a shipped library for a model without one
+    other = runner.invoke(app, ["train", "--model", str(tiny_models["gpt2"]), "--task", toy_tasks["target"],
+                                "--shots", "8", "--steps", "2", "--prompt-length", "3", "--init", "auto",
+                                "--library", lib, "--out", str(tmp_path / "other")], terminal_width=200)
+    assert other.exit_code == 2 and "was built for model" in other.output and "Traceback" not in other.output
+    assert not (tmp_path / "other").exists()
+    missing = runner.invoke(app, ["library", "--library", str(tmp_path / "nope")])
+    assert missing.exit_code == 2 and "no prompt library at" in missing.output
+    unknown = runner.invoke(app, ["library", "--model", "some/model"], terminal_width=200)
+    assert unknown.exit_code == 2 and "no prompt library ships for model 'some/model'" in unknown.output
+    assert "promptvec library build" in unknown.output
+
+
+def test_library_build_prints_its_cost_first_and_resumes_into_a_library(tmp_path, tiny_models, toy_tasks):
+    from typer.testing import CliRunner
+
+    from promptvec.cli import app
+
+    runner = CliRunner()
+    model = str(tiny_models["llama"])
+    args = ["library", "build", "--model", model, "--tasks", f"{toy_tasks['src_a']},{toy_tasks['src_b']}",
+            "--out", str(tmp_path / "runs"), "--to", str(tmp_path / "lib"), "--shots", "16", "--steps", "2",
+            "--prompt-length", "3", "--max-length", "64"]
+    dry = runner.invoke(app, [*args, "--dry-run"], terminal_width=200)
+    assert dry.exit_code == 0, dry.output
+    assert "2 tasks (4 runs" in dry.output and "estimated CPU time" in dry.output
+    assert not (tmp_path / "runs").exists() and not (tmp_path / "lib").exists()
+    built = runner.invoke(app, args, terminal_width=200)
+    assert built.exit_code == 0, built.output
+    assert "library of 2 prompts written to" in built.output
+    assert {e.task for e in PromptLibrary.open(tmp_path / "lib").entries} == {"src_a", "src_b"}
+    again = runner.invoke(app, args, terminal_width=200)  # everything done: nothing trained, library rewritten
+    assert again.exit_code == 0 and "4 done" in again.output, again.output
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["lib", "runs"]
