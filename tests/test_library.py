@@ -15,6 +15,7 @@ import yaml
 from promptvec.errors import ConfigError
 from promptvec.experiments.library_build import LIBRARY_TASKS, LibraryRecipe, library_suite, package_library
 from promptvec.experiments.plan import expand
+from promptvec.experiments.report import build_report
 from promptvec.experiments.runner import run_suite
 from promptvec.experiments.schema import load_suite
 from promptvec.library import AutoPolicy, PromptLibrary, SourcePrompt, choose_start
@@ -241,12 +242,24 @@ def test_a_fallback_in_a_suite_is_a_copy_of_the_pt_run(tmp_path, tiny_models, to
     from promptvec.methods.auto import method
 
     monkeypatch.setattr(method, "choose_start", lambda *a, **k: AutoChoice(None, "origin", True, [], 0.1))
-    methods = [{"name": "pt", "settings": {"prompt_length": 3, "lr": 0.05, "select_initial": False}},
-               {"name": "auto", "settings": {"prompt_length": 3, "lr": 0.05, "select_initial": False}}]
-    suite = load_suite(tiny_transfer_suite(tmp_path, tiny_models, toy_tasks, "auto-tiny", methods))
+    methods = [{"name": "zero", "label": "no prompt", "settings": {"prompt": "none"}},
+               {"name": "pt", "settings": {"prompt_length": 3, "lr": 0.05, "select_initial": False}},
+               {"name": "auto", "settings": {"prompt_length": 3, "lr": 0.05, "select_initial": False}},
+               {"name": "tpv-init", "settings": {"prompt_length": 3, "lr": 0.05, "select_initial": False}}]
+    suite = load_suite(tiny_transfer_suite(tmp_path, tiny_models, toy_tasks, "auto-tiny", methods,
+                                           seeds=[0, 1], stats={"baseline": ["pt", "no prompt"]}))
     run_suite(suite, tmp_path / "out", progress=False, log=lambda m: None)
     record = json.loads((tmp_path / "out/runs/auto/target/8shot/o0-s0/run.json").read_text())
     assert record["reused_from"] == "runs/pt/target/8shot/o0-s0" and record["init"]["auto"]["fell_back"]
+    # the report shows the copies as the same runs, and tests each pair of cells once
+    report = (build_report(tmp_path / "out") / "report.md").read_text()
+    assert "= the runs of **pt**" in report and "(= pt)" in report
+    section = report.split("### Comparisons with the baselines")[1].split("## Figures")[0]
+    listed = [line.split("|")[1:3] for line in section.splitlines() if line.startswith("| ") and "8-shot" in line]
+    pairs = [tuple(sorted(cell.strip() for cell in pair)) for pair in listed]
+    # pt–no prompt once (not also no prompt–pt), tpv-init against each; auto is pt's copy: not tested again
+    assert sorted(pairs) == [("no prompt", "pt"), ("no prompt", "tpv-init"), ("pt", "tpv-init")]
+    assert "auto" not in section
 
 
 def test_the_library_suite_file_is_the_library_build_suite():
@@ -307,12 +320,13 @@ def test_library_build_prints_its_cost_first_and_resumes_into_a_library(tmp_path
             "--prompt-length", "3", "--max-length", "64"]
     dry = runner.invoke(app, [*args, "--dry-run"], terminal_width=200)
     assert dry.exit_code == 0, dry.output
-    assert "2 tasks (4 runs" in dry.output and "estimated CPU time" in dry.output
+    said = " ".join(dry.output.split())
+    assert "2 tasks (4 runs" in said and "estimated CPU time" in said
     assert not (tmp_path / "runs").exists() and not (tmp_path / "lib").exists()
     built = runner.invoke(app, args, terminal_width=200)
     assert built.exit_code == 0, built.output
     assert "library of 2 prompts written to" in built.output
     assert {e.task for e in PromptLibrary.open(tmp_path / "lib").entries} == {"src_a", "src_b"}
     again = runner.invoke(app, args, terminal_width=200)  # everything done: nothing trained, library rewritten
-    assert again.exit_code == 0 and "4 done" in again.output, again.output
+    assert again.exit_code == 0 and "4 done" in " ".join(again.output.split()), again.output
     assert sorted(p.name for p in tmp_path.iterdir()) == ["lib", "runs"]

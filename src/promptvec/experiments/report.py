@@ -30,7 +30,7 @@ from promptvec.experiments.plots import FIGURE_MAKERS, primary_metric
 from promptvec.experiments.schema import SuiteSpec
 from promptvec.experiments.tpv_report import source_sections
 from promptvec.experiments.transfer_report import transfer_sections
-from promptvec.io import atomic_write_text, output_folder, read_json
+from promptvec.io import atomic_write_text, output_folder, path_component, read_json
 
 REPORT_DIR = "report"
 MARKS = [("▲", "▼"), ("△", "▽"), ("⁺", "⁻")]  # significance marks against the 1st, 2nd, 3rd baseline
@@ -98,6 +98,27 @@ def _values(rows, label, task, shots, free: AbstractSet[str] = frozenset()) -> d
     wanted = (shots, 0) if label in free else (shots,)
     cell = [r for r in rows if r["label"] == label and r["task"] == task and r["shots"] in wanted]
     return {(r["seed"], r["origin"]): r["metrics"][metric] for r in cell}
+
+
+def copied_cells(suite: SuiteSpec, rows: list[dict]) -> dict[tuple[str, str, int | None], str]:
+    """Cells (label, task, shots) whose every run is a copy of a run of one other method (a reused
+    identical training, e.g. ``auto`` falling back to the origin = ``pt``) -> that method's label."""
+    by_folder = {path_component(m.display, m.name): m.display for m in suite.methods}
+
+    def copied_from(row: dict) -> str | None:
+        parts = Path(row.get("reused_from") or "").parts  # runs/<method folder>/<task>/...
+        return by_folder.get(parts[1]) if len(parts) > 2 else None
+
+    cells: dict[tuple[str, str, int | None], list[dict]] = {}
+    for r in rows:
+        cells.setdefault((r["label"], r["task"], r["shots"]), []).append(r)
+    copies: dict[tuple[str, str, int | None], str] = {}
+    for key, cell in cells.items():
+        origins = {copied_from(r) for r in cell}
+        label = origins.pop() if len(origins) == 1 else None
+        if label is not None:
+            copies[key] = label
+    return copies
 
 
 def _shots_label(shots: int | None) -> str:
@@ -178,12 +199,17 @@ def build_report(out: str | Path, report_dir: str | Path | None = None) -> Path:
     baselines = suite.stats.baselines
 
     # ---- comparisons against the baseline(s), corrected together over the whole table ---------------
+    # each pair of cells is tested once (pt vs no prompt is no prompt vs pt), and a cell whose runs are
+    # all copies of another method's runs is not tested again: it is the same evidence
+    copies = copied_cells(suite, rows)
     comparisons, spreads = {}, {}
     for baseline in baselines:
         for label in methods:
             if label == baseline:
                 continue
             for task, shots in columns:
+                if (label, baseline, task, shots) in comparisons or (label, task, shots) in copies:
+                    continue
                 a, b = _values(rows, label, task, shots, free), _values(rows, baseline, task, shots, free)
                 if a and b:
                     comparisons[(baseline, label, task, shots)] = compare(a, b)
@@ -208,10 +234,13 @@ def build_report(out: str | Path, report_dir: str | Path | None = None) -> Path:
                 means.append(s.mean)
                 mark = ""
                 for baseline, (up, down) in zip(baselines, MARKS, strict=False):
-                    key = (baseline, label, task, shots)
+                    key, sign = (baseline, label, task, shots), 1
+                    if key not in comparisons and (label, baseline, task, shots) in comparisons:
+                        key, sign = (label, baseline, task, shots), -1  # tested once, the other way round
                     if key in adjusted and adjusted[key] < suite.stats.alpha:
-                        mark += up if comparisons[key].difference > 0 else down
-                cells.append(s.format() + (" " + mark if mark else ""))
+                        mark += up if sign * comparisons[key].difference > 0 else down
+                copy = copies.get((label, task, shots))
+                cells.append(s.format() + (" " + mark if mark else "") + (f" (= {copy})" if copy else ""))
             average = f"{100 * sum(means) / len(means):.1f}" if len(means) == len(cols) and means else "–"
             body.append([label + (" (baseline)" if label in baselines else "")] + cells + [average])
         return header + ["average"], body
@@ -226,8 +255,8 @@ def build_report(out: str | Path, report_dir: str | Path | None = None) -> Path:
         + (" ".join(f"{up}/{down}: significantly better/worse than **{b}**;" for b, (up, down)
                     in zip(baselines, MARKS, strict=False))
            + f" at α = {suite.stats.alpha} after {suite.stats.correction.capitalize()} correction over all "
-           f"{len(keys)} comparisons of the table; no mark means the difference was not shown to be significant "
-           "(with few seeds, tests have little power)."
+           f"{len(keys)} comparisons of the table (each pair of cells counted once); no mark means the difference "
+           "was not shown to be significant (with few seeds, tests have little power)."
            if baselines and keys else "No significance tests (no baseline set, or nothing to compare yet).")))
     power = power_statement([s for k in keys if (s := spreads[k]) is not None], len(keys), suite.stats.alpha)
     if power:
@@ -240,6 +269,11 @@ def build_report(out: str | Path, report_dir: str | Path | None = None) -> Path:
             header, body = table([(t, s) for t, s in columns if t == task], name_task=False)
             header[1:-1] = [h.strip() for h in header[1:-1]]
             doc.add(TableBlock(header, body, caption=f"{task} ({primary_metric(task)}): methods × training examples"))
+    if copies:
+        doc.add(Paragraph("Same runs: " + "; ".join(
+            f"{label} on {_cell(task, shots)} = the runs of **{copy}** (each run reused that identical training, "
+            "so it is not separate evidence and is not tested again)" for (label, task, shots), copy
+            in sorted(copies.items(), key=lambda item: str(item[0]))) + "."))
     if comparisons:
         doc.add(Heading("Summary", 3))
         for paragraph in comparison_summaries(comparisons, adjusted, suite.stats.alpha, baselines, methods):

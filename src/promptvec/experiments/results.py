@@ -25,6 +25,7 @@ def result_row(run: RunSpec, record: dict[str, Any], data_hash: str) -> dict[str
         "versions": {k: versions.get(k) for k in ("promptvec", "torch", "transformers", "peft", "python")},
         "code": [record.get("code", {}), *record.get("code_resumed", [])],
         "warnings": [w["message"] for w in record.get("warnings", [])],
+        "reused_from": record.get("reused_from"),  # the run whose identical training this one copied
     }
 
 

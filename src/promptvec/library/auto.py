@@ -120,52 +120,73 @@ def _sort_key(scores: dict[str, float], policy: AutoPolicy) -> tuple[float, floa
     return primary, scores["loss"]
 
 
-def choose_start(backbone: Backbone, task: TaskSpec, examples: Sequence[Example], origin: Origin,
-                 sources: Sequence[SourcePrompt], policy: AutoPolicy | None = None) -> AutoChoice:
-    """Score no prompt, the origin, every source prompt and the top combinations on ``examples`` (the
-    run's own training examples) and return the start with the best score — or the origin when none
-    beats both no prompt and the origin (see the module docstring)."""
-    policy = policy or AutoPolicy()
+@dataclass
+class Candidate:
+    """One possible start, scored on the training examples."""
+
+    name: str
+    kind: str  # baseline (no prompt) / origin / source / combination
+    prompt: torch.Tensor | None
+    scores: dict[str, float]
+    info: dict[str, Any] = field(default_factory=dict)
+
+    def describe(self, chosen: bool) -> dict[str, Any]:
+        return {"name": self.name, "kind": self.kind, **self.info,
+                **{k: _round(v) for k, v in self.scores.items()}, "chosen": chosen}
+
+
+def score_candidates(backbone: Backbone, task: TaskSpec, examples: Sequence[Example], origin: Origin,
+                     sources: Sequence[SourcePrompt], policy: AutoPolicy) -> list[Candidate]:
+    """No prompt, the origin, every source prompt and the combinations of the best sources, each
+    scored on ``examples`` (at most ``policy.max_examples`` of them)."""
     if not examples:
         raise ConfigError(f"init auto: task '{task.task}' has no training examples to choose with",
                           "give the run training examples (shots ≥ 1)")
-    begun = time.perf_counter()
     examples = subsample(list(examples), policy.max_examples, seed=0)
     origin_prompt = origin.tensor(backbone)
-    rows = origin_prompt.shape[0]
-    usable = [s for s in sources if s.prompt.shape == origin_prompt.shape]
-    if len(usable) < len(sources):
-        odd = sorted({f"{s.task} [{s.prompt.shape[0]}, {s.prompt.shape[1]}]" for s in sources if s not in usable})
-        raise ConfigError(f"init auto: library prompts {odd} do not have the run's shape [{rows}, {backbone.dim}]",
-                          "use the library's prompt length (prompt_length) or a library built for this model")
-    scored: dict[str, dict[str, float]] = {}
-    starts: dict[str, torch.Tensor | None] = {}
-    described: dict[str, dict[str, Any]] = {}
+    odd = sorted({f"{s.task} {list(s.prompt.shape)}" for s in sources if s.prompt.shape != origin_prompt.shape})
+    if odd:
+        raise ConfigError(f"init auto: library prompts {odd} do not have the run's shape "
+                          f"{list(origin_prompt.shape)}", "use the library's prompt length (prompt_length) or a "
+                          "library built for this model")
 
-    def score(name: str, prompt: torch.Tensor | None, kind: str, **info: Any) -> None:
-        scored[name] = _candidate_scores(backbone, task, examples, prompt, policy)
-        starts[name] = prompt
-        described[name] = {"name": name, "kind": kind, **info}
+    def scored(name: str, kind: str, prompt: torch.Tensor | None, **info: Any) -> Candidate:
+        return Candidate(name, kind, prompt, _candidate_scores(backbone, task, examples, prompt, policy), info)
 
-    score(NO_PROMPT, None, "baseline")
-    score(ORIGIN, origin_prompt, "origin", seed=origin.seed)
-    for source in usable:
-        score(source.task, source.prompt.float(), "source", vector_norm=round(source.vector.norm(), 4))
-    ranked = sorted((s for s in usable), key=lambda s: _sort_key(scored[s.task], policy))
+    candidates = [scored(NO_PROMPT, "baseline", None), scored(ORIGIN, "origin", origin_prompt, seed=origin.seed)]
+    singles = [(s, scored(s.task, "source", s.prompt.float(), vector_norm=round(s.vector.norm(), 4)))
+               for s in sources]
+    candidates += [c for _, c in singles]
+    ranked = [s for s, c in sorted(singles, key=lambda pair: _sort_key(pair[1].scores, policy))]
     for size in range(2, min(policy.combine, len(ranked)) + 1):
         members = ranked[:size]
         combined = sum((s.vector for s in members[1:]), members[0].vector)
-        name = "tpv:" + "+".join(s.task for s in members)
-        score(name, combined.apply_to(origin, 1.0, backbone), "combination", sources=[s.task for s in members],
-              vector_norm=round(combined.norm(), 4))
-    trainable = [n for n in scored if n != NO_PROMPT]
-    best = min(trainable, key=lambda n: _sort_key(scored[n], policy))
-    fell_back = best == ORIGIN or not _better(scored[best], scored[NO_PROMPT], policy)
-    chosen = ORIGIN if fell_back else best
-    candidates = [{**described[n], **{k: _round(v) for k, v in scored[n].items()}, "chosen": n == chosen}
-                  for n in sorted(scored, key=lambda n: _sort_key(scored[n], policy))]
-    return AutoChoice(None if chosen == ORIGIN else starts[chosen], chosen, fell_back, candidates,
-                      time.perf_counter() - begun)
+        candidates.append(scored("tpv:" + "+".join(s.task for s in members), "combination",
+                                 combined.apply_to(origin, 1.0, backbone), sources=[s.task for s in members],
+                                 vector_norm=round(combined.norm(), 4)))
+    return candidates
+
+
+def pick(candidates: Sequence[Candidate], policy: AutoPolicy) -> tuple[Candidate, bool]:
+    """The start to train from and whether that is a fall-back: the best-scoring trainable candidate,
+    unless it does not beat both no prompt and the origin — then the origin (plain prompt tuning)."""
+    by_name = {c.name: c for c in candidates}
+    best = min((c for c in candidates if c.kind != "baseline"), key=lambda c: _sort_key(c.scores, policy))
+    fell_back = best.name == ORIGIN or not _better(best.scores, by_name[NO_PROMPT].scores, policy)
+    return (by_name[ORIGIN] if fell_back else best), fell_back
+
+
+def choose_start(backbone: Backbone, task: TaskSpec, examples: Sequence[Example], origin: Origin,
+                 sources: Sequence[SourcePrompt], policy: AutoPolicy | None = None) -> AutoChoice:
+    """Score the candidates on ``examples`` (the run's own training examples) and return the start with
+    the best score — or the origin when none beats both no prompt and the origin (module docstring)."""
+    policy = policy or AutoPolicy()
+    begun = time.perf_counter()
+    candidates = score_candidates(backbone, task, examples, origin, sources, policy)
+    chosen, fell_back = pick(candidates, policy)
+    ordered = sorted(candidates, key=lambda c: _sort_key(c.scores, policy))
+    return AutoChoice(None if fell_back else chosen.prompt, chosen.name, fell_back,
+                      [c.describe(c is chosen) for c in ordered], time.perf_counter() - begun)
 
 
 def _round(value: float) -> float:
