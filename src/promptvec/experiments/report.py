@@ -208,12 +208,17 @@ def build_report(out: str | Path, report_dir: str | Path | None = None) -> Path:
             if label == baseline:
                 continue
             for task, shots in columns:
-                if (label, baseline, task, shots) in comparisons or (label, task, shots) in copies:
+                if (label, baseline, task, shots) in comparisons:
                     continue
                 a, b = _values(rows, label, task, shots, free), _values(rows, baseline, task, shots, free)
                 if a and b:
                     comparisons[(baseline, label, task, shots)] = compare(a, b)
                     spreads[(baseline, label, task, shots)] = spread_of_differences(a, b)
+    for baseline, label, task, shots in list(comparisons):  # a copy of X tested where X is tested too
+        copy = copies.get((label, task, shots))
+        if copy is not None and (copy == baseline or {(baseline, copy, task, shots), (copy, baseline, task, shots)}
+                                 & set(comparisons)):
+            del comparisons[(baseline, label, task, shots)]
     # single values on both sides cannot be tested: kept out of the correction family, reported as such
     keys = [k for k, c in comparisons.items() if c.test != "none"]
     untested = [k for k, c in comparisons.items() if c.test == "none"]
