@@ -337,3 +337,43 @@ def test_the_cost_estimate_counts_answers_and_decoding_steps(toy_generation_task
     answers = sum(len(e.label) for e in data.train[:200]) / len(data.train[:200]) / 4 + 1  # then EOS
     assert cost.train == pytest.approx((inputs + answers) / REFERENCE_TOKENS)
     assert cost.evaluation == pytest.approx((inputs + DECODE_STEP_TOKENS * 4) / REFERENCE_TOKENS)  # max_gen_toks 4
+
+
+def test_across_tasks_pools_each_comparison_over_tasks_with_a_forest_plot(tmp_path, tiny_models, toy_tasks):
+    from promptvec.evaluation.stats import pool_effects, task_effect
+
+    path = tiny_suite_file(tmp_path, tiny_models, toy_tasks["src_a"], tasks=[toy_tasks["src_a"], toy_tasks["target"]],
+                           stats={"baseline": "origin", "across_tasks": [
+                               {"method": "PT", "baseline": "no prompt", "primary": True},
+                               {"method": "PT", "baseline": "origin"}, {"method": "origin", "baseline": "no prompt"}]})
+    out = tmp_path / "out"
+    run_suite(load_suite(path), out, progress=False, log=lambda m: None)
+    report = (build_report(out) / "report.md").read_text()
+    assert "## Across tasks" in report and (out / "report" / "forest-PT-vs-no-prompt-16-shot.png").is_file()
+    rows = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
+
+    def values(label, task):
+        return {(r["seed"], r["origin"]): r["metrics"]["acc"] for r in rows
+                if r["label"] == label and r["task"] == task}
+
+    effects = [task_effect(t, values("PT", t), values("no prompt", t))
+               for t in (toy_tasks["src_a"], toy_tasks["target"])]
+    pooled = pool_effects(effects)
+    line = next(row for row in report.splitlines() if row.startswith("| PT vs no prompt 16-shot (primary)"))
+    assert f"{100 * pooled.mean:+.1f} [{100 * pooled.t_low:+.1f}, {100 * pooled.t_high:+.1f}]" in line
+    assert f"{100 * pooled.re_estimate:+.1f}" in line and "(adj." not in line  # the primary is tested alone
+    secondary = [row for row in report.splitlines() if row.startswith("| PT vs origin") or row.startswith(
+        "| origin vs no prompt")]
+    assert len(secondary) == 2 and "(adj." in secondary[0]
+    assert secondary[1].startswith("| origin vs no prompt 16-shot | 0 | – |")  # two single values: no test
+
+
+@pytest.mark.parametrize(("across", "message"), [
+    ([{"method": "PT", "baseline": "nope"}], "stats.across_tasks names"),
+    ([{"method": "PT", "baseline": "origin", "primary": True},
+      {"method": "origin", "baseline": "no prompt", "primary": True}], "at most one comparison is primary"),
+])
+def test_across_tasks_is_checked(tmp_path, tiny_models, toy_task, across, message):
+    path = tiny_suite_file(tmp_path, tiny_models, toy_task, stats={"across_tasks": across})
+    with pytest.raises(ConfigError, match=message):
+        load_suite(path)

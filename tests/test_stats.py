@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 
 import pytest
+from scipy import stats
 
 from promptvec.evaluation.stats import adjust, compare, summarize
 
@@ -102,3 +103,41 @@ def test_power_statement_reports_the_median_spread_and_what_it_can_detect():
     assert f"{100 * minimal_detectable_difference(0.04, 5, 0.005):.1f} points at Holm's strictest level α/10" in text
     assert f"would take {seeds_needed(0.04, 0.03, 0.005)} seeds" in text
     assert power_statement([], 0, 0.05) == ""
+
+
+def _effect(task, difference, variance, n=5):
+    from promptvec.evaluation.stats import TaskEffect
+
+    return TaskEffect(task, difference, variance, n, difference - 0.1, difference + 0.1)
+
+
+def test_random_effects_pooling_matches_dersimonian_laird_worked_by_hand():
+    from promptvec.evaluation.stats import pool_effects
+
+    homogeneous = pool_effects([_effect("a", 0.1, 0.01), _effect("b", 0.0, 0.02), _effect("c", 0.2, 0.01)])
+    assert homogeneous.tau2 == 0.0  # Q = 1.4 < k - 1: no between-task variance
+    assert homogeneous.re_estimate == pytest.approx(0.12) and homogeneous.re_se == pytest.approx((1 / 250) ** 0.5)
+    spread = pool_effects([_effect("a", 0.3, 0.01), _effect("b", 0.0, 0.02), _effect("c", 0.2, 0.01)])
+    assert spread.tau2 == pytest.approx(0.00625)  # Q = 3, C = 160
+    assert spread.re_estimate == pytest.approx(30.769 / 161.17, rel=1e-3)
+    assert spread.re_se == pytest.approx((1 / 161.17) ** 0.5, rel=1e-3) and spread.i2 == pytest.approx(1 / 3)
+    assert spread.re_low == pytest.approx(spread.re_estimate - 1.96 * spread.re_se)
+    # the t-test over tasks treats each task as one value
+    assert spread.mean == pytest.approx(0.5 / 3)
+    assert spread.t_p_value == pytest.approx(stats.ttest_1samp([0.3, 0.0, 0.2], 0).pvalue)
+
+
+def test_task_effects_read_paired_and_one_sample_differences_and_pooling_survives_zero_variance():
+    from promptvec.evaluation.stats import pool_effects, task_effect
+
+    paired = task_effect("t", {0: 0.8, 1: 0.9, 2: 0.7}, {0: 0.7, 1: 0.7, 2: 0.7})
+    assert paired.difference == pytest.approx(0.1) and paired.variance == pytest.approx(0.01 / 3)
+    assert paired.low == pytest.approx(0.1 - stats.t.ppf(0.975, 2) * (0.01 / 3) ** 0.5)
+    against_one = task_effect("t", {0: 0.8, 1: 0.9}, {None: 0.5})
+    assert against_one.difference == pytest.approx(0.35) and against_one.n == 2
+    assert task_effect("t", {0: 0.8}, {1: 0.7}) is None
+    copies = task_effect("u", {0: 0.8, 1: 0.9}, {0: 0.8, 1: 0.9})  # a fall-back: the same runs
+    assert copies.difference == 0 and copies.variance == 0
+    pooled = pool_effects([paired, copies, _effect("v", 0.05, 0.004)])
+    assert pooled.k == 3 and pooled.re_se > 0 and abs(pooled.re_estimate) < 0.2
+    assert pool_effects([paired]) is None

@@ -164,3 +164,96 @@ def seeds_needed(sd: float, difference: float, alpha: float = 0.05, power: float
         middle = (low + high) // 2
         low, high = (low, middle) if enough(middle) else (middle, high)
     return high
+
+
+# ---- across tasks: one method against a baseline over many targets ---------------------------------
+
+
+@dataclass(frozen=True)
+class TaskEffect:
+    """A method's difference from a baseline on one task: the mean of the per-seed differences (or of
+    the method's scores minus a deterministic baseline), its sampling variance, a 95 % t interval."""
+
+    task: str
+    difference: float
+    variance: float  # of the mean difference (s² / n); 0 when every seed gave the same difference
+    n: int
+    low: float
+    high: float
+
+
+def task_effect(task: str, method: Mapping[object, float], baseline: Mapping[object, float]) -> TaskEffect | None:
+    """The effect on one task, from the values a paired / one-sample test would read; None otherwise."""
+    test, values, against = _design(method, baseline)
+    if test not in ("paired", "one-sample"):
+        return None
+    diffs = values - against
+    n = len(diffs)
+    mean = float(diffs.mean())
+    variance = float(diffs.var(ddof=1)) / n
+    half = float(stats.t.ppf(0.975, n - 1)) * math.sqrt(variance)
+    return TaskEffect(task, mean, variance, n, mean - half, mean + half)
+
+
+@dataclass(frozen=True)
+class Pooled:
+    """The effects of many tasks pooled two ways:
+
+    * ``t_*``: a one-sample t-test of the per-task mean differences against 0 (each task one value:
+      tasks are the unit the claim is about), with its 95 % interval;
+    * ``re_*``: DerSimonian–Laird's random-effects estimate, which weights tasks by their precision
+      and widens the interval by the between-task variance ``tau2`` (I² = the share of the spread
+      that is between tasks rather than seed noise)."""
+
+    k: int
+    mean: float
+    t_statistic: float
+    t_p_value: float
+    t_low: float
+    t_high: float
+    re_estimate: float
+    re_se: float
+    re_low: float
+    re_high: float
+    re_p_value: float
+    tau2: float
+    i2: float
+
+
+def pool_effects(effects: Sequence[TaskEffect]) -> Pooled | None:
+    """Pool per-task effects (at least 2). A task whose seeds all gave the same difference (e.g. a
+    method that fell back to the baseline's own runs: differences exactly 0) has no variance of its
+    own; it gets the median variance of the others, so that it neither dominates nor vanishes."""
+    k = len(effects)
+    if k < 2:
+        return None
+    y = np.asarray([e.difference for e in effects], dtype=float)
+    positive = [e.variance for e in effects if e.variance > 0]
+    fill = float(np.median(positive)) if positive else 0.0
+    v = np.asarray([e.variance if e.variance > 0 else fill for e in effects], dtype=float)
+    mean = float(y.mean())
+    sd = float(y.std(ddof=1))
+    if sd > 0:
+        t = stats.ttest_1samp(y, 0.0)
+        t_stat, t_p = float(t.statistic), float(t.pvalue)
+    else:
+        t_stat, t_p = math.nan, 1.0
+    half = float(stats.t.ppf(0.975, k - 1)) * sd / math.sqrt(k)
+    if not np.all(v > 0):  # no seed noise anywhere: the random-effects model is the plain mean
+        tau2, weights = float(y.var(ddof=1)), np.ones(k)
+        re_var = tau2 / k
+        q = math.nan
+    else:
+        w = 1 / v
+        fixed = float((w * y).sum() / w.sum())
+        q = float((w * (y - fixed) ** 2).sum())
+        c = float(w.sum() - (w ** 2).sum() / w.sum())
+        tau2 = max(0.0, (q - (k - 1)) / c)
+        weights = 1 / (v + tau2)
+        re_var = float(1 / weights.sum())
+    estimate = float((weights * y).sum() / weights.sum())
+    se = math.sqrt(re_var)
+    re_p = float(2 * stats.norm.sf(abs(estimate) / se)) if se > 0 else 1.0
+    i2 = max(0.0, (q - (k - 1)) / q) if q and not math.isnan(q) and q > 0 else 0.0
+    return Pooled(k, mean, t_stat, t_p, mean - half, mean + half, estimate, se, estimate - 1.96 * se,
+                  estimate + 1.96 * se, re_p, tau2, i2)

@@ -181,3 +181,27 @@ def similarity_heatmap(tasks: list[str], matrix: list[list[float]], path: Path, 
     fig.savefig(path, dpi=120, bbox_inches="tight")
     plt.close(fig)
     return path
+
+
+def forest_plot(effects: list, pooled, path: Path, title: str) -> Figure:
+    """Per task the difference with its 95 % interval (points), and the pooled random-effects estimate
+    as a diamond with its interval; a vertical line at 0."""
+    labels = [e.task for e in effects] + ["pooled (random effects)"]
+    fig, ax = plt.subplots(figsize=(6.5, 0.38 * len(labels) + 1.2))
+    ys = list(range(len(labels) - 1, -1, -1))
+    for y, e in zip(ys, effects, strict=False):
+        ax.errorbar([100 * e.difference], [y], xerr=[[100 * (e.difference - e.low)], [100 * (e.high - e.difference)]],
+                    fmt="s", color="tab:blue", capsize=3, markersize=5)
+    if pooled is not None:
+        low, mid, high = 100 * pooled.re_low, 100 * pooled.re_estimate, 100 * pooled.re_high
+        ax.fill([low, mid, high, mid], [0, 0.3, 0, -0.3], color="tab:red")
+    ax.axvline(0, color="grey", linewidth=1)
+    ax.set_yticks(ys)
+    ax.set_yticklabels(labels)
+    ax.set_xlabel("difference in test score (points)")
+    ax.set_title(title, fontsize=10)
+    ax.grid(axis="x", alpha=0.3)
+    fig.savefig(path, dpi=120, bbox_inches="tight")
+    plt.close(fig)
+    return Figure(path, f"{title}: per task the mean difference over seeds with its 95 % t interval (squares), "
+                  "and the random-effects pooled estimate with its 95 % interval (diamond).")

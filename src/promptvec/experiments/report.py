@@ -20,13 +20,15 @@ from promptvec.evaluation.stats import (
     adjust,
     compare,
     minimal_detectable_difference,
+    pool_effects,
     seeds_needed,
     spread_of_differences,
     summarize,
+    task_effect,
 )
 from promptvec.experiments.document import Document, Heading, Paragraph, TableBlock
 from promptvec.experiments.plan import SOURCE_LABEL
-from promptvec.experiments.plots import FIGURE_MAKERS, primary_metric
+from promptvec.experiments.plots import FIGURE_MAKERS, forest_plot, primary_metric
 from promptvec.experiments.schema import SuiteSpec
 from promptvec.experiments.tpv_report import source_sections
 from promptvec.experiments.transfer_report import transfer_sections
@@ -119,6 +121,53 @@ def copied_cells(suite: SuiteSpec, rows: list[dict]) -> dict[tuple[str, str, int
         if label is not None:
             copies[key] = label
     return copies
+
+
+def across_tasks_sections(suite: SuiteSpec, rows: list[dict], columns: list[tuple[str, int | None]],
+                          free: AbstractSet[str], report_dir: Path) -> list:
+    """``stats.across_tasks``: each comparison over all tasks (a t-test of the per-task mean differences,
+    DerSimonian–Laird's random-effects estimate, a forest plot); the primary comparison is tested at α
+    alone, the others are corrected together (``stats.correction``)."""
+    specs = suite.stats.across_tasks
+    if not specs:
+        return []
+    results = []
+    for spec in specs:
+        for shots in dict.fromkeys(s for _, s in columns):
+            effects = [e for task, s in columns if s == shots
+                       if (e := task_effect(task, _values(rows, spec.method, task, shots, free),
+                                            _values(rows, spec.baseline, task, shots, free))) is not None]
+            results.append((spec, shots, effects, pool_effects(effects)))
+    secondary = {i: pooled.t_p_value for i, (spec, _, _, pooled) in enumerate(results)
+                 if not spec.primary and pooled is not None}
+    adjusted = dict(zip(secondary, adjust(list(secondary.values()), suite.stats.correction), strict=True))
+    blocks: list = [Heading("Across tasks"), Paragraph(
+        "Each comparison over all tasks, each task one value (the mean over seeds of the paired differences). "
+        "The t-test asks whether the mean over tasks differs from 0; the random-effects estimate (DerSimonian–"
+        "Laird) weights tasks by precision and widens its interval by the between-task variance τ² (I²: the "
+        "share of the spread that lies between tasks). The primary comparison is tested alone at "
+        f"α = {suite.stats.alpha}; the others are adjusted together ({suite.stats.correction}).")]
+    table = []
+    for i, (spec, shots, effects, pooled) in enumerate(results):
+        name = f"{spec.method} vs {spec.baseline}{_shots_label(shots)}" + (" (primary)" if spec.primary else "")
+        if pooled is None:
+            table.append([name, str(len(effects)), "–", "–", "–", "–", "–"])
+            continue
+        p = pooled.t_p_value if spec.primary else adjusted[i]
+        table.append([name, str(pooled.k), f"{100 * pooled.mean:+.1f} [{100 * pooled.t_low:+.1f}, "
+                      f"{100 * pooled.t_high:+.1f}]", f"{pooled.t_p_value:.3g}" + ("" if spec.primary else
+                                                                                  f" (adj. {p:.3g})"),
+                      f"{100 * pooled.re_estimate:+.1f} [{100 * pooled.re_low:+.1f}, {100 * pooled.re_high:+.1f}]",
+                      f"{10000 * pooled.tau2:.1f} / {100 * pooled.i2:.0f} %",
+                      "yes" if p < suite.stats.alpha else "no"])
+        slug = path_component(f"forest-{spec.method}-vs-{spec.baseline}{_shots_label(shots)}", "forest")
+        blocks.append(forest_plot(effects, pooled, report_dir / f"{slug}.png", name))
+        blocks.append(TableBlock(["task", "Δ (points)", "95 % interval", "seeds"], [
+            [e.task, f"{100 * e.difference:+.1f}", f"[{100 * e.low:+.1f}, {100 * e.high:+.1f}]", str(e.n)]
+            for e in effects], caption=f"{name}: per task"))
+    blocks.insert(2, TableBlock(["comparison", "tasks", "mean Δ over tasks [95 % CI]", "p (t over tasks)",
+                                 "random effects [95 % CI]", "τ² (points²) / I²", "significant"], table))
+    return blocks
 
 
 def _shots_label(shots: int | None) -> str:
@@ -302,6 +351,10 @@ def build_report(out: str | Path, report_dir: str | Path | None = None) -> Path:
                               "none (single values or no variation)", "–", "–", "–"])
         doc.add(TableBlock(["method", "baseline", "task", "Δ vs baseline (points)", "test", "p", "adjusted p",
                             "significant"], comp_rows))
+
+    across = across_tasks_sections(suite, rows, columns, free, report_dir)
+    for block in across:
+        doc.add(block)
 
     doc.add(Heading("Figures"))
     figures = [fig for maker in FIGURE_MAKERS.values() for fig in maker(suite, rows, report_dir)]

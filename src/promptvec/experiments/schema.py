@@ -101,12 +101,31 @@ class MethodSpec(BaseModel):
         return self.label or self.name
 
 
+class AcrossTasksSpec(BaseModel):
+    """One method against a baseline over all the suite's tasks (each task one value): a t-test of the
+    per-task mean differences, a random-effects estimate, a forest plot."""
+
+    model_config = ConfigDict(extra="forbid")
+    method: str = Field(description="method label")
+    baseline: str = Field(description="method label it is compared with")
+    primary: bool = Field(False, description="the study's one primary comparison (tested alone; the others are "
+                          "corrected together)")
+
+
 class StatsSpec(BaseModel):
     model_config = ConfigDict(extra="forbid")
     baseline: str | list[str] | None = Field(
         None, description="method label(s) every other method is compared with (e.g. [pt, spot])")
     correction: Literal["holm", "bonferroni", "none"] = "holm"
     alpha: float = Field(0.05, gt=0, lt=1)
+    across_tasks: list[AcrossTasksSpec] = Field(
+        default_factory=list, description="comparisons pooled over tasks (e.g. a leave-one-task-out study)")
+
+    @model_validator(mode="after")
+    def _one_primary(self) -> StatsSpec:
+        if sum(c.primary for c in self.across_tasks) > 1:
+            raise ValueError("stats.across_tasks: at most one comparison is primary")
+        return self
 
     @property
     def baselines(self) -> list[str]:
@@ -156,6 +175,11 @@ class SuiteSpec(BaseModel):
         for baseline in self.stats.baselines:
             if baseline not in labels:
                 raise ValueError(f"stats.baseline '{baseline}' is not one of the methods {labels}")
+        for pooled in self.stats.across_tasks:
+            unknown = [x for x in (pooled.method, pooled.baseline) if x not in labels]
+            if unknown or pooled.method == pooled.baseline:
+                raise ValueError(f"stats.across_tasks names {unknown or [pooled.method]}: give two different "
+                                 f"method labels of {labels}")
         for method in self.methods:
             unknown = [t for t in method.tasks or [] if t not in self.tasks]
             if unknown:
