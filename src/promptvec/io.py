@@ -19,6 +19,7 @@ import json
 import os
 import re
 import shutil
+import stat
 import struct
 import tempfile
 from collections.abc import Iterator, Mapping
@@ -49,9 +50,40 @@ def _fsync_dir(path: Path) -> None:
             os.close(fd)
 
 
+def _kind_of(mode: int) -> str:
+    return ("a symbolic link" if stat.S_ISLNK(mode) else "a folder" if stat.S_ISDIR(mode) else "a FIFO"
+            if stat.S_ISFIFO(mode) else "a device file" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) else
+            "a socket" if stat.S_ISSOCK(mode) else "a file" if stat.S_ISREG(mode) else "not a regular file")
+
+
+def check_output_path(target: Path, folder: bool = False) -> None:
+    """Refuse to write at ``target`` when what is there is not promptvec's to replace: a symbolic link
+    (never followed, never replaced), a FIFO, a device or socket, a folder where a file goes (or a file
+    where a folder goes), or a path below a file. A rename would otherwise replace the link or the
+    device node itself — promptvec only ever writes regular files and folders."""
+    for parent in target.parents:
+        if os.path.lexists(parent) and not parent.is_dir():
+            raise StorageError(f"cannot write {target}: it lies under {parent}, which is a file",
+                               "choose a path whose parents are folders")
+    try:
+        mode = os.lstat(target).st_mode
+    except FileNotFoundError:
+        return
+    except OSError as exc:
+        raise storage_error(target, exc) from None
+    expected = stat.S_ISDIR(mode) if folder else stat.S_ISREG(mode)
+    if not expected:
+        wanted = "folder" if folder else "file"
+        raise StorageError(f"cannot write {target}: it is {_kind_of(mode)}, and promptvec replaces only a {wanted} "
+                           "it can write (it never follows links or replaces special files); nothing was written",
+                           f"give the path of a new or existing regular {wanted}")
+
+
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
-    """Write ``data`` to ``path`` atomically (temp file + fsync + rename)."""
+    """Write ``data`` to ``path`` atomically (temp file + fsync + rename); what is at ``path`` must be
+    a regular file or nothing (:func:`check_output_path`)."""
     target = Path(path)
+    check_output_path(target)
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
@@ -94,6 +126,9 @@ def output_folder(path: str | os.PathLike, what: str) -> Path:
     """Create (or accept) the folder a command writes into, with one message for each way it can be
     unusable: an existing file, a file somewhere above it, no permission, a read-only disk."""
     folder = Path(path)
+    if folder.is_symlink():
+        raise StorageError(f"{what} {folder} is a symbolic link; promptvec does not write through links it did "
+                           "not create", f"give the folder itself ({folder.resolve()}) or a new path")
     if folder.exists() and not folder.is_dir():
         raise StorageError(f"{what} {folder} is a file, not a folder", "choose a folder path (new or existing)")
     for parent in folder.parents:
@@ -129,8 +164,9 @@ def append_jsonl(path: str | os.PathLike, rows: list[Any]) -> None:
     """Append rows to a JSON-lines log and fsync. A crash can only leave a truncated *last* line,
     which :func:`read_jsonl` skips — logs are append-only records, not state."""
     text = "".join(json.dumps(row, default=str) + "\n" for row in rows)
+    check_output_path(Path(path))
     try:
-        with open(path, "a+b") as fh:
+        with open(os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW, 0o644), "a+b") as fh:
             if fh.tell() > 0:  # after a crash mid-line, start on a fresh line: only the cut line is lost
                 fh.seek(-1, os.SEEK_END)
                 if fh.read(1) != b"\n":
@@ -284,6 +320,7 @@ def atomic_directory(target: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary sibling folder; on success it replaces ``target`` (two renames; a crash
     between them leaves ``.<name>.old``, which :func:`recover_directory` restores)."""
     target = Path(target)
+    check_output_path(target, folder=True)
     target.parent.mkdir(parents=True, exist_ok=True)
     recover_directory(target)
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))

@@ -36,6 +36,24 @@ class Figure:
 Block = Heading | Paragraph | TableBlock | Figure  # what a report is made of
 
 
+def save_figure(fig, path: Path, **savefig: object) -> Path:
+    """Write a matplotlib figure as a PNG at exactly ``path``, atomically and only over a regular file
+    (never through a link or onto a device, never ``<folder>.png`` for a folder), then close it."""
+    import io
+
+    import matplotlib.pyplot as plt
+
+    from promptvec.io import atomic_write_bytes
+
+    buffer = io.BytesIO()
+    try:
+        fig.savefig(buffer, format="png", **savefig)
+    finally:
+        plt.close(fig)
+    atomic_write_bytes(path, buffer.getvalue())
+    return path
+
+
 @dataclass
 class Document:
     title: str

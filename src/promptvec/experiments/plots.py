@@ -13,7 +13,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 from promptvec.evaluation.stats import summarize  # noqa: E402
-from promptvec.experiments.document import Figure  # noqa: E402
+from promptvec.experiments.document import Figure, save_figure  # noqa: E402
 from promptvec.registry import Registry  # noqa: E402
 
 FigureMaker = Callable[[object, list[dict], Path], list[Figure]]
@@ -102,8 +102,7 @@ def scores_by_task(suite, rows: list[dict], out: Path) -> list[Figure]:
               frameon=False)
     ax.grid(axis="y", alpha=0.3)
     path = out / "scores_by_task.png"
-    fig.savefig(path, dpi=120, bbox_inches="tight")
-    plt.close(fig)
+    save_figure(fig, path, dpi=120, bbox_inches="tight")
     caption = (f"Mean test score per task and method{f' at {shots} shots' if shots else ''} (dots) with the 95 % "
                "confidence interval of the mean over seeds (whiskers; t distribution); methods without training "
                "have one value per task. Dotted grey: chance (accuracy 1/number of labels; MCC and correlations 0).")
@@ -148,8 +147,7 @@ def few_shot_curves(suite, rows: list[dict], out: Path) -> list[Figure]:
     axes[0][0].legend(fontsize=8)
     fig.tight_layout()
     path = out / "few_shot_curves.png"
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    save_figure(fig, path, dpi=120)
     return [Figure(path, "Few-shot curves: mean test score (± std over seeds) against the number of training "
                          "examples; dashed lines are training-free baselines.")]
 
@@ -178,8 +176,7 @@ def similarity_heatmap(tasks: list[str], matrix: list[list[float]], path: Path, 
             ax.text(j, i, text, ha="center", va="center", fontsize=8, color=color)
     fig.colorbar(image, ax=ax, fraction=0.046)
     ax.set_title(title)
-    fig.savefig(path, dpi=120, bbox_inches="tight")
-    plt.close(fig)
+    save_figure(fig, path, dpi=120, bbox_inches="tight")
     return path
 
 
@@ -201,7 +198,6 @@ def forest_plot(effects: list, pooled, path: Path, title: str) -> Figure:
     ax.set_xlabel("difference in test score (points)")
     ax.set_title(title, fontsize=10)
     ax.grid(axis="x", alpha=0.3)
-    fig.savefig(path, dpi=120, bbox_inches="tight")
-    plt.close(fig)
+    save_figure(fig, path, dpi=120, bbox_inches="tight")
     return Figure(path, f"{title}: per task the mean difference over seeds with its 95 % t interval (squares), "
                   "and the random-effects pooled estimate with its 95 % interval (diamond).")

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from promptvec.evaluation.stats import summarize
 from promptvec.experiments.analyses import load_results
-from promptvec.experiments.document import Figure, Heading, Paragraph, TableBlock
+from promptvec.experiments.document import Figure, Heading, Paragraph, TableBlock, save_figure
 from promptvec.experiments.plan import SOURCE_LABEL
 from promptvec.experiments.plots import primary_metric, similarity_heatmap
 
@@ -87,8 +87,7 @@ def _source_curves(suite, out: Path, sources: list[dict], report_dir: Path) -> l
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.18), ncol=3, frameon=False)
     path = report_dir / "source_validation_curves.png"
-    fig.savefig(path, dpi=120, bbox_inches="tight")
-    plt.close(fig)
+    save_figure(fig, path, dpi=120, bbox_inches="tight")
     last = {name: points[-1][1] - max(y for _, y in points[: max(1, len(points) // 2)]) for name, points in
             curves.items() if len(points) > 2}
     climbing = sorted(name for name, gain in last.items() if gain > 0.02)

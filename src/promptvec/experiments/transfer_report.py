@@ -14,7 +14,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 from promptvec.evaluation.stats import summarize  # noqa: E402
-from promptvec.experiments.document import Figure, Heading, Paragraph, TableBlock  # noqa: E402
+from promptvec.experiments.document import Figure, Heading, Paragraph, TableBlock, save_figure  # noqa: E402
 from promptvec.experiments.plots import primary_metric  # noqa: E402
 from promptvec.experiments.run_logs import method_runs  # noqa: E402
 from promptvec.io import read_json  # noqa: E402
@@ -85,8 +85,7 @@ def _source_choice(out: Path, rows: list[dict], report_dir: Path) -> list:
         ax.legend(fontsize=8)
         ax.grid(alpha=0.3)
         path = report_dir / "similarity_vs_gain.png"
-        fig.savefig(path, dpi=120, bbox_inches="tight")
-        plt.close(fig)
+        save_figure(fig, path, dpi=120, bbox_inches="tight")
         blocks.append(Figure(path, "Similarity SPoT measured (x, per run and source) against what that source "
                                    "brought as a single-source initialisation over prompt tuning from the origin "
                                    "(y, mean over seeds). A similarity that finds the right source rises to the "

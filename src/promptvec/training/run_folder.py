@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+import stat
 from pathlib import Path
 
 from promptvec.errors import PromptvecError
@@ -31,34 +32,99 @@ class RunLockedError(PromptvecError):
     """Another process is writing this run folder."""
 
 
+class NotALockError(PromptvecError):
+    """What sits at the lock's path is not a lock file promptvec made (a link, a folder, a FIFO, ...)."""
+
+
+def _kind(mode: int) -> str:
+    return ("a folder" if stat.S_ISDIR(mode) else "a FIFO" if stat.S_ISFIFO(mode) else "a device file"
+            if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) else "a socket" if stat.S_ISSOCK(mode) else
+            "not a regular file")
+
+
+def lock_holder(path: Path) -> int | None:
+    """The pid of the live process holding a ``flock`` on ``path``, from the kernel's lock table
+    (``/proc/locks``; Linux) — not from the pid text in the file, which a copied folder leaves stale."""
+    try:
+        info = os.stat(path, follow_symlinks=False)
+        table = Path("/proc/locks").read_text()
+    except OSError:
+        return None
+    wanted = f"{os.major(info.st_dev):02x}:{os.minor(info.st_dev):02x}:{info.st_ino}"
+    for line in table.splitlines():
+        fields = line.split()
+        if "->" in fields:  # a waiter, not the holder
+            continue
+        if len(fields) >= 6 and fields[1] == "FLOCK" and fields[5] == wanted and fields[4].lstrip("-").isdigit():
+            pid = int(fields[4])
+            if pid > 0 and Path(f"/proc/{pid}").exists():
+                return pid
+    return None
+
+
+def _describe(pid: int) -> str:
+    try:
+        command = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace").strip()
+    except OSError:
+        command = ""
+    return f"process {pid}" + (f" ({command[:120]})" if command else "")
+
+
 class RunFolderLock:
-    """An exclusive, non-blocking lock on a run folder, held until :meth:`release` (or process exit)."""
+    """An exclusive, non-blocking lock on a run folder, held until :meth:`release` (or process exit).
+
+    The lock file is opened without following links and must be a regular file: a symlink, folder,
+    FIFO or device at its path is refused with one message and left untouched — promptvec never writes
+    through something it did not create."""
 
     def __init__(self, folder: Path) -> None:
         import fcntl
 
         self.path = folder / LOCK_FILE
-        self.handle = open(self.path, "a+")  # noqa: SIM115 (held open for the lock's lifetime)
+        flags = os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
         try:
-            fcntl.flock(self.handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            self.fd = os.open(self.path, flags, 0o644)
+        except OSError as exc:
+            raise self._refused(self._what_is_there(exc)) from None
+        mode = os.fstat(self.fd).st_mode
+        if not stat.S_ISREG(mode):
+            os.close(self.fd)
+            raise self._refused(_kind(mode))
+        try:
+            fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            self.handle.seek(0)
-            holder = self.handle.read().strip() or "another process"
-            self.handle.close()
+            pid = lock_holder(self.path)
+            written = os.pread(self.fd, 200, 0).decode(errors="replace").strip()
+            os.close(self.fd)
+            holder = _describe(pid) if pid is not None else (
+                f"another process (the lock file says '{written}')" if written else "another process")
             raise RunLockedError(f"{folder} is being written by {holder}",
                                  "wait for that process to finish (or stop it), then run the command again") \
                 from None
-        self.handle.seek(0)
-        self.handle.truncate()
-        self.handle.write(f"promptvec process {os.getpid()}")
-        self.handle.flush()
+        os.ftruncate(self.fd, 0)
+        os.pwrite(self.fd, f"promptvec process {os.getpid()}".encode(), 0)
+
+    def _what_is_there(self, exc: OSError) -> str:
+        try:
+            info = os.lstat(self.path)
+        except OSError:
+            return f"unusable ({exc.strerror})"
+        if stat.S_ISLNK(info.st_mode):
+            return "a symbolic link" + ("" if self.path.exists() else " to nothing")
+        return _kind(info.st_mode)
+
+    def _refused(self, kind: str) -> NotALockError:
+        return NotALockError(f"{self.path} is {kind}, not the lock file promptvec writes there; nothing was "
+                             "written", f"move {self.path} away (promptvec did not create it and will not "
+                             "change it), then run the command again")
 
     def release(self) -> None:
         import fcntl
 
-        if not self.handle.closed:
-            fcntl.flock(self.handle, fcntl.LOCK_UN)
-            self.handle.close()
+        if self.fd >= 0:
+            fcntl.flock(self.fd, fcntl.LOCK_UN)
+            os.close(self.fd)
+            self.fd = -1
 
 
 def remove_leftovers(folder: Path) -> list[str]:

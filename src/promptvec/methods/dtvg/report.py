@@ -9,7 +9,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from promptvec.experiments.document import Figure, Heading, Paragraph, TableBlock  # noqa: E402
+from promptvec.experiments.document import Figure, Heading, Paragraph, TableBlock, save_figure  # noqa: E402
 from promptvec.experiments.run_logs import method_runs, module_log, slug  # noqa: E402
 from promptvec.io import read_json  # noqa: E402
 
@@ -71,8 +71,7 @@ def _timeline(log: list[dict], names: list[str], title: str, path: Path) -> None
     bottom.set_ylabel("target similarity")
     bottom.legend(fontsize=7, ncol=min(4, len(names)))
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save_figure(fig, path, dpi=110)
 
 
 def _ranking(similarities: list[float]) -> tuple[int, ...]:

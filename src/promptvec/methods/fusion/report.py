@@ -11,7 +11,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from promptvec.experiments.document import Block, Figure, Heading, Paragraph, TableBlock  # noqa: E402
+from promptvec.experiments.document import Block, Figure, Heading, Paragraph, TableBlock, save_figure  # noqa: E402
 from promptvec.experiments.run_logs import method_runs, module_log, slug  # noqa: E402
 
 
@@ -73,5 +73,4 @@ def _heatmap(values: dict[str, list[float]], title: str, path: Path) -> None:
     ax.set_title(title, fontsize=9)
     fig.colorbar(image, ax=ax)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save_figure(fig, path, dpi=110)
