@@ -64,11 +64,12 @@ def test_loglikelihood_of_inputs_cut_to_max_length_equals_lm_eval_hf_model(tiny_
     from lm_eval.models.huggingface import HFLM
 
     model = str(tiny_models["llama"])
-    got = PromptvecLM(model=model, max_length=6).loglikelihood(_requests("loglikelihood", PAIRS))
-    want = HFLM(pretrained=model, max_length=6, batch_size=2, device="cpu", dtype="float32").loglikelihood(
-        _requests("loglikelihood", PAIRS))
+    long = [(" ".join([context or "Sentiment:"] * 4), continuation) for context, continuation in PAIRS]  # > 16 tokens
+    got = PromptvecLM(model=model, max_length=16).loglikelihood(_requests("loglikelihood", long))
+    want = HFLM(pretrained=model, max_length=16, batch_size=2, device="cpu", dtype="float32").loglikelihood(
+        _requests("loglikelihood", long))
     assert [lp for lp, _ in got] == pytest.approx([lp for lp, _ in want], abs=1e-4)
-    full = PromptvecLM(model=model).loglikelihood(_requests("loglikelihood", PAIRS))
+    full = PromptvecLM(model=model).loglikelihood(_requests("loglikelihood", long))
     assert [lp for lp, _ in got] != pytest.approx([lp for lp, _ in full], abs=1e-4)  # the cut changed something
 
 
@@ -124,18 +125,14 @@ def test_loglikelihood_rolling_sums_the_text_token_by_token(tiny_models, prompt_
     [got] = PromptvecLM(model=model, prompt=str(prompt_folder)).loglikelihood_rolling(
         _requests("loglikelihood_rolling", [(text,)]))
     assert got == pytest.approx(want, abs=1e-4)
-    windowed = PromptvecLM(model=model, prompt=str(prompt_folder), max_length=4 + 6)  # 6 input tokens per window
+    windowed = PromptvecLM(model=model, prompt=str(prompt_folder), max_length=4 + 12)  # 12 input tokens a window
+    assert len(ids) > 12 + 1  # so the text takes more than one window
     [split] = windowed.loglikelihood_rolling(_requests("loglikelihood_rolling", [(text,)]))
     assert split != pytest.approx(want, abs=1e-4) and split < 0
 
 
-def test_lm_eval_runs_a_local_task_through_the_registry(tiny_models, prompt_folder, tmp_path):
-    """`promptvec lm-eval --model promptvec ...`: lm-eval's own command line finds the model by name and
-    scores a local multiple-choice task and a generate_until task."""
-    from typer.testing import CliRunner
-
-    from promptvec.cli import app
-
+def _toy_task_files(tmp_path: Path) -> Path:
+    """A folder with a local multiple-choice task (toy_mc) and a generate_until task (toy_gen) for lm-eval."""
     rows = [{"text": f"Review: {w} film.", "label": i % 2} for i, w in enumerate(["great", "dull", "fine", "bad"])]
     data = tmp_path / "toy.jsonl"
     data.write_text("".join(json.dumps(r) + "\n" for r in rows))
@@ -151,6 +148,17 @@ def test_lm_eval_runs_a_local_task_through_the_registry(tiny_models, prompt_fold
         + "doc_to_target: \"{{['negative', 'positive'][label]}}\"\n"
         "generation_kwargs:\n  until: [\"\\n\"]\n  max_gen_toks: 4\n  do_sample: false\n"
         "metric_list:\n  - metric: exact_match\n")
+    return tasks
+
+
+def test_lm_eval_runs_a_local_task_through_the_registry(tiny_models, prompt_folder, tmp_path):
+    """`promptvec lm-eval --model promptvec ...`: lm-eval's own command line finds the model by name and
+    scores a local multiple-choice task and a generate_until task."""
+    from typer.testing import CliRunner
+
+    from promptvec.cli import app
+
+    tasks = _toy_task_files(tmp_path)
     out = tmp_path / "results"
     result = CliRunner().invoke(app, [
         "lm-eval", "--model", "promptvec", "--model_args", f"model={tiny_models['llama']},prompt={prompt_folder}",
@@ -171,3 +179,54 @@ def test_bad_model_args_are_refused_by_name(tiny_models):
         PromptvecLM(model=str(tiny_models["t5"]))
     with pytest.raises(ConfigError, match="batch_size"):
         PromptvecLM(model=str(tiny_models["llama"]), batch_size=0)
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    ({"max_length": "abc"}, "'max_length': Input should be a valid integer"),
+    ({"max_length": -5}, "'max_length': Input should be greater than or equal to 16"),
+    ({"max_length": True}, "'max_length': Input should be a valid integer"),
+    ({"prompt": ""}, "'prompt': String should have at least 1 character"),
+])
+def test_model_args_are_checked_as_promptvec_checks_its_own(tiny_models, args, message):
+    from promptvec.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=message):
+        PromptvecLM(model=str(tiny_models["llama"]), **args)
+
+
+def test_a_max_length_that_leaves_no_room_after_the_prompt_is_refused(tiny_models, tmp_path):
+    from promptvec.errors import ConfigError
+
+    backbone = load_backbone(str(tiny_models["llama"]))
+    long_prompt = save_prompt(tmp_path / "p", torch.zeros(20, backbone.dim), backbone, {"task": "toy"})
+    with pytest.raises(ConfigError, match="max_length 16 leaves no room for an input after the prompt's 20 rows"):
+        PromptvecLM(model=str(tiny_models["llama"]), prompt=str(long_prompt), max_length=16)
+
+
+@pytest.mark.parametrize(("settings", "message"), [
+    ({"until": [""], "max_gen_toks": 4}, "until holds an empty string"),
+    ({"until": ["\n"], "max_gen_toks": -1}, "'max_gen_toks': Input should be greater than or equal to 1"),
+    ({"until": ["\n"], "max_gen_toks": True}, "'max_gen_toks': Input should be a valid integer"),
+])
+def test_lm_eval_generation_settings_are_checked_as_a_promptvec_task_file(tiny_models, settings, message):
+    from promptvec.errors import ConfigError
+    from promptvec.tasks.spec import TaskSpec
+
+    with pytest.raises(ConfigError, match=message):
+        PromptvecLM(model=str(tiny_models["llama"])).generate_until(_requests("generate_until", [("Q:", settings)]))
+    with pytest.raises(ValueError, match=message.split(": ")[-1]):  # promptvec's own task loader says the same
+        TaskSpec(task="t", output_type="generate_until", doc_to_text="{{q}}", doc_to_target="a",
+                 metric_list=[{"metric": "exact_match"}], generation_kwargs=settings)
+
+
+def test_bad_model_args_through_the_command_line_give_one_message(tiny_models, tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    result = subprocess.run([sys.executable, "-m", "promptvec", "lm-eval", "--model", "promptvec", "--model_args",
+                             f"model={tiny_models['llama']},max_length=abc", "--tasks", "toy_mc", "--include_path",
+                             str(_toy_task_files(tmp_path))], capture_output=True, text=True, timeout=300,
+                            env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    assert result.returncode == 2 and "'max_length': Input should be a valid integer" in result.stderr
+    assert "Traceback" not in result.stderr

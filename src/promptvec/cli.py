@@ -62,7 +62,10 @@ def friendly(fn):
                 console.print(f"  [bold]fix:[/] {exc.hint}", highlight=False, soft_wrap=True)
             raise typer.Exit(2) from None
         except KeyboardInterrupt:
-            console.print("interrupted; re-run the same command with --resume to continue")
+            again = ("run the same command with --resume to continue from the last step" if fn.__name__ ==
+                     "train_command" else "run the same command again to continue (finished runs are kept, "
+                     "interrupted ones resume at their last step)")
+            console.print(f"interrupted; {again}", highlight=False)
             raise typer.Exit(130) from None
     return wrapper
 

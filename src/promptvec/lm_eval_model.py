@@ -30,13 +30,18 @@ from lm_eval.api.model import TemplateLM
 from lm_eval.api.registry import register_model
 from lm_eval.models.utils import handle_stop_sequences, normalize_gen_kwargs, postprocess_generated_text
 from lm_eval.utils import get_rolling_token_windows, make_disjoint_window
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from promptvec.backbones import load_backbone
 from promptvec.backbones.base import Batch, left_pad, pad_token_id
 from promptvec.backbones.causal import CausalLMBackbone
-from promptvec.errors import ConfigError
+from promptvec.errors import ConfigError, describe_validation_error
 from promptvec.peft_folder import check_compatible, load_prompt
+from promptvec.tasks.spec import GenerationSpec
+from promptvec.training.config import TrainConfig
 
+#: the shortest max_length promptvec accepts anywhere (TrainConfig's limit)
+MIN_LENGTH = next(m.ge for m in TrainConfig.model_fields["max_length"].metadata if hasattr(m, "ge"))
 #: lm-eval's own fallback when a model config names no context size
 DEFAULT_CONTEXT = 2048
 DEFAULT_BATCH_SIZE = 16
@@ -75,6 +80,38 @@ def _usable(device: str) -> bool:
     return kind == "cpu"
 
 
+class ModelArgs(BaseModel):
+    """``--model_args`` of ``--model promptvec``, checked before anything loads."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    model: str | None = Field(None, min_length=1)
+    prompt: str | None = Field(None, min_length=1, description="omit for the bare model; never empty")
+    max_length: int | None = Field(None, ge=MIN_LENGTH, strict=True, description="tokens of prompt + input "
+                                   "(default: the model's context size)")
+
+    @classmethod
+    def parse(cls, **values: Any) -> ModelArgs:
+        try:
+            return cls.model_validate(values)
+        except ValidationError as exc:
+            raise ConfigError(f"invalid --model_args for promptvec: {describe_validation_error(exc)}",
+                              "e.g. --model_args prompt=runs/sst2,max_length=512 (omit prompt for the bare model)"
+                              ) from None
+
+
+def _generation_spec(settings: dict[str, Any]) -> GenerationSpec:
+    """An lm-eval task's generation settings, checked as promptvec checks its own task files."""
+    until = settings.get("until")
+    values: dict[str, Any] = {"max_gen_toks": settings.get("max_gen_toks")}
+    if until is not None:
+        values["until"] = [until] if isinstance(until, str) else list(until)
+    try:
+        return GenerationSpec.model_validate(values)
+    except ValidationError as exc:
+        raise ConfigError(f"the task's generation_kwargs cannot be used: {describe_validation_error(exc)}",
+                          "fix generation_kwargs in the task file (or pass --gen_kwargs)") from None
+
+
 @register_model("promptvec")
 class PromptvecLM(TemplateLM):
     """A frozen causal LM with (optionally) a promptvec soft prompt before every input.
@@ -89,7 +126,12 @@ class PromptvecLM(TemplateLM):
     def __init__(self, model: str | None = None, prompt: str | None = None, max_length: int | None = None,
                  batch_size: int | str | None = None, device: str | None = None, **unused: Any) -> None:
         super().__init__()
-        checkpoint = load_prompt(prompt) if prompt else None
+        if unused:
+            raise ConfigError(f"unknown model_args for promptvec: {sorted(unused)}",
+                              "use model=, prompt=, max_length= (and lm-eval's --batch_size / --device)")
+        args = ModelArgs.parse(model=model, prompt=prompt, max_length=max_length)
+        model, prompt, max_length = args.model, args.prompt, args.max_length
+        checkpoint = load_prompt(prompt) if prompt is not None else None
         name = model or (checkpoint.metadata.get("model") if checkpoint else None) or "default"
         backbone = load_backbone(str(name))
         if not isinstance(backbone, CausalLMBackbone):
@@ -108,11 +150,12 @@ class PromptvecLM(TemplateLM):
         #: the prompt's keys/values, computed once for every request
         self.prompt = backbone.prepare_prompt(tensor)
         self.prompt_rows = tensor.shape[0]
-        self._max_length = int(max_length) if max_length else _context_size(backbone.model.config)
+        self._max_length = max_length or _context_size(backbone.model.config)
+        if self._max_length <= self.prompt_rows + 1:
+            raise ConfigError(f"max_length {self._max_length} leaves no room for an input after the prompt's "
+                              f"{self.prompt_rows} rows", f"pass max_length above {self.prompt_rows + 1} (or omit it: "
+                              "the model's context size)")
         self.batch_size_per_call = _batch_size(batch_size)
-        if unused:
-            raise ConfigError(f"unknown model_args for promptvec: {sorted(unused)}",
-                              "use model=, prompt=, max_length= (and lm-eval's --batch_size / --device)")
 
     # ---- what lm-eval reads from a model ------------------------------------------------
     @property
@@ -204,12 +247,15 @@ class PromptvecLM(TemplateLM):
         for index, request in enumerate(requests):
             groups.setdefault(repr(sorted(request.args[1].items())), []).append(index)
         for indices in groups.values():
-            settings = normalize_gen_kwargs(dict(requests[indices[0]].args[1]), 256)
+            raw = dict(requests[indices[0]].args[1])
+            settings = normalize_gen_kwargs(raw, 256)
             if settings.get("do_sample") and settings.get("temperature", 0) > 0:
                 raise ConfigError("promptvec's lm-eval model decodes greedily; this task asks for sampling",
                                   "pass --gen_kwargs do_sample=False (or use a task that decodes greedily)")
-            until = handle_stop_sequences(settings.get("until"), eos=eos)
-            max_gen_toks = int(settings["max_gen_toks"])
+            # the checks a promptvec task file gets, on the task's own values (lm-eval would cast True to 1)
+            spec = _generation_spec({**settings, **{k: raw[k] for k in ("max_gen_toks", "until") if k in raw}})
+            until = handle_stop_sequences(list(spec.until), eos=eos)
+            max_gen_toks = spec.max_gen_toks
             budget = self.max_length - max_gen_toks
             if budget < 1:
                 raise ConfigError(f"max_gen_toks {max_gen_toks} leaves no room for the input in {self.max_length} "

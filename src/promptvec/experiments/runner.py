@@ -12,7 +12,9 @@ import json
 import math
 import os
 import re
+import signal
 import socket
+import threading
 import time
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field
@@ -60,6 +62,10 @@ CHARS_PER_TOKEN = 4.0  # English text in a BPE vocabulary: the estimate needs no
 DECODE_STEP_TOKENS = 2.5
 _NAMED_SIZES = {"default": 135e6, "minilm": 22e6, "t5-small": 60e6, "t5-base": 220e6, "t5-large": 770e6,
                 "gpt2": 124e6, "bert-base": 110e6}
+
+
+class SuiteInterrupted(KeyboardInterrupt):
+    """The suite was interrupted (Ctrl-C); its workers stopped at their next step. Run again to resume."""
 
 
 class BudgetExhausted(Exception):
@@ -233,6 +239,11 @@ class WorkerResources:
     _backbone_key: str | None = None
     _data: dict[tuple[str, str | None], tuple[TaskData, str]] = field(default_factory=dict)
 
+    stop: Any = None  # a worker's: the suite's stop event (set on an interrupt), checked at every step
+
+    def stop_requested(self) -> bool:
+        return self.stop is not None and self.stop.is_set()
+
     def orphaned(self) -> bool:
         """Whether the suite's process that started this worker is gone (killed, not stopped): the
         worker then stops at its next step instead of training on alone — its run resumes later."""
@@ -279,7 +290,7 @@ def execute_run(suite_dict: dict, run: RunSpec, out: str, data_dir: str | None, 
     if not _spec_matches(suite, Path(out), run):
         raise ConfigError(f"run {run.run_id} in {out} was made with different suite settings",
                           "use a new --out for a changed suite (or delete that run's folder)")
-    if (deadline is not None and time.time() > deadline) or resources.orphaned():
+    if (deadline is not None and time.time() > deadline) or resources.orphaned() or resources.stop_requested():
         return {"run_id": run.run_id, "status": "stopped"}
     backbone = resources.backbone(suite)
     data, data_hash = resources.run_data(run, data_dir)
@@ -289,7 +300,7 @@ def execute_run(suite_dict: dict, run: RunSpec, out: str, data_dir: str | None, 
                                              "device": resources.device}})
 
     def guard(step: int) -> None:
-        if (deadline is not None and time.time() > deadline) or resources.orphaned():
+        if (deadline is not None and time.time() > deadline) or resources.orphaned() or resources.stop_requested():
             raise BudgetExhausted
 
     ctx = RunContext(suite=suite, run=run, backbone=backbone, data=data, out=folder, suite_out=Path(out),
@@ -302,12 +313,35 @@ def execute_run(suite_dict: dict, run: RunSpec, out: str, data_dir: str | None, 
     return result_row(run, record, data_hash)
 
 
-def _worker_init(threads: int, devices) -> None:
+def _exit_with_parent() -> None:
+    """A worker's watchdog: when the suite's process dies (``kill -9``, a crash) the worker exits at
+    once — an orphaned pool worker would otherwise wait for work forever. Every file it writes is
+    written atomically and its run resumes at the last step, so exiting mid-step loses nothing."""
+    import multiprocessing
+    from multiprocessing.connection import wait as wait_for
+
+    parent = multiprocessing.parent_process()
+    if parent is None:
+        return
+
+    def watch() -> None:
+        wait_for([parent.sentinel])
+        os._exit(1)
+
+    threading.Thread(target=watch, name="promptvec-parent-watch", daemon=True).start()
+
+
+def _worker_init(threads: int, devices, stop) -> None:
     import torch
 
     global _WORKER
+    _exit_with_parent()  # first: a parent that died during start-up is noticed too
+    # Ctrl-C reaches the whole process group: a worker does not die mid-run, it asks every worker to stop
+    # at its next step (the suite's process waits for them and says how to resume)
+    signal.signal(signal.SIGINT, lambda signum, frame: stop.set())
     torch.set_num_threads(threads)
-    _WORKER = WorkerResources(device=devices.get() if devices is not None else None, parent_pid=os.getppid())
+    _WORKER = WorkerResources(device=devices.get() if devices is not None else None, parent_pid=os.getppid(),
+                              stop=stop)
     if _WORKER.device is not None:
         torch.cuda.set_device(_WORKER.device)  # so the trainer's default CUDA device is this worker's GPU
 
@@ -498,20 +532,32 @@ def _run_parallel(suite_dict, todo, out, data_dir, deadline, jobs, on_result) ->
         for i in range(jobs):
             devices.put(f"cuda:{i % gpus}")
     threads = max(1, (os.cpu_count() or 1) // jobs)
-    with ProcessPoolExecutor(max_workers=jobs, mp_context=ctx, initializer=_worker_init,
-                             initargs=(threads, devices)) as pool:
-        outcomes: list[bool] = []
-        pending = {pool.submit(_worker_execute, suite_dict, run, str(out), data_dir, deadline): run for run in todo}
+    stop = ctx.Event()
+    pool = ProcessPoolExecutor(max_workers=jobs, mp_context=ctx, initializer=_worker_init,
+                               initargs=(threads, devices, stop))
+    outcomes: list[bool] = []
+    pending = {pool.submit(_worker_execute, suite_dict, run, str(out), data_dir, deadline): run for run in todo}
+    try:
+        while pending:
+            finished, _ = wait(pending, return_when=FIRST_COMPLETED)
+            for future in finished:
+                run = pending.pop(future)
+                outcomes.append(on_result(run, future.result()))
+            if stop.is_set():  # a worker was interrupted: nothing new starts
+                raise KeyboardInterrupt
+    except KeyboardInterrupt:
+        stop.set()  # running runs stop at their next step (resumable); queued ones return at once
+        pool.shutdown(wait=False, cancel_futures=True)
         try:
-            while pending:
-                finished, _ = wait(pending, return_when=FIRST_COMPLETED)
-                for future in finished:
-                    run = pending.pop(future)
-                    outcomes.append(on_result(run, future.result()))
-        except BaseException:
-            for future in pending:
-                future.cancel()
-            raise
+            wait(pending)
+        except KeyboardInterrupt:  # a second Ctrl-C: do not wait for the current steps
+            for process in list(getattr(pool, "_processes", {}).values()):
+                process.terminate()
+        raise SuiteInterrupted from None
+    except BaseException:
+        pool.shutdown(wait=False, cancel_futures=True)
+        raise
+    pool.shutdown(wait=True)
     return outcomes
 
 

@@ -49,7 +49,8 @@ class GenerationSpec(BaseModel):
     ``max_gen_toks`` also caps the training target: a longer answer is cut to it (the run counts how many)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
-    max_gen_toks: int = Field(256, ge=1, le=4096, description="most tokens generated (and trained on) per answer")
+    max_gen_toks: int = Field(256, ge=1, le=4096, strict=True,
+                              description="most tokens generated (and trained on) per answer (an integer)")
     until: list[str] = Field(default_factory=lambda: ["\n\n"], description="stop strings, cut from the output")
 
     @field_validator("until")
