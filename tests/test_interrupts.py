@@ -81,7 +81,7 @@ def test_killing_the_suite_ends_its_workers_and_the_resource_tracker(tmp_path, t
             os.killpg(process.pid, signal.SIGKILL)
 
 
-def test_ctrl_c_stops_the_suite_within_a_step_and_it_resumes(tmp_path, tiny_models, toy_task):
+def test_ctrl_c_stops_the_suite_within_a_step_and_says_how_to_continue(tmp_path, tiny_models, toy_task):
     process, out = _start(tmp_path, tiny_models, toy_task)
     try:
         _wait_for(lambda: any(out.glob("runs/PT/*/*/*/train_log.jsonl")), 120, "a worker to train")

@@ -4,6 +4,7 @@ that means the same model on another machine."""
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 import torch
@@ -28,7 +29,7 @@ def test_a_trained_prompt_carries_a_card_that_matches_its_metadata(backbones, ti
     assert f"base_model: {tiny_models['llama']}" in front and "library_name: peft" in front
     assert f"promptvec {__version__}" in card and meta["promptvec_version"] == __version__
     task = get_task(str(toy_task)).task
-    assert f"# Soft prompt for {task}" in card
+    assert "# Soft prompt for " + task.replace("_", "\\_") in card  # Markdown-escaped: renders as the name
     test_size = meta["evaluated_on"]["test"]["examples"]
     assert test_size == 24
     for metric, value in meta["test"].items():  # each test metric, with its split size, as in the metadata
@@ -52,3 +53,32 @@ def test_embedded_model_is_named_by_its_hub_id_and_refused_on_other_weights(tiny
     with pytest.raises(CheckpointError, match="4-bit GGUF") as refused:
         load_prompt(tmp_path / "p", other)
     assert "--model default" in refused.value.hint
+
+
+@pytest.mark.parametrize("hostile", ["evil\n---\nlicense: mit\n<script>alert(1)</script>", "*alias", "&anc",
+                                     "<marquee>x</marquee>", "[x](javascript:alert(1))", "a|b`c``d", "# heading"])
+def test_names_cannot_inject_front_matter_markup_or_links_into_the_card(hostile):
+    """A model folder or task name is data: the front matter is YAML written by huggingface_hub (so it
+    parses, and to the same values), and the body shows it as text — no raw HTML, no link, no new line."""
+    import yaml
+    from huggingface_hub import ModelCard
+
+    from promptvec.model_card import render_model_card
+
+    card = render_model_card({"base_model_name_or_path": hostile, "task_type": "CAUSAL_LM"},
+                             {"task": hostile, "model": hostile, "task_group": hostile, "rows": 3, "dim": 8,
+                              "test": {"acc": 0.5}, "evaluated_on": {"test": {"examples": 10, "seed": 1}},
+                              "config": {"task": hostile, "lr": 0.05}})
+    flat = " ".join(hostile.split())
+    front = yaml.safe_load(card.split("\n---\n", 1)[0].removeprefix("---\n"))
+    assert front == {"base_model": flat, "library_name": "peft", "tags": ["peft", "prompt-tuning", "promptvec", flat]}
+    assert ModelCard(card).data.to_dict()["base_model"] == flat  # the Hub's own reader agrees
+    body = card.split("\n---\n", 1)[1]
+    prose = re.sub(r"```.*?```", "", body, flags=re.S)  # code blocks show text as text
+    assert not [line for line in card.splitlines() if line.startswith(("license:", "---", "<"))][2:]  # 2 fences
+    assert "<script>" not in prose and "<marquee>" not in prose
+    assert "](javascript:" not in prose.replace("\\](", "")  # brackets escaped: never a link
+    code = body.split("```python\n")[1].split("```")[0]
+    compile(code, "card", "exec")  # the hostile name is a valid string literal on one line
+    assert not [line for line in body.splitlines() if line.startswith("# ") and line != body.splitlines()[1]]
+    assert body.count("\n## ") == 4  # base model, task and results, training, how to use it — nothing added

@@ -64,6 +64,10 @@ _NAMED_SIZES = {"default": 135e6, "minilm": 22e6, "t5-small": 60e6, "t5-base": 2
                 "gpt2": 124e6, "bert-base": 110e6}
 
 
+#: after Ctrl-C, how long the suite waits for its workers to stop at their next step before ending them
+INTERRUPT_GRACE_S = 120.0
+
+
 class SuiteInterrupted(KeyboardInterrupt):
     """The suite was interrupted (Ctrl-C); its workers stopped at their next step. Run again to resume."""
 
@@ -547,12 +551,17 @@ def _run_parallel(suite_dict, todo, out, data_dir, deadline, jobs, on_result) ->
                 raise KeyboardInterrupt
     except KeyboardInterrupt:
         stop.set()  # running runs stop at their next step (resumable); queued ones return at once
+        workers = list((getattr(pool, "_processes", None) or {}).values())
         pool.shutdown(wait=False, cancel_futures=True)
-        try:
-            wait(pending)
+        deadline = time.time() + INTERRUPT_GRACE_S
+        try:  # until the workers are gone (each ends after its current step), not until every future settles
+            while any(w.is_alive() for w in workers) and time.time() < deadline:
+                wait(pending, timeout=0.5)
         except KeyboardInterrupt:  # a second Ctrl-C: do not wait for the current steps
-            for process in list(getattr(pool, "_processes", {}).values()):
-                process.terminate()
+            pass
+        for worker in workers:
+            if worker.is_alive():
+                worker.terminate()
         raise SuiteInterrupted from None
     except BaseException:
         pool.shutdown(wait=False, cancel_futures=True)
