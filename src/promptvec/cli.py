@@ -377,9 +377,18 @@ def predict_command(
     items: list = []
     if input is not None:
         items.extend(read_inputs(input))
-    for t in text or []:
+    for number, t in enumerate(text or [], 1):
         stripped = t.strip()
-        items.append(json.loads(stripped) if stripped.startswith("{") else t)
+        if not stripped.startswith("{"):
+            items.append(t)
+            continue
+        try:
+            items.append(json.loads(stripped))
+        except json.JSONDecodeError as exc:
+            raise DataError(f"input {number} starts with '{{' but is not a JSON object ({exc.msg} at character "
+                            f"{exc.pos + 1})", "give a JSON object with the task's fields, e.g. '{\"premise\": "
+                            "\"...\", \"hypothesis\": \"...\"}' — or plain text not starting with '{' (a text file "
+                            "with --input reads each line as text)") from None
     if not items:
         raise DataError("nothing to predict", "pass TEXT arguments or --input FILE")
     from promptvec.display import status_line
@@ -459,6 +468,9 @@ def experiment_run_command(
     suite = load_suite(suite_path)
     out = out or Path("runs") / suite.name
     if dry_run:
+        from promptvec.io import check_output_path
+
+        check_output_path(out, folder=True)  # a dry run says what the real run would say about --out
         statuses = [status_of(suite, out, run) for run in expand(suite)]
         table = Table(title=f"suite '{suite.name}' ({suite.backbone.model})")
         for column in ("run", "method", "steps", "state"):

@@ -47,6 +47,19 @@ class OutputExistsError(PromptvecError):
     """An output folder already holds a different run."""
 
 
+#: at most this many problems of one validation are listed (a file with 300,000 bad keys is one message)
+MAX_LISTED = 10
+
+
+def shorten(text: str, limit: int = 80) -> str:
+    """``text`` cut to ``limit`` characters (an ellipsis says so): a name from a file is shown, not dumped."""
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
 def describe_validation_error(exc) -> str:
-    """One line per invalid field of a pydantic ValidationError: ``'field.path': message``."""
-    return "; ".join(f"'{'.'.join(map(str, e['loc'])) or '(top level)'}': {e['msg']}" for e in exc.errors())
+    """One line per invalid field of a pydantic ValidationError: ``'field.path': message`` — at most
+    :data:`MAX_LISTED` of them, each field name shortened, and how many more there are."""
+    errors = exc.errors()
+    shown = "; ".join(f"'{shorten('.'.join(map(str, e['loc'])) or '(top level)')}': {shorten(e['msg'], 200)}"
+                      for e in errors[:MAX_LISTED])
+    return shown + (f"; and {len(errors) - MAX_LISTED} more" if len(errors) > MAX_LISTED else "")

@@ -343,6 +343,14 @@ def atomic_directory(target: str | os.PathLike) -> Iterator[Path]:
         raise
 
 
+def safe_loader() -> type:
+    """YAML's safe loader, the C one (libyaml) where installed: the same documents, many times faster on
+    a large file."""
+    import yaml
+
+    return getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
 def read_yaml_mapping(path: str | os.PathLike, what: str, error: type[Exception],
                       loader: type | None = None) -> dict[str, Any]:
     """Read a YAML file that must hold a mapping; syntax errors name the line. ``loader``: a subclass of
@@ -353,7 +361,7 @@ def read_yaml_mapping(path: str | os.PathLike, what: str, error: type[Exception]
     if not p.is_file():
         raise error(f"{what} not found: {p}", "check the path")
     try:
-        raw = yaml.load(p.read_text(encoding="utf-8"), Loader=loader or yaml.SafeLoader)  # noqa: S506
+        raw = yaml.load(p.read_text(encoding="utf-8"), Loader=loader or safe_loader())  # noqa: S506
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""

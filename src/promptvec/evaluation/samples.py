@@ -10,6 +10,7 @@ tools can be compared row by row rather than only on the aggregate.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -21,25 +22,29 @@ from promptvec.io import atomic_write_text
 from promptvec.tasks import Example, TaskSpec
 from promptvec.tasks.loading import sample_indices
 
+_ROW_PART = re.compile(r"([0-9]+)(?:-([0-9]+))?", re.ASCII)  # ASCII digits only: no '+3', '1_0' or '٣'
+
 
 def parse_rows(spec: str, size: int) -> list[int]:
     """Row indices from ``"0,5,10-19"`` (0-based, inclusive ranges), checked against a split of ``size``
-    rows; kept in the order given, duplicates dropped."""
-    rows: list[int] = []
+    rows; kept in the order given, duplicates dropped. Every part is checked before any range is
+    expanded, so a bad part at the end is reported at once."""
+    ranges: list[tuple[int, int]] = []
     for part in (p.strip() for p in spec.split(",")):
         if not part:
             continue
-        start, sep, end = part.partition("-")
-        try:
-            first, last = int(start), int(end) if sep else int(start)
-        except ValueError:
-            raise ConfigError(f"--rows: '{part}' is not a row number or a range", "e.g. --rows 0,5,10-19") from None
-        if first < 0 or last < first:
+        match = _ROW_PART.fullmatch(part)
+        if match is None:
+            raise ConfigError(f"--rows: '{part}' is not a row number or a range", "e.g. --rows 0,5,10-19")
+        first = int(match.group(1))
+        last = int(match.group(2)) if match.group(2) is not None else first
+        if last < first:
             raise ConfigError(f"--rows: '{part}' is not a valid range", "rows count from 0; ranges go up, e.g. 10-19")
         if last >= size:
             raise ConfigError(f"--rows: row {last} is past the end of the split ({size} rows: 0-{size - 1})",
                               "choose rows inside the split")
-        rows.extend(i for i in range(first, last + 1) if i not in rows)
+        ranges.append((first, last))
+    rows = list(dict.fromkeys(i for first, last in ranges for i in range(first, last + 1)))
     if not rows:
         raise ConfigError("--rows selects no row", "e.g. --rows 0,5,10-19")
     return rows

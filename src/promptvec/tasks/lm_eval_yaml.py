@@ -85,7 +85,7 @@ class PythonHook(str):
     """A ``!function module.name`` value: recognised so it can be refused by name, never imported."""
 
 
-class _TaskLoader(yaml.SafeLoader):
+class _TaskLoader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # type: ignore[misc]
     """YAML's safe loader that also reads lm-eval's ``!function`` tag (as a :class:`PythonHook`)."""
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from importlib import resources
 from pathlib import Path
 
@@ -58,13 +59,11 @@ def load_task_yaml(path: str | Path) -> TaskSpec:
 
 
 def _key_line(path: Path, key: str) -> int | None:
-    """The line of a top-level key in a YAML file (1-based), so an error can point at it."""
-    node = yaml.compose(path.read_text(encoding="utf-8"))
-    if isinstance(node, yaml.MappingNode):
-        for key_node, _ in node.value:
-            if key_node.value == key:
-                return int(key_node.start_mark.line) + 1
-    return None
+    """The line of a top-level key in a YAML file (1-based), so an error can point at it: the first line
+    that starts with the key (plain or quoted) and a colon — a text search, not a second parse."""
+    pattern = re.compile(rf"^(?:{re.escape(key)}|'{re.escape(key)}'|\"{re.escape(key)}\")\s*:", re.M)
+    found = pattern.search(path.read_text(encoding="utf-8"))
+    return None if found is None else found.string.count("\n", 0, found.start()) + 1
 
 
 def get_task(name_or_path: str | Path | TaskSpec) -> TaskSpec:

@@ -14,6 +14,7 @@ the first acceptable answer, evaluated by greedy decoding against all of them).
 from __future__ import annotations
 
 import math
+import unicodedata
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any, Literal
@@ -41,6 +42,17 @@ class MetricSpec(BaseModel):
     model_config = ConfigDict(extra="forbid")
     metric: Literal["acc", "f1", "macro_f1", "mcc", "pearson", "spearman",
                     "exact_match", "squad_f1", "rouge_l", "numeric_match"]
+
+
+#: characters that show nothing (zero-width spaces and joiners, the byte-order mark, soft hyphen)
+_INVISIBLE = dict.fromkeys(map(ord, "\u200b\u200c\u200d\u2060\ufeff\u00ad"))
+
+
+def readable(text: str) -> str:
+    """What a reader sees of a label: NFC-normalised, invisible characters removed, outer space
+    stripped — two choices that are equal here cannot be told apart by a person (nor, reliably, by a
+    tokenizer)."""
+    return unicodedata.normalize("NFC", text).translate(_INVISIBLE).strip()
 
 
 class GenerationSpec(BaseModel):
@@ -173,10 +185,17 @@ class TaskSpec(BaseModel):
             if isinstance(self.doc_to_choice, dict) and self.labels and set(self.doc_to_choice) != set(self.labels):
                 raise ValueError("doc_to_choice keys must be exactly the labels")
             for what, values in (("labels", self.label_names), ("verbalizations (doc_to_choice)", self.verbalizations)):
-                repeated = sorted({v for v in values if values.count(v) > 1})
-                if repeated:
-                    raise ValueError(f"{what} repeat {repeated}: two labels that read the same can never be "
-                                     "told apart; give each label its own text")
+                blank = [v for v in values if not readable(v)]
+                if blank:
+                    raise ValueError(f"{what} include {blank}: an empty or invisible choice cannot be read or "
+                                     "ranked; give each label visible text")
+                seen: dict[str, str] = {}
+                for value in values:
+                    twin = seen.setdefault(readable(value), value)
+                    if twin is not value:
+                        raise ValueError(f"{what} repeat {sorted({twin, value})} (the same text once Unicode is "
+                                         "normalised and invisible characters removed): two labels that read the "
+                                         "same can never be told apart; give each label its own text")
             bad = sorted(set(self.label_map.values()) - set(self.label_names))
             if bad:
                 raise ValueError(f"label_map maps to unknown labels {bad}; known: {self.label_names}")

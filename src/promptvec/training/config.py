@@ -38,7 +38,7 @@ def resolve_precision(precision: str, device: torch.device) -> str:
 class TrainConfig(BaseModel):
     """Everything that defines a prompt-tuning run (and nothing about where it is written)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)  # `--lr inf` is a typo, never a setting
 
     model: str = "default"
     family: Literal["causal", "seq2seq", "encoder"] | None = None

@@ -33,6 +33,7 @@ class RunRecord(TypedDict, total=False):
     versions: dict[str, str]
     code: dict[str, Any]  # the promptvec code that ran: version, source commit, dirty flag (see code_version)
     code_resumed: list[dict[str, Any]]  # other code that resumed the run after an interruption
+    first_loss: dict[str, Any]  # step and training loss of the first step (what divergence is measured against)
     history: list[dict[str, Any]]  # one entry per evaluation: step, train_loss, lr, validation, elapsed_s
     best: dict[str, Any] | None  # the selected checkpoint: step and validation metrics
     test: dict[str, Any] | None  # metrics, n, invalid

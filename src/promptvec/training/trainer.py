@@ -122,6 +122,8 @@ def warn_if_diverging(record: RunRecord, train_loss: float | None, step: int, lr
     """Report (once per run, in the record's ``warnings``) a training loss that climbs far above its
     lowest earlier value: a learning rate that diverges without producing NaN is not hidden."""
     earlier = [(h["train_loss"], h["step"]) for h in record["history"] if h.get("train_loss") is not None]
+    if record.get("first_loss"):  # a loss that explodes from the first steps has no earlier evaluation to compare
+        earlier.append((record["first_loss"]["loss"], record["first_loss"]["step"]))
     warnings = record.setdefault("warnings", [])
     if train_loss is None or not earlier or any(w["kind"] == "diverging" for w in warnings):
         return
@@ -130,6 +132,20 @@ def warn_if_diverging(record: RunRecord, train_loss: float | None, step: int, lr
         warnings.append({"kind": "diverging", "step": step, "message": (
             f"training loss rose from {lowest:.3g} (step {at}) to {train_loss:.3g} (step {step}) at lr {lr:.3g}: "
             "the learning rate is probably too high; try a lower --lr")})
+
+
+#: no prompt-tuning recipe uses a learning rate near this (the papers: 0.3 at most; promptvec's default 0.03)
+EXTREME_LR = 10.0
+
+
+def warn_if_extreme_lr(record: RunRecord, lr: float) -> None:
+    """Report (once) a learning rate far beyond any prompt-tuning recipe: normalisation layers can keep
+    the loss flat while the prompt runs off to huge values, so the loss alone would not show it."""
+    warnings = record.setdefault("warnings", [])
+    if lr > EXTREME_LR and not any(w["kind"] == "extreme-lr" for w in warnings):
+        warnings.append({"kind": "extreme-lr", "step": 0, "message": (
+            f"lr {lr:.3g} is far above any prompt-tuning recipe (promptvec's default 0.03, the papers at most 0.3): "
+            "the prompt will move far from every token embedding; use a lower --lr unless this is deliberate")})
 
 
 def warn_if_initial_kept(record: RunRecord, primary: str, lr: float) -> None:
@@ -527,6 +543,7 @@ class TrainingLoop:
                     f"the last good checkpoint is kept in {self.checkpoint_dir}",
                     "lower --lr (e.g. by 10x) or use --precision fp32")
             self.state.losses.append(value)
+            self.state.record.setdefault("first_loss", {"step": at, "loss": value})
             self.progress.show(loss=value)
 
     def evaluate_and_select(self, selectable: bool = True) -> bool:
@@ -541,6 +558,7 @@ class TrainingLoop:
         score = agree(metrics["metrics"][trainer.primary_metric], self.device, self.world)
         lr = self.scheduler.get_last_lr()[0]
         warn_if_diverging(state.record, train_loss, state.step, lr)
+        warn_if_extreme_lr(state.record, cfg.lr)
         entry = {"step": state.step, "train_loss": train_loss, "lr": lr, "validation": metrics["metrics"],
                  "elapsed_s": self._elapsed()}
         state.record["history"].append(entry)

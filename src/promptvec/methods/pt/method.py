@@ -23,7 +23,7 @@ from promptvec.vectors import Origin
 class PTSettings(BaseModel):
     """What a prompt-tuning method may set; defaults and limits are :class:`TrainConfig`'s."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
     prompt_length: int = train_field("prompt_length")
     lr: float = train_field("lr")
     weight_decay: float = train_field("weight_decay")
