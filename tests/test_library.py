@@ -330,3 +330,22 @@ def test_library_build_prints_its_cost_first_and_resumes_into_a_library(tmp_path
     again = runner.invoke(app, args, terminal_width=200)  # everything done: nothing trained, library rewritten
     assert again.exit_code == 0 and "4 done" in " ".join(again.output.split()), again.output
     assert sorted(p.name for p in tmp_path.iterdir()) == ["lib", "runs"]
+
+
+def test_auto_chooses_for_free_text_tasks_too(backbones, toy_generation_tasks, toy_sources):
+    """The score is the training loss, so a free-text target (answer tokens + EOS) is chosen for the same
+    way, with label-task prompts among its candidates."""
+    import math
+
+    backbone = backbones["llama"]
+    spec = get_task(toy_generation_tasks["gen_target"])
+    examples = few_shot(spec, load_task_data(spec).train, 8, 0)
+    origin = Origin.sample(backbone, 3, 0)
+    choice = choose_start(backbone, spec, examples, origin, list(toy_sources.values()))
+    by_name = {c["name"]: c for c in choice.candidates}
+    assert set(by_name) >= {"no prompt", "origin", "good", "wild"}
+    assert all(math.isfinite(c["loss"]) and c["loss"] > 0 for c in choice.candidates)
+    for name, start in (("no prompt", None), ("origin", origin.tensor(backbone))):
+        assert by_name[name]["loss"] == pytest.approx(_direct_loss(backbone, spec, examples, start), rel=1e-4)
+    best = min((c for c in choice.candidates if c["kind"] != "baseline"), key=lambda c: c["loss"])
+    assert choice.chosen == ("origin" if choice.fell_back else best["name"])

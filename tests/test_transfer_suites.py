@@ -203,7 +203,31 @@ def test_finished_sources_reach_the_library_even_when_the_budget_stops_the_rest(
     outcome = run_suite(load_suite(tmp_path / "s.yaml"), tmp_path / "out", progress=False, log=messages.append)
     assert outcome.stopped
     assert [p.parents[2].name for p in library.glob("*/*/run/run.json")] == ["src_a"]  # <task>/<fingerprint>/run
-    assert any("1 source run(s) added to the library" in m for m in messages)
+    assert any("added to the library" in m and "src_a" in m for m in messages)
+
+
+def test_each_finished_source_reaches_the_library_at_once_even_if_the_suite_then_dies(tmp_path, tiny_models,
+                                                                                     toy_tasks, monkeypatch):
+    """A library build stopped by a crash (or the end of a work period) keeps every source it finished."""
+    from promptvec.experiments import runner as runner_module
+
+    library = tmp_path / "library"
+    body = yaml.safe_load(_suite(tmp_path, tiny_models, toy_tasks).read_text()) | {
+        "analyses": {}, "origins": [0], "shots": [0], "stats": {},
+        "methods": [{"name": "tpv-init", "settings": {"prompt_length": 3}}]}
+    body["sources"] = {**body["sources"], "multi_task": False, "library": str(library)}
+    (tmp_path / "s.yaml").write_text(yaml.safe_dump(body))
+    original = runner_module.execute_run
+
+    def dies_at_src_b(suite_dict, run, *args, **kwargs):
+        if run.task == toy_tasks["src_b"]:
+            raise RuntimeError("the process died here")
+        return original(suite_dict, run, *args, **kwargs)
+
+    monkeypatch.setattr(runner_module, "execute_run", dies_at_src_b)
+    with pytest.raises(RuntimeError, match="died"):
+        run_suite(load_suite(tmp_path / "s.yaml"), tmp_path / "out", progress=False, log=lambda m: None)
+    assert [p.parents[2].name for p in library.glob("*/*/run/run.json")] == ["src_a"]
 
 
 def test_a_source_with_fewer_examples_than_asked_trains_on_all_of_them(tmp_path, tiny_models, toy_tasks):

@@ -423,6 +423,9 @@ def run_suite(suite: SuiteSpec | str | Path, out: str | Path, jobs: int = 1, max
         counts["completed"] += 1
         if processes.main:
             write_results(suite, out)
+            if library is not None and is_source(run) and source_library.deposit(library, suite, out, run,
+                                                                                  spec_path(out, run)):
+                log(f"  {run.run_id}: added to the library {library}")  # at once: a later stop keeps it
         log_run(f"  {run.run_id}: {row['metrics']}")
         for warning in row.get("warnings", []):
             log_run(f"  {run.run_id}: warning: {warning}")
@@ -440,7 +443,7 @@ def run_suite(suite: SuiteSpec | str | Path, out: str | Path, jobs: int = 1, max
     sources = [run for run in todo if is_source(run)]
     targets = [run for run in todo if not is_source(run)]
     sources_done = execute(sources)
-    if library is not None and processes.main:  # every finished source, even when the budget stopped the rest
+    if library is not None and processes.main:  # finished sources another process trained (accelerate launch)
         added = [run for run in source_runs(suite)
                  if source_library.deposit(library, suite, out, run, spec_path(out, run))]
         if added:
