@@ -181,16 +181,21 @@ def test_a_source_library_trains_each_source_once_across_suites(tmp_path, tiny_m
     assert len(list(library.glob("*/*/run/run.json"))) == 4
 
 
-def test_finished_sources_reach_the_library_even_when_the_budget_stops_the_rest(tmp_path, tiny_models, toy_tasks,
-                                                                                 monkeypatch):
-    from promptvec.experiments import runner as runner_module
-
-    library = tmp_path / "library"
+def _library_suite(tmp_path, tiny_models, toy_tasks, library: Path) -> None:
+    """s.yaml: the tiny transfer suite with a source library, one origin and one training-free method."""
     body = yaml.safe_load(_suite(tmp_path, tiny_models, toy_tasks).read_text()) | {
         "analyses": {}, "origins": [0], "shots": [0], "stats": {},
         "methods": [{"name": "tpv-init", "settings": {"prompt_length": 3}}]}
     body["sources"] = {**body["sources"], "multi_task": False, "library": str(library)}
     (tmp_path / "s.yaml").write_text(yaml.safe_dump(body))
+
+
+def test_finished_sources_reach_the_library_even_when_the_budget_stops_the_rest(tmp_path, tiny_models, toy_tasks,
+                                                                                 monkeypatch):
+    from promptvec.experiments import runner as runner_module
+
+    library = tmp_path / "library"
+    _library_suite(tmp_path, tiny_models, toy_tasks, library)
     original = runner_module.execute_run
 
     def budget_ends_at_src_b(suite_dict, run, *args, **kwargs):
@@ -212,11 +217,7 @@ def test_each_finished_source_reaches_the_library_at_once_even_if_the_suite_then
     from promptvec.experiments import runner as runner_module
 
     library = tmp_path / "library"
-    body = yaml.safe_load(_suite(tmp_path, tiny_models, toy_tasks).read_text()) | {
-        "analyses": {}, "origins": [0], "shots": [0], "stats": {},
-        "methods": [{"name": "tpv-init", "settings": {"prompt_length": 3}}]}
-    body["sources"] = {**body["sources"], "multi_task": False, "library": str(library)}
-    (tmp_path / "s.yaml").write_text(yaml.safe_dump(body))
+    _library_suite(tmp_path, tiny_models, toy_tasks, library)
     original = runner_module.execute_run
 
     def dies_at_src_b(suite_dict, run, *args, **kwargs):

@@ -501,6 +501,8 @@ vector_app = typer.Typer(no_args_is_help=True, rich_markup_mode=None,
                              help="Task prompt vectors: create, combine, apply, compare.")
 app.add_typer(store_app, name="store")
 app.add_typer(vector_app, name="vector")
+Top = Annotated[int, typer.Option(min=1, help="how many")]
+Measure = Annotated[str, typer.Option(help="cosine, cosine-flat or dtvg")]
 StoreDir = Annotated[Path | None, typer.Option("--store", help="store folder (default $PROMPTVEC_STORE or "
                                                "~/.cache/promptvec/store)")]
 
@@ -615,15 +617,19 @@ def store_rm(ref: Annotated[str, typer.Argument(help="id prefix or name")], stor
 @friendly
 def store_search(
     like: Annotated[str, typer.Option("--like", help="a task name, store entry or vector file")],
-    top: Annotated[int, typer.Option(min=1, help="how many")] = 5,
-    measure: Annotated[str, typer.Option(help="cosine, cosine-flat or dtvg")] = "cosine",
+    top: Top = 5,
+    measure: Measure = "cosine",
     store: StoreDir = None,
 ) -> None:
     """Stored vectors most similar to a task or vector: which sources to transfer from."""
+    _print_nearest(_store(store, write=False), like, top, measure)
+
+
+def _print_nearest(store, like: str, top: int, measure: str) -> None:
+    """The store's vectors nearest to ``like`` (a task, entry or vector file), as a table."""
     _check_measure(measure)
-    s = _store(store, write=False)
-    query, task = s.query_vector(like)
-    results = s.search(query, top=top, measure=measure, exclude_task=task)
+    query, task = store.query_vector(like)
+    results = store.search(query, top=top, measure=measure, exclude_task=task)
     _print_entries([e for e, _ in results], f"nearest to {like} ({measure})",
                    [("similarity", [f"{v:+.3f}" for _, v in results])])
 
@@ -877,8 +883,8 @@ def library_command(ctx: typer.Context, model: Model = "default", library: Libra
 @friendly
 def library_search(
     like: Annotated[str, typer.Option("--like", help="a library task, a store entry or a vector file")],
-    top: Annotated[int, typer.Option(min=1, help="how many")] = 5,
-    measure: Annotated[str, typer.Option(help="cosine, cosine-flat or dtvg")] = "cosine",
+    top: Top = 5,
+    measure: Measure = "cosine",
     model: Model = "default",
     library: LibraryDir = None,
 ) -> None:
@@ -886,11 +892,7 @@ def library_search(
     from promptvec.library import PromptLibrary
 
     _check_measure(measure)
-    store = PromptLibrary.for_model(model, library).store
-    query, task = store.query_vector(like)
-    results = store.search(query, top=top, measure=measure, exclude_task=task)
-    _print_entries([e for e, _ in results], f"nearest to {like} ({measure})",
-                   [("similarity", [f"{v:+.3f}" for _, v in results])])
+    _print_nearest(PromptLibrary.for_model(model, library).store, like, top, measure)
 
 
 @library_app.command("build")
