@@ -60,6 +60,6 @@ def describe_validation_error(exc) -> str:
     """One line per invalid field of a pydantic ValidationError: ``'field.path': message`` — at most
     :data:`MAX_LISTED` of them, each field name shortened, and how many more there are."""
     errors = exc.errors()
-    shown = "; ".join(f"'{shorten('.'.join(map(str, e['loc'])) or '(top level)')}': {shorten(e['msg'], 200)}"
+    shown = "; ".join(f"'{shorten('.'.join(map(str, e['loc'])) or '(top level)')}': {shorten(e['msg'], 1000)}"
                       for e in errors[:MAX_LISTED])
     return shown + (f"; and {len(errors) - MAX_LISTED} more" if len(errors) > MAX_LISTED else "")
