@@ -349,3 +349,17 @@ def test_auto_chooses_for_free_text_tasks_too(backbones, toy_generation_tasks, t
         assert by_name[name]["loss"] == pytest.approx(_direct_loss(backbone, spec, examples, start), rel=1e-4)
     best = min((c for c in choice.candidates if c["kind"] != "baseline"), key=lambda c: c["loss"])
     assert choice.chosen == ("origin" if choice.fell_back else best["name"])
+
+
+def test_the_leave_one_task_out_suite_uses_the_librarys_own_prompts():
+    """Every source of the study is exactly a library prompt (same fingerprint: copied, never retrained),
+    and each target's candidates are all the other library tasks."""
+    from promptvec.experiments.plan import source_runs
+
+    library = load_suite(ROOT / "examples/suites/library-smollm2.yaml")
+    study = load_suite(ROOT / "examples/suites/library-loto.yaml")
+    assert {r.task: r.fingerprint(study) for r in source_runs(study)} == {
+        r.task: r.fingerprint(library) for r in source_runs(library)}
+    for target in study.tasks:
+        assert sorted(study.sources.targets[target]) == sorted(t for t in LIBRARY_TASKS if t != target)
+    assert [c.primary for c in study.stats.across_tasks].count(True) == 1
