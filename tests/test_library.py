@@ -363,3 +363,27 @@ def test_the_leave_one_task_out_suite_uses_the_librarys_own_prompts():
     for target in study.tasks:
         assert sorted(study.sources.targets[target]) == sorted(t for t in LIBRARY_TASKS if t != target)
     assert [c.primary for c in study.stats.across_tasks].count(True) == 1
+
+
+def test_the_policy_pilot_runs_on_a_library_of_builtin_tasks(tmp_path, tiny_models, shared_data, monkeypatch):
+    """examples/library_policy_pilot.py (how init auto's policy was chosen) end to end on a tiny library of
+    two built-in tasks: every variant chooses for every target and seed, and the summary is written."""
+    import json
+    import runpy
+    import sys
+
+    monkeypatch.setenv("PROMPTVEC_DATA_DIR", str(shared_data))
+    recipe = TINY_RECIPE.model_copy(update={"max_length": 128, "test_examples": 8, "val_examples": 8})
+    suite = library_suite(str(tiny_models["llama"]), ["sst2", "trec"], recipe)
+    run_suite(suite, tmp_path / "runs", progress=False, log=lambda m: None, data_dir=str(shared_data))
+    library = package_library(suite, tmp_path / "runs", tmp_path / "lib")
+    out = tmp_path / "pilot.json"
+    monkeypatch.setattr(sys, "argv", ["pilot", "--library", str(library.root), "--model", str(tiny_models["llama"]),
+                                      "--seeds", "100", "--val-examples", "8", "--out", str(out)])
+    runpy.run_path(str(ROOT / "examples/library_policy_pilot.py"), run_name="__main__")
+    result = json.loads(out.read_text())
+    assert set(result["summary"]) == {"loss, combine 0", "loss, combine 3", "accuracy, combine 0",
+                                      "accuracy, combine 3"}
+    assert len(result["rows"]) == 2 * 4 and {r["target"] for r in result["rows"]} == {"sst2", "trec"}
+    for row in result["rows"]:  # a target never chooses itself
+        assert row["target"] not in row["candidates"] and row["chosen"] in row["candidates"]
