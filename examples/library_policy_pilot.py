@@ -55,13 +55,6 @@ def main() -> None:
         val = subsample(data.validation, args.val_examples, 1234)
         sources = library.sources(backbone, exclude={target})
         validation: dict[str, float] = {}  # zero-shot validation score of each start (by name: same start)
-
-        def val_score(candidate) -> float:
-            if candidate.name not in validation:
-                validation[candidate.name] = evaluate(backbone, spec, val, candidate.prompt).metrics[
-                    spec.primary_metric]
-            return validation[candidate.name]
-
         for seed in args.seeds:
             examples = few_shot(spec, data.train, args.shots, seed)
             for score in ("loss", "accuracy"):
@@ -69,7 +62,10 @@ def main() -> None:
                 candidates = score_candidates(backbone, spec, examples, origin, sources,
                                               VARIANTS[f"{score}, combine 3"])
                 seconds = time.perf_counter() - begun
-                scores = {c.name: {**c.scores, "validation": val_score(c), "kind": c.kind} for c in candidates}
+                for c in candidates:
+                    if c.name not in validation:
+                        validation[c.name] = evaluate(backbone, spec, val, c.prompt).metrics[spec.primary_metric]
+                scores = {c.name: {**c.scores, "validation": validation[c.name], "kind": c.kind} for c in candidates}
                 for name, policy in VARIANTS.items():
                     if policy.score != score:
                         continue
