@@ -19,7 +19,7 @@ from promptvec.methods.pt import PromptTuning, PTSettings
 from promptvec.methods.registry import register_method
 from promptvec.methods.sources import source_folder, target_sources
 from promptvec.peft_folder import load_prompt
-from promptvec.tasks import few_shot
+from promptvec.training.trainer import training_examples
 from promptvec.vectors import Origin, TaskPromptVector
 
 
@@ -50,7 +50,7 @@ class AutoInit(PromptTuning):
                                         TaskPromptVector.from_checkpoint(folder, ctx.backbone)))
         data = ctx.task_data
         shots = cls.shots(ctx)
-        examples = few_shot(data.spec, data.train, shots, ctx.run.seed) if shots else list(data.train)
+        examples = training_examples(data.spec, data, shots, ctx.run.seed)  # exactly what the run trains on
         origin = Origin.sample(ctx.backbone, s.prompt_length, ctx.run.origin)
         choice = choose_start(ctx.backbone, data.spec, examples, origin, sources, policy)
         info = {"init": "origin" if choice.prompt is None else "auto", "origin_seed": ctx.run.origin,
