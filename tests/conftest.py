@@ -258,3 +258,24 @@ def toy_generation_tasks(tmp_path_factory) -> dict[str, str]:
         (folder / f"{name}.yaml").write_text(GENERATION_YAML.format(name=name, word=word), encoding="utf-8")
         paths[name] = str(folder / f"{name}.yaml")
     return paths
+
+
+def tiny_recipe():
+    """The library recipe shrunk for tiny models (imported late: HF_HUB_OFFLINE must be set first)."""
+    from promptvec.experiments.library_build import LibraryRecipe
+
+    return LibraryRecipe(shots=16, steps=4, lr=0.05, prompt_length=3, batch_size=4, eval_every=2, val_examples=8,
+                         test_examples=12, max_length=64)
+
+
+@pytest.fixture(scope="session")
+def tiny_library(tmp_path_factory, tiny_models, toy_tasks):
+    """A library of the two toy source tasks on the tiny llama, built as `promptvec library build` does."""
+    from promptvec.experiments.library_build import library_suite, package_library
+    from promptvec.experiments.runner import run_suite
+
+    root = tmp_path_factory.mktemp("library")
+    suite = library_suite(str(tiny_models["llama"]), [toy_tasks["src_a"], toy_tasks["src_b"]], tiny_recipe())
+    outcome = run_suite(suite, root / "runs", progress=False, log=lambda m: None)
+    assert outcome.completed == 4  # two sources, two no-prompt scores
+    return package_library(suite, root / "runs", root / "lib")

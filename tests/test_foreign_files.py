@@ -161,3 +161,26 @@ def test_a_path_below_a_file_is_named_as_such(tmp_path, tiny_models, toy_task):
     afile.write_text("x")
     with pytest.raises(PromptvecError, match="lies under .*afile, which is a file"):
         atomic_write_text(afile / "s.jsonl", "row")
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o077])
+def test_atomic_writes_give_the_permissions_an_ordinary_write_would(tmp_path, umask):
+    """A temporary file is created 0600 and a temporary folder 0700; what replaces the target must get
+    the modes ``open``/``mkdir`` would give under the user's umask (a shared run folder or an installed
+    library must stay readable by the group when the umask allows it)."""
+    from promptvec.io import atomic_directory
+
+    previous = os.umask(umask)
+    try:
+        atomic_write_text(tmp_path / "record.json", "{}")
+        with atomic_directory(tmp_path / "folder") as tmp:
+            (tmp / "inside.txt").write_text("x")
+        (tmp_path / "plain.txt").write_text("x")
+        (tmp_path / "plain").mkdir()
+    finally:
+        os.umask(previous)
+    def mode(name: str) -> int:
+        return stat.S_IMODE((tmp_path / name).stat().st_mode)
+
+    assert mode("record.json") == 0o666 & ~umask == mode("plain.txt")
+    assert mode("folder") == 0o777 & ~umask == mode("plain")

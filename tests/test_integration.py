@@ -78,3 +78,19 @@ def test_library_example_runs_as_is(smollm, tmp_path):
     assert result.returncode == 0, result.stderr[-2000:]
     assert "trained prompt" in result.stdout and ("positive" in result.stdout or "negative" in result.stdout)
     assert (tmp_path / "runs" / "example-quickstart" / "prompt" / "adapter_model.safetensors").is_file()
+
+
+def test_the_shipped_library_belongs_to_the_embedded_model_and_reproduces_its_scores(smollm, shared_data):
+    """The library in the package is this model's (by fingerprint) and its numbers are real: the trec
+    prompt scores on the recipe's 400 seeded test examples exactly what `promptvec library` lists."""
+    from promptvec.library import PromptLibrary
+
+    library = PromptLibrary.for_backbone(smollm)
+    assert library.manifest.model_fingerprint == smollm.fingerprint
+    entry = library.entry("trec")
+    [source] = [s for s in library.sources(smollm) if s.task == "trec"]
+    task = get_task("trec")
+    test = subsample(load_task_data(task, shared_data).test, library.manifest.recipe["budget"]["test_examples"],
+                     library.manifest.recipe["budget"]["eval_seed"])
+    assert evaluate(smollm, task, test, source.prompt).metrics["acc"] == pytest.approx(entry.score, abs=1e-9)
+    assert evaluate(smollm, task, test, None).metrics["acc"] == pytest.approx(entry.no_prompt, abs=1e-9)

@@ -13,7 +13,7 @@ import torch
 import yaml
 
 from promptvec.errors import ConfigError
-from promptvec.experiments.library_build import LIBRARY_TASKS, LibraryRecipe, library_suite, package_library
+from promptvec.experiments.library_build import LIBRARY_TASKS, library_suite, package_library
 from promptvec.experiments.plan import expand
 from promptvec.experiments.report import build_report
 from promptvec.experiments.runner import run_suite
@@ -25,11 +25,9 @@ from promptvec.tasks import few_shot, get_task, load_task_data
 from promptvec.training.config import TrainConfig
 from promptvec.training.trainer import Trainer, train_prompt
 from promptvec.vectors import Origin, TaskPromptVector
-from tests.conftest import tiny_transfer_suite
+from tests.conftest import tiny_recipe, tiny_transfer_suite
 
 ROOT = Path(__file__).resolve().parents[1]
-TINY_RECIPE = LibraryRecipe(shots=16, steps=4, lr=0.05, prompt_length=3, batch_size=4, eval_every=2,
-                            val_examples=8, test_examples=12, max_length=64)
 
 
 def _direct_loss(backbone, task, examples, prompt) -> float:
@@ -112,16 +110,6 @@ def test_accuracy_scoring_ranks_by_accuracy_with_loss_breaking_ties(backbones, t
                           AutoPolicy(score="accuracy", combine=0))
     keys = [(-c["accuracy"], c["loss"]) for c in choice.candidates]
     assert keys == sorted(keys) and all(0 <= c["accuracy"] <= 1 for c in choice.candidates)
-
-
-@pytest.fixture(scope="module")
-def tiny_library(tmp_path_factory, tiny_models, toy_tasks):
-    """A library of the two toy source tasks on the tiny llama, built as `promptvec library build` does."""
-    root = tmp_path_factory.mktemp("library")
-    suite = library_suite(str(tiny_models["llama"]), [toy_tasks["src_a"], toy_tasks["src_b"]], TINY_RECIPE)
-    outcome = run_suite(suite, root / "runs", progress=False, log=lambda m: None)
-    assert outcome.completed == 4  # two sources, two no-prompt scores
-    return package_library(suite, root / "runs", root / "lib")
 
 
 def test_a_packaged_library_lists_its_prompts_with_scores_and_nothing_else(tiny_library, toy_tasks, backbones):
@@ -212,9 +200,26 @@ def test_train_prompt_init_auto_records_the_choice(tmp_path, tiny_library, toy_t
                      backbone=backbones["gpt2"], progress=False, init="auto", library=tiny_library.root)
 
 
+def test_init_auto_leaves_out_the_library_tasks_named(tmp_path, tiny_library, toy_tasks, backbones, tiny_models):
+    backbone = backbones["llama"]
+    config = TrainConfig(model=str(tiny_models["llama"]), task=toy_tasks["target"], shots=8, max_steps=2,
+                         eval_every=2, batch_size=4, prompt_length=3, val_examples=8, test_examples=8, init="auto",
+                         library=str(tiny_library.root), library_exclude=["src_a"])
+    trainer = Trainer(config, tmp_path / "run", backbone=backbone, progress=False)
+    names = {c["name"] for c in trainer.init_info["auto"]["candidates"]}
+    assert "src_b" in names and not any("src_a" in name for name in names)
+    assert trainer.init_info["library_exclude"] == ["src_a"]
+    # a misspelt name would leave nothing out: refused, with the close match, before any folder is made
+    with pytest.raises(ConfigError, match=r"no prompt for task 'src_c' \(did you mean src_b, src_a\?\)"):
+        Trainer(config.model_copy(update={"library_exclude": ["src_c"]}), tmp_path / "typo", backbone=backbone,
+                progress=False)
+    assert not (tmp_path / "typo").exists()
+
+
 @pytest.mark.parametrize(("updates", "message"), [
     ({"init": "auto", "init_prompt": "x"}, "cannot be combined with init_prompt"),
-    ({"library": "x"}, "library is read by init auto only"),
+    ({"library": "x"}, r"library is read by init auto only: .* drop library \["),
+    ({"library_exclude": ["sst2"]}, "drop library_exclude"),
     ({"init": "best"}, "init"),
 ])
 def test_init_auto_settings_are_checked(updates, message):
@@ -373,7 +378,7 @@ def test_the_policy_pilot_runs_on_a_library_of_builtin_tasks(tmp_path, tiny_mode
     import sys
 
     monkeypatch.setenv("PROMPTVEC_DATA_DIR", str(shared_data))
-    recipe = TINY_RECIPE.model_copy(update={"max_length": 128, "test_examples": 8, "val_examples": 8})
+    recipe = tiny_recipe().model_copy(update={"max_length": 128, "test_examples": 8, "val_examples": 8})
     suite = library_suite(str(tiny_models["llama"]), ["sst2", "trec"], recipe)
     run_suite(suite, tmp_path / "runs", progress=False, log=lambda m: None, data_dir=str(shared_data))
     library = package_library(suite, tmp_path / "runs", tmp_path / "lib")
@@ -387,3 +392,31 @@ def test_the_policy_pilot_runs_on_a_library_of_builtin_tasks(tmp_path, tiny_mode
     assert len(result["rows"]) == 2 * 4 and {r["target"] for r in result["rows"]} == {"sst2", "trec"}
     for row in result["rows"]:  # a target never chooses itself
         assert row["target"] not in row["candidates"] and row["chosen"] in row["candidates"]
+
+
+def test_the_library_for_the_embedded_model_ships_in_the_installed_package(tmp_path):
+    """Built as a wheel and installed into a clean folder, promptvec lists its library offline: the 22
+    tasks of the recipe, for the embedded model, read from the installed files (not this checkout)."""
+    import subprocess
+    import sys
+
+    subprocess.run([sys.executable, "-m", "pip", "wheel", str(ROOT), "--no-deps", "--no-build-isolation", "-q",
+                    "-w", str(tmp_path / "wheel")], check=True, capture_output=True)
+    wheel = next((tmp_path / "wheel").glob("promptvec-*.whl"))
+    subprocess.run([sys.executable, "-m", "pip", "install", str(wheel), "--no-deps", "-q", "--target",
+                    str(tmp_path / "site")], check=True, capture_output=True)
+    script = ("import json, promptvec; from promptvec.library import PromptLibrary; "
+              "[lib] = PromptLibrary.shipped(); "
+              "print(json.dumps({'file': promptvec.__file__, 'root': str(lib.root), 'model': lib.manifest.model, "
+              "'fingerprint': lib.manifest.model_fingerprint, 'tasks': [e.task for e in lib.entries], "
+              "'vectors': len(lib.store.entries(kind='vector'))}))")
+    env = {**os.environ, "PYTHONPATH": str(tmp_path / "site"), "HF_HUB_OFFLINE": "1"}
+    listed = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, check=True)
+    info = json.loads(listed.stdout)
+    assert info["file"].startswith(str(tmp_path / "site")) and info["root"].startswith(str(tmp_path / "site"))
+    assert info["model"] == "default" and info["tasks"] == list(LIBRARY_TASKS) and info["vectors"] == 22
+    shipped = json.loads((ROOT / "src/promptvec/library/shipped/smollm2-135m-instruct/library.json").read_text())
+    assert info["fingerprint"] == shipped["model_fingerprint"]
+    cli = subprocess.run([sys.executable, "-m", "promptvec", "library"], env={**env, "COLUMNS": "200"},
+                         capture_output=True, text=True)
+    assert cli.returncode == 0 and all(task in cli.stdout for task in LIBRARY_TASKS), cli.stdout + cli.stderr

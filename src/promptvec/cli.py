@@ -26,6 +26,8 @@ DataDir = Annotated[str | None, typer.Option("--data-dir", help="folder with <ta
                                              "(default: $PROMPTVEC_DATA_DIR, else the Hugging Face Hub)")]
 Model = Annotated[str, typer.Option("--model", help="'default' (embedded SmolLM2-135M), 'minilm', a Hub id or a "
                                     "local folder")]
+LibraryDir = Annotated[Path | None, typer.Option("--library", help="a library folder or a store (default: the "
+                                                 "library shipped for --model)")]
 
 
 def metrics_table(title: str, columns: dict[str, dict[str, float] | None]) -> Table:
@@ -167,6 +169,9 @@ def train_command(
         "examples best, chosen on them alone (falls back to the origin, and says so)")] = "origin",
     library: Annotated[str | None, typer.Option(
         "--library", help="prompt library for --init auto (default: the one shipped for the model)")] = None,
+    library_exclude: Annotated[str | None, typer.Option(
+        "--library-exclude", help="library tasks --init auto leaves out, comma-separated (e.g. the target's own "
+        "prompt, to see transfer to a task the library holds)")] = None,
     max_length: Annotated[int | None, typer.Option(help="max tokens of prompt + input + label")] = None,
     family: Annotated[str | None, typer.Option(help="causal, seq2seq or encoder (default: detected)")] = None,
     chat_template: Annotated[bool, typer.Option("--chat-template", help="wrap inputs in the model's chat template")
@@ -187,7 +192,7 @@ def train_command(
         batch_size=batch_size, grad_accum=grad_accum, origin_seed=origin_seed, data_seed=data_seed,
         train_seed=train_seed, precision=precision, eval_every=eval_every, val_examples=val_examples,
         test_examples=test_examples, early_stopping_patience=early_stopping, init_prompt=init_prompt, init=init,
-        library=library,
+        library=library, library_exclude=comma_list(library_exclude) or None,
         max_length=max_length, family=family, eval_mode=eval_mode, chat_template=chat_template or None,
         report_to=report_to or None, extra_tasks=also or None, select_initial=None if select_initial else False,
         compile=compile_model or None, log_every=log_every)
@@ -203,6 +208,11 @@ def train_command(
         console.print(f"warning: {warning['message']}", style="yellow", markup=False, highlight=False)
     _print_outcome(record)
     out_console.print(f"prompt saved to {out / 'prompt'} (a PEFT adapter folder); record: {out / 'run.json'}")
+
+
+def comma_list(text: str | None) -> list[str]:
+    """The names of a comma-separated option ("a, b,c" -> [a, b, c]; empty or missing -> [])."""
+    return [name.strip() for name in (text or "").split(",") if name.strip()]
 
 
 def auto_choice_table(auto: dict, shown: int = 5) -> Table:
@@ -266,7 +276,7 @@ def transfer_command(
         if not sep or not key:
             raise ConfigError(f"--set expects KEY=VALUE, got '{item}'", "e.g. --set grouping=all-positive")
         settings[key.strip()] = yaml.safe_load(value)
-    names = [s.strip() for item in sources or [] for s in item.split(",") if s.strip()]
+    names = [name for item in sources or [] for name in comma_list(item)]
     result = transfer(method, names, target, out, shots=shots, seed=seed, origin=origin, model=model,
                       max_length=max_length, steps=steps, batch_size=batch_size, source_steps=source_steps,
                       source_shots=source_shots, settings=settings, eval_every=eval_every, val_examples=val_examples,
@@ -406,25 +416,27 @@ def predict_command(
 def demo_command(
     out: Annotated[Path, typer.Option(help="where prompts and demo.json go")] = Path("demo-out"),
     model: Model = "default",
-    library: Annotated[Path | None, typer.Option(help="source library holding the source prompts (default: the "
-                                                 "transfer study's, in the repository); trained now where it holds "
-                                                 "none")] = None,
+    library: LibraryDir = None,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="retrain even if --out holds the demo's runs")] = False,
     data_dir: DataDir = None,
 ) -> None:
-    """Transfer to a new task with 16 examples (sst2): no prompt, prompt tuning, prompt tuning from source vectors."""
-    from promptvec.demo import DEMO_SHOTS, DEMO_STEPS, DEMO_TARGET, DEMO_TEST_EXAMPLES, STUDY_LIBRARY, run_demo
+    """A new task with 16 examples (sst2): no prompt, prompt tuning, and prompt tuning from the start that
+    --init auto chooses in the shipped prompt library (sst2's own prompt left out)."""
+    from promptvec.demo import DEMO_SHOTS, DEMO_STEPS, DEMO_TARGET, DEMO_TEST_EXAMPLES, run_demo
 
-    rows = run_demo(out=out, model=model, data_dir=data_dir, library=library or STUDY_LIBRARY, overwrite=overwrite,
-                    log=lambda m: console.print(m))
+    result = run_demo(out=out, model=model, data_dir=data_dir, library=library, overwrite=overwrite,
+                      log=lambda m: console.print(m))
+    out_console.print(auto_choice_table(result.auto))
     table = Table(title=f"promptvec demo: {DEMO_TARGET} with {DEMO_SHOTS} training examples, {DEMO_STEPS} steps, "
                         f"{DEMO_TEST_EXAMPLES} test examples ({model})")
-    for column, justify in (("method", "left"), ("score", "right"), ("vs no prompt", "right"), ("seconds", "right")):
+    for column, justify in (("method", "left"), ("score", "right"), ("vs no prompt", "right"), ("seconds", "right"),
+                            ("", "left")):
         table.add_column(column, justify=justify)  # type: ignore[arg-type]
+    rows = result.rows
     for r in rows:
-        table.add_row(r.method, f"{r.score:.3f}", f"{r.score - rows[0].score:+.3f}", f"{r.seconds:.0f}")
+        table.add_row(r.method, f"{r.score:.3f}", f"{r.score - rows[0].score:+.3f}", f"{r.seconds:.0f}", r.note)
     out_console.print(table)
-    out_console.print("One seed is one draw: docs/results/transfer compares these methods over 5 seeds.")
+    out_console.print("One seed is one draw: docs/results/library compares them on 12 tasks × 5 seeds each.")
 
 
 @app.command("lm-eval", context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
@@ -850,10 +862,6 @@ def vector_similarity(
 library_app = typer.Typer(rich_markup_mode=None, help="The prompt library that --init auto starts from: list, "
                           "search, build.")
 app.add_typer(library_app, name="library")
-LibraryDir = Annotated[Path | None, typer.Option("--library", help="a library folder or a store (default: the "
-                                                 "library shipped for --model)")]
-
-
 @library_app.callback(invoke_without_command=True)
 @friendly
 def library_command(ctx: typer.Context, model: Model = "default", library: LibraryDir = None) -> None:
@@ -920,7 +928,7 @@ def library_build_command(
     from promptvec.experiments.library_build import LIBRARY_TASKS, LibraryRecipe, build_library, plan_library
     from promptvec.io import path_component
 
-    chosen = [t.strip() for t in tasks.split(",") if t.strip()] if tasks else list(LIBRARY_TASKS)
+    chosen = comma_list(tasks) or list(LIBRARY_TASKS)
     recipe = LibraryRecipe.with_overrides(shots=shots, steps=steps, prompt_length=prompt_length,
                                           max_length=max_length)
     plan = plan_library(model, out or Path("runs") / f"library-{path_component(model, 'model')}", chosen, recipe,

@@ -90,6 +90,7 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
     except OSError as exc:
         raise storage_error(target, exc) from None
     try:
+        os.fchmod(fd, 0o666 & ~current_umask())  # mkstemp's 0600 would hide the file from the user's group
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
             handle.flush()
@@ -103,6 +104,21 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
             raise storage_error(target, exc) from None
         raise
     _fsync_dir(target.parent)
+
+
+def current_umask() -> int:
+    """The process's umask, so that files written through a temporary file get the permissions an
+    ordinary ``open``/``mkdir`` would give them (the kernel reports it; setting and restoring it as a
+    fallback is a short race only where /proc is missing)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except OSError:
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def storage_error(target: Path, exc: OSError) -> StorageError:
@@ -325,6 +341,7 @@ def atomic_directory(target: str | os.PathLike) -> Iterator[Path]:
     recover_directory(target)
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
     try:
+        tmp.chmod(0o777 & ~current_umask())  # as mkdir would make it, not mkdtemp's 0700
         yield tmp
         fault_point("atomic-directory.before-swap")
         if target.exists():

@@ -15,6 +15,7 @@ compares fingerprints, because a prompt is a point in one model's embedding spac
 
 from __future__ import annotations
 
+import difflib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -155,12 +156,19 @@ class PromptLibrary:
         for entry in self.manifest.entries:
             if entry.task == task:
                 return entry
-        raise ConfigError(f"the library has no prompt for task '{task}'",
-                          f"run `promptvec library` to see its tasks ({len(self.manifest.entries)})")
+        names = [entry.task for entry in self.manifest.entries]
+        close = difflib.get_close_matches(task, names, n=3)
+        raise ConfigError(f"the library {self.root} has no prompt for task '{task}'"
+                          + (f" (did you mean {', '.join(close)}?)" if close else ""),
+                          f"run `promptvec library` to see its tasks ({len(names)})")
 
     def sources(self, backbone: Backbone, exclude: set[str] | frozenset[str] = frozenset()) -> list[SourcePrompt]:
-        """Every library prompt (minus the tasks in ``exclude``) with its vector, checked against the model."""
+        """Every library prompt (minus the tasks in ``exclude``) with its vector, checked against the model.
+        A name in ``exclude`` the library does not hold is refused: a misspelt name would leave nothing out
+        and silently let in the prompt it was meant to keep out (e.g. the target's own)."""
         self.check_model(backbone)
+        for task in sorted(exclude):
+            self.entry(task)
         out = []
         for entry in self.manifest.entries:
             if entry.task in exclude:

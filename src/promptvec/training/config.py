@@ -69,6 +69,9 @@ class TrainConfig(BaseModel):
         "origin that fits the training examples best (docs/methods.md §9)")
     library: str | None = Field(None, description="prompt library for init auto (default: the one shipped for the "
                                 "model)")
+    library_exclude: list[str] = Field(
+        default_factory=list, description="library tasks init auto leaves out (e.g. the target's own prompt, to "
+        "measure transfer to a task the library already holds)")
     lr: float = Field(0.03, gt=0)
     weight_decay: float = Field(1e-5, ge=0)
     warmup_ratio: float = Field(0.1, ge=0, le=1)
@@ -117,8 +120,9 @@ class TrainConfig(BaseModel):
         if self.init == "auto" and (self.init_prompt or self.extra_tasks):
             raise ValueError("init auto chooses the start of a one-task run: it cannot be combined with "
                              + ("init_prompt" if self.init_prompt else "extra_tasks"))
-        if self.library is not None and self.init != "auto":
-            raise ValueError("library is read by init auto only: add init auto (--init auto) or drop library")
+        if (self.library is not None or self.library_exclude) and self.init != "auto":
+            raise ValueError("the library is read by init auto only: add init auto (--init auto) or drop "
+                             + ("library" if self.library is not None else "library_exclude"))
         if self.eval_every > self.max_steps:
             self.eval_every = self.max_steps
         return self

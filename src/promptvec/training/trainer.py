@@ -231,9 +231,9 @@ class Trainer:
         library = PromptLibrary.for_backbone(self.backbone, self.config.library)
         policy = AutoPolicy()
         choice = choose_start(self.backbone, self.task, self.training_sample(), origin,
-                              library.sources(self.backbone), policy)
+                              library.sources(self.backbone, exclude=set(self.config.library_exclude)), policy)
         self.init_info = {"init": "auto", "origin_seed": origin.seed, "library": str(library.root),
-                          "auto": choice.record(policy)}
+                          "library_exclude": self.config.library_exclude, "auto": choice.record(policy)}
         return origin.tensor(self.backbone) if choice.prompt is None else choice.prompt
 
     def training_sample(self) -> list:
