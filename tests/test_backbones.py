@@ -106,7 +106,7 @@ def test_generation_mode_counts_invalid_outputs(backbones, toy_task, name):
 
 def test_encoder_refuses_generation(backbones, toy_task):
     task = get_task(str(toy_task))
-    with pytest.raises(ConfigError, match="generating text needs a causal LM or seq2seq"):
+    with pytest.raises(ConfigError, match=r"needs a backbone that decodes \(causal/seq2seq\), not a encoder"):
         evaluate(backbones["bert"], task, load_task_data(task).test[:2], None, mode="generate")
 
 
@@ -154,3 +154,27 @@ def test_chat_template_wraps_the_input(backbones, toy_task):
     finally:
         backbone.chat_template = False
         backbone.tokenizer.chat_template = None
+
+
+def test_every_family_describes_itself_and_unknown_families_are_refused_with_the_list():
+    """What other modules ask a family: its transformers class, its PEFT task type, detection and
+    capabilities — every registered family answers, with names the two libraries know."""
+    import transformers
+    from peft import TaskType
+
+    from promptvec.backbones import BACKBONES, detect_family
+    from promptvec.training.config import TrainConfig
+
+    assert set(BACKBONES) >= {"causal", "seq2seq", "encoder"}
+    for name, family in BACKBONES.items():
+        assert family.family == name and hasattr(transformers, family.auto_model_class)
+        assert family.peft_task_type in {t.value for t in TaskType}
+    assert [n for n, f in BACKBONES.items() if f.serves_lm_eval] == ["causal"]
+    assert sorted(n for n, f in BACKBONES.items() if f.generates_text) == ["causal", "seq2seq"]
+    configs = {"causal": transformers.LlamaConfig(), "seq2seq": transformers.T5Config(),
+               "encoder": transformers.BertConfig()}
+    for expected, config in configs.items():
+        config.architectures = None  # detection from the model type alone
+        assert detect_family(config) == expected
+    with pytest.raises(ValueError, match="casual.*causal"):
+        TrainConfig(task="sst2", family="casual")

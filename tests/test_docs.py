@@ -6,6 +6,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 METHODS_DOC = ROOT / "docs" / "methods.md"
 
@@ -41,7 +43,7 @@ def test_the_contributing_example_works_as_written(tmp_path, tiny_models, toy_ta
     from promptvec.methods.registry import METHODS
 
     text = (ROOT / "docs" / "contributing.md").read_text(encoding="utf-8")
-    method_code, test_code = re.findall(r"```python\n(.*?)```", text, re.S)
+    method_code, test_code, _, _ = re.findall(r"```python\n(.*?)```", text, re.S)
     with METHODS.scope():
         method: dict = {}
         exec(compile(method_code, "docs/contributing.md (method)", "exec"), method)
@@ -50,3 +52,25 @@ def test_the_contributing_example_works_as_written(tmp_path, tiny_models, toy_ta
         exec(compile(test_code, "docs/contributing.md (test)", "exec"), test)
         test["test_mean_source_starts_from_the_mean_of_the_source_prompts"](tmp_path, tiny_models, toy_tasks, backbones)
     assert "mean-source" not in METHODS
+
+
+def test_the_contributing_backbone_family_works_as_written(tmp_path, tiny_models, toy_task):
+    """docs/contributing.md's backbone family and its test, as the page shows them: one module registers
+    the family, which TrainConfig, suites and load_backbone then accept; the registry is left as it was."""
+    from promptvec.backbones import BACKBONES
+    from promptvec.experiments.schema import BackboneSpec
+    from promptvec.training.config import TrainConfig
+
+    text = (ROOT / "docs" / "contributing.md").read_text(encoding="utf-8")
+    _, _, family_code, test_code = re.findall(r"```python\n(.*?)```", text, re.S)
+    with BACKBONES.scope():
+        family: dict = {}
+        exec(compile(family_code, "docs/contributing.md (family)", "exec"), family)
+        assert BACKBONES["encoder-max"] is family["MaxPooledEncoderBackbone"]
+        assert BackboneSpec(model="m", family="encoder-max").family == "encoder-max"  # a suite accepts it
+        test: dict = {}
+        exec(compile(test_code, "docs/contributing.md (family test)", "exec"), test)
+        test["test_max_pooled_encoder_pools_by_the_maximum_and_trains"](tmp_path, tiny_models, toy_task)
+    assert "encoder-max" not in BACKBONES
+    with pytest.raises(ValueError, match="encoder-max"):
+        TrainConfig(task="sst2", family="encoder-max")

@@ -173,7 +173,8 @@ def train_command(
         "--library-exclude", help="library tasks --init auto leaves out, comma-separated (e.g. the target's own "
         "prompt, to see transfer to a task the library holds)")] = None,
     max_length: Annotated[int | None, typer.Option(help="max tokens of prompt + input + label")] = None,
-    family: Annotated[str | None, typer.Option(help="causal, seq2seq or encoder (default: detected)")] = None,
+    family: Annotated[str | None, typer.Option(help="backbone family, e.g. causal (default: detected from the "
+                                               "model's config; a wrong name lists the families)")] = None,
     chat_template: Annotated[bool, typer.Option("--chat-template", help="wrap inputs in the model's chat template")
                              ] = False,
     report_to: Annotated[list[str] | None, typer.Option(help="tracker: tensorboard or wandb (repeatable)")] = None,

@@ -34,7 +34,6 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from promptvec.backbones import load_backbone
 from promptvec.backbones.base import Batch, left_pad, pad_token_id
-from promptvec.backbones.causal import CausalLMBackbone
 from promptvec.errors import ConfigError, describe_validation_error
 from promptvec.peft_folder import check_compatible, load_prompt
 from promptvec.tasks.spec import GenerationSpec
@@ -134,7 +133,7 @@ class PromptvecLM(TemplateLM):
         checkpoint = load_prompt(prompt) if prompt is not None else None
         name = model or (checkpoint.metadata.get("model") if checkpoint else None) or "default"
         backbone = load_backbone(str(name))
-        if not isinstance(backbone, CausalLMBackbone):
+        if not backbone.serves_lm_eval:
             raise ConfigError(f"lm-eval through promptvec needs a causal LM; '{name}' is a {backbone.family} model",
                               "use a decoder-only model (e.g. model=default)")
         if device and _usable(device):

@@ -18,12 +18,21 @@ from typing import Any
 
 from huggingface_hub import ModelCardData
 
+from promptvec.backbones import BACKBONES
+
 #: training settings shown in the card (TrainConfig fields), in this order
 CARD_SETTINGS = ("shots", "max_steps", "batch_size", "grad_accum", "lr", "weight_decay", "warmup_ratio",
                  "prompt_length", "max_length", "origin_seed", "data_seed", "train_seed", "precision",
                  "chat_template", "init_prompt", "extra_tasks")
-AUTO_CLASSES = {"CAUSAL_LM": "AutoModelForCausalLM", "SEQ_2_SEQ_LM": "AutoModelForSeq2SeqLM",
-                "FEATURE_EXTRACTION": "AutoModel"}
+
+
+def _auto_model_class(task_type: Any) -> str:
+    """The transformers class that loads the base model of a prompt with this PEFT task type: the
+    backbone family's own, else ``AutoModel`` (loads any architecture, without a head)."""
+    for family in BACKBONES.values():
+        if family.peft_task_type == task_type:
+            return family.auto_model_class
+    return "AutoModel"
 
 
 def _text(value: Any) -> str:
@@ -110,12 +119,12 @@ def render_model_card(peft_config: dict[str, Any], metadata: dict[str, Any]) -> 
         vector = metadata["from_vector"]
         lines += ["", f"Made from a task prompt vector: origin + {_text(vector.get('scale'))} × "
                       f"τ({_text(vector.get('task'))})."]
-    auto = AUTO_CLASSES.get(str(peft_config.get("task_type")), "AutoModelForCausalLM")
+    auto = _auto_model_class(peft_config.get("task_type"))
     literal = json.dumps(" ".join(str(base).split()))  # a valid Python string literal on one line
     lines += ["", "## How to use it", "", "With PEFT:", "", "```python", "from peft import PeftModel",
               f"from transformers import {auto}", "", f"base = {auto}.from_pretrained({literal})",
               'model = PeftModel.from_pretrained(base, "path/to/this/folder")', "```", ""]
-    if auto == "AutoModelForCausalLM":
+    if peft_config.get("task_type") == "CAUSAL_LM":
         lines += ["To generate text with PEFT on transformers 5, pass `use_cache=False` to `model.generate`. "
                   "Otherwise PEFT inserts the prompt again at every step.", ""]
     if metadata.get("weights"):

@@ -44,7 +44,6 @@ WEIGHTS_FILE = "adapter_model.safetensors"
 METADATA_FILE = "promptvec.json"
 CARD_FILE = "README.md"  # the model card (promptvec.model_card), rewritten with every write
 PROMPT_DIR = "prompt"  # inside a run folder: its best prompt, as an adapter folder
-TASK_TYPES = {"causal": "CAUSAL_LM", "seq2seq": "SEQ_2_SEQ_LM", "encoder": "FEATURE_EXTRACTION"}
 
 
 @dataclass
@@ -201,7 +200,7 @@ def save_prompt(directory: str | Path, prompt: torch.Tensor, backbone, metadata:
 
     config = backbone.model.config
     peft_config = {
-        "task_type": TASK_TYPES[backbone.family],
+        "task_type": backbone.peft_task_type,
         "num_attention_heads": getattr(config, "num_attention_heads", None) or getattr(config, "num_heads", None),
         "num_layers": getattr(config, "num_hidden_layers", None) or getattr(config, "num_layers", None),
         # a name that means the same model on another machine (an embedded model's Hub id, not a cache path)

@@ -1,14 +1,19 @@
 """The frozen model side: token ids + a prompt tensor in, loss or per-label scores out.
 
 A :class:`Backbone` knows nothing about how the prompt was produced (that is the prompt module's
-job) nor about optimisation (the trainer's). Each family lives in its own file and registers
-itself in :data:`BACKBONES`.
+job) nor about optimisation (the trainer's). Each family lives in its own file in this package and
+registers itself in :data:`BACKBONES`; the registry imports every module of the package on its first
+lookup, so a new family is one new file. A family describes itself — the ``transformers`` Auto class
+that loads it, its PEFT task type, how it recognises a model config, what it can do — and every other
+part of promptvec asks the class instead of naming families.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import hashlib
+import importlib
+import pkgutil
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from functools import cached_property
@@ -17,12 +22,20 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
+from promptvec.encoding import DEFAULT_MAX_LENGTH
 from promptvec.errors import ConfigError, ModelLoadError
 from promptvec.registry import Registry
 from promptvec.tasks.spec import Example, TaskSpec
-from promptvec.training.config import train_default
 
-BACKBONES: Registry[type[Backbone]] = Registry("backbone family", ModelLoadError)
+
+def _import_families(registry: Registry[type[Backbone]]) -> None:
+    """Import every module of :mod:`promptvec.backbones`: each family module registers its class."""
+    package = importlib.import_module("promptvec.backbones")
+    for module in pkgutil.iter_modules(package.__path__):
+        importlib.import_module(f"{package.__name__}.{module.name}")
+
+
+BACKBONES: Registry[type[Backbone]] = Registry("backbone family", ModelLoadError, populate=_import_families)
 
 
 def register_backbone(cls: type[Backbone]) -> type[Backbone]:
@@ -107,11 +120,27 @@ class Batch:
 class Backbone(ABC):
     """A frozen Hugging Face model that accepts a soft prompt ``[B, R, d]`` before its input."""
 
+    #: the family's name (``--family``, ``family:`` in configs, recorded in every prompt folder)
     family: ClassVar[str]
+    #: the ``transformers`` Auto class that loads such a model (by name: transformers is imported late)
+    auto_model_class: ClassVar[str]
+    #: PEFT's ``task_type`` for a prompt of this family (written in ``adapter_config.json``)
+    peft_task_type: ClassVar[str]
+    #: order in which :func:`~promptvec.backbones.detect_family` asks the families (lowest first);
+    #: a family that must be asked for explicitly (``--family``) never recognises a config
+    detect_order: ClassVar[int] = 100
     #: whether this family can decode free text (a sentence encoder has no decoder)
     generates_text: ClassVar[bool] = True
+    #: whether lm-evaluation-harness can evaluate it through promptvec's ``promptvec`` model (log-
+    #: likelihoods of continuations and greedy decoding with a soft prompt: decoder-only models)
+    serves_lm_eval: ClassVar[bool] = False
 
-    def __init__(self, model: nn.Module, tokenizer, name: str, max_length: int = train_default("max_length")) -> None:
+    @classmethod
+    def recognises(cls, config: Any) -> bool:
+        """Whether a ``transformers`` model config is of this family (asked in ``detect_order``)."""
+        return False
+
+    def __init__(self, model: nn.Module, tokenizer, name: str, max_length: int = DEFAULT_MAX_LENGTH) -> None:
         #: a transformers model; ``Any`` because its methods (get_input_embeddings, generate, ...) are
         #: looked up on the model class at run time, which nn.Module's typing cannot describe
         self.model: Any = model
@@ -255,9 +284,19 @@ class Backbone(ABC):
 
     def generate(self, batch: Batch, prompt: torch.Tensor, max_new_tokens: int,
                  until: tuple[str, ...] = ()) -> list[str]:
-        """Greedy decoding; the generated text per example, cut at the first ``until`` string or EOS."""
-        raise ConfigError(f"generating text needs a causal LM or seq2seq backbone, not a {self.family}",
-                          "use --mode rank (label tasks), or a causal/seq2seq model for free-text tasks")
+        """Greedy decoding; the generated text per example, cut at the first ``until`` string or EOS.
+        Families with ``generates_text`` implement it."""
+        able = "/".join(name for name, cls in BACKBONES.items() if cls.generates_text)
+        raise ConfigError(f"generating text needs a backbone that decodes ({able}), not a {self.family}",
+                          f"use --mode rank (label tasks), or a {able} model for free-text tasks")
+
+    def choice_logprobs(self, contexts: list[list[int]], choices: list[list[list[int]]],
+                        prompt: Any) -> list[list[tuple[float, bool]]]:
+        """For each context and each of its continuations: the continuation's log-likelihood given the
+        prompt and the context, and whether greedy decoding gives exactly it (lm-evaluation-harness's
+        ``loglikelihood``). Families with ``serves_lm_eval`` implement it."""
+        raise ConfigError(f"log-likelihoods of continuations are not defined for a {self.family} model",
+                          "use a decoder-only model")
 
     def input_embeds(self, input_ids: torch.Tensor) -> torch.Tensor:
         return self.embedding(input_ids)

@@ -14,6 +14,7 @@ ATTEMPT) runs with the batch. Evaluation prepares a fixed prompt once (:meth:`pr
 from __future__ import annotations
 
 from functools import cached_property
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -40,6 +41,24 @@ def _positions(mask: torch.Tensor) -> torch.Tensor:
 @register_backbone
 class CausalLMBackbone(Backbone):
     family = "causal"
+    auto_model_class = "AutoModelForCausalLM"
+    peft_task_type = "CAUSAL_LM"
+    detect_order = 1
+    serves_lm_eval = True
+
+    @classmethod
+    def recognises(cls, config: Any) -> bool:
+        """A decoder-only architecture (``…ForCausalLM``, ``…LMHeadModel``), or a config without one whose
+        model type transformers loads as a causal LM — except encoder types (BERT, RoBERTa …), which also
+        appear in that mapping as "as decoder" variants and are told apart by their token type embeddings."""
+        architectures = getattr(config, "architectures", None) or []
+        if any(a.endswith(("ForCausalLM", "LMHeadModel")) for a in architectures):
+            return True
+        if any(a.endswith(("Model", "ForMaskedLM", "ForSequenceClassification")) for a in architectures):
+            return False  # an encoder's architecture names
+        from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
+
+        return config.model_type in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES and not getattr(config, "type_vocab_size", 0)
 
     def tokenize_label(self, task: TaskSpec, verbalization: str) -> list[int]:
         return self.tokenizer(task.target_delimiter + verbalization, add_special_tokens=False)["input_ids"]

@@ -8,6 +8,8 @@ temperature. Training minimises cross-entropy over those scores.
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 import torch.nn.functional as F
 
@@ -15,15 +17,17 @@ from promptvec.backbones.base import Backbone, Batch, Encoded, pad_token_id, per
 from promptvec.tasks.spec import TaskSpec
 
 
-def _mean_pool(hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    weights = mask.unsqueeze(-1).to(hidden.dtype)
-    return (hidden * weights).sum(1) / weights.sum(1).clamp(min=1e-9)
-
-
 @register_backbone
 class SentenceEncoderBackbone(Backbone):
     family = "encoder"
+    auto_model_class = "AutoModel"
+    peft_task_type = "FEATURE_EXTRACTION"
+    detect_order = 99  # the fall-back: a model that is neither seq2seq nor causal is used as an encoder
     generates_text = False
+
+    @classmethod
+    def recognises(cls, config: Any) -> bool:
+        return True
     temperature = 0.05
 
     def __init__(self, *args, **kwargs) -> None:
@@ -32,6 +36,11 @@ class SentenceEncoderBackbone(Backbone):
 
     def tokenize_label(self, task: TaskSpec, verbalization: str) -> list[int]:
         return self.tokenizer(verbalization, add_special_tokens=True)["input_ids"]
+
+    def pool(self, hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """``[B, d]`` from the last hidden states ``[B, T, d]``: the mean over attended positions."""
+        weights = mask.unsqueeze(-1).to(hidden.dtype)
+        return (hidden * weights).sum(1) / weights.sum(1).clamp(min=1e-9)
 
     def collate(self, task: TaskSpec, items: list[Encoded], train: bool) -> Batch:
         ids, mask = right_pad([i.input_ids for i in items], pad_token_id(self.tokenizer))
@@ -43,7 +52,7 @@ class SentenceEncoderBackbone(Backbone):
             embeds = torch.cat([per_example(prompt, input_ids.shape[0]).to(embeds.dtype), embeds], dim=1)
             mask = torch.cat([mask.new_ones(input_ids.shape[0], prompt.shape[-2]), mask], dim=1)
         hidden = self.model(inputs_embeds=embeds, attention_mask=mask).last_hidden_state
-        return F.normalize(_mean_pool(hidden.float(), mask), dim=-1)
+        return F.normalize(self.pool(hidden.float(), mask), dim=-1)
 
     def label_embeddings(self, task: TaskSpec) -> torch.Tensor:
         key = (task.task, tuple(task.verbalizations))

@@ -13,14 +13,15 @@ import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 
 from promptvec.backbones.base import BACKBONES, Backbone
+from promptvec.encoding import DEFAULT_MAX_LENGTH
 from promptvec.errors import ModelLoadError
 from promptvec.io import atomic_directory
 from promptvec.tasks.loading import hub_offline
-from promptvec.training.config import train_default
 
 CACHE_ENV = "PROMPTVEC_CACHE"
 DEFAULT_MODEL = "default"
@@ -112,27 +113,21 @@ def resolve_model_path(name: str) -> str:
     return name
 
 
-def detect_family(config) -> str:
-    """causal / seq2seq / encoder, from the model config."""
-    if getattr(config, "is_encoder_decoder", False):
-        return "seq2seq"
-    architectures = getattr(config, "architectures", None) or []
-    if any(a.endswith(("ForCausalLM", "LMHeadModel")) for a in architectures):
-        return "causal"
-    if any(a.endswith(("Model", "ForMaskedLM", "ForSequenceClassification")) for a in architectures):
-        return "encoder"
-    from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
-
-    # Encoder-only types (BERT, RoBERTa, ...) also appear in the causal mapping as "as decoder" variants.
-    if config.model_type in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES and not getattr(config, "type_vocab_size", 0):
-        return "causal"
-    return "encoder"
+def detect_family(config: Any) -> str:
+    """The family of a ``transformers`` model config: the first registered family, in ``detect_order``,
+    that recognises it."""
+    for family in sorted(BACKBONES.values(), key=lambda cls: cls.detect_order):
+        if family.recognises(config):
+            return family.family
+    raise ModelLoadError(f"no backbone family recognises model type '{getattr(config, 'model_type', '?')}'",
+                         f"pass --family ({', '.join(BACKBONES)})")
 
 
-def load_backbone(name: str = DEFAULT_MODEL, family: str | None = None, max_length: int = train_default("max_length"),
+def load_backbone(name: str = DEFAULT_MODEL, family: str | None = None, max_length: int = DEFAULT_MAX_LENGTH,
                   device: str | torch.device | None = None, dtype: torch.dtype = torch.float32) -> Backbone:
     """A frozen backbone for a model name, local path, ``default`` or ``minilm``."""
-    from transformers import AutoConfig, AutoModel, AutoModelForCausalLM, AutoModelForSeq2SeqLM, AutoTokenizer
+    import transformers
+    from transformers import AutoConfig, AutoTokenizer
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()
@@ -151,7 +146,7 @@ def load_backbone(name: str = DEFAULT_MODEL, family: str | None = None, max_leng
         ) from None
     family = family or detect_family(config)
     backbone_type = BACKBONES[family]
-    auto = {"causal": AutoModelForCausalLM, "seq2seq": AutoModelForSeq2SeqLM, "encoder": AutoModel}[family]
+    auto = getattr(transformers, backbone_type.auto_model_class)
     try:
         model = auto.from_pretrained(path, local_files_only=local_only, dtype=dtype)
     except (OSError, ValueError) as exc:

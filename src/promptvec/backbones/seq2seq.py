@@ -6,6 +6,8 @@ scores every label with the decoder from the same encoder states.
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 import torch.nn.functional as F
 
@@ -25,6 +27,13 @@ from promptvec.tasks.spec import TaskSpec
 @register_backbone
 class Seq2SeqBackbone(Backbone):
     family = "seq2seq"
+    auto_model_class = "AutoModelForSeq2SeqLM"
+    peft_task_type = "SEQ_2_SEQ_LM"
+    detect_order = 0
+
+    @classmethod
+    def recognises(cls, config: Any) -> bool:
+        return bool(getattr(config, "is_encoder_decoder", False))
 
     def tokenize_label(self, task: TaskSpec, verbalization: str) -> list[int]:
         return self.tokenizer(verbalization, add_special_tokens=True)["input_ids"]

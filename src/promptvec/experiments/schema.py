@@ -17,7 +17,7 @@ from promptvec.errors import ConfigError, describe_validation_error
 from promptvec.experiments.analyses import ANALYSES
 from promptvec.io import path_component, read_yaml_mapping
 from promptvec.methods.registry import METHODS
-from promptvec.training.config import train_field
+from promptvec.training.config import BackboneFamily, train_field
 
 
 class SourcesSpec(BaseModel):
@@ -64,7 +64,7 @@ class BackboneSpec(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
     model: str = train_field("model")
-    family: Literal["causal", "seq2seq", "encoder"] | None = train_field("family")
+    family: BackboneFamily | None = train_field("family")
     max_length: int = train_field("max_length")
     chat_template: bool = train_field("chat_template")
 

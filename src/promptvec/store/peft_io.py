@@ -7,9 +7,10 @@ from pathlib import Path
 
 import torch
 
+from promptvec.backbones import BACKBONES
 from promptvec.errors import CheckpointError
 from promptvec.io import PICKLE_SUFFIXES, save_tensors
-from promptvec.peft_folder import CONFIG_FILE, PROMPT_KEY, TASK_TYPES, check_compatible, read_adapter, write_adapter
+from promptvec.peft_folder import CONFIG_FILE, PROMPT_KEY, check_compatible, read_adapter, write_adapter
 from promptvec.store.store import Entry, VectorStore
 
 
@@ -42,7 +43,8 @@ def export_peft(store: VectorStore, ref: str, folder: str | Path, overwrite: boo
         raise CheckpointError(f"entry {entry.short_id} is a vector", "apply it to an origin to get a prompt")
     meta = dict(entry.metadata)
     config = dict(meta.pop("peft_config", None) or {})
-    config.setdefault("task_type", TASK_TYPES.get(meta.get("family", ""), "CAUSAL_LM"))
+    if "task_type" not in config and meta.get("family") in BACKBONES:  # the family's PEFT task type
+        config["task_type"] = BACKBONES[meta["family"]].peft_task_type
     return write_adapter(folder, prompt, entry.rows, config, meta, overwrite=overwrite)
 
 

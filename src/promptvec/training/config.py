@@ -9,15 +9,26 @@ steps, batch 32, max source length 256, R = 100.
 from __future__ import annotations
 
 import copy
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from promptvec.encoding import DEFAULT_MAX_LENGTH
 from promptvec.errors import ConfigError, describe_validation_error
 from promptvec.registry import Registry
 
 if TYPE_CHECKING:
     import torch
+
+def _registered_family(name: str) -> str:
+    """A family name the backbone registry knows (imported here, on use only: this module stays light)."""
+    from promptvec.backbones import BACKBONES
+
+    return BACKBONES.check(name)
+
+
+#: a backbone family, checked against the registry (so a newly registered family is accepted)
+BackboneFamily = Annotated[str, AfterValidator(_registered_family)]
 
 PRESETS: Registry[dict[str, Any]] = Registry("preset")
 PRESETS.add("cpu-small", {})
@@ -41,7 +52,8 @@ class TrainConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)  # `--lr inf` is a typo, never a setting
 
     model: str = "default"
-    family: Literal["causal", "seq2seq", "encoder"] | None = None
+    family: BackboneFamily | None = Field(None, description="backbone family (default: detected from the "
+                                          "model's config; the registered families: promptvec.backbones)")
     task: str = Field(description="built-in task name or task YAML path")
     extra_tasks: list[str] = Field(
         default_factory=list, description="further tasks trained jointly into one prompt (a multi-task prompt, "
@@ -80,8 +92,8 @@ class TrainConfig(BaseModel):
     batch_size: int = Field(8, ge=1)
     grad_accum: int = Field(1, ge=1)
     max_grad_norm: float | None = Field(1.0, gt=0)
-    max_length: int = Field(256, ge=16, description="tokens of prompt + input + label; inputs are cut to fit, never "
-                            "the template or the label")
+    max_length: int = Field(DEFAULT_MAX_LENGTH, ge=16, description="tokens of prompt + input + label; inputs are "
+                            "cut to fit, never the template or the label")
     chat_template: bool = Field(False, description="wrap inputs in the model's chat template (a user turn)")
     precision: Literal["fp32", "bf16", "auto"] = Field(
         "fp32", description="bf16 autocast of the frozen model; auto = bf16 on a GPU that supports it, else fp32 "
