@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from promptvec.encoding import EncodingSpec
 from promptvec.errors import ConfigError
 from promptvec.evaluation import evaluate
 from promptvec.tasks import TaskSpec, get_task, load_task_data
@@ -116,14 +117,12 @@ def test_input_is_truncated_never_the_label(backbones, toy_task):
     from promptvec.tasks import Example
 
     long = Example({"text": "the movie " * 400}, "positive", "x", task.render({"text": "the movie " * 400}))
-    backbone.max_length = 64
-    try:
-        [item] = backbone.encode(task, [long], 10)
-        label = backbone.label_set(task).token_ids[1]
-        assert len(item.input_ids) + 10 + len(label) <= 64
-        assert backbone.tokenizer.decode(item.input_ids).endswith("Sentiment:")
-    finally:
-        backbone.max_length = 256
+    short = backbone.with_encoding(EncodingSpec(max_length=64))
+    [item] = short.encode(task, [long], 10)
+    label = short.label_set(task).token_ids[1]
+    assert len(item.input_ids) + 10 + len(label) <= 64
+    assert short.tokenizer.decode(item.input_ids).endswith("Sentiment:")
+    assert backbone.max_length == 256 and len(backbone.encode(task, [long], 10)[0].input_ids) > 64  # not changed
 
 
 def test_origin_is_reproducible_and_ordinary(backbones):
@@ -140,19 +139,37 @@ def test_chat_template_wraps_the_input(backbones, toy_task):
     backbone = backbones["llama"]
     task = get_task(str(toy_task))
     example = load_task_data(task).test[0]
+    chat = backbone.with_encoding(EncodingSpec(chat_template=True))
     with pytest.raises(ConfigError, match="no chat template"):
-        backbone.chat_template = True
-        try:
-            backbone.encode(task, [example], 2)
-        finally:
-            backbone.chat_template = False
+        chat.encode(task, [example], 2)
     backbone.tokenizer.chat_template = "{% for m in messages %}<user>{{ m['content'] }}</user>{% endfor %}"
-    backbone.chat_template = True
     try:
-        [item] = backbone.encode(task, [example], 2)
-        assert backbone.tokenizer.decode(item.input_ids).startswith("<user>Review:")
+        [item] = chat.encode(task, [example], 2)
+        assert chat.tokenizer.decode(item.input_ids).startswith("<user>Review:")
+        assert not backbone.chat_template and not backbone.tokenizer.decode(
+            backbone.encode(task, [example], 2)[0].input_ids).startswith("<user>")
     finally:
-        backbone.chat_template = False
+        backbone.tokenizer.chat_template = None
+
+
+def test_a_trainer_never_changes_the_backbone_it_was_lent(backbones, toy_task, tmp_path):
+    """A suite worker caches one backbone for all its runs: a run with other encoding settings works on
+    a view, so the next run (and the caller) sees the backbone as it was."""
+    from promptvec.training.config import TrainConfig
+    from promptvec.training.trainer import Trainer
+
+    backbone = backbones["llama"]
+    backbone.tokenizer.chat_template = "{% for m in messages %}<user>{{ m['content'] }}</user>{% endfor %}"
+    try:
+        config = TrainConfig(model=backbone.name, task=str(toy_task), shots=8, max_steps=1, max_length=64,
+                             chat_template=True, prompt_length=3, val_examples=4, test_examples=4)
+        trainer = Trainer(config, tmp_path / "run", backbone=backbone, progress=False)
+        assert trainer.backbone.encoding == EncodingSpec(64, True) and trainer.backbone.model is backbone.model
+        assert backbone.encoding == EncodingSpec()  # the lent backbone: unchanged
+        same = Trainer(config.model_copy(update={"max_length": 256, "chat_template": False}), tmp_path / "r2",
+                       backbone=backbone, progress=False)
+        assert same.backbone is backbone  # equal settings: no view needed
+    finally:
         backbone.tokenizer.chat_template = None
 
 

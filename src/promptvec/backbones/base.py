@@ -10,6 +10,7 @@ part of promptvec asks the class instead of naming families.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import hashlib
 import importlib
@@ -22,7 +23,7 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
-from promptvec.encoding import DEFAULT_MAX_LENGTH
+from promptvec.encoding import DEFAULT_MAX_LENGTH, EncodingSpec
 from promptvec.errors import ConfigError, ModelLoadError
 from promptvec.registry import Registry
 from promptvec.tasks.spec import Example, TaskSpec
@@ -146,12 +147,29 @@ class Backbone(ABC):
         self.model: Any = model
         self.tokenizer = tokenizer
         self.name = name
-        self.max_length = max_length
-        #: wrap each templated input as a user turn of the tokenizer's chat template (instruction-tuned models)
-        self.chat_template = False
+        #: how inputs are encoded; replaced only in a view (:meth:`with_encoding`), never in place
+        self.encoding = EncodingSpec(max_length)
         model.requires_grad_(False)
         model.eval()
         self._label_sets: dict[tuple, LabelSet] = {}
+
+    def with_encoding(self, encoding: EncodingSpec) -> Backbone:
+        """This backbone with other encoding settings: itself when they are equal, else a view that
+        shares the model, the tokenizer and the caches (label token ids do not depend on them) — the
+        backbone a caller lent stays as it was."""
+        if encoding == self.encoding:
+            return self
+        view = copy.copy(self)
+        view.encoding = encoding
+        return view
+
+    @property
+    def max_length(self) -> int:
+        return self.encoding.max_length
+
+    @property
+    def chat_template(self) -> bool:
+        return self.encoding.chat_template
 
     # ---- identity -----------------------------------------------------------------------
     @property

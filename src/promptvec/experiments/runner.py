@@ -255,11 +255,14 @@ class WorkerResources:
 
     def backbone(self, suite: SuiteSpec) -> Backbone:
         from promptvec.backbones import load_backbone
+        from promptvec.encoding import EncodingSpec
 
         key = json.dumps(suite.backbone.model_dump(), sort_keys=True)
         if self._backbone_key != key:
             bb = suite.backbone
-            self._backbone = load_backbone(bb.model, bb.family, bb.max_length, device=self.device)
+            # the suite's encoding (chat template included) for every run, whichever method runs first
+            self._backbone = load_backbone(bb.model, bb.family, bb.max_length, device=self.device).with_encoding(
+                EncodingSpec(bb.max_length, bb.chat_template))
             self._backbone_key = key
         return self._backbone
 

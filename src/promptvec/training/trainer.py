@@ -31,6 +31,7 @@ from pydantic import ValidationError
 from promptvec.backbones import Backbone, load_backbone
 from promptvec.backbones.base import Encoded
 from promptvec.display import TrainingProgress, status_line
+from promptvec.encoding import EncodingSpec
 from promptvec.errors import ConfigError, OutputExistsError, PromptvecError, describe_validation_error
 from promptvec.evaluation import evaluate
 from promptvec.faults import fault_point
@@ -203,9 +204,9 @@ class Trainer:
         self.out = Path(output_dir)
         self.tasks = [get_task(name) for name in (config.task, *config.extra_tasks)]
         self.task = self.tasks[0]
-        self.backbone = backbone or load_backbone(config.model, config.family, config.max_length)
-        self.backbone.max_length = config.max_length
-        self.backbone.chat_template = config.chat_template
+        lent = backbone or load_backbone(config.model, config.family, config.max_length)
+        # this run's encoding settings, on a view: a lent (cached, shared) backbone is never changed
+        self.backbone = lent.with_encoding(EncodingSpec(config.max_length, config.chat_template))
         given = [task_data] if isinstance(task_data, TaskData) else list(task_data or [])
         self.datas = given + [load_task_data(task, data_dir) for task in self.tasks[len(given):]]
         self.data = self.datas[0]
