@@ -24,8 +24,8 @@ from promptvec import load_backbone
 from promptvec.evaluation import evaluate
 from promptvec.library import AutoPolicy, PromptLibrary
 from promptvec.library.auto import pick, score_candidates
+from promptvec.provenance import code_version
 from promptvec.tasks import few_shot, get_task, load_task_data, subsample
-from promptvec.training.record import code_version
 from promptvec.vectors import Origin
 
 VARIANTS = {f"{score}, combine {combine}": AutoPolicy(score=score, combine=combine)

@@ -135,3 +135,13 @@ def test_vector_from_a_trained_checkpoint(backbones, tiny_models, toy_task, tmp_
     origin = Origin.sample(b, 3, 5)
     assert tau.meta.origin["seed"] == 5 and tau.meta.task == "toy_sentiment"
     assert torch.allclose(tau.apply_to(origin, backbone=b), load_prompt(tmp_path / "r").prompt, atol=1e-6)
+
+
+def test_the_scale_is_the_best_of_the_grid_with_ties_to_the_smaller_and_always_one():
+    from promptvec.vectors.scaling import LAMBDA_GRID, choose_scale
+
+    assert LAMBDA_GRID[0] == 0.0 and LAMBDA_GRID[-1] == 1.0 and len(LAMBDA_GRID) == 21
+    best, curve = choose_scale(lambda lam: min(lam, 0.5))  # a plateau from 0.5 on: the smaller λ
+    assert best == 0.5 and list(curve) == list(LAMBDA_GRID)
+    assert choose_scale(lambda lam: -1.0 - lam)[0] == 0.0  # no score above 0: still a λ (the best one)
+    assert choose_scale(lambda lam: -abs(lam - 0.3), grid=(0.1, 0.3, 0.9))[0] == 0.3

@@ -36,6 +36,7 @@ from promptvec.io import (
     verify_checksum,
 )
 from promptvec.model_card import render_model_card
+from promptvec.provenance import package_versions
 from promptvec.tensor_checks import check_prompt_tensor, positive_int
 
 PROMPT_KEY = "prompt_embeddings"
@@ -196,7 +197,6 @@ def save_prompt(directory: str | Path, prompt: torch.Tensor, backbone, metadata:
     """Write a trained prompt ``[R, d]`` of ``backbone`` as an adapter folder (atomically; a folder
     holding files promptvec did not write is refused unless ``overwrite``)."""
     from promptvec.backbones.loading import EMBEDDED_MODELS, base_model_id
-    from promptvec.training.record import package_versions
 
     config = backbone.model.config
     peft_config = {

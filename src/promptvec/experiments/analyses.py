@@ -221,7 +221,7 @@ class CombinationAnalysis(Analysis):
 
     @classmethod
     def evaluations(cls, settings, suite) -> int:
-        from promptvec.experiments.tpv import LAMBDA_GRID
+        from promptvec.vectors.scaling import LAMBDA_GRID
 
         val = settings.val_examples or suite.budget.val_examples or 200
         return sum(len(g) * (len(LAMBDA_GRID) * val + (suite.budget.test_examples or 500)) for g in settings.pairs)

@@ -24,9 +24,9 @@ from promptvec.experiments.schema import SuiteSpec
 from promptvec.io import atomic_directory, atomic_write_json, read_json
 from promptvec.library import LIBRARY_FILE, LibraryEntry, LibraryManifest, PromptLibrary
 from promptvec.library.library import FORMAT
+from promptvec.provenance import code_version
 from promptvec.store import VectorStore
 from promptvec.tasks import get_task
-from promptvec.training.record import code_version
 
 #: the shipped library's tasks: every built-in task with local data whose inputs fit the recipe
 #: (squad_v2's contexts do not fit 128 tokens; gsm8k's chains of reasoning are out of a 135M model's reach)

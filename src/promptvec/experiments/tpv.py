@@ -21,8 +21,7 @@ from promptvec.peft_folder import load_prompt
 from promptvec.tasks import TaskData, subsample
 from promptvec.training.config import train_default
 from promptvec.vectors import TaskPromptVector
-
-LAMBDA_GRID = tuple(round(0.05 * i, 2) for i in range(21))  # λ for combinations (docs/methods.md §2)
+from promptvec.vectors.scaling import LAMBDA_GRID, choose_scale
 
 
 def _score(backbone: Backbone, data: TaskData, prompt, split: str, limit: int | None, seed: int) -> float:
@@ -95,12 +94,12 @@ def combine_tasks(backbone: Backbone, runs: dict[str, str | Path], data: dict[st
 
         raise ConfigError("combined vectors must come from the same origin", "use runs trained from one origin seed")
     total = sum(list(vectors.values())[1:], first)
-    curve = {}
-    for lam in grid:
+
+    def validation(lam: float) -> float:
         prompt = total.apply_to(origin, lam, backbone)
-        curve[lam] = sum(_score(backbone, data[t], prompt, "validation", val_limit, seed) for t in vectors) / len(
-            vectors)
-    best = max(grid, key=lambda lam: (curve[lam], -lam))  # ties: the smaller λ
+        return sum(_score(backbone, data[t], prompt, "validation", val_limit, seed) for t in vectors) / len(vectors)
+
+    best, curve = choose_scale(validation, grid)
     prompt = total.apply_to(origin, best, backbone)
     return CombinationResult(
         tasks=list(vectors), best_lambda=best, validation_curve=curve,

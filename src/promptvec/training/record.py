@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import functools
-import platform
 import resource
-import subprocess
 import sys
-from importlib import metadata
 from pathlib import Path
 from typing import Any, Literal, TypedDict
 
 import torch
+
+from promptvec.provenance import code_version, package_versions
 
 
 class RunRecord(TypedDict, total=False):
@@ -51,45 +49,6 @@ def new_run_record(backbone: Any, task: str, config: dict[str, Any], origin: dic
     return {"status": "running", "task": task, "model": backbone.name, "model_fingerprint": backbone.fingerprint,
             "family": backbone.family, "config": config, "origin": origin, "versions": package_versions(),
             "code": code_version(), "history": [], "best": None, "test": None, "wall_time_s": 0.0, "peak_memory": None}
-
-
-def package_versions() -> dict[str, str]:
-    versions = {"python": sys.version.split()[0], "platform": platform.platform()}
-    for name in ("promptvec", "torch", "transformers", "peft", "accelerate", "safetensors", "datasets"):
-        versions[name] = _version(name)
-    return versions
-
-
-@functools.cache
-def code_version() -> dict[str, Any]:
-    """Which promptvec code this process runs: the package version and, for a source checkout (an
-    editable install, a ``git worktree``), the commit and whether ``src/`` differed from it.
-
-    Code changes while a study runs, so a run's version number alone does not say what produced it.
-    Computed once per process, the first time a record is written — after the modules a run uses
-    are imported, so it describes the code the process holds. ``commit`` and ``dirty`` are None for
-    an installed wheel or where git is unavailable."""
-    package = Path(__file__).resolve().parents[1]
-    root = package.parents[1]
-    info: dict[str, Any] = {"promptvec": _version("promptvec"), "commit": None, "dirty": None}
-    if package != root / "src" / "promptvec" or not (root / ".git").exists():
-        return info
-    try:
-        def git(*args: str) -> str:
-            return subprocess.run(["git", "-C", str(root), *args], capture_output=True, text=True, timeout=10,
-                                  check=True).stdout.strip()
-        info["commit"] = git("rev-parse", "HEAD")
-        info["dirty"] = bool(git("status", "--porcelain", "--untracked-files=no", "--", "src"))
-    except (OSError, subprocess.SubprocessError):
-        pass
-    return info
-
-
-def _version(name: str) -> str:
-    try:
-        return metadata.version(name)
-    except metadata.PackageNotFoundError:
-        return "not installed"
 
 
 def peak_rss_mb() -> float:

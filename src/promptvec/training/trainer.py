@@ -39,6 +39,7 @@ from promptvec.io import append_jsonl, atomic_write_json, output_folder, read_js
 from promptvec.modes import module_mode
 from promptvec.peft_folder import PROMPT_DIR, load_prompt, save_prompt
 from promptvec.prompts import MODULE_DIR, PromptModule, StaticPrompt, load_module, save_module
+from promptvec.provenance import code_version
 from promptvec.tasks import TaskData, TaskSpec, few_shot, get_task, load_task_data, subsample
 from promptvec.training.batching import BucketedBatches, MixedTaskBatches
 from promptvec.training.checkpoint import load_training_state, rng_state, save_training_state, set_rng_state
@@ -51,7 +52,7 @@ from promptvec.training.distributed import (
     local_weight,
     release_at_exit,
 )
-from promptvec.training.record import RunRecord, code_version, new_run_record, peak_memory_mb
+from promptvec.training.record import RunRecord, new_run_record, peak_memory_mb
 from promptvec.training.run_folder import LOCK_FILE, RunFolderLock, remove_leftovers, unstarted_run_entries
 from promptvec.vectors import Origin
 

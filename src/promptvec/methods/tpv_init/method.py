@@ -11,13 +11,13 @@ from pydantic import Field, field_validator
 
 from promptvec.errors import ConfigError
 from promptvec.evaluation import evaluate
-from promptvec.experiments.tpv import LAMBDA_GRID
 from promptvec.methods.base import RunContext
 from promptvec.methods.pt import PromptTuning, PTSettings
 from promptvec.methods.registry import register_method
 from promptvec.methods.sources import source_folder, target_sources
 from promptvec.tasks import subsample
 from promptvec.vectors import MERGE_METHODS, TaskPromptVector, merge
+from promptvec.vectors.scaling import choose_scale
 
 
 class TPVInitSettings(PTSettings):
@@ -62,9 +62,8 @@ class TPVInit(PromptTuning):
             data = ctx.task_data
             val = subsample(data.validation, budget.val_examples, budget.eval_seed)
             primary = data.spec.primary_metric
-            curve = {lam: evaluate(ctx.backbone, data.spec, val, combined.apply_to(origin, lam, ctx.backbone)
-                                   ).metrics[primary] for lam in LAMBDA_GRID}
-            scale = max(LAMBDA_GRID, key=lambda lam: (curve[lam], -lam))
+            scale, curve = choose_scale(lambda lam: evaluate(
+                ctx.backbone, data.spec, val, combined.apply_to(origin, lam, ctx.backbone)).metrics[primary])
         info = {"init": "tpv", "sources": sources, "merge": s.merge, "scale": scale, "origin_seed": ctx.run.origin,
                 "vector_norm": combined.norm(), "scale_curve": curve}
         return combined.apply_to(origin, scale, ctx.backbone), info
