@@ -64,7 +64,7 @@ def test_output_folders_that_cannot_be_folders(trained, tiny_suite_path):
     _refused(["train", *base, "--out", str(file / "sub")], "which is a file")
     _refused(["experiment", "run", str(tiny_suite_path), "--out", str(file)], "is a file, not a folder")
     _refused(["store", "list", "--store", str(file)], "which is a file")
-    from promptvec.experiments.schema import SuiteSpec
+    from promptvec.suites.schema import SuiteSpec
 
     suite_folder = tiny_suite_path.parent / "done"
     suite_folder.mkdir()
@@ -233,7 +233,7 @@ def test_pull_manifest_entries_that_are_not_objects(tmp_path, entry):
 
 def test_report_on_damaged_results_and_suite_files(tmp_path):
     from promptvec.experiments.report import build_report
-    from promptvec.experiments.schema import SuiteSpec
+    from promptvec.suites.schema import SuiteSpec
 
     suite = SuiteSpec(name="s", tasks=["sst2"], methods=[{"name": "zero", "label": "none", "settings":
                                                           {"prompt": "none"}}], stats={"baseline": "none"})

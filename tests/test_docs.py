@@ -14,7 +14,7 @@ METHODS_DOC = ROOT / "docs" / "methods.md"
 
 def test_methods_doc_covers_every_registered_method_grouping_merge_and_similarity():
     from promptvec.methods.dtvg import GROUPING_CHOICES
-    from promptvec.methods.registry import METHODS
+    from promptvec.suites.method import METHODS
     from promptvec.vectors import MERGE_METHODS
     from promptvec.vectors.similarity import SIMILARITIES
 
@@ -40,7 +40,7 @@ def test_readme_points_to_the_methods_doc():
 def test_the_contributing_example_works_as_written(tmp_path, tiny_models, toy_tasks, backbones):
     """docs/contributing.md's method and its test, run as the page shows them: the method registers,
     runs in a tiny suite and starts from the mean of the source prompts; the registry is left as it was."""
-    from promptvec.methods.registry import METHODS
+    from promptvec.suites.method import METHODS
 
     text = (ROOT / "docs" / "contributing.md").read_text(encoding="utf-8")
     method_code, test_code, _, _ = re.findall(r"```python\n(.*?)```", text, re.S)
@@ -58,7 +58,7 @@ def test_the_contributing_backbone_family_works_as_written(tmp_path, tiny_models
     """docs/contributing.md's backbone family and its test, as the page shows them: one module registers
     the family, which TrainConfig, suites and load_backbone then accept; the registry is left as it was."""
     from promptvec.backbones import BACKBONES
-    from promptvec.experiments.schema import BackboneSpec
+    from promptvec.suites.schema import BackboneSpec
     from promptvec.training.config import TrainConfig
 
     text = (ROOT / "docs" / "contributing.md").read_text(encoding="utf-8")

@@ -14,10 +14,10 @@ from typer.testing import CliRunner
 from promptvec.cli import app
 from promptvec.errors import ConfigError
 from promptvec.experiments import runner as runner_module
-from promptvec.experiments.plan import expand
 from promptvec.experiments.report import build_report
 from promptvec.experiments.runner import run_suite, status_of
-from promptvec.experiments.schema import load_suite
+from promptvec.suites.plan import expand
+from promptvec.suites.schema import load_suite
 from tests.conftest import tiny_suite_file
 
 ZERO_ONLY = [{"name": "zero", "label": "z"}]
@@ -154,7 +154,7 @@ def test_report_cli_on_a_non_suite_folder(tmp_path):
 def test_runs_made_before_a_new_option_still_count_as_done(tmp_path, tiny_models, toy_task):
     import json as _json
 
-    from promptvec.experiments.plan import spec_path
+    from promptvec.suites.plan import spec_path
 
     suite = load_suite(tiny_suite_file(tmp_path, tiny_models, toy_task, stats={}, methods=ZERO_ONLY))
     out = tmp_path / "out"
@@ -174,7 +174,7 @@ def test_runs_made_before_a_new_option_still_count_as_done(tmp_path, tiny_models
 @pytest.mark.parametrize("path", sorted(Path(__file__).parent.parent.glob("examples/suites/*.yaml")),
                          ids=lambda p: p.stem)
 def test_example_suites_are_valid(path):
-    from promptvec.experiments.plan import is_source
+    from promptvec.suites.plan import is_source
 
     suite = load_suite(path)
     runs = expand(suite)
@@ -196,7 +196,7 @@ def test_report_says_what_the_table_could_detect(tmp_path):
     """Synthetic results of two methods over 5 paired seeds: the report's power paragraph gives the
     spread of the paired differences and the detectable difference computed from it."""
     from promptvec.evaluation.stats import minimal_detectable_difference
-    from promptvec.experiments.schema import SuiteSpec
+    from promptvec.suites.schema import SuiteSpec
 
     suite = SuiteSpec(name="power", tasks=["sst2"], shots=[16], seeds=[0, 1, 2, 3, 4],
                       methods=[{"name": "pt", "label": "pt"}, {"name": "random", "label": "other"}],
@@ -235,8 +235,8 @@ def test_each_training_default_and_limit_is_the_train_configs(tmp_path, tiny_mod
     """The suite budget, the backbone section and every method's settings take their defaults and
     limits from TrainConfig — and a bad value anywhere, sources.settings included, is refused when the
     suite is loaded (so by --dry-run), not when the run reaches it."""
-    from promptvec.experiments.schema import BackboneSpec, BudgetSpec
     from promptvec.methods.pt import PTSettings
+    from promptvec.suites.schema import BackboneSpec, BudgetSpec
     from promptvec.training.config import TrainConfig
 
     defaults = {n: (f.default_factory() if f.default_factory else f.default)

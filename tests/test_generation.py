@@ -298,10 +298,10 @@ def test_a_free_text_task_trains_evaluates_and_predicts(backbones, toy_generatio
 
 
 def test_a_free_text_suite_runs_every_method_and_reports(tmp_path, tiny_models, toy_generation_tasks):
-    from promptvec.experiments.plan import SOURCE_LABEL, expand
     from promptvec.experiments.report import build_report
     from promptvec.experiments.runner import run_suite
-    from promptvec.experiments.schema import load_suite
+    from promptvec.suites.plan import SOURCE_LABEL, expand
+    from promptvec.suites.schema import load_suite
     from tests.conftest import tiny_transfer_suite
 
     tasks = {"src_a": toy_generation_tasks["gen_a"], "src_b": toy_generation_tasks["gen_b"],
@@ -342,10 +342,10 @@ def test_label_and_free_text_tasks_transfer_to_each_other_in_one_suite(tmp_path,
                                                                         toy_generation_tasks):
     """Mixed families: a classification source helps initialise a free-text target and back, and the
     multi-task methods (ATTEMPT, Fusion) train on sources of both kinds at once."""
-    from promptvec.experiments.plan import SOURCE_LABEL
     from promptvec.experiments.report import build_report
     from promptvec.experiments.runner import run_suite
-    from promptvec.experiments.schema import load_suite
+    from promptvec.suites.plan import SOURCE_LABEL
+    from promptvec.suites.schema import load_suite
     from tests.conftest import PS
 
     label_task, text_task = toy_tasks["src_a"], toy_generation_tasks["gen_a"]

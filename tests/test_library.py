@@ -14,13 +14,13 @@ import yaml
 
 from promptvec.errors import ConfigError
 from promptvec.experiments.library_build import LIBRARY_TASKS, library_suite, package_library
-from promptvec.experiments.plan import expand
 from promptvec.experiments.report import build_report
 from promptvec.experiments.runner import run_suite
-from promptvec.experiments.schema import load_suite
 from promptvec.library import AutoPolicy, PromptLibrary, SourcePrompt, choose_start
 from promptvec.store import VectorStore
 from promptvec.store.store import StoreError
+from promptvec.suites.plan import expand
+from promptvec.suites.schema import load_suite
 from promptvec.tasks import few_shot, get_task, load_task_data
 from promptvec.training.config import TrainConfig
 from promptvec.training.trainer import Trainer, train_prompt
@@ -163,7 +163,7 @@ def test_a_library_folder_is_checked(tmp_path, tiny_library):
 
 
 def load_suite_of(library: PromptLibrary):
-    from promptvec.experiments.schema import SuiteSpec
+    from promptvec.suites.schema import SuiteSpec
 
     return SuiteSpec.model_validate(json.loads((library.root.parent / "runs" / "suite.json").read_text()))
 
@@ -359,7 +359,7 @@ def test_auto_chooses_for_free_text_tasks_too(backbones, toy_generation_tasks, t
 def test_the_leave_one_task_out_suite_uses_the_librarys_own_prompts():
     """Every source of the study is exactly a library prompt (same fingerprint: copied, never retrained),
     and each target's candidates are all the other library tasks."""
-    from promptvec.experiments.plan import source_runs
+    from promptvec.suites.plan import source_runs
 
     library = load_suite(ROOT / "examples/suites/library-smollm2.yaml")
     study = load_suite(ROOT / "examples/suites/library-loto.yaml")
@@ -397,10 +397,15 @@ def test_the_policy_pilot_runs_on_a_library_of_builtin_tasks(tmp_path, tiny_mode
 def test_the_library_for_the_embedded_model_ships_in_the_installed_package(tmp_path):
     """Built as a wheel and installed into a clean folder, promptvec lists its library offline: the 22
     tasks of the recipe, for the embedded model, read from the installed files (not this checkout)."""
+    import shutil
     import subprocess
     import sys
 
-    subprocess.run([sys.executable, "-m", "pip", "wheel", str(ROOT), "--no-deps", "--no-build-isolation", "-q",
+    source = tmp_path / "source"  # built from a copy: a build writes build/ and *.egg-info next to its sources
+    shutil.copytree(ROOT / "src", source / "src", ignore=shutil.ignore_patterns("*.egg-info", "__pycache__"))
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(ROOT / name, source / name)
+    subprocess.run([sys.executable, "-m", "pip", "wheel", str(source), "--no-deps", "--no-build-isolation", "-q",
                     "-w", str(tmp_path / "wheel")], check=True, capture_output=True)
     wheel = next((tmp_path / "wheel").glob("promptvec-*.whl"))
     subprocess.run([sys.executable, "-m", "pip", "install", str(wheel), "--no-deps", "-q", "--target",

@@ -63,11 +63,11 @@ def test_a_component_registers_under_its_own_name():
 def test_every_named_family_of_the_package_is_a_registry():
     from promptvec.backbones import BACKBONES
     from promptvec.evaluation import METRIC_FUNCTIONS
-    from promptvec.experiments.analyses import ANALYSES
     from promptvec.experiments.plots import FIGURE_MAKERS
     from promptvec.methods.dtvg import GROUPINGS
-    from promptvec.methods.registry import METHODS
     from promptvec.prompts import PROMPT_MODULES
+    from promptvec.suites.analysis import ANALYSES
+    from promptvec.suites.method import METHODS
     from promptvec.tasks.registry import BUILTIN_TASKS
     from promptvec.vectors import MERGE_METHODS, SIMILARITIES
 

@@ -164,7 +164,7 @@ _TASK = yaml.safe_load(TASK_YAML)
 def test_yaml_keys_that_are_not_names_are_refused(tmp_path, text):
     """Found by the property test above: a bare `?` is a mapping with a null key (a TypeError before)."""
     from promptvec.errors import ConfigError, TaskError
-    from promptvec.experiments.schema import load_suite
+    from promptvec.suites.schema import load_suite
     from promptvec.tasks import get_task
 
     path = tmp_path / "x.yaml"
@@ -206,7 +206,7 @@ def test_a_task_yaml_is_loaded_or_refused_naming_the_file_and_the_fix(tmp_path, 
 @PROPERTY
 @given(text=_SUITE_BODIES | st.text(max_size=200))
 def test_a_suite_yaml_is_loaded_or_refused_naming_the_file_and_the_fix(tmp_path, text):
-    from promptvec.experiments.schema import load_suite
+    from promptvec.suites.schema import load_suite
 
     _loaded_or_refused_readably(load_suite, tmp_path / "s.yaml", text)
 

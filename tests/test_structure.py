@@ -1,5 +1,7 @@
-"""The package's shape, checked: no import cycle anywhere in ``src/promptvec`` (every import counts,
-also those inside functions), and each method's code under its own folder of ``promptvec.methods``."""
+"""The package's shape, checked: no import cycle anywhere in ``src/promptvec`` — between modules
+(every import that can run counts, also those inside functions; imports under ``if TYPE_CHECKING:``
+never run and are left out) and between packages (a package's modules only import packages below
+it) — and each method's code under its own folder of ``promptvec.methods``."""
 
 from __future__ import annotations
 
@@ -20,7 +22,12 @@ def import_graph() -> dict[str, set[str]]:
     graph: dict[str, set[str]] = {name: set() for name in modules}
     for name, path in modules.items():
         package = name if path.name == "__init__.py" else name.rpartition(".")[0]
-        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        type_only = {id(n) for block in ast.walk(tree) if isinstance(block, ast.If) and _is_type_checking(block.test)
+                     for stmt in block.body for n in ast.walk(stmt)}
+        for node in ast.walk(tree):
+            if id(node) in type_only:
+                continue
             targets: list[str] = []
             if isinstance(node, ast.Import):
                 targets = [alias.name for alias in node.names]
@@ -32,6 +39,24 @@ def import_graph() -> dict[str, set[str]]:
                 targets = [f"{base}.{a.name}" if f"{base}.{a.name}" in modules else base for a in node.names]
             graph[name] |= {t for t in targets if t in modules and t != name}
     return graph
+
+
+def _is_type_checking(test: ast.expr) -> bool:
+    return (isinstance(test, ast.Name) and test.id == "TYPE_CHECKING") or (
+        isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING")
+
+
+def package_graph(graph: dict[str, set[str]]) -> dict[str, set[str]]:
+    """The import graph between the top-level packages of promptvec (``promptvec.methods``, …); a
+    top-level module (``promptvec.io``) is its own node."""
+    def unit(module: str) -> str:
+        return ".".join(module.split(".")[:2])
+
+    packages: dict[str, set[str]] = {unit(m): set() for m in graph}
+    for module, targets in graph.items():
+        packages[unit(module)] |= {unit(t) for t in targets if unit(t) != unit(module)}
+    packages.pop("promptvec", None)  # the package's own __init__ re-exports from everything, lazily
+    return {k: {t for t in v if t != "promptvec"} for k, v in packages.items()}
 
 
 def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
@@ -73,13 +98,24 @@ def test_the_cycle_finder_finds_a_cycle():
 
 def test_no_import_cycle_in_the_package():
     graph = import_graph()
-    assert "promptvec.experiments.plan" in graph["promptvec.methods.runs"]  # a module-level import
-    assert "promptvec.experiments.plan" in graph["promptvec.cli"]  # imported inside a function only
+    assert "promptvec.suites.plan" in graph["promptvec.methods.runs"]  # a module-level import
+    assert "promptvec.suites.plan" in graph["promptvec.cli"]  # imported inside a function only
     assert cycles(graph) == []
 
 
+def test_packages_import_only_downward():
+    """At package level too: suites (schema, plan, results, the method and analysis contracts and
+    their registries) sit below both the methods and the experiments (runner, reports, analyses,
+    transfer), which find the methods and analyses through those registries."""
+    packages = package_graph(import_graph())
+    assert "promptvec.suites" in packages["promptvec.methods"] & packages["promptvec.experiments"]
+    assert not packages["promptvec.suites"] & {"promptvec.methods", "promptvec.experiments"}
+    assert "promptvec.experiments" not in packages["promptvec.methods"]
+    assert cycles(packages) == []
+
+
 def test_each_method_lives_in_its_own_folder():
-    from promptvec.methods.registry import METHODS
+    from promptvec.suites.method import METHODS
 
     for name, method in METHODS.items():
         parts = method.__module__.split(".")

@@ -11,8 +11,8 @@ from typer.testing import CliRunner
 
 from promptvec.cli import app
 from promptvec.errors import ConfigError, TaskError
-from promptvec.experiments.plan import RunSpec, run_dir, spec_path
-from promptvec.experiments.schema import load_suite
+from promptvec.suites.plan import RunSpec, run_dir, spec_path
+from promptvec.suites.schema import load_suite
 from promptvec.tasks import get_task
 
 

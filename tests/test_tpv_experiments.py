@@ -63,8 +63,8 @@ def test_combination_picks_lambda_on_validation(tmp_path, backbones, toy_task):
 def test_the_similarity_section_says_what_the_diagonal_is(tmp_path):
     """With several origins the diagonal compares a task's vectors from different origins; with one it is
     empty, and the report says so instead of printing nan."""
-    from promptvec.experiments.document import Figure, Paragraph
     from promptvec.experiments.tpv_report import _similarity
+    from promptvec.suites.document import Figure, Paragraph
 
     def section(origins, diagonal):
         matrix = [[diagonal, 0.1, 0.1], [0.1, diagonal, 0.4], [0.1, 0.4, diagonal]]

@@ -12,16 +12,16 @@ import torch
 import yaml
 
 from promptvec.errors import CheckpointError, ConfigError
-from promptvec.experiments.plan import expand, run_dir
 from promptvec.experiments.report import build_report
-from promptvec.experiments.run_logs import module_log
 from promptvec.experiments.runner import run_suite
-from promptvec.experiments.schema import load_suite
 from promptvec.experiments.transfer import transfer
 from promptvec.methods.attempt import AttemptPrompt
 from promptvec.methods.dtvg import GROUPINGS, DTVGPrompt
 from promptvec.methods.fusion import FusionPrompt
 from promptvec.prompts import load_module, save_module
+from promptvec.suites.plan import expand, run_dir
+from promptvec.suites.run_logs import module_log
+from promptvec.suites.schema import load_suite
 from promptvec.tasks import get_task, load_task_data
 from promptvec.training.batching import MixedTaskBatches
 from promptvec.training.config import TrainConfig
@@ -458,7 +458,7 @@ def test_dtvg_stage1_is_the_trained_validation_selected_target_prompt(tmp_path, 
     """By default Stage I trains the target with the method's own budget and keeps its best validation
     checkpoint among trained steps (the authors' code) — reused from the suite's pt run when that run
     trained exactly the same; ``stage1_steps`` is the explicit cheaper option."""
-    from promptvec.methods.registry import METHODS
+    from promptvec.suites.method import METHODS
 
     ps = PS
     methods = [{"name": "pt", "settings": {**ps, "select_initial": False}},

@@ -11,12 +11,12 @@ import yaml
 
 from promptvec.errors import ConfigError, DataError
 from promptvec.experiments.analyses import load_results
-from promptvec.experiments.plan import expand, run_dir, source_run
 from promptvec.experiments.report import build_report
 from promptvec.experiments.runner import run_suite
-from promptvec.experiments.schema import load_suite
 from promptvec.peft_folder import PROMPT_DIR
 from promptvec.store import VectorStore
+from promptvec.suites.plan import expand, run_dir, source_run
+from promptvec.suites.schema import load_suite
 from promptvec.vectors import Origin, TaskPromptVector
 
 

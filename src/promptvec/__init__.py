@@ -36,7 +36,7 @@ _EXPORTS = {
     "Origin": "promptvec.vectors",
     "TaskPromptVector": "promptvec.vectors",
     "VectorStore": "promptvec.store",
-    "load_suite": "promptvec.experiments.schema",
+    "load_suite": "promptvec.suites.schema",
     "run_suite": "promptvec.experiments.runner",
     "build_report": "promptvec.experiments.report",
     "load_prompt": "promptvec.peft_folder",
@@ -48,10 +48,10 @@ if TYPE_CHECKING:  # what type checkers and IDEs see; at run time __getattr__ im
     from promptvec.evaluation import EvalResult, evaluate
     from promptvec.experiments.report import build_report
     from promptvec.experiments.runner import run_suite
-    from promptvec.experiments.schema import load_suite
     from promptvec.inference import Predictor
     from promptvec.peft_folder import load_prompt, save_prompt
     from promptvec.store import VectorStore
+    from promptvec.suites.schema import load_suite
     from promptvec.tasks import TaskSpec, get_task, load_task_data
     from promptvec.training.config import TrainConfig
     from promptvec.training.trainer import train_prompt

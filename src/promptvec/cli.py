@@ -474,9 +474,9 @@ def experiment_run_command(
     data_dir: DataDir = None,
 ) -> None:
     """Run a suite; completed runs are skipped and interrupted ones resume at their last step."""
-    from promptvec.experiments.plan import expand
     from promptvec.experiments.runner import analysis_status, estimate_seconds, format_duration, run_suite, status_of
-    from promptvec.experiments.schema import load_suite
+    from promptvec.suites.plan import expand
+    from promptvec.suites.schema import load_suite
 
     suite = load_suite(suite_path)
     out = out or Path("runs") / suite.name

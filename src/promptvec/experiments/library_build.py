@@ -17,15 +17,15 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from promptvec.errors import ConfigError, describe_validation_error
-from promptvec.experiments.plan import STORE_DIR, expand, source_runs, stored_name
-from promptvec.experiments.results import collect_results
 from promptvec.experiments.runner import estimate_seconds, format_duration, run_suite, status_of
-from promptvec.experiments.schema import SuiteSpec
 from promptvec.io import atomic_directory, atomic_write_json, read_json
 from promptvec.library import LIBRARY_FILE, LibraryEntry, LibraryManifest, PromptLibrary
 from promptvec.library.library import FORMAT
 from promptvec.provenance import code_version
 from promptvec.store import VectorStore
+from promptvec.suites.plan import STORE_DIR, expand, source_runs, stored_name
+from promptvec.suites.results import collect_results
+from promptvec.suites.schema import SuiteSpec
 from promptvec.tasks import get_task
 
 #: the shipped library's tasks: every built-in task with local data whose inputs fit the recipe

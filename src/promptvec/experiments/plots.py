@@ -13,8 +13,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 from promptvec.evaluation.stats import summarize  # noqa: E402
-from promptvec.experiments.document import Figure, save_figure  # noqa: E402
 from promptvec.registry import Registry  # noqa: E402
+from promptvec.suites.document import Figure, save_figure  # noqa: E402
 
 FigureMaker = Callable[[object, list[dict], Path], list[Figure]]
 FIGURE_MAKERS: Registry[FigureMaker] = Registry("figure")

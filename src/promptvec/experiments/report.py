@@ -26,13 +26,13 @@ from promptvec.evaluation.stats import (
     summarize,
     task_effect,
 )
-from promptvec.experiments.document import Document, Heading, Paragraph, TableBlock
-from promptvec.experiments.plan import SOURCE_LABEL
 from promptvec.experiments.plots import FIGURE_MAKERS, forest_plot, primary_metric
-from promptvec.experiments.schema import SuiteSpec
 from promptvec.experiments.tpv_report import source_sections
 from promptvec.experiments.transfer_report import transfer_sections
 from promptvec.io import atomic_write_text, output_folder, path_component, read_json
+from promptvec.suites.document import Document, Heading, Paragraph, TableBlock
+from promptvec.suites.plan import SOURCE_LABEL
+from promptvec.suites.schema import SuiteSpec
 
 REPORT_DIR = "report"
 MARKS = [("▲", "▼"), ("△", "▽"), ("⁺", "⁻")]  # significance marks against the 1st, 2nd, 3rd baseline
@@ -83,7 +83,7 @@ def _result_rows(path: Path) -> list[dict]:
 
 def training_free(suite: SuiteSpec) -> set[str]:
     """Labels of methods that do not train (their one value stands in every shots column)."""
-    from promptvec.methods.registry import METHODS
+    from promptvec.suites.method import METHODS
 
     return {m.display for m in suite.methods if "shots" not in METHODS[m.name].axes(m.settings)}
 

@@ -24,7 +24,11 @@ from typing import Any
 from promptvec.backbones import Backbone
 from promptvec.errors import ConfigError, PromptvecError
 from promptvec.experiments import source_library
-from promptvec.experiments.plan import (
+from promptvec.faults import fault_point
+from promptvec.io import atomic_write_json, output_folder, read_json
+from promptvec.suites.context import RunContext
+from promptvec.suites.method import METHODS
+from promptvec.suites.plan import (
     STORE_DIR,
     RunSpec,
     expand,
@@ -36,12 +40,8 @@ from promptvec.experiments.plan import (
     spec_path,
     stored_name,
 )
-from promptvec.experiments.results import result_row, write_results
-from promptvec.experiments.schema import SuiteSpec
-from promptvec.faults import fault_point
-from promptvec.io import atomic_write_json, output_folder, read_json
-from promptvec.methods.base import RunContext
-from promptvec.methods.registry import METHODS
+from promptvec.suites.results import result_row, write_results
+from promptvec.suites.schema import SuiteSpec
 from promptvec.tasks import TaskData
 from promptvec.training.config import train_default
 from promptvec.training.distributed import Processes
@@ -218,7 +218,7 @@ def estimate_seconds(suite: SuiteSpec, statuses: list[RunStatus], out: Path | No
 
 def analysis_status(suite: SuiteSpec, out: Path | None) -> list[tuple[Any, Any, list]]:
     """(analysis class, settings, missing items) for every analysis of the suite."""
-    from promptvec.experiments.analyses import ANALYSES
+    from promptvec.suites.analysis import ANALYSES
 
     status = []
     for name, raw in suite.analyses.items():
@@ -373,7 +373,7 @@ def run_suite(suite: SuiteSpec | str | Path, out: str | Path, jobs: int = 1, max
     are skipped, interrupted ones resume; ``jobs`` worker processes; stops cleanly after
     ``max_minutes``. Results go to ``out/results.{jsonl,csv}``; ``build_report(out)`` writes the report."""
     if not isinstance(suite, SuiteSpec):
-        from promptvec.experiments.schema import load_suite
+        from promptvec.suites.schema import load_suite
 
         suite = load_suite(suite)
     out = Path(out)
@@ -484,7 +484,7 @@ def _prepare_targets(suite: SuiteSpec, out: Path, data_dir: str | None, deadline
                      resources: WorkerResources, log) -> bool:
     """Put the finished source prompts and their vectors in the suite's store, and run the analyses
     of the sources; False when the time budget ran out (resumable)."""
-    from promptvec.experiments.analyses import AnalysisContext
+    from promptvec.suites.analysis import AnalysisContext
 
     pending = [(a, s) for a, s, missing in analysis_status(suite, out) if missing]
     unregistered = suite.sources.tasks and not sources_registered(suite, out)

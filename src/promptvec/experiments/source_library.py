@@ -18,9 +18,9 @@ import re
 import shutil
 from pathlib import Path
 
-from promptvec.experiments.plan import RunSpec, completed_record, run_dir
-from promptvec.experiments.schema import SuiteSpec
 from promptvec.io import atomic_directory, atomic_write_json, read_json
+from promptvec.suites.plan import RunSpec, completed_record, run_dir
+from promptvec.suites.schema import SuiteSpec
 from promptvec.training.run_folder import LOCK_FILE
 
 RUN_DIR = "run"

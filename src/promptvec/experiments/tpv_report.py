@@ -10,9 +10,9 @@ from pathlib import Path
 
 from promptvec.evaluation.stats import summarize
 from promptvec.experiments.analyses import load_results
-from promptvec.experiments.document import Figure, Heading, Paragraph, TableBlock, save_figure
-from promptvec.experiments.plan import SOURCE_LABEL
 from promptvec.experiments.plots import primary_metric, similarity_heatmap
+from promptvec.suites.document import Figure, Heading, Paragraph, TableBlock, save_figure
+from promptvec.suites.plan import SOURCE_LABEL
 
 
 def source_sections(suite, out: Path, rows: list[dict], report_dir: Path) -> list:
@@ -65,9 +65,9 @@ def _source_curves(suite, out: Path, sources: list[dict], report_dir: Path) -> l
     (a curve still climbing at its last step was trained too briefly)."""
     import matplotlib.pyplot as plt
 
-    from promptvec.experiments.plan import RUNS_DIR
     from promptvec.experiments.plots import method_styles
     from promptvec.io import read_json
+    from promptvec.suites.plan import RUNS_DIR
 
     curves = {}
     for r in sources:

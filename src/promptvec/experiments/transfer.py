@@ -14,11 +14,11 @@ from typing import Any
 from pydantic import ValidationError
 
 from promptvec.errors import ConfigError, describe_validation_error
-from promptvec.experiments.plan import expand, is_source, run_dir
 from promptvec.experiments.runner import run_suite
-from promptvec.experiments.schema import SuiteSpec
 from promptvec.io import read_json
-from promptvec.methods.registry import METHODS
+from promptvec.suites.method import METHODS
+from promptvec.suites.plan import expand, is_source, run_dir
+from promptvec.suites.schema import SuiteSpec
 from promptvec.training.config import train_default
 
 

@@ -14,11 +14,11 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 from promptvec.evaluation.stats import summarize  # noqa: E402
-from promptvec.experiments.document import Figure, Heading, Paragraph, TableBlock, save_figure  # noqa: E402
 from promptvec.experiments.plots import primary_metric  # noqa: E402
-from promptvec.experiments.run_logs import method_runs  # noqa: E402
 from promptvec.io import read_json  # noqa: E402
-from promptvec.methods.registry import METHODS  # noqa: E402
+from promptvec.suites.document import Figure, Heading, Paragraph, TableBlock, save_figure  # noqa: E402
+from promptvec.suites.method import METHODS  # noqa: E402
+from promptvec.suites.run_logs import method_runs  # noqa: E402
 
 
 def transfer_sections(suite, out: Path, rows: list[dict], report_dir: Path) -> list:

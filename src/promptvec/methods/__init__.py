@@ -3,6 +3,6 @@ how it runs, its prompt module and the report sections it contributes (``Method.
 They register in :data:`METHODS` when :mod:`promptvec.methods.builtin` is imported, which the
 registry does on its first lookup. Adding a method: docs/contributing.md."""
 
-from promptvec.methods.registry import METHODS, register_method
+from promptvec.suites.method import METHODS, register_method
 
 __all__ = ["METHODS", "register_method"]

@@ -11,11 +11,11 @@ from typing import Any
 import torch
 
 from promptvec.evaluation import evaluate
-from promptvec.experiments.plan import completed_record, expand, run_dir
 from promptvec.io import atomic_directory, atomic_write_json, read_json
-from promptvec.methods.base import RunContext
 from promptvec.peft_folder import PROMPT_DIR
 from promptvec.prompts import PromptModule
+from promptvec.suites.context import RunContext
+from promptvec.suites.plan import completed_record, expand, run_dir
 from promptvec.tasks import subsample
 from promptvec.training.config import TrainConfig
 from promptvec.training.record import new_run_record, peak_memory_mb

@@ -11,12 +11,12 @@ from typing import Any
 import torch
 
 from promptvec.errors import ConfigError
-from promptvec.experiments.plan import STORE_DIR, run_dir, source_run, stored_name
 from promptvec.io import read_json
-from promptvec.methods.base import RunContext
 from promptvec.methods.pt import PromptTuning
 from promptvec.methods.runs import finished_run_like
 from promptvec.peft_folder import PROMPT_DIR, load_prompt
+from promptvec.suites.context import RunContext
+from promptvec.suites.plan import STORE_DIR, run_dir, source_run, stored_name
 from promptvec.training.config import TrainConfig
 from promptvec.training.trainer import STAGES_DIR, Trainer
 from promptvec.vectors import Origin
@@ -26,7 +26,7 @@ def source_folder(ctx: RunContext, task: str) -> str:
     """The finished source run of ``task`` at this run's origin (the runner trains sources first)."""
     if task == ctx.run.task:
         raise ConfigError(f"'{task}' cannot be a source of itself", "remove the target from its sources")
-    folder = run_dir(ctx.suite_out, source_run(ctx.suite, task, ctx.run.origin))
+    folder = run_dir(ctx.suite_out, source_run(ctx.suite, task, ctx.run.origin_seed))
     record = folder / "run.json"
     if not record.is_file() or read_json(record, "run record").get("status") != "completed":
         raise ConfigError(f"source prompt '{task}' (origin {ctx.run.origin}) is not trained yet ({folder})",

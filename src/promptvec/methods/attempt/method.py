@@ -8,11 +8,11 @@ from pydantic import Field
 
 from promptvec.methods.attempt.module import AttemptPrompt
 from promptvec.methods.attempt.report import attention_sections
-from promptvec.methods.base import RunContext
 from promptvec.methods.pt import PromptTuning, PTSettings
-from promptvec.methods.registry import register_method
 from promptvec.methods.sources import StoredSources
 from promptvec.prompts import PromptModule
+from promptvec.suites.context import RunContext
+from promptvec.suites.method import register_method
 
 
 class AttemptSettings(PTSettings):

@@ -9,9 +9,9 @@ import matplotlib
 
 matplotlib.use("Agg")
 
-from promptvec.experiments.document import Heading, Paragraph, TableBlock  # noqa: E402
-from promptvec.experiments.run_logs import method_runs, module_log  # noqa: E402
 from promptvec.io import read_json  # noqa: E402
+from promptvec.suites.document import Heading, Paragraph, TableBlock  # noqa: E402
+from promptvec.suites.run_logs import method_runs, module_log  # noqa: E402
 
 
 # ---- ATTEMPT --------------------------------------------------------------------------------------

@@ -14,11 +14,11 @@ import torch
 
 from promptvec.library import AutoPolicy, SourcePrompt, choose_start
 from promptvec.library.auto import policy_field
-from promptvec.methods.base import RunContext
 from promptvec.methods.pt import PromptTuning, PTSettings
-from promptvec.methods.registry import register_method
 from promptvec.methods.sources import source_folder, target_sources
 from promptvec.peft_folder import load_prompt
+from promptvec.suites.context import RunContext
+from promptvec.suites.method import register_method
 from promptvec.training.trainer import training_examples
 from promptvec.vectors import Origin, TaskPromptVector
 
@@ -50,8 +50,8 @@ class AutoInit(PromptTuning):
                                         TaskPromptVector.from_checkpoint(folder, ctx.backbone)))
         data = ctx.task_data
         shots = cls.shots(ctx)
-        examples = training_examples(data.spec, data, shots, ctx.run.seed)  # exactly what the run trains on
-        origin = Origin.sample(ctx.backbone, s.prompt_length, ctx.run.origin)
+        examples = training_examples(data.spec, data, shots, ctx.run.data_seed)  # exactly what the run trains on
+        origin = Origin.sample(ctx.backbone, s.prompt_length, ctx.run.origin_seed)
         choice = choose_start(ctx.backbone, data.spec, examples, origin, sources, policy)
         info = {"init": "origin" if choice.prompt is None else "auto", "origin_seed": ctx.run.origin,
                 "auto": choice.record(policy)}

@@ -9,13 +9,13 @@ from typing import Any
 
 from pydantic import Field, field_validator
 
-from promptvec.methods.base import RunContext
 from promptvec.methods.dtvg.module import GROUPING_CHOICES, DTVGPrompt
 from promptvec.methods.dtvg.report import grouping_sections
 from promptvec.methods.pt import PromptTuning, PTSettings
-from promptvec.methods.registry import register_method
 from promptvec.methods.sources import StoredSources, train_target_stage
 from promptvec.prompts import PromptModule
+from promptvec.suites.context import RunContext
+from promptvec.suites.method import register_method
 
 
 class DTVGSettings(PTSettings):

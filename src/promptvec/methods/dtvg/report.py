@@ -9,9 +9,9 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from promptvec.experiments.document import Figure, Heading, Paragraph, TableBlock, save_figure  # noqa: E402
-from promptvec.experiments.run_logs import method_runs, module_log, slug  # noqa: E402
 from promptvec.io import read_json  # noqa: E402
+from promptvec.suites.document import Figure, Heading, Paragraph, TableBlock, save_figure  # noqa: E402
+from promptvec.suites.run_logs import method_runs, module_log, slug  # noqa: E402
 
 
 # ---- DTVG -----------------------------------------------------------------------------------------

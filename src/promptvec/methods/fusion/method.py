@@ -9,13 +9,13 @@ import torch
 from pydantic import Field
 
 from promptvec.errors import ConfigError
-from promptvec.methods.base import RunContext
 from promptvec.methods.fusion.module import FusionPrompt
 from promptvec.methods.fusion.report import schedule_sections
 from promptvec.methods.pt import PromptTuning, PTSettings
-from promptvec.methods.registry import register_method
 from promptvec.methods.sources import target_sources
 from promptvec.prompts import PromptModule
+from promptvec.suites.context import RunContext
+from promptvec.suites.method import register_method
 from promptvec.training.config import TrainConfig
 from promptvec.vectors import Origin
 

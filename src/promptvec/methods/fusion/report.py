@@ -11,8 +11,8 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from promptvec.experiments.document import Block, Figure, Heading, Paragraph, TableBlock, save_figure  # noqa: E402
-from promptvec.experiments.run_logs import method_runs, module_log, slug  # noqa: E402
+from promptvec.suites.document import Block, Figure, Heading, Paragraph, TableBlock, save_figure  # noqa: E402
+from promptvec.suites.run_logs import method_runs, module_log, slug  # noqa: E402
 
 
 # ---- Fusion ---------------------------------------------------------------------------------------

@@ -7,11 +7,11 @@ from typing import Any
 
 import torch
 
-from promptvec.methods.base import RunContext
 from promptvec.methods.pt import PromptTuning
-from promptvec.methods.registry import register_method
 from promptvec.methods.sources import source_folder
 from promptvec.peft_folder import load_prompt
+from promptvec.suites.context import RunContext
+from promptvec.suites.method import register_method
 
 
 @register_method

@@ -8,12 +8,12 @@ from typing import Any
 import torch
 from pydantic import BaseModel, ConfigDict, Field
 
-from promptvec.experiments.plan import completed_record, is_source
 from promptvec.io import atomic_write_json, tensor_sha256
-from promptvec.methods.base import Method, RunContext
-from promptvec.methods.registry import register_method
 from promptvec.methods.runs import evaluate_untrained, finished_run_like, reuse_run, training_start
 from promptvec.prompts import PromptModule, StaticPrompt
+from promptvec.suites.context import RunContext
+from promptvec.suites.method import Method, register_method
+from promptvec.suites.plan import completed_record, is_source
 from promptvec.tasks import TaskData
 from promptvec.training.config import TrainConfig, train_field
 from promptvec.training.trainer import Trainer
@@ -109,7 +109,7 @@ class PromptTuning(Method):
             s = cls.Settings(**dict(ctx.run.settings))
             described = {**info, "prompt_length": s.prompt_length}
             if module is None:
-                origin = Origin.sample(ctx.backbone, s.prompt_length, ctx.run.origin)
+                origin = Origin.sample(ctx.backbone, s.prompt_length, ctx.run.origin_seed)
                 return evaluate_untrained(ctx, origin.tensor(ctx.backbone), described, origin)
             return evaluate_untrained(ctx, module.bind(ctx.backbone).eval(), described)
         config = cls.configure(ctx, cls.train_config(ctx))

@@ -10,11 +10,11 @@ import torch
 from pydantic import Field
 
 from promptvec.errors import ConfigError
-from promptvec.methods.base import RunContext
 from promptvec.methods.pt import PromptTuning, PTSettings
-from promptvec.methods.registry import register_method
 from promptvec.methods.sources import source_folder, target_sources
 from promptvec.peft_folder import load_prompt
+from promptvec.suites.context import RunContext
+from promptvec.suites.method import register_method
 
 
 class SingleSourceSettings(PTSettings):

@@ -10,11 +10,11 @@ from typing import Any, Literal
 import torch
 from pydantic import Field
 
-from promptvec.methods.base import RunContext
 from promptvec.methods.multi_source import MultiSourceInit
 from promptvec.methods.pt import PromptTuning, PTSettings
-from promptvec.methods.registry import register_method
 from promptvec.methods.sources import StoredSources, train_target_stage
+from promptvec.suites.context import RunContext
+from promptvec.suites.method import register_method
 
 
 class SpotSettings(PTSettings):

@@ -11,10 +11,10 @@ from pydantic import Field, field_validator
 
 from promptvec.errors import ConfigError
 from promptvec.evaluation import evaluate
-from promptvec.methods.base import RunContext
 from promptvec.methods.pt import PromptTuning, PTSettings
-from promptvec.methods.registry import register_method
 from promptvec.methods.sources import source_folder, target_sources
+from promptvec.suites.context import RunContext
+from promptvec.suites.method import register_method
 from promptvec.tasks import subsample
 from promptvec.vectors import MERGE_METHODS, TaskPromptVector, merge
 from promptvec.vectors.scaling import choose_scale

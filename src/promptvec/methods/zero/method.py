@@ -7,10 +7,10 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from promptvec.errors import ConfigError
-from promptvec.experiments.plan import completed_record
-from promptvec.methods.base import Method, RunContext
-from promptvec.methods.registry import register_method
 from promptvec.methods.runs import evaluate_untrained
+from promptvec.suites.context import RunContext
+from promptvec.suites.method import Method, register_method
+from promptvec.suites.plan import completed_record
 from promptvec.training.config import train_field
 from promptvec.vectors import Origin
 

@@ -9,9 +9,9 @@ import json
 from pathlib import Path
 from typing import Any
 
-from promptvec.experiments.plan import RunSpec, expand, run_dir, spec_path
-from promptvec.experiments.schema import SuiteSpec
 from promptvec.io import atomic_write_text, read_json
+from promptvec.suites.plan import RunSpec, expand, run_dir, spec_path
+from promptvec.suites.schema import SuiteSpec
 
 
 def result_row(run: RunSpec, record: dict[str, Any], data_hash: str) -> dict[str, Any]:

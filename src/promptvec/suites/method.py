@@ -1,40 +1,22 @@
-"""What every method is: a registered class that turns one run spec into a run record, and the
-context the runner hands it."""
+"""What every method is — a registered class that turns one run spec into a run record — and the
+registry of methods. Both live below the methods (in the suite layer) so that the suite schema and
+the run plan look methods up without importing them; the built-in methods register when
+:mod:`promptvec.methods.builtin` is imported, which the registry does on its first lookup."""
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from pydantic import BaseModel, ValidationError
 
-from promptvec.backbones import Backbone
 from promptvec.errors import describe_validation_error
-from promptvec.tasks import TaskData
+from promptvec.registry import Registry
 
-
-@dataclass
-class RunContext:
-    """What the runner hands a method: the loaded backbone and data, where to write, budget hooks."""
-
-    # SuiteSpec and RunSpec: typed Any because the suite's plan imports the method registry
-    suite: Any
-    run: Any
-    backbone: Backbone
-    data: TaskData | list[TaskData]  # a list for multi-task runs (task ``a+b``)
-    out: Path
-    suite_out: Path  # the suite folder (where source runs live)
-    on_step: Any = None
-    progress: bool = False
-    load_data: Any = None  # task name -> TaskData (e.g. the source tasks' data for joint training)
-    data_parallel: bool = True  # False: the suite spreads runs over the processes, each trains alone
-
-    @property
-    def task_data(self) -> TaskData:
-        """The data of the run's task (of its first task, for a multi-task run)."""
-        return self.data[0] if isinstance(self.data, list) else self.data
+if TYPE_CHECKING:  # type-only: the context module imports the plan, which imports this registry
+    from promptvec.suites.context import RunContext
+    from promptvec.suites.schema import SuiteSpec
 
 
 class Method(ABC):
@@ -58,7 +40,7 @@ class Method(ABC):
 
     @classmethod
     @abstractmethod
-    def estimate_steps(cls, suite, settings: dict[str, Any]) -> int:
+    def estimate_steps(cls, suite: SuiteSpec, settings: dict[str, Any]) -> int:
         """Training steps of one run (for the cost estimate)."""
 
     @classmethod
@@ -67,7 +49,11 @@ class Method(ABC):
         """Do the run (resuming if it was interrupted) and return its record (with ``test``)."""
 
     @classmethod
-    def report_sections(cls, suite, out: Path, rows: list[dict], report_dir: Path) -> list:
+    def report_sections(cls, suite: SuiteSpec, out: Path, rows: list[dict], report_dir: Path) -> list:
         """Report blocks about what this method's runs did (e.g. DTVG's groups over training); the
         report calls this once per method used in the suite."""
         return []
+
+
+METHODS: Registry[type[Method]] = Registry("method", populate="promptvec.methods.builtin")
+register_method = METHODS.register()

@@ -20,9 +20,9 @@ from pathlib import Path
 from typing import Any
 
 from promptvec.errors import ConfigError
-from promptvec.experiments.schema import BackboneSpec, BudgetSpec, SourcesSpec, SuiteSpec
 from promptvec.io import path_component, read_json
-from promptvec.methods.registry import METHODS
+from promptvec.suites.method import METHODS
+from promptvec.suites.schema import BackboneSpec, BudgetSpec, SourcesSpec, SuiteSpec
 
 RUNS_DIR = "runs"
 SPECS_DIR = "specs"  # per-run bookkeeping (fingerprint, data hash), kept outside the trainer's folder
@@ -58,6 +58,20 @@ class RunSpec:
         origin = "o-" if self.origin is None else f"o{self.origin}"
         seed = "s-" if self.seed is None else f"s{self.seed}"
         return f"{slug}/{task}/{shots}/{origin}-{seed}"
+
+    @property
+    def origin_seed(self) -> int:
+        """The origin of a run whose result depends on one (every run that trains or starts a prompt)."""
+        if self.origin is None:
+            raise ValueError(f"run {self.run_id} has no origin: its method does not depend on one")
+        return self.origin
+
+    @property
+    def data_seed(self) -> int:
+        """The seed (training sample and order) of a run whose result depends on one."""
+        if self.seed is None:
+            raise ValueError(f"run {self.run_id} has no seed: its method does not depend on one")
+        return self.seed
 
     @property
     def tasks(self) -> list[str]:

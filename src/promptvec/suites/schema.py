@@ -3,7 +3,7 @@ paper-scale suite is checked (and its cost estimated) offline, and a typo anywhe
 source settings included, is refused by ``--dry-run`` instead of halfway through the run.
 
 Pure validation: methods and analyses are looked up in their registries (which load their
-implementations on first use); expanding a suite into runs is :mod:`promptvec.experiments.plan`.
+implementations on first use); expanding a suite into runs is :mod:`promptvec.suites.plan`.
 """
 
 from __future__ import annotations
@@ -14,9 +14,9 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from promptvec.errors import ConfigError, describe_validation_error
-from promptvec.experiments.analyses import ANALYSES
 from promptvec.io import path_component, read_yaml_mapping
-from promptvec.methods.registry import METHODS
+from promptvec.suites.analysis import ANALYSES
+from promptvec.suites.method import METHODS
 from promptvec.training.config import BackboneFamily, train_field
 
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from promptvec.experiments.plan import RUNS_DIR
 from promptvec.io import read_jsonl
+from promptvec.suites.plan import RUNS_DIR
 from promptvec.training.trainer import MODULE_LOG
 
 
