@@ -279,3 +279,31 @@ def tiny_library(tmp_path_factory, tiny_models, toy_tasks):
     outcome = run_suite(suite, root / "runs", progress=False, log=lambda m: None)
     assert outcome.completed == 4  # two sources, two no-prompt scores
     return package_library(suite, root / "runs", root / "lib")
+
+
+def random_batch(size: int, task: str = "toy_sentiment"):
+    """A batch of random token ids (the first row partly padded) for module-level tests."""
+    from promptvec.backbones.base import Batch
+
+    ids = torch.randint(5, 50, (size, 6))
+    mask = torch.ones(size, 6, dtype=torch.long)
+    mask[0, :2] = 0
+    return Batch(ids, mask, torch.zeros(size, dtype=torch.long), task=task)
+
+
+def dynamic_modules(backbone, rows=3) -> dict:
+    """One seeded DTVG, ATTEMPT and Fusion module on ``backbone`` (two sources, ``rows`` rows)."""
+    from promptvec.methods.attempt import AttemptPrompt
+    from promptvec.methods.dtvg import DTVGPrompt
+    from promptvec.methods.fusion import FusionPrompt
+
+    d = backbone.dim
+    g = torch.Generator().manual_seed(0)
+    sources = torch.randn(2, rows, d, generator=g) * 0.1
+    return {
+        "dtvg": DTVGPrompt(torch.randn(rows, d, generator=g) * 0.1, torch.randn(rows, d, generator=g) * 0.1,
+                           sources, ["a", "b"], "all"),
+        "attempt": AttemptPrompt(sources, torch.randn(rows, d, generator=g) * 0.1, ["a", "b"]).bind(backbone),
+        "fusion": FusionPrompt(torch.randn(4, rows, d, generator=g) * 0.1, torch.randn(2, d, generator=g),
+                               ["toy_sentiment", "other"], private=True).bind(backbone),
+    }

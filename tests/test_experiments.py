@@ -377,3 +377,33 @@ def test_across_tasks_is_checked(tmp_path, tiny_models, toy_task, across, messag
     path = tiny_suite_file(tmp_path, tiny_models, toy_task, stats={"across_tasks": across})
     with pytest.raises(ConfigError, match=message):
         load_suite(path)
+
+
+def test_method_settings_are_parsed_once_when_the_suite_loads_and_carried_typed(tmp_path, tiny_models, toy_task,
+                                                                                  monkeypatch):
+    """Every run of a method entry carries the model the loader parsed (no method re-parses its
+    settings); generic code asks the method (prompt rows, a named source) instead of reading keys."""
+    from promptvec.methods.pt import PTSettings
+    from promptvec.methods.zero.method import ZeroSettings
+    from promptvec.suites.method import METHODS
+
+    suite = load_suite(tiny_suite_file(tmp_path, tiny_models, toy_task))
+    parsed = {m.display: m.options for m in suite.methods}
+    calls = []
+    original = PTSettings.__init__
+
+    def counting(self, **data):
+        calls.append(data)
+        original(self, **data)
+
+    monkeypatch.setattr(PTSettings, "__init__", counting)
+    for run in expand(suite):
+        if run.label in parsed:
+            assert run.options(type(parsed[run.label])) is parsed[run.label]
+    assert calls == []  # nothing parsed again
+    with pytest.raises(TypeError, match="not ZeroSettings"):
+        next(r for r in expand(suite) if r.method == "pt").options(ZeroSettings)
+    assert METHODS["pt"].prompt_rows(METHODS["pt"].validate_settings({"prompt_length": 7})) == 7
+    assert METHODS["zero"].prompt_rows(METHODS["zero"].validate_settings({"prompt": "none"})) == 0
+    assert METHODS["tpv-init"].named_source(METHODS["tpv-init"].validate_settings({"source": "x"})) == "x"
+    assert METHODS["pt"].named_source(METHODS["pt"].validate_settings({})) is None

@@ -1,6 +1,7 @@
-"""Transfer methods (SPoT, ATTEMPT, DTVG, Fusion): DTVG groups known by hand, gradients only where
-each module declares them, save → load of every dynamic module, mixed-task batches, exact resume,
-and every method end to end in a suite with its logs and report sections."""
+"""What every dynamic transfer module (DTVG, ATTEMPT, Fusion) must do — gradients only where it
+declares them, never read the gold label, save → load to the same prompts, folders checked — and
+every transfer method end to end in a suite with its logs and report sections, `promptvec transfer`,
+and reuse of identical trainings. Each method's own behaviour: tests/test_method_<name>.py."""
 
 from __future__ import annotations
 
@@ -15,144 +16,12 @@ from promptvec.errors import CheckpointError, ConfigError
 from promptvec.experiments.report import build_report
 from promptvec.experiments.runner import run_suite
 from promptvec.experiments.transfer import transfer
-from promptvec.methods.attempt import AttemptPrompt
-from promptvec.methods.dtvg import GROUPINGS, DTVGPrompt
-from promptvec.methods.fusion import FusionPrompt
 from promptvec.prompts import load_module, save_module
 from promptvec.suites.plan import expand, run_dir
 from promptvec.suites.run_logs import module_log
 from promptvec.suites.schema import load_suite
 from promptvec.tasks import get_task, load_task_data
-from promptvec.training.batching import MixedTaskBatches
-from promptvec.training.config import TrainConfig
-from promptvec.training.trainer import Trainer
-from tests.conftest import PS, tiny_transfer_suite
-
-T = torch.tensor
-
-
-def group(name: str, target, sources, lam: float = 1.0) -> list[int]:
-    return GROUPINGS[name](T(target, dtype=torch.float32), T(sources, dtype=torch.float32), lam).int().tolist()
-
-
-# ---- DTVG grouping, by hand ------------------------------------------------------------------------
-# target mean (1, 0, 0, 0); sim(a, b) = a·b / 4
-#   A (2, 0): TS .5    B (1, 1): TS .25    C (.5, -3): TS .125    D (-1, 0): TS −.25 (never joins)
-#   pairs: A·B .5, A·C .25, B·C −.625  →  KC(1) 0, KC(2) .5, KC(3) (.5 + .25 − .625)/3 ≈ .042
-TARGET = [1.0, 0, 0, 0]
-SOURCES = [[2.0, 0, 0, 0], [1.0, 1, 0, 0], [0.5, -3, 0, 0], [-1.0, 0, 0, 0]]
-
-
-def test_kc_takes_the_most_consistent_prefix_of_positive_sources():
-    assert group("kc", TARGET, SOURCES) == [1, 1, 0, 0]
-    # the ranking is by TS, not by list order
-    assert group("kc", TARGET, [SOURCES[2], SOURCES[3], SOURCES[1], SOURCES[0]]) == [0, 0, 1, 1]
-
-
-def test_kc_with_disagreeing_sources_keeps_only_the_closest():
-    # A·E < 0: KC(2) < KC(1) = 0, so the group is the top-ranked source alone
-    assert group("kc", TARGET, [[2.0, 1, 0, 0], [1.0, -5, 0, 0]]) == [1, 0]
-
-
-def test_no_positive_source_gives_an_empty_group():
-    assert group("kc", TARGET, [[-1.0, 0, 0, 0], [-0.5, 2, 0, 0]]) == [0, 0]
-    assert group("all-positive", TARGET, [[-1.0, 0, 0, 0], [-0.5, 2, 0, 0]]) == [0, 0]
-    assert group("ts-plus-kc", TARGET, [[-1.0, 0, 0, 0]]) == [0]
-
-
-def test_single_source():
-    assert group("kc", TARGET, [[3.0, 1, 0, 0]]) == [1]
-    assert group("kc", TARGET, [[-3.0, 1, 0, 0]]) == [0]
-
-
-def test_identical_sources_tie_and_the_first_maximum_wins():
-    # KC(2) = KC(3) = KC(4) = sim(s, s) > 0: the shortest such prefix (k = 2), in list order on TS ties
-    assert group("kc", TARGET, [[1.0, 0, 0, 0]] * 4) == [1, 1, 0, 0]
-
-
-def test_ties_in_consistency_choose_the_shorter_group():
-    # three sources with equal TS and equal pairwise similarity: KC(2) = KC(3) → k* = 2
-    s = [[1.0, 1, 0, 0], [1.0, 0, 1, 0], [1.0, 0, 0, 1]]
-    assert group("kc", TARGET, s) == [1, 1, 0]
-
-
-def test_ablation_groupings():
-    assert group("all-positive", TARGET, SOURCES) == [1, 1, 1, 0]
-    assert group("all", TARGET, SOURCES) == [1, 1, 1, 1]
-    assert group("target-only", TARGET, SOURCES) == [0, 0, 0, 0]
-    # mean TS + λ·KC: λ = 0 keeps the best single source; a large λ follows KC
-    assert group("ts-plus-kc", TARGET, SOURCES, lam=0.0) == [1, 0, 0, 0]
-    assert group("ts-plus-kc", TARGET, SOURCES, lam=100.0) == [1, 1, 0, 0]
-    # λ = 1: k=1 → .5; k=2 → .375 + .5; k=3 → .29 + .04 — the pair wins
-    assert group("ts-plus-kc", TARGET, SOURCES, lam=1.0) == [1, 1, 0, 0]
-
-
-def _dtvg(grouping="kc", rows=2):
-    """Row means equal to TARGET / SOURCES (every row identical), origin zero."""
-    target = T(TARGET).repeat(rows, 1)
-    sources = torch.stack([T(s).repeat(rows, 1) for s in SOURCES])
-    return DTVGPrompt(torch.zeros(rows, 4), target, sources, ["A", "B", "C", "D"], grouping)
-
-
-def test_dtvg_prompt_mixes_the_group_and_logs_every_training_forward():
-    module = _dtvg()
-    batch = _batch(3)
-    prompt = module(batch)
-    assert module.shares_prompt and prompt.shape == (2, 4)  # one prompt for the whole batch
-    expected = T(TARGET) + T(SOURCES[0]) + T(SOURCES[1])  # P_init (0) + T_t + T_A + T_B, scales 1
-    assert torch.allclose(prompt[0], expected)
-    module.step = 7
-    module(batch)
-    log = module.drain_log()
-    assert [e["step"] for e in log] == [0, 7] and log[1]["group"] == [1.0, 1.0, 0.0, 0.0]
-    assert module.drain_log() == []
-    module.eval()
-    module(batch)
-    assert module.drain_log() == []  # evaluation is not logged
-
-
-def test_dtvg_group_follows_the_vectors_except_when_fixed_at_start():
-    # turned towards −e2: TS = A 0, B −.25, C .75, D 0 → ranked C, A, D; KC(2) = C·A/4 > 0 > KC(3)
-    for grouping, after in (("kc", [1, 0, 1, 0]), ("fixed-at-start", [1, 1, 0, 0])):
-        module = _dtvg(grouping)
-        module(_batch(1))  # first training step
-        with torch.no_grad():
-            module.target_vector.copy_(T([0.0, -1, 0, 0]).repeat(2, 1))
-        module(_batch(1))
-        assert module.drain_log()[-1]["group"] == after, grouping
-
-
-def test_dtvg_refuses_bad_vectors():
-    with pytest.raises(ConfigError, match="disagree in shape"):
-        DTVGPrompt(torch.zeros(2, 4), torch.zeros(3, 4), torch.zeros(1, 2, 4), ["a"])
-    with pytest.raises(ConfigError, match="at least one source"):
-        DTVGPrompt(torch.zeros(2, 4), torch.zeros(2, 4), torch.zeros(0, 2, 4), [])
-    with pytest.raises(ConfigError, match="unknown DTVG grouping"):
-        DTVGPrompt(torch.zeros(2, 4), torch.zeros(2, 4), torch.zeros(1, 2, 4), ["a"], "best")
-
-
-# ---- modules on a real (tiny) backbone --------------------------------------------------------------
-def _batch(size: int, task: str = "toy_sentiment"):
-    from promptvec.backbones.base import Batch
-
-    ids = torch.randint(5, 50, (size, 6))
-    mask = torch.ones(size, 6, dtype=torch.long)
-    mask[0, :2] = 0
-    return Batch(ids, mask, torch.zeros(size, dtype=torch.long), task=task)
-
-
-def _modules(backbone, rows=3):
-    d = backbone.dim
-    g = torch.Generator().manual_seed(0)
-    sources = torch.randn(2, rows, d, generator=g) * 0.1
-    return {
-        "dtvg": DTVGPrompt(torch.randn(rows, d, generator=g) * 0.1, torch.randn(rows, d, generator=g) * 0.1,
-                           sources, ["a", "b"], "all"),
-        "attempt": AttemptPrompt(sources, torch.randn(rows, d, generator=g) * 0.1, ["a", "b"]).bind(backbone),
-        "fusion": FusionPrompt(torch.randn(4, rows, d, generator=g) * 0.1, torch.randn(2, d, generator=g),
-                               ["toy_sentiment", "other"], private=True).bind(backbone),
-    }
-
+from tests.conftest import PS, dynamic_modules, random_batch, tiny_transfer_suite
 
 DECLARED = {
     "dtvg": {"target_vector", "target_scale", "source_scales"},
@@ -165,7 +34,7 @@ DECLARED = {
 @pytest.mark.parametrize("kind", ["dtvg", "attempt", "fusion"])
 def test_gradients_reach_exactly_the_declared_parameters(backbones, toy_task, kind):
     backbone = backbones["llama"]
-    module = _modules(backbone)[kind]
+    module = dynamic_modules(backbone)[kind]
     task = get_task(str(toy_task))
     data = load_task_data(task)
     batch = backbone.collate(task, backbone.encode(task, data.train[:4], module.rows), train=True)
@@ -188,7 +57,7 @@ def test_modules_that_read_the_input_never_read_the_gold_label(backbones, toy_ta
     from promptvec.backbones.base import Encoded
 
     backbone = backbones[family]
-    module = _modules(backbone)[kind]
+    module = dynamic_modules(backbone)[kind]
     with torch.no_grad():  # Fusion's gate starts input-independent (zero weights): make it read the input
         for p in module.parameters():
             p.add_(0.5 * torch.randn_like(p))
@@ -202,19 +71,6 @@ def test_modules_that_read_the_input_never_read_the_gold_label(backbones, toy_ta
     assert not torch.allclose(evaluation[0], evaluation[1])  # the prompt does depend on the input
     assert torch.allclose(training, evaluation, atol=1e-6, rtol=0)
     assert torch.allclose(training_flipped, training, atol=1e-6, rtol=0)
-
-
-def test_attempt_projections_start_as_the_authors_code_initialises_them(backbones):
-    from promptvec.methods.attempt.module import ATTENTION_INIT_STD
-
-    backbone = backbones["llama"]
-    first, second = _modules(backbone)["attempt"], _modules(backbone)["attempt"]
-    for name in ("down", "up"):
-        weight = getattr(first, name).weight
-        assert abs(float(weight.std()) - ATTENTION_INIT_STD) < 0.1 * ATTENTION_INIT_STD, name  # N(0, 0.01²)
-        assert abs(float(weight.mean())) < 0.1 * ATTENTION_INIT_STD, name
-        assert torch.equal(weight, getattr(second, name).weight)  # from its own seed, not the global state
-    assert ATTENTION_INIT_STD == 0.01
 
 
 def test_causal_training_batches_mark_the_label_as_not_input(backbones, toy_task):
@@ -234,12 +90,12 @@ def test_causal_training_batches_mark_the_label_as_not_input(backbones, toy_task
 @pytest.mark.parametrize("kind", ["dtvg", "attempt", "fusion"])
 def test_save_then_load_gives_the_same_prompts(backbones, tmp_path, kind):
     backbone = backbones["llama"]
-    module = _modules(backbone)[kind]
+    module = dynamic_modules(backbone)[kind]
     with torch.no_grad():  # move away from the initial values, so loading really restores state
         for p in module.parameters():
             p.add_(0.01 * torch.randn_like(p))
     module.eval()
-    batch = _batch(3)
+    batch = random_batch(3)
     save_module(tmp_path / "m", module, backbone, {"task": "toy"})
     loaded, document = load_module(tmp_path / "m", backbone)
     loaded.eval()
@@ -254,7 +110,7 @@ def test_module_folders_are_checked(backbones, tmp_path):
     from safetensors.torch import save_file
 
     backbone = backbones["llama"]
-    save_module(tmp_path / "m", _modules(backbone)["attempt"], backbone, {})
+    save_module(tmp_path / "m", dynamic_modules(backbone)["attempt"], backbone, {})
     with pytest.raises(CheckpointError, match="trained on model"):
         load_module(tmp_path / "m", backbones["gpt2"])
     with pytest.raises(CheckpointError, match="not a promptvec prompt-module folder"):
@@ -271,74 +127,6 @@ def test_module_folders_are_checked(backbones, tmp_path):
     (tmp_path / "m" / "module.json").write_text(json.dumps({**document, "kind": "pickle"}))
     with pytest.raises(CheckpointError, match="unknown prompt-module kind"):
         load_module(tmp_path / "m", backbone)
-
-
-def test_fusion_refuses_an_unknown_task(backbones):
-    module = _modules(backbones["llama"])["fusion"]
-    with pytest.raises(ConfigError, match="not on 'elsewhere'"):
-        module(_batch(2, task="elsewhere"))
-
-
-def test_fusion_loss_weights_are_uncertainty_weighting(backbones):
-    module = _modules(backbones["llama"])["fusion"]
-    with torch.no_grad():
-        module.loss_log_vars.copy_(T([0.0, 1.0]))
-    loss = module.combine_losses({"toy_sentiment": T(2.0), "other": T(3.0)}, {"toy_sentiment": 1, "other": 7})
-    assert loss.item() == pytest.approx(2.0 + 0 + 3.0 * torch.exp(T(-1.0)).item() + 1.0)
-
-
-# ---- mixed-task batches -----------------------------------------------------------------------------
-def test_mixed_batches_are_deterministic_resumable_and_weighted():
-    groups = [0] * 10 + [1] * 100 + [2] * 1000
-    a = MixedTaskBatches(groups, 16, seed=3, cap=100)
-    first = [a.next() for _ in range(5)]
-    b = MixedTaskBatches(groups, 16, seed=3, cap=100)
-    b.load_state({"position": 2})
-    assert b.next() == first[2]
-    drawn = [groups[i] for _ in range(300) for i in a.next()]
-    share = [drawn.count(g) / len(drawn) for g in range(3)]
-    assert share[0] == pytest.approx(10 / 210, abs=0.02) and share[1] == pytest.approx(100 / 210, abs=0.03)
-    even = MixedTaskBatches(groups, 16, seed=3, first_share=0.5)
-    drawn = [groups[i] for _ in range(300) for i in even.next()]
-    assert drawn.count(0) / len(drawn) == pytest.approx(0.5, abs=0.03)
-    assert all(batch == sorted(batch, key=lambda i: groups[i]) for batch in first)  # grouped by task
-
-
-class Stop(Exception):
-    pass
-
-
-def test_a_mixed_task_fusion_run_resumes_to_the_same_module(backbones, tiny_models, toy_tasks, tmp_path):
-    backbone = backbones["llama"]
-    config = TrainConfig(model=str(tiny_models["llama"]), task=toy_tasks["target"], extra_tasks=[toy_tasks["src_a"]],
-                         shots=8, extra_shots=16, task_mixing="mixed", mixing_first_share=0.5, select_on="first",
-                         max_steps=5, eval_every=2, batch_size=4, lr=0.05, prompt_length=3, val_examples=8,
-                         test_examples=8)
-    names = [get_task(toy_tasks["target"]).task, get_task(toy_tasks["src_a"]).task]
-
-    def module():
-        g = torch.Generator().manual_seed(1)
-        return FusionPrompt(torch.randn(3, 3, backbone.dim, generator=g) * 0.1,
-                            torch.randn(2, backbone.dim, generator=g), names)
-
-    whole = Trainer(config, tmp_path / "whole", backbone=backbone, prompt_module=module(), progress=False).train()
-
-    def interrupt(step):
-        if step == 3:
-            raise Stop
-
-    with pytest.raises(Stop):
-        Trainer(config, tmp_path / "cut", backbone=backbone, prompt_module=module(), progress=False,
-                on_step=interrupt).train()
-    resumed = Trainer(config, tmp_path / "cut", backbone=backbone, prompt_module=module(),
-                      progress=False).train(resume=True)
-    assert resumed["test"] == whole["test"] and list(resumed["test"]["metrics"]) == ["acc", "f1"]
-    a, _ = load_module(tmp_path / "whole", backbone)
-    b, _ = load_module(tmp_path / "cut", backbone)
-    assert all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values(), strict=True))
-    log = module_log(tmp_path / "cut")  # steps logged twice by the interruption appear once
-    assert sorted({e["step"] for e in log}) == [1, 2, 3, 4, 5]
-    assert {e["task"] for e in log} <= set(names)
 
 
 # ---- every method in a suite, its logs and its report ---------------------------------------------
@@ -452,73 +240,6 @@ def test_transfer_cli_trains_sources_then_the_target(tmp_path, tiny_models, toy_
     after = {p: p.stat().st_mtime_ns for p in (tmp_path / "t").rglob("*") if p.is_file()}
     changed = [str(p.relative_to(tmp_path)) for p in after if before.get(p) != after[p] and "runs" in p.parts]
     assert changed == [] and after.keys() >= before.keys()  # again: nothing retrained, no run folder touched
-
-
-def test_dtvg_stage1_is_the_trained_validation_selected_target_prompt(tmp_path, tiny_models, toy_tasks):
-    """By default Stage I trains the target with the method's own budget and keeps its best validation
-    checkpoint among trained steps (the authors' code) — reused from the suite's pt run when that run
-    trained exactly the same; ``stage1_steps`` is the explicit cheaper option."""
-    from promptvec.suites.method import METHODS
-
-    ps = PS
-    methods = [{"name": "pt", "settings": {**ps, "select_initial": False}},
-               {"name": "dtvg", "settings": ps},
-               {"name": "dtvg", "label": "dtvg own lr", "settings": {**ps, "lr": 0.07}},
-               {"name": "dtvg", "label": "dtvg short", "settings": {**ps, "stage1_steps": 2}}]
-    suite = load_suite(tiny_transfer_suite(tmp_path, tiny_models, toy_tasks, "stage1-tiny", methods, steps=4,
-                                           eval_every=2))
-    assert METHODS["dtvg"].estimate_steps(suite, ps) == 8 and METHODS["dtvg"].estimate_steps(
-        suite, {**ps, "stage1_steps": 2}) == 6
-    out = tmp_path / "out"
-    run_suite(suite, out, progress=False, log=lambda m: None)
-    runs = {r.label: r for r in expand(suite)}
-    record = lambda label: json.loads((run_dir(out, runs[label]) / "run.json").read_text())  # noqa: E731
-
-    pt = record("pt")
-    reused = record("dtvg")["init"]["stage1"]
-    assert reused["reused_from"] == f"runs/{runs['pt'].run_id}"
-    assert not (run_dir(out, runs["dtvg"]) / "stages").exists()  # nothing trained twice
-    assert (reused["best_step"], reused["validation"]) == (pt["best"]["step"], pt["best"]["validation"])
-
-    own = record("dtvg own lr")["init"]["stage1"]  # another lr: not the pt run, so trained here
-    stage = json.loads((run_dir(out, runs["dtvg own lr"]) / "stages" / "stage1" / "run.json").read_text())
-    assert own["reused_from"] is None and own["steps"] == 4 and own["selected"] == "validation"
-    assert [h["step"] for h in stage["history"]] == [0, 2, 4] and stage["config"]["lr"] == 0.07
-    trained = [h for h in stage["history"] if h["step"] > 0]
-    assert own["best_step"] == max(trained, key=lambda h: h["validation"]["acc"])["step"]  # never step 0
-    assert own["wall_time_s"] > 0
-
-    short = record("dtvg short")["init"]["stage1"]
-    assert (short["steps"], short["best_step"], short["selected"]) == (2, 2, "last step")
-
-
-def test_a_single_source_sweep_reports_the_best_source_and_spots_hit_rate(tmp_path, tiny_models, toy_tasks):
-    ps = PS
-    target = toy_tasks["target"]
-    sweep = [{"name": "tpv-init", "label": f"from {name[-1]}", "tasks": [target],
-              "settings": {**ps, "source": toy_tasks[name]}} for name in ("src_a", "src_b")]
-    methods = [{"name": "pt", "settings": ps}, *sweep, {"name": "spot", "settings": {**ps, "early_steps": 2}}]
-    suite = load_suite(tiny_transfer_suite(tmp_path, tiny_models, toy_tasks, "sweep-tiny", methods))
-    out = tmp_path / "out"
-    run_suite(suite, out, progress=False, log=lambda m: None)
-    runs = {r.label: r for r in expand(suite)}
-    record = json.loads((run_dir(out, runs["from a"]) / "run.json").read_text())
-    assert record["init"]["sources"] == [toy_tasks["src_a"]]  # only that source's vector
-    report = (build_report(out) / "report.md").read_text()
-    assert "Which source helps, and does similarity find it?" in report
-    spot = json.loads((run_dir(out, runs["spot"]) / "run.json").read_text())["init"]
-    scores = {label: json.loads((run_dir(out, runs[label]) / "run.json").read_text())["test"]["metrics"]["acc"]
-              for label in ("from a", "from b")}
-    chosen = scores["from a" if spot["chosen"] == toy_tasks["src_a"] else "from b"]
-    hit = int(chosen >= max(scores.values()) - 0.01)
-    assert f"**spot** chose a source within 1 point of the best single source in {hit} of 1 runs" in report
-    assert (out / "report" / "similarity_vs_gain.png").is_file()
-
-
-def test_a_sweep_source_must_be_a_source_of_every_target_it_runs_on(tmp_path, tiny_models, toy_tasks):
-    methods = [{"name": "tpv-init", "settings": {**PS, "source": "imdb"}}]
-    with pytest.raises(ConfigError, match="starts from source 'imdb'"):
-        load_suite(tiny_transfer_suite(tmp_path, tiny_models, toy_tasks, "bad-sweep", methods))
 
 
 def test_a_run_that_would_repeat_a_finished_training_reuses_it(tmp_path, tiny_models, toy_tasks):

@@ -85,7 +85,7 @@ def training_free(suite: SuiteSpec) -> set[str]:
     """Labels of methods that do not train (their one value stands in every shots column)."""
     from promptvec.suites.method import METHODS
 
-    return {m.display for m in suite.methods if "shots" not in METHODS[m.name].axes(m.settings)}
+    return {m.display for m in suite.methods if "shots" not in METHODS[m.name].axes(m.options)}
 
 
 def _columns(suite: SuiteSpec, rows: list[dict]) -> list[tuple[str, int | None]]:

@@ -21,6 +21,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from pydantic import BaseModel
+
 from promptvec.backbones import Backbone
 from promptvec.errors import ConfigError, PromptvecError
 from promptvec.experiments import source_library
@@ -43,7 +45,6 @@ from promptvec.suites.plan import (
 from promptvec.suites.results import result_row, write_results
 from promptvec.suites.schema import SuiteSpec
 from promptvec.tasks import TaskData
-from promptvec.training.config import train_default
 from promptvec.training.distributed import Processes
 
 # Measured on this 2-core CPU with SmolLM2-135M (fp32, the prompt's keys/values shared by the batch): seconds per
@@ -106,7 +107,7 @@ class RunStatus:
 
 
 def status_of(suite: SuiteSpec, out: Path, run: RunSpec) -> RunStatus:
-    steps = 0 if run.shots == 0 else METHODS[run.method].estimate_steps(suite, dict(run.settings))
+    steps = 0 if run.shots == 0 else METHODS[run.method].estimate_steps(suite, run.options(BaseModel))
     if not _spec_matches(suite, out, run):
         return RunStatus(run, "changed", 0, steps)
     record_path = run_dir(out, run) / "run.json"
@@ -188,7 +189,7 @@ def estimate_seconds(suite: SuiteSpec, statuses: list[RunStatus], out: Path | No
     factors: dict[tuple[str, int], ExampleCost] = {}
 
     def cost(run: RunSpec) -> ExampleCost:
-        rows = int(dict(run.settings).get("prompt_length", train_default("prompt_length")))
+        rows = METHODS[run.method].prompt_rows(run.options(BaseModel))
         for task in run.tasks:
             if (task, rows) not in factors:
                 factors[task, rows] = length_factor(task, rows, suite.backbone.max_length, data_dir)

@@ -46,8 +46,11 @@ def transfer(method: str, sources: list[str], target: str, out: str | Path, *, s
         raise ConfigError(f"'{target}' is both the target and one of its sources; a target never transfers from "
                           "itself", "remove it from --sources")
     settings = dict(settings or {})
-    source_settings = {"prompt_length": settings.get("prompt_length", train_default("prompt_length")),
-                       **(source_settings or {})}
+    try:  # the sources get the method's prompt length (a task vector needs the target's shape)
+        rows = METHODS[method].prompt_rows(METHODS[method].validate_settings(settings))
+    except ValueError as exc:
+        raise ConfigError(f"--set: {exc}", "fix the setting named (promptvec methods lists each method)") from None
+    source_settings = {"prompt_length": rows, **(source_settings or {})}
     body: dict[str, Any] = {
         "name": f"transfer-{method}", "backbone": {"model": model, "max_length": max_length}, "data_dir": data_dir,
         "tasks": [target], "shots": [shots], "seeds": [seed], "origins": [origin],

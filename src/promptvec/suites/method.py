@@ -7,12 +7,13 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
 from promptvec.errors import describe_validation_error
 from promptvec.registry import Registry
+from promptvec.training.config import train_default
 
 if TYPE_CHECKING:  # type-only: the context module imports the plan, which imports this registry
     from promptvec.suites.context import RunContext
@@ -35,13 +36,24 @@ class Method(ABC):
 
     @classmethod
     @abstractmethod
-    def axes(cls, settings: dict[str, Any]) -> set[str]:
-        """Which of {'shots', 'origin', 'seed'} the result depends on."""
+    def axes(cls, options: BaseModel) -> set[str]:
+        """Which of {'shots', 'origin', 'seed'} the result depends on (``options``: the parsed settings)."""
 
     @classmethod
     @abstractmethod
-    def estimate_steps(cls, suite: SuiteSpec, settings: dict[str, Any]) -> int:
+    def estimate_steps(cls, suite: SuiteSpec, options: BaseModel) -> int:
         """Training steps of one run (for the cost estimate)."""
+
+    @classmethod
+    def prompt_rows(cls, options: BaseModel) -> int:
+        """Rows of the prompt a run trains or scores (the cost estimate's prompt length)."""
+        return train_default("prompt_length")
+
+    @classmethod
+    def named_source(cls, options: BaseModel) -> str | None:
+        """The one source task a run starts from when its settings name one (checked against the
+        suite's ``sources.targets``), else None."""
+        return None
 
     @classmethod
     @abstractmethod
@@ -53,6 +65,17 @@ class Method(ABC):
         """Report blocks about what this method's runs did (e.g. DTVG's groups over training); the
         report calls this once per method used in the suite."""
         return []
+
+
+S = TypeVar("S", bound=BaseModel)
+
+
+def settings_as(options: BaseModel, kind: type[S]) -> S:
+    """``options`` (a run's parsed settings) as the model ``kind`` a method declared: typed for the
+    method's code, and a clear error (not a wrong attribute later) if a run reached the wrong method."""
+    if not isinstance(options, kind):
+        raise TypeError(f"settings are {type(options).__name__}, not {kind.__name__}")
+    return options
 
 
 METHODS: Registry[type[Method]] = Registry("method", populate="promptvec.methods.builtin")

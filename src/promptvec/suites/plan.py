@@ -16,17 +16,22 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
+
+from pydantic import BaseModel
 
 from promptvec.errors import ConfigError
 from promptvec.io import path_component, read_json
-from promptvec.suites.method import METHODS
+from promptvec.suites.method import METHODS, settings_as
 from promptvec.suites.schema import BackboneSpec, BudgetSpec, SourcesSpec, SuiteSpec
 
 RUNS_DIR = "runs"
 SPECS_DIR = "specs"  # per-run bookkeeping (fingerprint, data hash), kept outside the trainer's folder
 SOURCE_LABEL = "source"
+S = TypeVar("S", bound=BaseModel)
+
 STORE_DIR = "store"  # inside a suite folder: every source prompt and its vector, named task@o<origin>
 
 
@@ -47,6 +52,17 @@ class RunSpec:
     origin: int | None
     seed: int | None
     extra: dict = field(default_factory=dict, compare=False, hash=False)
+    #: ``settings`` as the method's validated model, when the suite already parsed them (else on first use)
+    parsed: BaseModel | None = field(default=None, compare=False, hash=False, repr=False)
+
+    def options(self, kind: type[S]) -> S:
+        """The run's settings as its method's validated model ``kind`` — parsed once (when the suite was
+        loaded, or on first use for runs the plan makes itself, such as source runs), never per use."""
+        return settings_as(self.parsed if self.parsed is not None else self._parsed_settings, kind)
+
+    @cached_property
+    def _parsed_settings(self) -> BaseModel:
+        return METHODS[self.method].validate_settings(dict(self.settings))
 
     @property
     def run_id(self) -> str:
@@ -133,7 +149,7 @@ def expand(suite: SuiteSpec) -> list[RunSpec]:
     for run in source_runs(suite):
         _add_unique(runs, run)
     for method in suite.methods:
-        axes = METHODS[method.name].axes(method.settings)
+        axes = METHODS[method.name].axes(method.options)
         for task in (t for t in suite.tasks if method.tasks is None or t in method.tasks):
             shot_sizes = [s for s in suite.shots if method.shots is None or s in method.shots]
             for shots in (shot_sizes if "shots" in axes else [0]):  # training-free = the 0-shot point
@@ -141,7 +157,7 @@ def expand(suite: SuiteSpec) -> list[RunSpec]:
                     # at 0 shots nothing is trained, so the data/training seed does not matter
                     for seed in (suite.seeds if "seed" in axes and shots != 0 else [None]):
                         run = RunSpec(method.name, method.display, tuple(sorted(method.settings.items())), task,
-                                      shots, origin, seed)
+                                      shots, origin, seed, parsed=method.options)
                         _add_unique(runs, run)
     return list(runs.values())
 

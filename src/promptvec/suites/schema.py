@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
 
 from promptvec.errors import ConfigError, describe_validation_error
 from promptvec.io import path_component, read_yaml_mapping
@@ -96,9 +96,21 @@ class MethodSpec(BaseModel):
     shots: list[int | None] | None = Field(None, description="run only at these of the suite's shot sizes (e.g. "
                                            "a costly method at the smallest); default: all")
 
+    _options: BaseModel | None = PrivateAttr(None)
+
     @property
     def display(self) -> str:
         return self.label or self.name
+
+    def validate_options(self) -> BaseModel:
+        """Parse the settings with the method's model (ValueError if they do not fit) and keep the result."""
+        self._options = METHODS[self.name].validate_settings(self.settings)
+        return self._options
+
+    @property
+    def options(self) -> BaseModel:
+        """The settings as the method's validated model: parsed once, when the suite is loaded."""
+        return self._options if self._options is not None else self.validate_options()
 
 
 class AcrossTasksSpec(BaseModel):
@@ -166,7 +178,8 @@ class SuiteSpec(BaseModel):
         _one_folder_each("task", list(dict.fromkeys([*self.tasks, *self.sources.tasks])),
                          lambda t: Path(t).stem if t.endswith((".yaml", ".yml")) else t)
         for method in self.methods:
-            METHODS[METHODS.check(method.name)].validate_settings(method.settings)
+            METHODS.check(method.name)
+            method.validate_options()
         if self.sources.tasks:
             try:  # sources are `pt` runs: their settings are checked now, not when the first one starts
                 METHODS["pt"].validate_settings(dict(self.sources.pt_settings()))
@@ -194,7 +207,7 @@ class SuiteSpec(BaseModel):
                 if missing:
                     raise ValueError(f"method '{method.display}' transfers from sources, but tasks {missing} have "
                                      "no entry in sources.targets")
-            source = method.settings.get("source")
+            source = METHODS[method.name].named_source(method.options)
             if METHODS[method.name].needs_sources and source is not None:
                 foreign = [t for t in method.tasks or self.tasks if source not in self.sources.targets.get(t, [])]
                 if foreign:

@@ -37,7 +37,7 @@ class Attempt(PromptTuning):
 
     @classmethod
     def build(cls, ctx: RunContext) -> tuple[PromptModule, dict[str, Any]]:
-        s = AttemptSettings(**dict(ctx.run.settings))
+        s = ctx.run.options(AttemptSettings)
         sources = StoredSources.load(ctx)
         target = sources.origin.tensor(ctx.backbone) if s.target_init == "origin" else sources.prompts[0]
         module = AttemptPrompt(sources.prompts, target, sources.names, s.hidden, s.temperature, s.attention_lr,

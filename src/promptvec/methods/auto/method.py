@@ -41,7 +41,7 @@ class AutoInit(PromptTuning):
 
     @classmethod
     def initial_prompt(cls, ctx: RunContext) -> tuple[torch.Tensor | None, dict[str, Any]]:
-        s = AutoSettings(**dict(ctx.run.settings))
+        s = ctx.run.options(AutoSettings)
         policy = s.policy()
         sources = []
         for task in target_sources(ctx):

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import Field, field_validator
+from pydantic import BaseModel, Field, field_validator
 
 from promptvec.methods.dtvg.module import GROUPING_CHOICES, DTVGPrompt
 from promptvec.methods.dtvg.report import grouping_sections
@@ -15,7 +15,8 @@ from promptvec.methods.pt import PromptTuning, PTSettings
 from promptvec.methods.sources import StoredSources, train_target_stage
 from promptvec.prompts import PromptModule
 from promptvec.suites.context import RunContext
-from promptvec.suites.method import register_method
+from promptvec.suites.method import register_method, settings_as
+from promptvec.suites.schema import SuiteSpec
 
 
 class DTVGSettings(PTSettings):
@@ -49,13 +50,13 @@ class DTVG(PromptTuning):
         return grouping_sections(suite, out, rows, report_dir)
 
     @classmethod
-    def estimate_steps(cls, suite, settings):
-        steps = super().estimate_steps(suite, settings)
-        return steps + (DTVGSettings(**settings).stage1_steps or steps)
+    def estimate_steps(cls, suite: SuiteSpec, options: BaseModel) -> int:
+        steps = super().estimate_steps(suite, options)
+        return steps + (settings_as(options, DTVGSettings).stage1_steps or steps)
 
     @classmethod
     def build(cls, ctx: RunContext) -> tuple[PromptModule, dict[str, Any]]:
-        s = DTVGSettings(**dict(ctx.run.settings))
+        s = ctx.run.options(DTVGSettings)
         sources = StoredSources.load(ctx)
         origin = sources.origin.tensor(ctx.backbone)
         stage1, stage1_cost = train_target_stage(cls, ctx, "stage1", s.stage1_steps)

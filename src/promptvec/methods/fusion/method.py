@@ -50,7 +50,7 @@ class Fusion(PromptTuning):
 
     @classmethod
     def _tasks(cls, ctx: RunContext) -> list[str]:
-        s = FusionSettings(**dict(ctx.run.settings))
+        s = ctx.run.options(FusionSettings)
         sources = target_sources(ctx)
         return [ctx.run.task, *sources[: s.max_sources]]
 
@@ -58,7 +58,7 @@ class Fusion(PromptTuning):
     def build(cls, ctx: RunContext) -> tuple[PromptModule, dict[str, Any]]:
         from promptvec.tasks import get_task
 
-        s = FusionSettings(**dict(ctx.run.settings))
+        s = ctx.run.options(FusionSettings)
         tasks = cls._tasks(ctx)
         size = s.pool_size or 2 * len(tasks)
         origin_seed = ctx.run.origin or 0
@@ -76,7 +76,7 @@ class Fusion(PromptTuning):
 
     @classmethod
     def configure(cls, ctx: RunContext, config: TrainConfig) -> TrainConfig:
-        s = FusionSettings(**dict(ctx.run.settings))
+        s = ctx.run.options(FusionSettings)
         tasks = cls._tasks(ctx)
         return TrainConfig.model_validate({**config.model_dump(), **{
             "extra_tasks": tasks[1:], "extra_shots": ctx.suite.sources.shots, "task_mixing": "mixed",

@@ -12,8 +12,9 @@ from promptvec.io import atomic_write_json, tensor_sha256
 from promptvec.methods.runs import evaluate_untrained, finished_run_like, reuse_run, training_start
 from promptvec.prompts import PromptModule, StaticPrompt
 from promptvec.suites.context import RunContext
-from promptvec.suites.method import Method, register_method
+from promptvec.suites.method import Method, register_method, settings_as
 from promptvec.suites.plan import completed_record, is_source
+from promptvec.suites.schema import SuiteSpec
 from promptvec.tasks import TaskData
 from promptvec.training.config import TrainConfig, train_field
 from promptvec.training.trainer import Trainer
@@ -42,12 +43,16 @@ class PromptTuning(Method):
     Settings = PTSettings
 
     @classmethod
-    def axes(cls, settings):
+    def axes(cls, options: BaseModel) -> set[str]:
         return {"shots", "origin", "seed"}
 
     @classmethod
-    def estimate_steps(cls, suite, settings):
-        return settings.get("steps") or suite.budget.steps
+    def estimate_steps(cls, suite: SuiteSpec, options: BaseModel) -> int:
+        return settings_as(options, PTSettings).steps or suite.budget.steps
+
+    @classmethod
+    def prompt_rows(cls, options: BaseModel) -> int:
+        return settings_as(options, PTSettings).prompt_length
 
     @classmethod
     def initial_prompt(cls, ctx: RunContext) -> tuple[torch.Tensor | None, dict[str, Any]]:
@@ -57,7 +62,7 @@ class PromptTuning(Method):
 
     @classmethod
     def train_config(cls, ctx: RunContext) -> TrainConfig:
-        s = cls.Settings(**dict(ctx.run.settings))
+        s = ctx.run.options(PTSettings)
         b, bb = ctx.suite.budget, ctx.suite.backbone
         return TrainConfig(
             model=bb.model, family=bb.family, max_length=bb.max_length, chat_template=bb.chat_template,
@@ -106,7 +111,7 @@ class PromptTuning(Method):
             return done
         module, info = cls.build(ctx)
         if ctx.run.shots == 0:
-            s = cls.Settings(**dict(ctx.run.settings))
+            s = ctx.run.options(PTSettings)
             described = {**info, "prompt_length": s.prompt_length}
             if module is None:
                 origin = Origin.sample(ctx.backbone, s.prompt_length, ctx.run.origin_seed)

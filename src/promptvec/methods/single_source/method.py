@@ -7,14 +7,14 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-from pydantic import Field
+from pydantic import BaseModel, Field
 
 from promptvec.errors import ConfigError
 from promptvec.methods.pt import PromptTuning, PTSettings
 from promptvec.methods.sources import source_folder, target_sources
 from promptvec.peft_folder import load_prompt
 from promptvec.suites.context import RunContext
-from promptvec.suites.method import register_method
+from promptvec.suites.method import register_method, settings_as
 
 
 class SingleSourceSettings(PTSettings):
@@ -30,8 +30,12 @@ class SingleSourceInit(PromptTuning):
     needs_sources = True
 
     @classmethod
+    def named_source(cls, options: BaseModel) -> str | None:
+        return settings_as(options, SingleSourceSettings).source
+
+    @classmethod
     def initial_prompt(cls, ctx: RunContext) -> tuple[torch.Tensor, dict[str, Any]]:
-        s = SingleSourceSettings(**dict(ctx.run.settings))
+        s = ctx.run.options(SingleSourceSettings)
         sources = target_sources(ctx)
         source = s.source or sources[0]
         if source not in sources:

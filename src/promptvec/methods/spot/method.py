@@ -8,13 +8,14 @@ from __future__ import annotations
 from typing import Any, Literal
 
 import torch
-from pydantic import Field
+from pydantic import BaseModel, Field
 
 from promptvec.methods.multi_source import MultiSourceInit
 from promptvec.methods.pt import PromptTuning, PTSettings
 from promptvec.methods.sources import StoredSources, train_target_stage
 from promptvec.suites.context import RunContext
-from promptvec.suites.method import register_method
+from promptvec.suites.method import register_method, settings_as
+from promptvec.suites.schema import SuiteSpec
 
 
 class SpotSettings(PTSettings):
@@ -33,12 +34,12 @@ class SpotTargeted(PromptTuning):
     needs_target_examples = True
 
     @classmethod
-    def estimate_steps(cls, suite, settings):
-        return super().estimate_steps(suite, settings) + SpotSettings(**settings).early_steps
+    def estimate_steps(cls, suite: SuiteSpec, options: BaseModel) -> int:
+        return super().estimate_steps(suite, options) + settings_as(options, SpotSettings).early_steps
 
     @classmethod
     def initial_prompt(cls, ctx: RunContext) -> tuple[torch.Tensor, dict[str, Any]]:
-        s = SpotSettings(**dict(ctx.run.settings))
+        s = ctx.run.options(SpotSettings)
         sources = StoredSources.load(ctx)
         early, _ = train_target_stage(cls, ctx, "early", s.early_steps)
         origin = sources.origin.tensor(ctx.backbone)

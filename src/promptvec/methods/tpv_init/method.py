@@ -7,14 +7,14 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-from pydantic import Field, field_validator
+from pydantic import BaseModel, Field, field_validator
 
 from promptvec.errors import ConfigError
 from promptvec.evaluation import evaluate
 from promptvec.methods.pt import PromptTuning, PTSettings
 from promptvec.methods.sources import source_folder, target_sources
 from promptvec.suites.context import RunContext
-from promptvec.suites.method import register_method
+from promptvec.suites.method import register_method, settings_as
 from promptvec.tasks import subsample
 from promptvec.vectors import MERGE_METHODS, TaskPromptVector, merge
 from promptvec.vectors.scaling import choose_scale
@@ -42,8 +42,12 @@ class TPVInit(PromptTuning):
     needs_sources = True
 
     @classmethod
+    def named_source(cls, options: BaseModel) -> str | None:
+        return settings_as(options, TPVInitSettings).source
+
+    @classmethod
     def initial_prompt(cls, ctx: RunContext) -> tuple[torch.Tensor, dict[str, Any]]:
-        s = TPVInitSettings(**dict(ctx.run.settings))
+        s = ctx.run.options(TPVInitSettings)
         sources = target_sources(ctx)
         if s.source is not None:
             if s.source not in sources:

@@ -9,8 +9,9 @@ from pydantic import BaseModel, ConfigDict, Field
 from promptvec.errors import ConfigError
 from promptvec.methods.runs import evaluate_untrained
 from promptvec.suites.context import RunContext
-from promptvec.suites.method import Method, register_method
+from promptvec.suites.method import Method, register_method, settings_as
 from promptvec.suites.plan import completed_record
+from promptvec.suites.schema import SuiteSpec
 from promptvec.training.config import train_field
 from promptvec.vectors import Origin
 
@@ -29,23 +30,28 @@ class ZeroShot(Method):
     Settings = ZeroSettings
 
     @classmethod
-    def axes(cls, settings):
-        return {"origin"} if ZeroSettings(**settings).prompt == "origin" else set()
+    def axes(cls, options: BaseModel) -> set[str]:
+        return {"origin"} if settings_as(options, ZeroSettings).prompt == "origin" else set()
 
     @classmethod
-    def estimate_steps(cls, suite, settings):
+    def estimate_steps(cls, suite: SuiteSpec, options: BaseModel) -> int:
         return 0
+
+    @classmethod
+    def prompt_rows(cls, options: BaseModel) -> int:
+        s = settings_as(options, ZeroSettings)
+        return s.prompt_length if s.prompt == "origin" else 0
 
     @classmethod
     def execute(cls, ctx: RunContext) -> dict[str, Any]:
         done = completed_record(ctx.out)
         if done is not None:
             return done
-        s = ZeroSettings(**dict(ctx.run.settings))
+        s = ctx.run.options(ZeroSettings)
         if s.prompt == "none":
             return evaluate_untrained(ctx, None, {"prompt": "none"})
         if ctx.run.origin is None:
             raise ConfigError("zero/origin needs an origin seed", "give the suite `origins`")
-        origin = Origin.sample(ctx.backbone, s.prompt_length, ctx.run.origin)
+        origin = Origin.sample(ctx.backbone, s.prompt_length, ctx.run.origin_seed)
         return evaluate_untrained(ctx, origin.tensor(ctx.backbone),
                                   {"prompt": "origin", "prompt_length": s.prompt_length}, origin)

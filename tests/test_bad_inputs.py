@@ -1,5 +1,7 @@
-"""Bad input, second audit (issue: reliability, round two): every case here used to end in a
-traceback or be accepted silently; now each gets one promptvec message (exit code 2) or is refused."""
+"""Bad input from files and options — text that is not UTF-8, output folders that cannot be written,
+option values out of range, damaged prompt folders and safetensors headers, hostile store pulls,
+damaged results, exploding templates: each gets one promptvec message (exit code 2) or is refused,
+never a traceback or a silent acceptance."""
 
 from __future__ import annotations
 
