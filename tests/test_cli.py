@@ -46,7 +46,12 @@ def test_train_eval_predict(tiny_models, toy_task, tmp_path):
     result = runner.invoke(app, ["eval", "--task", str(toy_task), "--prompt", str(out), "--model", model,
                                  "--output", str(tmp_path / "e.json")])
     assert result.exit_code == 0, result.output
-    assert json.loads((tmp_path / "e.json").read_text())["n"] == 24
+    summary = json.loads((tmp_path / "e.json").read_text())
+    assert summary["n"] == 24
+    # the command is one library call: the Python API gives the same summary
+    from promptvec import evaluate_split
+
+    assert evaluate_split(str(toy_task), out, model=model, progress=False).summary == summary
 
     result = runner.invoke(app, ["eval", "--task", str(toy_task), "--origin-seed", "1", "--model", model,
                                  "--mode", "generate"])

@@ -31,6 +31,7 @@ _EXPORTS = {
     "TrainConfig": "promptvec.training.config",
     "train_prompt": "promptvec.training.trainer",
     "evaluate": "promptvec.evaluation",
+    "evaluate_split": "promptvec.scoring",
     "EvalResult": "promptvec.evaluation",
     "Predictor": "promptvec.inference",
     "Origin": "promptvec.vectors",
@@ -50,6 +51,7 @@ if TYPE_CHECKING:  # what type checkers and IDEs see; at run time __getattr__ im
     from promptvec.experiments.runner import run_suite
     from promptvec.inference import Predictor
     from promptvec.peft_folder import load_prompt, save_prompt
+    from promptvec.scoring import evaluate_split
     from promptvec.store import VectorStore
     from promptvec.suites.schema import load_suite
     from promptvec.tasks import TaskSpec, get_task, load_task_data
@@ -72,6 +74,6 @@ def __dir__() -> list[str]:
 
 __all__ = [  # the names of _EXPORTS, spelled out for linters and type checkers (a test keeps them equal)
     "Backbone", "EvalResult", "Origin", "Predictor", "PromptvecError", "TaskPromptVector", "TaskSpec", "TrainConfig",
-    "VectorStore", "__version__", "build_report", "evaluate", "get_task", "load_backbone", "load_prompt",
-    "load_suite", "load_task_data", "run_suite", "save_prompt", "train_prompt",
+    "VectorStore", "__version__", "build_report", "evaluate", "evaluate_split", "get_task", "load_backbone",
+    "load_prompt", "load_suite", "load_task_data", "run_suite", "save_prompt", "train_prompt",
 ]
