@@ -145,3 +145,22 @@ def test_the_peft_adapter_folder_is_read_and_written_in_one_module():
     assert users == ["peft_folder.py"]
     graph = import_graph()
     assert not any(m.startswith("promptvec.training") for m in graph["promptvec.vectors.tpv"])  # vectors ⊥ training
+
+
+def test_the_training_loop_calls_nothing_back_in_the_trainer():
+    """The Trainer builds a run and hands the TrainingLoop its parts; the loop reads the trainer's
+    settings but never calls a trainer method (the call-backs `_datasets`, `_evaluate`, `_save_best`,
+    `_load_best` and a loop driven from the trainer were the old, two-way design)."""
+    tree = ast.parse((PACKAGE / "training" / "trainer.py").read_text(encoding="utf-8"))
+    loop = next(n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == "TrainingLoop")
+    trainer = next(n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == "Trainer")
+    trainer_methods = {n.name for n in trainer.body if isinstance(n, ast.FunctionDef)}
+    called = set()
+    for node in ast.walk(loop):
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute):
+            owner = node.func.value
+            if (isinstance(owner, ast.Name) and owner.id == "trainer") or (
+                    isinstance(owner, ast.Attribute) and owner.attr == "trainer"):
+                called.add(node.func.attr)
+    assert called <= {"on_step"} and not called & (trainer_methods - {"on_step"})  # on_step: the caller's hook
+    assert "run" in {n.name for n in loop.body if isinstance(n, ast.FunctionDef)}

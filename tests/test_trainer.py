@@ -236,6 +236,7 @@ def test_dropout_is_off_at_every_evaluation_and_the_backbone_keeps_its_mode(tiny
 
     from promptvec.backbones import load_backbone
     from promptvec.evaluation import evaluate
+    from promptvec.training.parts import RunSplits
     from tests.conftest import _save_model, _vocab
 
     torch.manual_seed(0)
@@ -247,7 +248,8 @@ def test_dropout_is_off_at_every_evaluation_and_the_backbone_keeps_its_mode(tiny
     config = TrainConfig(model=str(tmp_path / "dropout-llama"), task=str(toy_task), max_steps=4, eval_every=2,
                          batch_size=4, lr=0.05, prompt_length=4, train_dropout=True)
     trainer = Trainer(config, tmp_path / "r", backbone=backbone, progress=False)
-    _, val, test = trainer._datasets()
+    splits = RunSplits.sample(config, trainer.tasks, trainer.datas)
+    val, test = splits.val, splits.test
     record = trainer.train()
     assert not any(m.training for m in backbone.model.modules())  # as the caller passed it in
     best = load_prompt(tmp_path / "r").prompt

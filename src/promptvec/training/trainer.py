@@ -33,14 +33,13 @@ from promptvec.backbones.base import Encoded
 from promptvec.display import TrainingProgress, status_line
 from promptvec.encoding import EncodingSpec
 from promptvec.errors import ConfigError, OutputExistsError, PromptvecError, describe_validation_error
-from promptvec.evaluation import evaluate
 from promptvec.faults import fault_point
 from promptvec.io import append_jsonl, atomic_write_json, output_folder, read_json
 from promptvec.modes import module_mode
-from promptvec.peft_folder import PROMPT_DIR, load_prompt, save_prompt
-from promptvec.prompts import MODULE_DIR, PromptModule, StaticPrompt, load_module, save_module
+from promptvec.peft_folder import PROMPT_DIR, load_prompt
+from promptvec.prompts import MODULE_DIR, PromptModule, StaticPrompt
 from promptvec.provenance import code_version
-from promptvec.tasks import TaskData, TaskSpec, few_shot, get_task, load_task_data, subsample
+from promptvec.tasks import TaskData, TaskSpec, get_task, load_task_data
 from promptvec.training.batching import BucketedBatches, MixedTaskBatches
 from promptvec.training.checkpoint import load_training_state, rng_state, save_training_state, set_rng_state
 from promptvec.training.config import TrainConfig, resolve_precision
@@ -52,6 +51,7 @@ from promptvec.training.distributed import (
     local_weight,
     release_at_exit,
 )
+from promptvec.training.parts import BestPrompt, RunSplits, SplitScorer, training_examples
 from promptvec.training.record import RunRecord, new_run_record, peak_memory_mb
 from promptvec.training.run_folder import LOCK_FILE, RunFolderLock, remove_leftovers, unstarted_run_entries
 from promptvec.vectors import Origin
@@ -183,11 +183,6 @@ def warn_if_targets_cut(record: RunRecord, tasks: Sequence[TaskSpec], encoded: S
                 "on whole answers")})
 
 
-def training_examples(task: TaskSpec, data: TaskData, shots: int | None, seed: int) -> list:
-    """A run's training examples of one task: its seeded few-shot sample, or the whole split (None)."""
-    return few_shot(task, data.train, shots, seed) if shots else list(data.train)
-
-
 class Trainer:
     """Train one prompt module on one task (or jointly on several: ``config.extra_tasks``).
     ``prompt_module`` defaults to a static prompt initialised from the configured origin (or
@@ -243,51 +238,12 @@ class Trainer:
         cfg = self.config
         return training_examples(self.task, self.data, cfg.shots, cfg.data_seed)
 
-    def _datasets(self):
-        """Per task: few-shot training sample (``shots`` per task), validation and test subsamples."""
-        cfg = self.config
-        # an extra task is auxiliary data (a transfer method's sources): it gives extra_shots examples or,
-        # when its split is smaller, all of them — the rule of source prompts; the target's shots are exact
-        wanted = cfg.extra_shots or cfg.shots
-        extra = [min(wanted, len(data.train)) if wanted else None for data in self.datas[1:]]
-        shots = [cfg.shots, *extra]
-        train = [training_examples(task, data, n, cfg.data_seed)
-                 for task, data, n in zip(self.tasks, self.datas, shots, strict=True)]
-        evaluated = self.datas[:1] if cfg.select_on == "first" else self.datas
-        val = [subsample(data.validation, cfg.val_examples, cfg.eval_seed) for data in evaluated]
-        test = [subsample(data.test, cfg.test_examples, cfg.eval_seed) for data in evaluated]
-        return train, val, test
-
-    @property
-    def evaluated_tasks(self) -> list:
-        return self.tasks[:1] if self.config.select_on == "first" else self.tasks
-
-    @property
-    def primary_metric(self) -> str:
-        return self.task.primary_metric if len(self.evaluated_tasks) == 1 else "mean"
-
     @property
     def task_name(self) -> str:
         return "+".join(task.task for task in self.tasks)
 
-    def _evaluate(self, splits: list[list], prompt) -> dict[str, Any]:
-        """One task: its evaluation summary. Several: metrics as ``task/metric`` plus ``mean``, the
-        mean of the tasks' primary metrics (what multi-task checkpoint selection maximises)."""
-        cfg = self.config
-        summaries = [evaluate(self.backbone, task, examples, prompt, mode=cfg.eval_mode,
-                              batch_size=cfg.eval_batch_size, length_normalize=cfg.length_normalize).summary()
-                     for task, examples in zip(self.evaluated_tasks, splits, strict=True)]
-        if len(summaries) == 1:
-            return summaries[0]
-        tasks = self.evaluated_tasks
-        metrics = {f"{task.task}/{k}": v for task, s in zip(tasks, summaries, strict=True)
-                   for k, v in s["metrics"].items()}
-        metrics["mean"] = sum(s["metrics"][t.primary_metric] for t, s in zip(tasks, summaries, strict=True)) / len(
-            summaries)
-        return {"metrics": metrics, "n": sum(s["n"] for s in summaries),
-                "invalid": sum(s.get("invalid", 0) for s in summaries)}
-
-    def _metadata(self, extra: dict[str, Any]) -> dict[str, Any]:
+    def metadata(self, extra: dict[str, Any]) -> dict[str, Any]:
+        """What a saved prompt records about the run that made it."""
         return {"task": self.task_name, "task_group": self.task.group if len(self.tasks) == 1 else "multi-task",
                 "config": self.config.model_dump(), "origin": self.origin.to_dict() if self.origin else None, **extra}
 
@@ -304,54 +260,14 @@ class Trainer:
             return self._train(resume, overwrite)
 
     def _train(self, resume: bool, overwrite: bool) -> dict[str, Any]:
-        loop = TrainingLoop(self)
+        tasks = self.tasks[:1] if self.config.select_on == "first" else self.tasks
+        loop = TrainingLoop(self, RunSplits.sample(self.config, self.tasks, self.datas),
+                            SplitScorer(self.backbone, tasks, self.config),
+                            BestPrompt(self.out, self.backbone, self.metadata))
         try:
-            return self._run(loop, resume, overwrite)
+            return loop.run(resume, overwrite)
         finally:
             loop.release()
-
-    def _run(self, loop: TrainingLoop, resume: bool, overwrite: bool) -> dict[str, Any]:
-        cfg = self.config
-        previous = loop.prepare(resume, overwrite)
-        if previous is not None and previous.get("status") == "completed":
-            return previous
-        loop.setup(resumable=previous is not None)
-        if loop.state.step == 0 and not loop.state.record["history"]:
-            loop.evaluate_and_select(selectable=cfg.select_initial)
-            loop.checkpoint()
-        stopped_early = False
-        while loop.state.step < cfg.max_steps and not stopped_early:
-            loop.optimizer_step()
-            step = loop.state.step
-            if step % cfg.eval_every == 0 or step == cfg.max_steps:
-                stopped_early = loop.evaluate_and_select()
-                loop.checkpoint()
-            elif step % cfg.save_every == 0:
-                loop.checkpoint()
-            elif step % cfg.log_every == 0:
-                loop.read_losses()
-            fault_point("train.step")
-            if self.on_step:  # after the checkpoint: an interruption here resumes at the next step
-                self.on_step(step)
-        return loop.finish(stopped_early)
-
-    def _save_best(self, module: PromptModule | torch.Tensor, info: dict[str, Any]) -> None:
-        """The best prompt as a PEFT folder where one static prompt exists; a dynamic module also
-        in promptvec's own format (its state + config)."""
-        if isinstance(module, torch.Tensor):
-            save_prompt(self.out / PROMPT_DIR, module, self.backbone, self._metadata(info))
-            return
-        if module.kind != StaticPrompt.kind:
-            save_module(self.out / MODULE_DIR, module, self.backbone, self._metadata(info))
-        static = module.export()
-        if static is not None:
-            save_prompt(self.out / PROMPT_DIR, static, self.backbone, self._metadata(info))
-
-    def _load_best(self) -> PromptModule | torch.Tensor:
-        if (self.out / MODULE_DIR).is_dir():
-            module, _ = load_module(self.out / MODULE_DIR, self.backbone)
-            return module.to(self.backbone.device).eval()
-        return load_prompt(self.out / PROMPT_DIR, self.backbone).prompt
 
 
 @dataclass
@@ -381,12 +297,16 @@ class TrainingLoop:
     """One training run in progress, as named steps — :meth:`prepare` (the output folder),
     :meth:`setup` (devices, data order, optimizer; restored from the last checkpoint when resuming),
     :meth:`optimizer_step`, :meth:`evaluate_and_select`, :meth:`checkpoint`, :meth:`finish` — around
-    one explicit :class:`TrainingState`. :meth:`Trainer.train` says in which order they run."""
+    one explicit :class:`TrainingState` — and :meth:`run`, which says in which order they run. It is
+    given its parts (the trainer that built the run, read-only, and the splits, the scorer and the best-
+    prompt folder) and calls nothing back."""
 
-    def __init__(self, trainer: Trainer) -> None:
+    def __init__(self, trainer: Trainer, splits: RunSplits, score: SplitScorer, best: BestPrompt) -> None:
         from accelerate import Accelerator
 
         self.trainer, self.cfg = trainer, trainer.config
+        self.train, self.val, self.test = splits.train, splits.val, splits.test
+        self.score, self.best = score, best
         # Precision is applied with torch.autocast rather than Accelerator(mixed_precision=...):
         # Accelerate's precision is a process-wide singleton, and suites run many configs per process.
         self.accelerator = Accelerator(cpu=not torch.cuda.is_available(), log_with=_trackers(self.cfg.report_to),
@@ -408,10 +328,9 @@ class TrainingLoop:
 
     # ---- the output folder and the data ------------------------------------------------------
     def prepare(self, resume: bool, overwrite: bool) -> dict[str, Any] | None:
-        """Sample the data (before any folder is touched: bad data leaves everything as it was) and
-        decide what the output folder holds; the previous record when resuming (or finished)."""
+        """Decide what the output folder holds (the data was sampled before any folder is touched: bad
+        data leaves everything as it was); the previous record when resuming (or finished)."""
         trainer = self.trainer
-        self.train, self.val, self.test = trainer._datasets()
         if self.main:  # the data is valid: now the folder may be created, and locked for this process
             output_folder(trainer.out, "output folder (--out)")
             self.lock = RunFolderLock(trainer.out)
@@ -422,6 +341,33 @@ class TrainingLoop:
         previous = prepare_output_dir(trainer.out, self.cfg.model_dump(), resume)
         self.wait_for_everyone()
         return previous
+
+    def run(self, resume: bool, overwrite: bool) -> dict[str, Any]:
+        """The run, or its resumption: validate the start, step, evaluate every ``eval_every`` steps,
+        checkpoint, and test the best prompt at the end."""
+        cfg = self.cfg
+        previous = self.prepare(resume, overwrite)
+        if previous is not None and previous.get("status") == "completed":
+            return previous
+        self.setup(resumable=previous is not None)
+        if self.state.step == 0 and not self.state.record["history"]:
+            self.evaluate_and_select(selectable=cfg.select_initial)
+            self.checkpoint()
+        stopped_early = False
+        while self.state.step < cfg.max_steps and not stopped_early:
+            self.optimizer_step()
+            step = self.state.step
+            if step % cfg.eval_every == 0 or step == cfg.max_steps:
+                stopped_early = self.evaluate_and_select()
+                self.checkpoint()
+            elif step % cfg.save_every == 0:
+                self.checkpoint()
+            elif step % cfg.log_every == 0:
+                self.read_losses()
+            fault_point("train.step")
+            if self.trainer.on_step:  # after the checkpoint: an interruption here resumes at the next step
+                self.trainer.on_step(step)
+        return self.finish(stopped_early)
 
     def release(self) -> None:
         """Give up the run folder's lock (the process's exit would too)."""
@@ -551,13 +497,13 @@ class TrainingLoop:
     def evaluate_and_select(self, selectable: bool = True) -> bool:
         """Score the module on validation, log it, and keep it as the best prompt when it is; True
         when early stopping says to stop."""
-        cfg, state, trainer = self.cfg, self.state, self.trainer
+        cfg, state = self.cfg, self.state
         self.read_losses()
         train_loss = sum(state.losses) / len(state.losses) if state.losses else None
         state.losses.clear()
         with self.progress.busy(f"validating on {sum(map(len, self.val))} examples"):
-            metrics = trainer._evaluate(self.val, self.module)
-        score = agree(metrics["metrics"][trainer.primary_metric], self.device, self.world)
+            metrics = self.score(self.val, self.module)
+        score = agree(metrics["metrics"][self.score.primary_metric], self.device, self.world)
         lr = self.scheduler.get_last_lr()[0]
         warn_if_diverging(state.record, train_loss, state.step, lr)
         warn_if_extreme_lr(state.record, cfg.lr)
@@ -576,7 +522,7 @@ class TrainingLoop:
             state.best_score, state.since_best = score, 0
             state.record["best"] = {"step": state.step, "validation": metrics["metrics"]}
             if self.main:
-                trainer._save_best(self.module, {"step": state.step, "validation": metrics["metrics"]})
+                self.best.save(self.module, {"step": state.step, "validation": metrics["metrics"]})
         else:
             state.since_best += 1
         return cfg.early_stopping_patience is not None and state.since_best >= cfg.early_stopping_patience
@@ -604,22 +550,22 @@ class TrainingLoop:
         trainer, record = self.trainer, self.state.record
         self.progress.close()
         self.wait_for_everyone()  # the best prompt is on disk (written by the main process)
-        best = trainer._load_best()
+        best = self.best.load()
         with status_line(self.main and trainer.progress,
                          f"testing the best prompt on {sum(map(len, self.test))} test examples"):
-            tested = record["test"] = trainer._evaluate(self.test, best)
+            tested = record["test"] = self.score(self.test, best)
         if self.cfg.report_to:
             self.accelerator.log({f"test/{k}": v for k, v in tested["metrics"].items()}, step=self.state.step)
             self.accelerator.end_training()
         record["stopped_early"] = stopped_early
-        warn_if_initial_kept(record, trainer.primary_metric, self.cfg.lr)
+        warn_if_initial_kept(record, self.score.primary_metric, self.cfg.lr)
         record["status"] = "completed"
         record["wall_time_s"] = self._elapsed()
         record["peak_memory"] = peak_memory_mb()
         selected = record.get("best") or {}
         if self.main:
             sample = {"seed": self.cfg.eval_seed, "data": record.get("data_origin")}
-            trainer._save_best(best, {"step": selected.get("step"), "validation": selected.get("validation"),
+            self.best.save(best, {"step": selected.get("step"), "validation": selected.get("validation"),
                                       "test": tested["metrics"], "evaluated_on": {
                                           "validation": {"examples": sum(map(len, self.val)), **sample},
                                           "test": {"examples": tested["n"], **sample}}})

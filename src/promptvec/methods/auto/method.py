@@ -19,7 +19,7 @@ from promptvec.methods.sources import source_folder, target_sources
 from promptvec.peft_folder import load_prompt
 from promptvec.suites.context import RunContext
 from promptvec.suites.method import register_method
-from promptvec.training.trainer import training_examples
+from promptvec.training.parts import training_examples
 from promptvec.vectors import Origin, TaskPromptVector
 
 
