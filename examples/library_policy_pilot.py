@@ -10,6 +10,8 @@ prompt tuning's start), the regret against the best candidate, how often it fall
 
     PROMPTVEC_DATA_DIR=../shared/data python examples/library_policy_pilot.py \\
         --library src/promptvec/library/shipped/smollm2-135m-instruct --out docs/results/library/pilot.json
+
+Resumable: each finished target is appended to ``<out>.rows.jsonl``; run the same command again to go on.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from pathlib import Path
 
 from promptvec import load_backbone
 from promptvec.evaluation import evaluate
+from promptvec.io import append_jsonl, atomic_write_json, read_jsonl
 from promptvec.library import AutoPolicy, PromptLibrary
 from promptvec.library.auto import pick, score_candidates
 from promptvec.provenance import code_version
@@ -48,8 +51,13 @@ def main() -> None:
     library = PromptLibrary.for_backbone(backbone, args.library)
     targets = [e.task for e in library.entries if e.output_type != "generate_until"]
     origin = Origin.sample(backbone, library.manifest.rows, 0)
-    rows = []
+    # resumable: each finished target's rows are appended to <out>.rows.jsonl and not computed again
+    partial = Path(args.out).with_suffix(".rows.jsonl")
+    rows = read_jsonl(partial) if partial.is_file() else []
+    finished = {r["target"] for r in rows}
     for target in targets:
+        if target in finished:
+            continue
         spec = get_task(target)
         data = load_task_data(spec, args.data_dir)
         val = subsample(data.validation, args.val_examples, 1234)
@@ -82,6 +90,7 @@ def main() -> None:
                                                     if c.kind == "source"),
                                  "candidates": scores})
             print(target, seed, {r["variant"]: r["chosen"] for r in rows[-4:]}, flush=True)
+        append_jsonl(partial, [{**r, "code": code_version()} for r in rows if r["target"] == target])
     summary = {}
     for name in VARIANTS:
         mine = [r for r in rows if r["variant"] == name]
@@ -93,9 +102,9 @@ def main() -> None:
             "within_1_point_of_best_single": statistics.mean(
                 r["chosen_validation"] >= r["best_single"] - 0.01 for r in mine),
             "choices": len(mine)}
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps({"code": code_version(), "args": vars(args), "summary": summary,
-                                          "rows": rows}, indent=1))
+    atomic_write_json(args.out, {"code": sorted({json.dumps(r.get("code", code_version()), sort_keys=True)
+                                                 for r in rows}), "args": vars(args), "summary": summary,
+                                 "rows": rows})
     for name, s in summary.items():
         print(f"{name:22s} " + "  ".join(f"{k} {v:+.3f}" if isinstance(v, float) else f"{k} {v}"
                                          for k, v in s.items()))

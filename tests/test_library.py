@@ -392,6 +392,17 @@ def test_the_policy_pilot_runs_on_a_library_of_builtin_tasks(tmp_path, tiny_mode
     assert len(result["rows"]) == 2 * 4 and {r["target"] for r in result["rows"]} == {"sst2", "trec"}
     for row in result["rows"]:  # a target never chooses itself
         assert row["target"] not in row["candidates"] and row["chosen"] in row["candidates"]
+    # resumable: finished targets are read back, not scored again (a second run scores nothing)
+    import promptvec.library.auto as auto_module
+
+    def never(*args, **kwargs):
+        raise AssertionError("a finished target was scored again")
+
+    monkeypatch.setattr(auto_module, "score_candidates", never)
+    out.unlink()
+    runpy.run_path(str(ROOT / "examples/library_policy_pilot.py"), run_name="__main__")
+    again = json.loads(out.read_text())
+    assert again["summary"] == result["summary"] and len(again["rows"]) == len(result["rows"])
 
 
 def test_the_library_for_the_embedded_model_ships_in_the_installed_package(tmp_path):
