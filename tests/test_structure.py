@@ -1,7 +1,7 @@
 """The package's shape, checked: no import cycle anywhere in ``src/promptvec`` — between modules
-(every import that can run counts, also those inside functions; imports under ``if TYPE_CHECKING:``
-never run and are left out) and between packages (a package's modules only import packages below
-it) — and each method's code under its own folder of ``promptvec.methods``."""
+(every import counts: inside functions and under ``if TYPE_CHECKING:`` too, so a dependency is never
+hidden from a reader) and between packages (a package's modules only import packages below it) —
+and each method's code under its own folder of ``promptvec.methods``."""
 
 from __future__ import annotations
 
@@ -22,12 +22,7 @@ def import_graph() -> dict[str, set[str]]:
     graph: dict[str, set[str]] = {name: set() for name in modules}
     for name, path in modules.items():
         package = name if path.name == "__init__.py" else name.rpartition(".")[0]
-        tree = ast.parse(path.read_text(encoding="utf-8"))
-        type_only = {id(n) for block in ast.walk(tree) if isinstance(block, ast.If) and _is_type_checking(block.test)
-                     for stmt in block.body for n in ast.walk(stmt)}
-        for node in ast.walk(tree):
-            if id(node) in type_only:
-                continue
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
             targets: list[str] = []
             if isinstance(node, ast.Import):
                 targets = [alias.name for alias in node.names]
@@ -39,11 +34,6 @@ def import_graph() -> dict[str, set[str]]:
                 targets = [f"{base}.{a.name}" if f"{base}.{a.name}" in modules else base for a in node.names]
             graph[name] |= {t for t in targets if t in modules and t != name}
     return graph
-
-
-def _is_type_checking(test: ast.expr) -> bool:
-    return (isinstance(test, ast.Name) and test.id == "TYPE_CHECKING") or (
-        isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING")
 
 
 def package_graph(graph: dict[str, set[str]]) -> dict[str, set[str]]:

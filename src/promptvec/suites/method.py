@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
+from typing import Any, ClassVar, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
@@ -15,9 +15,9 @@ from promptvec.errors import describe_validation_error
 from promptvec.registry import Registry
 from promptvec.training.config import train_default
 
-if TYPE_CHECKING:  # type-only: the context module imports the plan, which imports this registry
-    from promptvec.suites.context import RunContext
-    from promptvec.suites.schema import SuiteSpec
+# The contract names the suite (a SuiteSpec) and the run's context (a RunContext) as Any: the schema
+# and the plan import this registry, so this module imports neither, not even for types (no import
+# cycle, type-only ones included). Methods annotate them with the real types, which Any allows.
 
 
 class Method(ABC):
@@ -41,7 +41,7 @@ class Method(ABC):
 
     @classmethod
     @abstractmethod
-    def estimate_steps(cls, suite: SuiteSpec, options: BaseModel) -> int:
+    def estimate_steps(cls, suite: Any, options: BaseModel) -> int:
         """Training steps of one run (for the cost estimate)."""
 
     @classmethod
@@ -57,11 +57,11 @@ class Method(ABC):
 
     @classmethod
     @abstractmethod
-    def execute(cls, ctx: RunContext) -> dict[str, Any]:
+    def execute(cls, ctx: Any) -> dict[str, Any]:
         """Do the run (resuming if it was interrupted) and return its record (with ``test``)."""
 
     @classmethod
-    def report_sections(cls, suite: SuiteSpec, out: Path, rows: list[dict], report_dir: Path) -> list:
+    def report_sections(cls, suite: Any, out: Path, rows: list[dict], report_dir: Path) -> list:
         """Report blocks about what this method's runs did (e.g. DTVG's groups over training); the
         report calls this once per method used in the suite."""
         return []
