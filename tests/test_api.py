@@ -8,6 +8,8 @@ import json
 import subprocess
 import sys
 
+import pytest
+
 import promptvec
 
 
@@ -23,6 +25,7 @@ def test_every_exported_name_resolves_to_its_definition():
             "VectorStore", "run_suite"} <= set(promptvec.__all__)
 
 
+@pytest.mark.slow
 def test_import_is_lazy():
     code = "import sys, promptvec; print('torch' in sys.modules); promptvec.Origin; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()

@@ -129,6 +129,7 @@ def _set_weights(folder: Path, tensor: torch.Tensor) -> None:
     _edit_json(folder / "promptvec.json", lambda m: {k: v for k, v in m.items() if k != "weights_sha256"})
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("name", "damage", "message"), [
     ("config-list", lambda f: (f / "adapter_config.json").write_text("[1, 2]"), "must hold a JSON object"),
     ("rows-four", lambda f: _edit_json(f / "adapter_config.json", lambda c: {**c, "num_virtual_tokens": "four"}),
@@ -255,6 +256,7 @@ def test_report_on_damaged_results_and_suite_files(tmp_path):
             build_report(folder)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("template", "message"), [
     ("{{ text * 100000000000 }}", "a repetition longer than"),
     ("{% for i in range(99999) %}{% for j in range(99999) %}x{% endfor %}{% endfor %}", "a range of more than"),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import pytest
 from typer.testing import CliRunner
 
 from promptvec.cli import app
@@ -16,6 +17,7 @@ def test_version():
     assert result.exit_code == 0 and result.stdout.startswith("promptvec ")
 
 
+@pytest.mark.slow
 def test_tasks_lists_sizes(shared_data):
     result = runner.invoke(app, ["tasks", "--data-dir", str(shared_data)])
     assert result.exit_code == 0
@@ -106,6 +108,7 @@ def test_train_says_once_when_it_kept_the_untrained_prompt(tiny_models, toy_task
     assert text.count("saved prompt is the untrained initial prompt") == 1 and "--no-select-initial" in text
 
 
+@pytest.mark.slow
 def test_bad_inputs_exit_2_without_traceback(tiny_models, toy_task, tmp_path):
     cases = [
         (["train", "--task", "sst3", "--out", str(tmp_path / "a")], "unknown task 'sst3'"),
@@ -140,6 +143,7 @@ def test_checkpoint_of_another_model_is_refused(tiny_models, toy_task, tmp_path)
     assert result.exit_code == 2 and "trained on model" in result.output
 
 
+@pytest.mark.slow
 def test_vector_and_store_commands(tiny_models, toy_task, tmp_path):
     model = str(tiny_models["llama"])
     store = str(tmp_path / "store")

@@ -42,6 +42,7 @@ def _losses(out: Path) -> dict[int, float]:
     return {row["step"]: row["loss"] for row in read_jsonl(out / "train_log.jsonl")}
 
 
+@pytest.mark.slow
 def test_two_processes_match_one_process(tiny_models, toy_task, tmp_path):
     model, task = str(tiny_models["llama"]), str(toy_task)
     single, double = tmp_path / "single", tmp_path / "double"
@@ -68,6 +69,7 @@ def test_two_processes_match_one_process(tiny_models, toy_task, tmp_path):
                                                                                     "rank1.safetensors"]
 
 
+@pytest.mark.slow
 def test_suite_under_accelerate_launch_shares_runs_and_matches_a_plain_run(tiny_models, toy_task, tmp_path):
     from tests.conftest import tiny_suite_file
 

@@ -111,6 +111,7 @@ def test_budget_stop_then_resume_matches_uninterrupted(tmp_path, tiny_models, to
     assert [json.loads(r)["metrics"] for r in ref_rows] == [json.loads(r)["metrics"] for r in cut_rows]
 
 
+@pytest.mark.slow
 def test_parallel_jobs_give_the_same_results(tmp_path, tiny_models, toy_task):
     suite = load_suite(tiny_suite_file(tmp_path, tiny_models, toy_task))
     run_suite(suite, tmp_path / "serial", progress=False, log=lambda m: None)
@@ -339,6 +340,7 @@ def test_the_cost_estimate_counts_answers_and_decoding_steps(toy_generation_task
     assert cost.evaluation == pytest.approx((inputs + DECODE_STEP_TOKENS * 4) / REFERENCE_TOKENS)  # max_gen_toks 4
 
 
+@pytest.mark.slow
 def test_across_tasks_pools_each_comparison_over_tasks_with_a_forest_plot(tmp_path, tiny_models, toy_tasks):
     from promptvec.evaluation.stats import pool_effects, task_effect
 

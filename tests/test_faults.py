@@ -46,6 +46,7 @@ def uninterrupted(tiny_models, toy_task, tmp_path_factory) -> Path:
     return out
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("fault", [
     "train.step@3",                       # between steps: the checkpoint of step 3 is on disk
     "atomic-directory.before-swap@5",     # a checkpoint folder written but not yet in place
@@ -73,6 +74,7 @@ def test_killed_training_resumes_to_the_uninterrupted_result(tiny_models, toy_ta
     assert not list(out.glob(".*.old"))  # no half-swapped folder left behind
 
 
+@pytest.mark.slow
 def test_killed_suite_reruns_to_the_uninterrupted_results(tiny_models, toy_task, tmp_path):
     from promptvec.io import read_jsonl
     from tests.conftest import tiny_suite_file
@@ -92,6 +94,7 @@ def test_killed_suite_reruns_to_the_uninterrupted_results(tiny_models, toy_task,
     assert rows(cut) == rows(reference) and len(rows(reference)) == 4
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("fault", [
     "atomic-directory.before-swap@1",  # the first prompt folder written, not yet in place
     "atomic-directory.before-swap@2",  # the first prompt in place, the first checkpoint not
@@ -115,6 +118,7 @@ def test_a_run_killed_before_its_first_record_starts_again(tiny_models, toy_task
     assert len(read_json(out / "run.json")["history"]) == len(reference["history"])
 
 
+@pytest.mark.slow
 def test_two_writers_on_one_run_folder_get_one_clear_message(tiny_models, toy_task, tmp_path):
     """A second `train` on a folder another process is training used to die in the folder swap with a
     FileNotFoundError traceback (or worse, write beside it). Now it is refused, naming the holder."""

@@ -115,6 +115,7 @@ def test_an_atomic_write_never_replaces_a_link_or_a_special_file(tmp_path, name)
     assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
 
 
+@pytest.mark.slow
 def test_every_writer_that_takes_a_user_path_refuses_links_and_special_files(tiny_models, toy_task, tmp_path):
     from promptvec.backbones import load_backbone
     from promptvec.store import VectorStore

@@ -297,6 +297,7 @@ def test_a_free_text_task_trains_evaluates_and_predicts(backbones, toy_generatio
         assert result.n == 8 and all(isinstance(p, str) for p in result.predictions)
 
 
+@pytest.mark.slow
 def test_a_free_text_suite_runs_every_method_and_reports(tmp_path, tiny_models, toy_generation_tasks):
     from promptvec.experiments.report import build_report
     from promptvec.experiments.runner import run_suite
@@ -338,6 +339,7 @@ def test_a_free_text_suite_runs_every_method_and_reports(tmp_path, tiny_models, 
     assert torch.equal(load_prompt(export_peft(store, entry.sha256, tmp_path / "exported")).prompt, prompt)
 
 
+@pytest.mark.slow
 def test_label_and_free_text_tasks_transfer_to_each_other_in_one_suite(tmp_path, tiny_models, toy_tasks,
                                                                         toy_generation_tasks):
     """Mixed families: a classification source helps initialise a free-text target and back, and the

@@ -23,6 +23,7 @@ def smollm():
     return load_backbone("default")
 
 
+@pytest.mark.slow
 def test_embedded_default_scores_and_trains(smollm, shared_data, tmp_path):
     task = get_task("sst2")
     data = load_task_data(task, shared_data)
@@ -65,6 +66,7 @@ def test_embedded_checkpoint_loads_in_peft_with_identical_outputs(smollm, shared
         assert torch.allclose(ours[0], theirs, atol=1e-4)
 
 
+@pytest.mark.slow
 def test_library_example_runs_as_is(smollm, tmp_path):
     """examples/quickstart.py, unchanged, in a fresh process."""
     import os
@@ -80,6 +82,7 @@ def test_library_example_runs_as_is(smollm, tmp_path):
     assert (tmp_path / "runs" / "example-quickstart" / "prompt" / "adapter_model.safetensors").is_file()
 
 
+@pytest.mark.slow
 def test_the_shipped_library_belongs_to_the_embedded_model_and_reproduces_its_scores(smollm, shared_data):
     """The library in the package is this model's (by fingerprint) and its numbers are real: the trec
     prompt scores on the recipe's 400 seeded test examples exactly what `promptvec library` lists."""

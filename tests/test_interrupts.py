@@ -63,6 +63,7 @@ def _wait_for(condition, timeout: float, what: str) -> None:
     raise AssertionError(f"timed out waiting for {what}")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("when", ["while training", "during start-up"])
 def test_killing_the_suite_ends_its_workers_and_the_resource_tracker(tmp_path, tiny_models, toy_task, when):
     process, out = _start(tmp_path, tiny_models, toy_task)
@@ -81,6 +82,7 @@ def test_killing_the_suite_ends_its_workers_and_the_resource_tracker(tmp_path, t
             os.killpg(process.pid, signal.SIGKILL)
 
 
+@pytest.mark.slow
 def test_ctrl_c_stops_the_suite_within_a_step_and_says_how_to_continue(tmp_path, tiny_models, toy_task):
     process, out = _start(tmp_path, tiny_models, toy_task)
     try:

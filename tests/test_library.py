@@ -242,6 +242,7 @@ def test_the_suite_method_auto_chooses_among_the_targets_sources(tmp_path, tiny_
         assert record["init"]["init"] == "auto" and "reused_from" not in record
 
 
+@pytest.mark.slow
 def test_a_fallback_in_a_suite_is_a_copy_of_the_pt_run(tmp_path, tiny_models, toy_tasks, monkeypatch):
     from promptvec.library import AutoChoice
     from promptvec.methods.auto import method
@@ -370,6 +371,7 @@ def test_the_leave_one_task_out_suite_uses_the_librarys_own_prompts():
     assert [c.primary for c in study.stats.across_tasks].count(True) == 1
 
 
+@pytest.mark.slow
 def test_the_policy_pilot_runs_on_a_library_of_builtin_tasks(tmp_path, tiny_models, shared_data, monkeypatch):
     """examples/library_policy_pilot.py (how init auto's policy was chosen) end to end on a tiny library of
     two built-in tasks: every variant chooses for every target and seed, and the summary is written."""
@@ -405,6 +407,7 @@ def test_the_policy_pilot_runs_on_a_library_of_builtin_tasks(tmp_path, tiny_mode
     assert again["summary"] == result["summary"] and len(again["rows"]) == len(result["rows"])
 
 
+@pytest.mark.slow
 def test_the_library_for_the_embedded_model_ships_in_the_installed_package(tmp_path):
     """Built as a wheel and installed into a clean folder, promptvec lists its library offline: the 22
     tasks of the recipe, for the embedded model, read from the installed files (not this checkout)."""

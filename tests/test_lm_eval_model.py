@@ -151,6 +151,7 @@ def _toy_task_files(tmp_path: Path) -> Path:
     return tasks
 
 
+@pytest.mark.slow
 def test_lm_eval_runs_a_local_task_through_the_registry(tiny_models, prompt_folder, tmp_path):
     """`promptvec lm-eval --model promptvec ...`: lm-eval's own command line finds the model by name and
     scores a local multiple-choice task and a generate_until task."""
@@ -219,6 +220,7 @@ def test_lm_eval_generation_settings_are_checked_as_a_promptvec_task_file(tiny_m
                  metric_list=[{"metric": "exact_match"}], generation_kwargs=settings)
 
 
+@pytest.mark.slow
 def test_bad_model_args_through_the_command_line_give_one_message(tiny_models, tmp_path):
     import os
     import subprocess

@@ -120,6 +120,7 @@ def test_dtvg_refuses_bad_vectors():
         DTVGPrompt(torch.zeros(2, 4), torch.zeros(2, 4), torch.zeros(1, 2, 4), ["a"], "best")
 
 
+@pytest.mark.slow
 def test_dtvg_stage1_is_the_trained_validation_selected_target_prompt(tmp_path, tiny_models, toy_tasks):
     """By default Stage I trains the target with the method's own budget and keeps its best validation
     checkpoint among trained steps (the authors' code) — reused from the suite's pt run when that run

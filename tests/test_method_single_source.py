@@ -15,6 +15,7 @@ from promptvec.suites.schema import load_suite
 from tests.conftest import PS, tiny_transfer_suite
 
 
+@pytest.mark.slow
 def test_a_single_source_sweep_reports_the_best_source_and_spots_hit_rate(tmp_path, tiny_models, toy_tasks):
     ps = PS
     target = toy_tasks["target"]

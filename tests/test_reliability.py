@@ -261,6 +261,7 @@ db.execute("COMMIT")
 """
 
 
+@pytest.mark.slow
 def test_a_store_locked_by_another_process_gets_a_clear_error_then_works(tmp_path, monkeypatch):
     store = VectorStore(tmp_path / "s")
     store.add_vector(_vec(torch.ones(2, 4), "a"))
@@ -291,6 +292,7 @@ def _read_while_written(root: str, seconds: float) -> None:
             assert read_json(Path(root) / "results.json")["rows"] == list(range(50))
 
 
+@pytest.mark.slow
 def test_four_processes_writing_200_times_to_one_store_and_folder_lose_nothing(tmp_path):
     ctx = multiprocessing.get_context("spawn")
     writers = [ctx.Process(target=_many_writes, args=(str(tmp_path), w, 200)) for w in range(4)]

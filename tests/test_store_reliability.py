@@ -43,6 +43,7 @@ def test_an_ambiguous_reference_is_refused_listing_the_matches(tmp_path):
     assert len(store.entries()) == 2
 
 
+@pytest.mark.slow
 def test_a_removal_killed_half_way_is_not_undone_by_a_rebuild(tmp_path):
     """kill -9 between the two steps of `store rm` (a real process): the entry must stay removed after
     `store rebuild`, and `store rm` again finishes it."""
@@ -59,6 +60,7 @@ def test_a_removal_killed_half_way_is_not_undone_by_a_rebuild(tmp_path):
         VectorStore(tmp_path / "s").get(gone.sha256)
 
 
+@pytest.mark.slow
 def test_removal_killed_half_way_then_removed_again(tmp_path):
     store = VectorStore(tmp_path / "s")
     store.add_vector(_vec("sst2", 1.0), name="remove-me")

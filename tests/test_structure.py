@@ -8,6 +8,8 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
+import pytest
+
 PACKAGE = Path(__file__).resolve().parents[1] / "src" / "promptvec"
 
 
@@ -129,6 +131,7 @@ def _code_strings_and_names(path: Path) -> set[str]:
     return found
 
 
+@pytest.mark.slow
 def test_the_peft_adapter_folder_is_read_and_written_in_one_module():
     markers = {"adapter_model.safetensors", "adapter_config.json", "PromptTuningConfig", "prompt_embeddings"}
     users = sorted(str(p.relative_to(PACKAGE)) for p in PACKAGE.rglob("*.py") if markers & _code_strings_and_names(p))

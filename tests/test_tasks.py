@@ -27,6 +27,7 @@ def test_all_builtins_defined():
         assert spec.dataset_path and spec.label_names
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", LOCAL)
 def test_builtin_reads_the_shared_data(shared_data, name):
     data = load_task_data(get_task(name), shared_data)

@@ -46,6 +46,7 @@ def test_record_has_everything(backbones, tiny_models, toy_task, tmp_path):
     assert load_prompt(tmp_path / "r").metadata["test"] == saved["test"]["metrics"]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("stop_at", [1, 3, 5])
 def test_resume_ends_with_the_same_prompt(backbones, tiny_models, toy_task, tmp_path, stop_at):
     config = _config(tiny_models, toy_task, grad_accum=2)
@@ -202,6 +203,7 @@ def test_multi_task_training_never_mixes_tasks_in_a_batch(backbones, tiny_models
                      progress=False)
 
 
+@pytest.mark.slow
 def test_compiled_model_trains_like_the_eager_one(backbones, tiny_models, toy_task, tmp_path):
     """``compile=True`` (torch.compile of the frozen model, dynamic shapes) follows the same loss curve."""
     from promptvec.backbones import load_backbone

@@ -146,6 +146,7 @@ def _suite_file(tmp_path, tiny_models, tasks) -> str:
                        stats={"baseline": ["pt", "spot"]})
 
 
+@pytest.mark.slow
 def test_every_transfer_method_runs_in_a_suite_with_logs_and_report(tmp_path, tiny_models, toy_tasks,
                                                                      backbones):
     suite = load_suite(_suite_file(tmp_path, tiny_models, toy_tasks))
@@ -242,6 +243,7 @@ def test_transfer_cli_trains_sources_then_the_target(tmp_path, tiny_models, toy_
     assert changed == [] and after.keys() >= before.keys()  # again: nothing retrained, no run folder touched
 
 
+@pytest.mark.slow
 def test_a_run_that_would_repeat_a_finished_training_reuses_it(tmp_path, tiny_models, toy_tasks):
     """SPoT, the best-family source and the sweep's run from that source all prompt-tune from the
     same source prompt with the same configuration: only the first trains. The copy is what training

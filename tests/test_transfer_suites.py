@@ -46,6 +46,7 @@ def _suite(tmp_path: Path, tiny_models, tasks, **overrides) -> Path:
     return path
 
 
+@pytest.mark.slow
 def test_sources_first_then_analyses_then_targets(tmp_path, tiny_models, toy_tasks, backbones):
     suite = load_suite(_suite(tmp_path, tiny_models, toy_tasks))
     ids = [r.run_id for r in expand(suite)]
