@@ -37,20 +37,30 @@ def test_readme_points_to_the_methods_doc():
     assert "docs/methods.md" in (ROOT / "README.md").read_text(encoding="utf-8")
 
 
+def contributing_blocks() -> list[str]:
+    """The Python blocks of docs/contributing.md, in page order: method, its test, family, its test."""
+    text = (ROOT / "docs" / "contributing.md").read_text(encoding="utf-8")
+    return re.findall(r"```python\n(.*?)```", text, re.S)
+
+
+def run_block(code: str, label: str) -> dict:
+    """Execute one block as the page shows it; its names."""
+    names: dict = {}
+    exec(compile(code, f"docs/contributing.md ({label})", "exec"), names)
+    return names
+
+
 def test_the_contributing_example_works_as_written(tmp_path, tiny_models, toy_tasks, backbones):
     """docs/contributing.md's method and its test, run as the page shows them: the method registers,
     runs in a tiny suite and starts from the mean of the source prompts; the registry is left as it was."""
     from promptvec.suites.method import METHODS
 
-    text = (ROOT / "docs" / "contributing.md").read_text(encoding="utf-8")
-    method_code, test_code, _, _ = re.findall(r"```python\n(.*?)```", text, re.S)
+    method_code, test_code, _, _ = contributing_blocks()
     with METHODS.scope():
-        method: dict = {}
-        exec(compile(method_code, "docs/contributing.md (method)", "exec"), method)
+        method = run_block(method_code, "method")
         assert METHODS["mean-source"] is method["MeanSourceInit"]
-        test: dict = {}
-        exec(compile(test_code, "docs/contributing.md (test)", "exec"), test)
-        test["test_mean_source_starts_from_the_mean_of_the_source_prompts"](tmp_path, tiny_models, toy_tasks, backbones)
+        test = run_block(test_code, "test")["test_mean_source_starts_from_the_mean_of_the_source_prompts"]
+        test(tmp_path, tiny_models, toy_tasks, backbones)
     assert "mean-source" not in METHODS
 
 
@@ -61,16 +71,13 @@ def test_the_contributing_backbone_family_works_as_written(tmp_path, tiny_models
     from promptvec.suites.schema import BackboneSpec
     from promptvec.training.config import TrainConfig
 
-    text = (ROOT / "docs" / "contributing.md").read_text(encoding="utf-8")
-    _, _, family_code, test_code = re.findall(r"```python\n(.*?)```", text, re.S)
+    _, _, family_code, test_code = contributing_blocks()
     with BACKBONES.scope():
-        family: dict = {}
-        exec(compile(family_code, "docs/contributing.md (family)", "exec"), family)
+        family = run_block(family_code, "family")
         assert BACKBONES["encoder-max"] is family["MaxPooledEncoderBackbone"]
         assert BackboneSpec(model="m", family="encoder-max").family == "encoder-max"  # a suite accepts it
-        test: dict = {}
-        exec(compile(test_code, "docs/contributing.md (family test)", "exec"), test)
-        test["test_max_pooled_encoder_pools_by_the_maximum_and_trains"](tmp_path, tiny_models, toy_task)
+        test = run_block(test_code, "family test")["test_max_pooled_encoder_pools_by_the_maximum_and_trains"]
+        test(tmp_path, tiny_models, toy_task)
     assert "encoder-max" not in BACKBONES
     with pytest.raises(ValueError, match="encoder-max"):
         TrainConfig(task="sst2", family="encoder-max")
