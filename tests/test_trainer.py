@@ -160,6 +160,21 @@ def test_new_options_with_defaults_do_not_break_resume():
     assert config_differences(current | {"report_to": ["tensorboard"]}, older) == ["report_to"]
 
 
+def test_settings_retired_into_the_prompt_module_neither_block_resume_nor_pass_silently():
+    from pydantic import ValidationError
+
+    from promptvec.training.trainer import config_differences
+
+    current = TrainConfig(task="sst2").model_dump()
+    plain = current | {"task_mixing": "per-batch", "mixing_cap": None, "mixing_temperature": 1.0,
+                       "mixing_first_share": None, "select_on": "mean"}  # a record written while they existed
+    fusion = current | {"task_mixing": "mixed", "mixing_cap": 16, "mixing_first_share": 0.5, "select_on": "first"}
+    assert config_differences(current, plain) == [] and config_differences(current, fusion) == []
+    assert config_differences(current | {"lr": 0.1}, fusion) == ["lr"]
+    with pytest.raises(ValidationError, match="task_mixing is no longer a training setting: .*fusion method"):
+        TrainConfig(task="sst2", task_mixing="mixed")
+
+
 def test_selection_can_exclude_the_initial_prompt(backbones, tiny_models, toy_task, tmp_path):
     # lr so small that no trained checkpoint can beat the origin on validation by much; excluded, step 0
     # is still evaluated (history) but never chosen
@@ -171,7 +186,7 @@ def test_selection_can_exclude_the_initial_prompt(backbones, tiny_models, toy_ta
 
 
 def test_multi_task_training_never_mixes_tasks_in_a_batch(backbones, tiny_models, toy_task, tmp_path):
-    from promptvec.training.batching import BucketedBatches
+    from promptvec.batching import BucketedBatches
 
     groups = [0] * 10 + [1] * 30
     batches = BucketedBatches(list(range(40)), 4, seed=3, groups=groups)

@@ -1,10 +1,12 @@
 """Prompt modules: the only trainable part. Every method differs only in how it produces the
 prompt for a batch, so a new method is one new :class:`PromptModule` subclass registered here.
 
-Besides ``forward``, a module tells the trainer three things it cannot guess:
+Besides ``forward``, a module tells the trainer what it cannot guess:
 
 * :meth:`parameter_groups` — learning rates per parameter group (ATTEMPT's attention network and
   DTVG's scales train at their own rates);
+* :meth:`batches` and :attr:`evaluates_first_task_only` — how a multi-task run draws its examples
+  and which tasks it is selected on (Fusion mixes tasks within a batch and selects on the target);
 * :meth:`combine_losses` — how per-task losses of a mixed-task step add up (Fusion learns them);
 * :meth:`drain_log` — what it observed during training (DTVG's group per step, Fusion's weights),
   buffered as tensors and read only at log intervals so the step never waits on the device.
@@ -23,6 +25,7 @@ import torch
 from torch import nn
 
 from promptvec.backbones.base import Batch
+from promptvec.batching import BatchOrder, BucketedBatches
 from promptvec.errors import CheckpointError
 from promptvec.registry import Registry
 
@@ -39,6 +42,10 @@ class PromptModule(nn.Module, ABC):
     #: the prompt is the same for every example of a batch (it depends on nothing in the batch but its
     #: task): ``forward`` returns ``[R, d]`` and a decoder-only backbone computes it once for the batch
     shares_prompt: ClassVar[bool] = False
+    #: the first task is the one the prompt is for; any further tasks are auxiliary training data (a
+    #: transfer method's sources), neither evaluated nor selected on. Off: a multi-task prompt, selected
+    #: on the mean of every task's primary metric (SPoT's generic source)
+    evaluates_first_task_only: ClassVar[bool] = False
 
     def __init__(self) -> None:
         super().__init__()
@@ -61,6 +68,12 @@ class PromptModule(nn.Module, ABC):
     def parameter_groups(self, lr: float) -> list[dict[str, Any]]:
         """Optimizer parameter groups; by default one group at the run's learning rate."""
         return [{"params": self.trainable_parameters(), "lr": lr}]
+
+    def batches(self, lengths: list[int], groups: list[int], batch_size: int, seed: int) -> BatchOrder:
+        """The order training draws examples in (``groups``: each example's task, 0 = the first). By
+        default length-bucketed batches of one task each, tasks drawn in proportion to their size:
+        little padding, and a multi-task prompt sees each task as often as its data allow."""
+        return BucketedBatches(lengths, batch_size, seed, groups=groups if len(set(groups)) > 1 else None)
 
     def combine_losses(self, losses: dict[str, torch.Tensor], counts: dict[str, int]) -> torch.Tensor:
         """One loss from the per-task losses of a step: the example-weighted mean (= the loss of the

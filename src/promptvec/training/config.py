@@ -46,6 +46,15 @@ def resolve_precision(precision: str, device: torch.device) -> str:
     return "bf16" if device.type == "cuda" and torch.cuda.is_bf16_supported() else "fp32"
 
 
+#: settings TrainConfig once had, and where what they set lives now. Records that hold them are compared
+#: without them (:func:`~promptvec.training.trainer.config_differences`): their meaning moved whole into
+#: the prompt module, which a run's method settings and folder identify
+RETIRED_FIELDS: dict[str, str] = dict.fromkeys(
+    ("task_mixing", "mixing_cap", "mixing_temperature", "mixing_first_share", "select_on"),
+    "mixed-task batches and target-only selection are the fusion method's (its settings mixing_cap, "
+    "mixing_temperature and target_share; in Python, FusionPrompt's mixing)")
+
+
 class TrainConfig(BaseModel):
     """Everything that defines a prompt-tuning run (and nothing about where it is written)."""
 
@@ -57,20 +66,11 @@ class TrainConfig(BaseModel):
     task: str = Field(description="built-in task name or task YAML path")
     extra_tasks: list[str] = Field(
         default_factory=list, description="further tasks trained jointly into one prompt (a multi-task prompt, "
-        "e.g. SPoT's generic source): each batch holds one task's examples, tasks drawn in proportion to their size")
+        "e.g. SPoT's generic source): by default one task per batch, drawn in proportion to their size, and "
+        "selected on the mean over tasks; a prompt module may choose otherwise (Fusion)")
     shots: int | None = Field(None, ge=1, description="few-shot training set size (total); None = all")
     extra_shots: int | None = Field(None, ge=1, description="training examples per extra task (default: shots); "
                                     "a task with fewer gives all of its training split")
-    task_mixing: Literal["per-batch", "mixed"] = Field(
-        "per-batch", description="multi-task batches: one task per batch, or tasks mixed within a batch (one "
-        "forward per task, losses combined by the prompt module)")
-    mixing_cap: int | None = Field(None, ge=1, description="mixed batches: cap on a task's size when weighting it")
-    mixing_temperature: float = Field(1.0, gt=0, description="mixed batches: task weights ∝ size^(1/temperature)")
-    mixing_first_share: float | None = Field(
-        None, gt=0, lt=1, description="mixed batches: fixed share of the first task (the target), the rest by weight")
-    select_on: Literal["mean", "first"] = Field(
-        "mean", description="multi-task checkpoint selection: mean primary metric of all tasks, or the first task "
-        "only (transfer: the target; the other tasks are then not evaluated)")
     prompt_length: int = Field(20, ge=1, le=2048)
     origin_seed: int = 0
     data_seed: int = 0
@@ -117,6 +117,14 @@ class TrainConfig(BaseModel):
     early_stopping_patience: int | None = Field(None, ge=1, description="evaluations without improvement")
     report_to: list[Literal["tensorboard", "wandb"]] = Field(
         default_factory=list, description="experiment trackers (Accelerate's names); off by default")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _retired(cls, data: Any) -> Any:
+        retired = sorted(set(data) & set(RETIRED_FIELDS)) if isinstance(data, dict) else []
+        if retired:
+            raise ValueError(f"{', '.join(retired)} is no longer a training setting: {RETIRED_FIELDS[retired[0]]}")
+        return data
 
     @field_validator("task")
     @classmethod

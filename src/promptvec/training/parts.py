@@ -34,16 +34,18 @@ class RunSplits:
     test: list[list[Example]]
 
     @classmethod
-    def sample(cls, config: TrainConfig, tasks: Sequence[TaskSpec], datas: Sequence[TaskData]) -> RunSplits:
+    def sample(cls, config: TrainConfig, tasks: Sequence[TaskSpec], datas: Sequence[TaskData],
+               first_only: bool = False) -> RunSplits:
         """The target gives exactly ``shots`` examples; an extra task is auxiliary data (a transfer
         method's sources): ``extra_shots`` examples or, when its split is smaller, all of them — the rule
-        of source prompts. Validation and test: the first task alone (``select_on: first``) or every task."""
+        of source prompts. Validation and test: the first task alone (``first_only``: the prompt
+        module's :attr:`~promptvec.prompts.PromptModule.evaluates_first_task_only`) or every task."""
         wanted = config.extra_shots or config.shots
         extra = [min(wanted, len(data.train)) if wanted else None for data in datas[1:]]
         shots = [config.shots, *extra]
         train = [training_examples(task, data, n, config.data_seed)
                  for task, data, n in zip(tasks, datas, shots, strict=True)]
-        evaluated = datas[:1] if config.select_on == "first" else datas
+        evaluated = datas[:1] if first_only else datas
         return cls(train, [subsample(data.validation, config.val_examples, config.eval_seed) for data in evaluated],
                    [subsample(data.test, config.test_examples, config.eval_seed) for data in evaluated])
 

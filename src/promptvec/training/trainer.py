@@ -40,9 +40,8 @@ from promptvec.peft_folder import PROMPT_DIR, load_prompt
 from promptvec.prompts import MODULE_DIR, PromptModule, StaticPrompt
 from promptvec.provenance import code_version
 from promptvec.tasks import TaskData, TaskSpec, get_task, load_task_data
-from promptvec.training.batching import BucketedBatches, MixedTaskBatches
 from promptvec.training.checkpoint import load_training_state, rng_state, save_training_state, set_rng_state
-from promptvec.training.config import TrainConfig, resolve_precision
+from promptvec.training.config import RETIRED_FIELDS, TrainConfig, resolve_precision
 from promptvec.training.distributed import (
     LossBuffer,
     agree,
@@ -67,10 +66,12 @@ class TrainingDivergedError(PromptvecError):
 
 def config_differences(current: dict[str, Any], previous: dict[str, Any]) -> list[str]:
     """Keys whose values differ; a key missing on one side counts as its default, so runs made before
-    a new option existed still match (and resume) when the new option keeps its default."""
+    a new option existed still match (and resume) when the new option keeps its default. Retired
+    settings (:data:`~promptvec.training.config.RETIRED_FIELDS`) are not compared: what they set is
+    now the prompt module's."""
     defaults = {name: field.get_default(call_default_factory=True)
                 for name, field in TrainConfig.model_fields.items() if not field.is_required()}
-    return sorted(k for k in set(current) | set(previous)
+    return sorted(k for k in (set(current) | set(previous)) - set(RETIRED_FIELDS)
                   if current.get(k, defaults.get(k)) != previous.get(k, defaults.get(k)))
 
 
@@ -260,8 +261,9 @@ class Trainer:
             return self._train(resume, overwrite)
 
     def _train(self, resume: bool, overwrite: bool) -> dict[str, Any]:
-        tasks = self.tasks[:1] if self.config.select_on == "first" else self.tasks
-        loop = TrainingLoop(self, RunSplits.sample(self.config, self.tasks, self.datas),
+        first_only = self.prompt_module.evaluates_first_task_only
+        tasks = self.tasks[:1] if first_only else self.tasks
+        loop = TrainingLoop(self, RunSplits.sample(self.config, self.tasks, self.datas, first_only),
                             SplitScorer(self.backbone, tasks, self.config),
                             BestPrompt(self.out, self.backbone, self.metadata))
         try:
@@ -386,13 +388,8 @@ class TrainingLoop:
         encoded = [item for items in per_task for item in items]
         groups = [group for group, items in enumerate(per_task) for _ in items]
         self.encoded = encoded
-        self.batches: MixedTaskBatches | BucketedBatches
-        if cfg.task_mixing == "mixed" and len(trainer.tasks) > 1:
-            self.batches = MixedTaskBatches(groups, cfg.batch_size, cfg.data_seed, cfg.mixing_cap,
-                                            cfg.mixing_temperature, cfg.mixing_first_share)
-        else:
-            self.batches = BucketedBatches([e.length for e in encoded], cfg.batch_size, cfg.data_seed,
-                                           groups=groups if len(trainer.tasks) > 1 else None)
+        self.batches = trainer.prompt_module.batches([e.length for e in encoded], groups, cfg.batch_size,
+                                                     cfg.data_seed)
         config_dict = cfg.model_dump()
         if cfg.report_to:
             self.accelerator.init_trackers(f"promptvec-{trainer.task_name}", config={

@@ -3,11 +3,13 @@ the target and its source tasks with mixed-task batches; selected on the target.
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from typing import Any, Literal
 
 import torch
 from pydantic import Field
 
+from promptvec.batching import TaskMixing
 from promptvec.errors import ConfigError
 from promptvec.methods.fusion.module import FusionPrompt
 from promptvec.methods.fusion.report import schedule_sections
@@ -69,19 +71,17 @@ class Fusion(PromptTuning):
             embeddings = torch.stack([_describe(ctx.backbone, spec) for spec in specs])
         else:
             embeddings = torch.randn(len(tasks), ctx.backbone.dim, generator=torch.Generator().manual_seed(origin_seed))
+        mixing = TaskMixing(s.mixing_cap or ctx.run.shots, s.mixing_temperature, s.target_share)
         module = FusionPrompt(pool, embeddings, [spec.task for spec in specs], s.temperature, s.private,
-                              s.gate_bias, s.network_lr, [{"name": t} for t in tasks[1:]])
+                              s.gate_bias, s.network_lr, [{"name": t} for t in tasks[1:]], mixing)
         return module, {"init": "fusion", "tasks": tasks, "sources": tasks[1:], "pool_size": size,
-                        "temperature": s.temperature, "origin_seed": ctx.run.origin}
+                        "temperature": s.temperature, "mixing": asdict(mixing), "origin_seed": ctx.run.origin}
 
     @classmethod
     def configure(cls, ctx: RunContext, config: TrainConfig) -> TrainConfig:
-        s = ctx.run.options(FusionSettings)
         tasks = cls._tasks(ctx)
-        return TrainConfig.model_validate({**config.model_dump(), **{
-            "extra_tasks": tasks[1:], "extra_shots": ctx.suite.sources.shots, "task_mixing": "mixed",
-            "mixing_cap": s.mixing_cap or ctx.run.shots, "mixing_temperature": s.mixing_temperature,
-            "mixing_first_share": s.target_share, "select_on": "first"}})
+        return TrainConfig.model_validate({**config.model_dump(), "extra_tasks": tasks[1:],
+                                           "extra_shots": ctx.suite.sources.shots})
 
     @classmethod
     def task_data(cls, ctx: RunContext):

@@ -10,19 +10,23 @@ equations, so this concrete design is promptvec's own).
   how much of the fused signal each prompt row carries (W_g starts at zero, so g starts at σ(b));
 * ``P(x, t) = P_t^private + g ⊙ Σ_m π_{t,m} P_m`` (private prompts optional, starting at zero);
 * learned loss weights for joint multi-task training: ``Σ_t exp(−s_t)·L_t + s_t`` (uncertainty
-  weighting) over the tasks of a mixed-task step.
+  weighting) over the tasks of a mixed-task step;
+* mixed-task batches (:class:`~promptvec.batching.MixedTaskBatches`, weighted by ``mixing``), and
+  validation on the first task (the target) only: the others are sources, auxiliary data.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from typing import Any
+from dataclasses import asdict
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
 
 from promptvec.backbones.base import Batch
+from promptvec.batching import BatchOrder, MixedTaskBatches, TaskMixing
 from promptvec.errors import ConfigError
 from promptvec.prompts.base import PromptModule, max_pooled_input, register_prompt_module, seeded_linear
 
@@ -30,10 +34,12 @@ from promptvec.prompts.base import PromptModule, max_pooled_input, register_prom
 @register_prompt_module
 class FusionPrompt(PromptModule):
     kind = "fusion"
+    evaluates_first_task_only: ClassVar[bool] = True
 
     def __init__(self, pool: torch.Tensor, task_embeddings: torch.Tensor, task_names: list[str],
                  temperature: float = 1.0, private: bool = False, gate_bias: float = 2.0,
-                 network_lr: float | None = None, sources: list[dict[str, Any]] | None = None) -> None:
+                 network_lr: float | None = None, sources: list[dict[str, Any]] | None = None,
+                 mixing: TaskMixing | None = None) -> None:
         super().__init__()
         if pool.dim() != 3 or pool.shape[0] == 0:
             raise ConfigError("the fusion pool needs at least one prompt ([M, R, d])", "raise pool_size")
@@ -46,6 +52,7 @@ class FusionPrompt(PromptModule):
         self.task_names, self.temperature, self.use_private = list(task_names), float(temperature), private
         self.gate_bias, self.network_lr = float(gate_bias), network_lr
         self.sources = sources or []
+        self.mixing = mixing or TaskMixing()
         self.pool = nn.Parameter(pool.detach().float().clone())
         self.task_embeddings = nn.Parameter(task_embeddings.detach().float().clone())
         self.query = seeded_linear(dim, dim, seed=size)
@@ -69,6 +76,13 @@ class FusionPrompt(PromptModule):
         prompts = [self.pool] + ([self.private] if self.private is not None else [])
         network = [p for n, p in self.named_parameters() if n not in {"pool", "private"}]
         return [{"params": prompts, "lr": lr}, {"params": network, "lr": self.network_lr or lr}]
+
+    def batches(self, lengths: list[int], groups: list[int], batch_size: int, seed: int) -> BatchOrder:
+        """Tasks mixed within each batch (one forward per task present; :meth:`combine_losses` adds
+        them up); a run on the target alone has nothing to mix and takes the default order."""
+        if len(set(groups)) > 1:
+            return MixedTaskBatches(groups, batch_size, seed, self.mixing)
+        return super().batches(lengths, groups, batch_size, seed)
 
     def task_index(self, task: str | None) -> int:
         if task not in self.task_names:
@@ -104,9 +118,11 @@ class FusionPrompt(PromptModule):
 
     def config(self) -> dict[str, Any]:
         return {"task_names": self.task_names, "temperature": self.temperature, "private": self.use_private,
-                "gate_bias": self.gate_bias, "network_lr": self.network_lr, "sources": self.sources}
+                "gate_bias": self.gate_bias, "network_lr": self.network_lr, "sources": self.sources,
+                "mixing": asdict(self.mixing)}
 
     @classmethod
     def from_config(cls, config: dict[str, Any], state: dict[str, torch.Tensor]) -> FusionPrompt:
         return cls(state["pool"], state["task_embeddings"], config["task_names"], config["temperature"],
-                   config["private"], config["gate_bias"], config.get("network_lr"), config.get("sources"))
+                   config["private"], config["gate_bias"], config.get("network_lr"), config.get("sources"),
+                   TaskMixing(**config.get("mixing", {})))

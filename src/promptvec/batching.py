@@ -1,21 +1,39 @@
-"""Length-bucketed, seeded, resumable batch order.
+"""The orders in which training draws its examples: seeded, resumable, chosen by the prompt module
+(:meth:`~promptvec.prompts.PromptModule.batches`).
 
-Each epoch shuffles the examples with a generator seeded by (data seed, epoch), sorts windows of
-50 batches by length (so a batch pads little), cuts them into batches and shuffles the batches.
-The order is a pure function of (seed, epoch), so the data state is just (epoch, position).
+:class:`BucketedBatches` (the default) is length-bucketed: each epoch shuffles the examples with
+a generator seeded by (data seed, epoch), sorts windows of 50 batches by length (so a batch pads
+little), cuts them into batches and shuffles the batches. The order is a pure function of (seed,
+epoch), so the data state is just (epoch, position). With ``groups`` (one id per example, e.g.
+its task in multi-task training) a batch never mixes groups: windows are sorted by (group, length)
+and cut where the group changes, so groups are drawn in proportion to their size. Without groups
+the order is the single-task one.
 
-With ``groups`` (one id per example, e.g. its task in multi-task training) a batch never mixes
-groups: windows are sorted by (group, length) and cut where the group changes, so groups are drawn
-in proportion to their size. Without groups the order is the single-task one.
+:class:`MixedTaskBatches` mixes tasks within a batch (joint training with auxiliary tasks).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Protocol
 
 import torch
 
 WINDOW_BATCHES = 50
+
+
+class BatchOrder(Protocol):
+    """What the training loop asks of a batch order: the next batch (example indices), each
+    example's group (its task: the loop runs one forward per task present), and a small state saved
+    with every checkpoint so a resumed run draws the same batches."""
+
+    def next(self) -> list[int]: ...
+
+    def group(self, index: int) -> int: ...
+
+    def state(self) -> dict[str, int]: ...
+
+    def load_state(self, state: dict[str, int]) -> None: ...
 
 
 @dataclass
@@ -63,6 +81,16 @@ class BucketedBatches:
         self.epoch, self.position = int(state["epoch"]), int(state["position"])
 
 
+@dataclass(frozen=True)
+class TaskMixing:
+    """How :class:`MixedTaskBatches` weights tasks: ∝ min(n_t, ``cap``)^(1/``temperature``), and
+    optionally a fixed ``first_share`` for the first task (transfer: the target)."""
+
+    cap: int | None = None
+    temperature: float = 1.0
+    first_share: float | None = None
+
+
 @dataclass
 class MixedTaskBatches:
     """Batches that mix tasks (joint multi-task training, e.g. Dynamic Prompt Fusion): every slot of
@@ -75,9 +103,7 @@ class MixedTaskBatches:
     groups: list[int]
     batch_size: int
     seed: int
-    cap: int | None = None
-    temperature: float = 1.0
-    first_share: float | None = None  # fixed share of the first task (transfer: the target)
+    mixing: TaskMixing = field(default_factory=TaskMixing)
     position: int = 0
 
     def __post_init__(self) -> None:
@@ -85,14 +111,15 @@ class MixedTaskBatches:
         for index, group in enumerate(self.groups):
             self.members.setdefault(group, []).append(index)
         self.order = sorted(self.members)
+        mixing = self.mixing
         sizes = torch.tensor([float(len(self.members[g])) for g in self.order])
-        if self.cap is not None:
-            sizes = sizes.clamp(max=float(self.cap))
-        weights = sizes ** (1.0 / self.temperature)
+        if mixing.cap is not None:
+            sizes = sizes.clamp(max=float(mixing.cap))
+        weights = sizes ** (1.0 / mixing.temperature)
         self.weights = weights / weights.sum()
-        if self.first_share is not None and len(self.order) > 1:
+        if mixing.first_share is not None and len(self.order) > 1:
             rest = self.weights[1:] / self.weights[1:].sum()
-            self.weights = torch.cat([torch.tensor([self.first_share]), (1 - self.first_share) * rest])
+            self.weights = torch.cat([torch.tensor([mixing.first_share]), (1 - mixing.first_share) * rest])
 
     def next(self) -> list[int]:
         generator = torch.Generator().manual_seed(self.seed * 1_000_003 + self.position)
