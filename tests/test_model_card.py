@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import re
+from pathlib import Path
 
 import pytest
 import torch
@@ -71,7 +72,12 @@ def test_names_cannot_inject_front_matter_markup_or_links_into_the_card(hostile)
                               "config": {"task": hostile, "lr": 0.05}})
     flat = " ".join(hostile.split())
     front = yaml.safe_load(card.split("\n---\n", 1)[0].removeprefix("---\n"))
-    assert front == {"base_model": flat, "library_name": "peft", "tags": ["peft", "prompt-tuning", "promptvec", flat]}
+    assert set(front) == {"base_model", "library_name", "pipeline_tag", "tags", "model-index"}  # no license added
+    assert front["base_model"] == flat and front["library_name"] == "peft"
+    assert front["tags"] == ["peft", "prompt-tuning", "promptvec", f"base_model:adapter:{flat}", flat]
+    [result] = front["model-index"][0]["results"]
+    assert result["dataset"]["name"] == flat and result["metrics"] == [{"name": "acc (test)", "type": "acc",
+                                                                         "value": 0.5}]
     assert ModelCard(card).data.to_dict()["base_model"] == flat  # the Hub's own reader agrees
     body = card.split("\n---\n", 1)[1]
     prose = re.sub(r"```.*?```", "", body, flags=re.S)  # code blocks show text as text
@@ -82,3 +88,48 @@ def test_names_cannot_inject_front_matter_markup_or_links_into_the_card(hostile)
     compile(code, "card", "exec")  # the hostile name is a valid string literal on one line
     assert not [line for line in body.splitlines() if line.startswith("# ") and line != body.splitlines()[1]]
     assert body.count("\n## ") == 4  # base model, task and results, training, how to use it — nothing added
+
+
+def test_the_card_names_the_hub_dataset_its_split_and_the_kind_of_task():
+    """A built-in task's Hub dataset, config and split go into ``datasets`` and ``model-index``; a
+    free-text task is a text-generation result; a seq2seq prompt's pipeline is the family's."""
+    import yaml
+
+    from promptvec.model_card import render_model_card
+
+    glue = {"path": "nyu-mll/glue", "config": "sst2", "splits": {"train": "train", "validation": None,
+                                                                  "test": "validation"}}
+    card = render_model_card({"base_model_name_or_path": "google-t5/t5-small", "task_type": "SEQ_2_SEQ_LM"},
+                             {"task": "sst2", "family": "seq2seq", "output_type": "multiple_choice", "datasets": [glue],
+                              "validation": {"acc": 0.9}, "test": {"acc": 0.8},
+                              "evaluated_on": {"test": {"examples": 500, "seed": 1234}}})
+    front = yaml.safe_load(card.split("\n---\n", 1)[0].removeprefix("---\n"))
+    assert front["datasets"] == ["nyu-mll/glue"] and front["pipeline_tag"] == "text2text-generation"
+    validation, test = front["model-index"][0]["results"]
+    assert test["dataset"] == {"name": "sst2", "type": "nyu-mll/glue", "config": "sst2", "split": "validation",
+                               "args": {"examples": 500, "seed": 1234}}  # promptvec's test rows: GLUE's validation
+    assert test["task"] == {"type": "text-classification", "name": "sst2"}
+    assert test["metrics"] == [{"type": "acc", "value": 0.8, "name": "acc (test)"}]
+    assert validation["dataset"]["split"] == "train" and validation["dataset"]["args"] == {"held_out_of_training": True}
+    free_text = render_model_card({"task_type": "CAUSAL_LM"}, {"task": "lama", "output_type": "generate_until",
+                                                               "test": {"exact_match": 0.4}})
+    front = yaml.safe_load(free_text.split("\n---\n", 1)[0].removeprefix("---\n"))
+    assert front["model-index"][0]["results"][0]["task"]["type"] == "text-generation"
+    assert "datasets" not in front  # a task without a Hub dataset names none
+
+
+def test_every_prompt_committed_in_the_repository_carries_a_card_naming_its_base_by_hub_id():
+    from huggingface_hub import ModelCard
+
+    from promptvec.backbones.loading import EMBEDDED_MODELS
+
+    root = Path(__file__).resolve().parents[1]
+    folders = sorted(p.parent for p in (root / "docs" / "results").rglob("adapter_config.json"))
+    assert len(folders) >= 22
+    hub_ids = {m.hub_id for m in EMBEDDED_MODELS.values()}
+    for folder in folders:
+        base = json.loads((folder / "adapter_config.json").read_text())["base_model_name_or_path"]
+        assert base in hub_ids, f"{folder}: {base}"
+        data = ModelCard.load(folder / "README.md").data.to_dict()
+        assert data["base_model"] == base and f"base_model:adapter:{base}" in data["tags"], folder
+        assert json.loads((folder / "promptvec.json").read_text())["weights"], folder

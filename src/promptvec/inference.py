@@ -26,7 +26,7 @@ class Prediction:
 
 
 class Predictor:
-    """Load a prompt (PEFT folder or run folder) once, then label batches of inputs.
+    """Load a prompt (PEFT folder, run folder or Hub id) once, then label batches of inputs.
 
     The backbone and task default to the ones recorded in the prompt's metadata.
     """
@@ -40,7 +40,7 @@ class Predictor:
             raise DataError(f"{prompt_path} does not record its task", "pass --task")
         self.task = get_task(task_name)
         self.backbone = backbone or load_backbone(model or meta.get("model", "default"), meta.get("family"))
-        check_compatible(checkpoint.prompt, meta, self.backbone, str(prompt_path))
+        check_compatible(checkpoint.prompt, meta, self.backbone, checkpoint.source)
         self.prompt = checkpoint.prompt
         self.mode, self.batch_size = mode, batch_size
 

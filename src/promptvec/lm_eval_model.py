@@ -142,7 +142,7 @@ class PromptvecLM(TemplateLM):
         self.tokenizer = backbone.tokenizer
         self.prompt_path = str(prompt) if prompt else None
         if checkpoint is not None:
-            check_compatible(checkpoint.prompt, checkpoint.metadata, backbone, str(prompt))
+            check_compatible(checkpoint.prompt, checkpoint.metadata, backbone, checkpoint.source)
             tensor = checkpoint.prompt.to(backbone.device, backbone.embedding.weight.dtype)
         else:
             tensor = torch.zeros(0, backbone.dim, device=backbone.device)

@@ -11,7 +11,9 @@ or writes such a folder — training, the vector store's import and export, infe
 * PEFT's seq2seq layout ``[2R, d]`` (``num_transformer_submodules = 2``, encoder half first) is
   read whole by :func:`read_adapter` (the store keeps it for export) and as its encoder half by
   :func:`load_prompt`; promptvec writes ``num_transformer_submodules = 1`` for its own prompts;
-* the weights must be a finite float ``[rows × submodules, d]`` matrix that agrees with the config.
+* the weights must be a finite float ``[rows × submodules, d]`` matrix that agrees with the config;
+* a prompt given as text may be a Hub id (``namespace/name[@revision]``, :mod:`promptvec.hub`): its
+  adapter files are downloaded to the Hub cache and read from there by the same rules.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from typing import Any
 import torch
 
 from promptvec.errors import CheckpointError, OutputExistsError
+from promptvec.hub import ResolvedPrompt, resolve_prompt
 from promptvec.io import (
     PICKLE_SUFFIXES,
     atomic_directory,
@@ -35,7 +38,7 @@ from promptvec.io import (
     save_tensors,
     verify_checksum,
 )
-from promptvec.model_card import render_model_card
+from promptvec.model_card import LOCAL_LOCATION, render_model_card
 from promptvec.provenance import package_versions
 from promptvec.tensor_checks import check_prompt_tensor, positive_int
 
@@ -45,6 +48,10 @@ WEIGHTS_FILE = "adapter_model.safetensors"
 METADATA_FILE = "promptvec.json"
 CARD_FILE = "README.md"  # the model card (promptvec.model_card), rewritten with every write
 PROMPT_DIR = "prompt"  # inside a run folder: its best prompt, as an adapter folder
+#: what an adapter folder written by promptvec holds; anything else in a target folder is the user's
+ADAPTER_FILES = frozenset({CONFIG_FILE, WEIGHTS_FILE, METADATA_FILE, CARD_FILE})
+#: what is downloaded of a Hub repository read as a prompt (never a pickle)
+HUB_FILES = tuple(sorted(ADAPTER_FILES))
 
 
 @dataclass
@@ -56,7 +63,8 @@ class Adapter:
     submodules: int
     config: dict[str, Any]  # adapter_config.json ({} for a bare file)
     metadata: dict[str, Any]  # promptvec.json ({} when absent), without the weights' checksum
-    path: Path
+    path: Path  # where it was read on this machine (a Hub repository: its snapshot in the cache)
+    source: str  # how records name it: the path as given, or namespace/name@<commit> for the Hub
 
     @property
     def prompt(self) -> torch.Tensor:
@@ -65,8 +73,10 @@ class Adapter:
 
 
 def read_adapter(path: str | Path) -> Adapter:
-    """Read and check an adapter folder or a bare ``.safetensors`` file holding ``prompt_embeddings``."""
-    path = readable_directory(path)
+    """Read and check an adapter folder, a bare ``.safetensors`` file holding ``prompt_embeddings``,
+    or (given as text) a Hub repository holding an adapter folder."""
+    resolved = resolve_prompt(path, HUB_FILES)
+    path = readable_directory(resolved.path)
     if path.is_dir():
         weights_path = path / WEIGHTS_FILE
         if not weights_path.is_file():
@@ -99,11 +109,7 @@ def read_adapter(path: str | Path) -> Adapter:
     if weights.shape[0] != rows * submodules or submodules not in (1, 2):
         raise CheckpointError(f"{weights_path}: prompt has {weights.shape[0]} rows but the config says "
                               f"{rows} x {submodules} submodule(s)", "the adapter folder is inconsistent")
-    return Adapter(weights.to(torch.float32), rows, submodules, config, metadata, path)
-
-
-#: what an adapter folder written by promptvec holds; anything else in a target folder is the user's
-ADAPTER_FILES = frozenset({CONFIG_FILE, WEIGHTS_FILE, METADATA_FILE, CARD_FILE})
+    return Adapter(weights.to(torch.float32), rows, submodules, config, metadata, path, resolved.source)
 
 
 def foreign_entries(directory: str | Path) -> list[str]:
@@ -131,7 +137,8 @@ def check_output_folder(directory: str | Path, overwrite: bool) -> list[str]:
 
 #: promptvec.json fields other code reads, with the type they must have
 _METADATA_TYPES: dict[str, type | tuple[type, ...]] = {
-    "model_fingerprint": str, "model": str, "task": str, "family": str, "origin": (dict, type(None))}
+    "model_fingerprint": str, "model": str, "task": str, "family": str, "origin": (dict, type(None)),
+    "license": str, "output_type": str, "datasets": list}
 
 
 def _check_json_fields(path: Path, config: Any, metadata: Any) -> None:
@@ -153,11 +160,12 @@ def _given(value: Any, default: int) -> Any:
 
 
 def write_adapter(directory: str | Path, weights: torch.Tensor, rows: int, config: dict[str, Any],
-                  metadata: dict[str, Any], overwrite: bool = False) -> Path:
+                  metadata: dict[str, Any], overwrite: bool = False, card_location: str = LOCAL_LOCATION) -> Path:
     """Write an adapter folder atomically: ``config`` (PromptTuningConfig fields; ``peft_type``,
     ``num_virtual_tokens``, ``token_dim`` and ``num_transformer_submodules`` are set from the
-    weights), the weights, and ``metadata`` with the weights' sha256. A target that holds anything
-    promptvec did not write is refused unless ``overwrite`` (:func:`check_output_folder`)."""
+    weights), the weights, ``metadata`` with the weights' sha256, and the model card (whose examples
+    load it from ``card_location``). A target that holds anything promptvec did not write is refused
+    unless ``overwrite`` (:func:`check_output_folder`)."""
     from peft import PromptTuningConfig
 
     check_prompt_tensor(weights, f"the prompt to write to {directory}",
@@ -176,7 +184,7 @@ def write_adapter(directory: str | Path, weights: torch.Tensor, rows: int, confi
         peft_config.save_pretrained(str(tmp))
         save_tensors(tmp / WEIGHTS_FILE, {PROMPT_KEY: weights}, {"format": "pt"})
         atomic_write_json(tmp / METADATA_FILE, {**metadata, "weights_sha256": file_sha256(tmp / WEIGHTS_FILE)})
-        atomic_write_text(tmp / CARD_FILE, render_model_card(peft_config.to_dict(), metadata))
+        atomic_write_text(tmp / CARD_FILE, render_model_card(peft_config.to_dict(), metadata, card_location))
     return Path(directory)
 
 
@@ -186,6 +194,7 @@ class PromptCheckpoint:
 
     prompt: torch.Tensor
     metadata: dict[str, Any] = field(default_factory=dict)
+    source: str = ""  # where it was read: a path, or namespace/name@<commit> for a Hub repository
 
     @property
     def rows(self) -> int:
@@ -213,16 +222,25 @@ def save_prompt(directory: str | Path, prompt: torch.Tensor, backbone, metadata:
     return write_adapter(directory, prompt, prompt.shape[0], peft_config, meta, overwrite=overwrite)
 
 
+def locate_prompt(ref: str | Path) -> ResolvedPrompt:
+    """The adapter folder (or prompt file) ``ref`` means on this machine: the path itself, a run
+    folder's best prompt, or — ``ref`` given as text — a Hub repository's snapshot in the cache."""
+    resolved = resolve_prompt(ref, HUB_FILES)
+    folder = resolved.path
+    if folder.is_dir() and not (folder / CONFIG_FILE).exists() and readable_directory(folder / PROMPT_DIR).is_dir():
+        return ResolvedPrompt(folder / PROMPT_DIR, str(folder / PROMPT_DIR))
+    return resolved
+
+
 def load_prompt(path: str | Path, backbone=None) -> PromptCheckpoint:
-    """The prompt of an adapter folder, a ``.safetensors`` prompt file, or a run folder (its best
-    prompt), checked against ``backbone`` when given."""
-    path = Path(path)
-    if path.is_dir() and not (path / CONFIG_FILE).exists() and readable_directory(path / PROMPT_DIR).is_dir():
-        path = path / PROMPT_DIR  # a run folder: its best prompt
-    adapter = read_adapter(path)
+    """The prompt of an adapter folder, a ``.safetensors`` prompt file, a run folder (its best
+    prompt) or, given as text, a Hub repository (``namespace/name[@revision]``), checked against
+    ``backbone`` when given."""
+    located = locate_prompt(path)
+    adapter = read_adapter(located.path)
     if backbone is not None:
-        check_compatible(adapter.prompt, adapter.metadata, backbone, str(path))
-    return PromptCheckpoint(adapter.prompt, adapter.metadata)
+        check_compatible(adapter.prompt, adapter.metadata, backbone, located.source)
+    return PromptCheckpoint(adapter.prompt, adapter.metadata, located.source)
 
 
 def check_compatible(prompt: torch.Tensor, metadata: dict[str, Any], backbone, source: str) -> None:

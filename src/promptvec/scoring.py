@@ -36,7 +36,7 @@ def evaluate_split(task: str, prompt: str | Path | None = None, *, origin_seed: 
                    length_normalize: bool = False, seed: int = train_default("eval_seed"),
                    data_dir: str | Path | None = None, log_samples: str | Path | None = None,
                    output: str | Path | None = None, progress: bool = True) -> SplitEvaluation:
-    """Score ``prompt`` (a PEFT prompt folder or run folder), the untrained origin ``origin_seed`` or,
+    """Score ``prompt`` (a PEFT prompt folder, a run folder or a Hub id), the untrained origin ``origin_seed`` or,
     with neither, no prompt, on rows of ``split``: the listed ``rows`` ("0,5,10-19"), the first
     ``limit``, or a seeded sample of ``examples`` (None: the whole split). A prompt's own model is used
     unless ``model`` names another (checked by fingerprint). ``log_samples`` writes one JSON line per
@@ -57,7 +57,7 @@ def evaluate_split(task: str, prompt: str | Path | None = None, *, origin_seed: 
     selected = [whole[i] for i in indices]
     tensor = None
     if checkpoint is not None:
-        check_compatible(checkpoint.prompt, checkpoint.metadata, backbone, str(prompt))
+        check_compatible(checkpoint.prompt, checkpoint.metadata, backbone, checkpoint.source)
         tensor = checkpoint.prompt
     elif origin_seed is not None:
         tensor = Origin.sample(backbone, prompt_length, origin_seed).tensor(backbone)
@@ -65,7 +65,7 @@ def evaluate_split(task: str, prompt: str | Path | None = None, *, origin_seed: 
         result = evaluate(backbone, spec, selected, tensor, mode=mode, length_normalize=length_normalize)
     if log_samples:
         write_samples(log_samples, sample_records(spec, selected, indices, result))
-    summary = {"task": spec.task, "split": split, "prompt": None if prompt is None else str(prompt),
+    summary = {"task": spec.task, "split": split, "prompt": None if checkpoint is None else checkpoint.source,
                "origin_seed": origin_seed, "model": model, "mode": "generate" if spec.generates else mode,
                **result.summary()}
     summary.update({k: v for k, v in (("rows", rows), ("limit", limit), ("log_samples", log_samples and str(

@@ -127,6 +127,8 @@ class Backbone(ABC):
     auto_model_class: ClassVar[str]
     #: PEFT's ``task_type`` for a prompt of this family (written in ``adapter_config.json``)
     peft_task_type: ClassVar[str]
+    #: the Hub's ``pipeline_tag`` for a prompt of this family (in its model card; None: left out)
+    pipeline_tag: ClassVar[str | None] = None
     #: order in which :func:`~promptvec.backbones.detect_family` asks the families (lowest first);
     #: a family that must be asked for explicitly (``--family``) never recognises a config
     detect_order: ClassVar[int] = 100

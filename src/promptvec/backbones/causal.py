@@ -43,6 +43,7 @@ class CausalLMBackbone(Backbone):
     family = "causal"
     auto_model_class = "AutoModelForCausalLM"
     peft_task_type = "CAUSAL_LM"
+    pipeline_tag = "text-generation"
     detect_order = 1
     serves_lm_eval = True
 

@@ -22,6 +22,7 @@ class SentenceEncoderBackbone(Backbone):
     family = "encoder"
     auto_model_class = "AutoModel"
     peft_task_type = "FEATURE_EXTRACTION"
+    pipeline_tag = "feature-extraction"
     detect_order = 99  # the fall-back: a model that is neither seq2seq nor causal is used as an encoder
     generates_text = False
 

@@ -20,8 +20,8 @@ import torch
 from promptvec.backbones.base import BACKBONES, Backbone
 from promptvec.encoding import DEFAULT_MAX_LENGTH
 from promptvec.errors import ModelLoadError
+from promptvec.hub import hub_offline
 from promptvec.io import atomic_directory
-from promptvec.tasks.loading import hub_offline
 
 CACHE_ENV = "PROMPTVEC_CACHE"
 DEFAULT_MODEL = "default"

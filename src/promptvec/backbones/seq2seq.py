@@ -29,6 +29,7 @@ class Seq2SeqBackbone(Backbone):
     family = "seq2seq"
     auto_model_class = "AutoModelForSeq2SeqLM"
     peft_task_type = "SEQ_2_SEQ_LM"
+    pipeline_tag = "text2text-generation"
     detect_order = 0
 
     @classmethod

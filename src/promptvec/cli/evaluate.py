@@ -27,8 +27,8 @@ from promptvec.training.config import train_default
 @friendly
 def eval_command(
     task: Annotated[str, typer.Option("--task", help="built-in task name or task YAML path")],
-    prompt: Annotated[str | None, typer.Option(help="prompt (PEFT folder or run folder); omit for no prompt")]
-    = None,
+    prompt: Annotated[str | None, typer.Option(help="prompt (PEFT folder, run folder or Hub id "
+                                               "namespace/name[@revision]); omit for no prompt")] = None,
     origin_seed: Annotated[int | None, typer.Option(help="evaluate the untrained origin with this seed")] = None,
     prompt_length: Annotated[int, typer.Option(help="origin rows (with --origin-seed)")] = train_default(
         "prompt_length"),
@@ -74,7 +74,7 @@ def eval_command(
 @app.command("predict")
 @friendly
 def predict_command(
-    prompt: Annotated[str, typer.Option(help="prompt (PEFT folder or run folder)")],
+    prompt: Annotated[str, typer.Option(help="prompt (PEFT folder, run folder or Hub id)")],
     text: Annotated[list[str] | None, typer.Argument(help="input text(s); JSON objects for multi-field tasks")]
     = None,
     task: Annotated[str | None, typer.Option(help="task (default: the one the prompt was trained on)")] = None,

@@ -92,7 +92,7 @@ def _config_error(message: str, hint: str):
 @store_app.command("add")
 @friendly
 def store_add(
-    path: Annotated[Path, typer.Argument(help="a vector file, or a prompt/run folder")],
+    path: Annotated[str, typer.Argument(help="a vector file, a prompt/run folder, or a prompt's Hub id")],
     name: Annotated[str | None, typer.Option(help="a name to find it by")] = None,
     vector: Annotated[bool, typer.Option("--vector", help="store the prompt's task vector (prompt - origin)")]
     = False,
@@ -102,14 +102,14 @@ def store_add(
 ) -> None:
     """Add a prompt or a task prompt vector to the store."""
     from promptvec.backbones import load_backbone
-    from promptvec.peft_folder import PROMPT_DIR, load_prompt
+    from promptvec.peft_folder import load_prompt, locate_prompt
     from promptvec.store import import_peft
 
     s = _store(store)
-    if path.is_file():
-        entry = s.add_vector(_vector_from(str(path), store), name=name)
+    if Path(path).is_file():
+        entry = s.add_vector(_vector_from(path, store), name=name)
     else:
-        folder = path / PROMPT_DIR if (path / PROMPT_DIR).is_dir() else path
+        folder = locate_prompt(path).path
         meta = load_prompt(folder).metadata
         backbone = load_backbone(model or meta.get("model", "default")) if (vector or model) else None
         if vector:
@@ -171,7 +171,8 @@ def print_nearest(store, like: str, top: int, measure: str) -> None:
 
 @store_app.command("import")
 @friendly
-def store_import(folder: Annotated[Path, typer.Argument(help="PEFT prompt-tuning adapter folder")],
+def store_import(folder: Annotated[str, typer.Argument(help="PEFT prompt-tuning adapter folder, or a Hub id "
+                                                          "(namespace/name[@revision])")],
                  model: Annotated[str | None, typer.Option(help="its backbone (records the fingerprint)")] = None,
                  task: Annotated[str | None, typer.Option(help="task it was trained on")] = None,
                  name: Annotated[str | None, typer.Option(help="a name")] = None,
@@ -273,7 +274,8 @@ def check_measure(measure: str) -> None:
 
 @vector_app.command("create")
 @friendly
-def vector_create(prompt: Annotated[Path, typer.Argument(help="prompt or run folder (records its origin)")],
+def vector_create(prompt: Annotated[str, typer.Argument(help="prompt or run folder (records its origin), or a "
+                                                          "Hub id")],
                   out: Annotated[Path, typer.Argument(help="vector file (.safetensors) to write")],
                   model: Model = "default") -> None:
     """τ = tuned prompt − its origin."""

@@ -58,7 +58,7 @@ def train_command(
         "--select-initial/--no-select-initial",
         help="may keep the untrained initial prompt if no trained checkpoint beats it on validation (off for "
              "task-vector sources, whose vector would be zero)")] = True,
-    init_prompt: Annotated[str | None, typer.Option(help="start from this prompt (PEFT folder)")] = None,
+    init_prompt: Annotated[str | None, typer.Option(help="start from this prompt (PEFT folder or Hub id)")] = None,
     init: Annotated[str, typer.Option(
         "--init", help="origin (a random origin), or auto: the prompt library's start that fits the training "
         "examples best, chosen on them alone (falls back to the origin, and says so)")] = "origin",

@@ -15,9 +15,9 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from promptvec.errors import CheckpointError
+from promptvec.hub import hub_offline
 from promptvec.io import PICKLE_SUFFIXES, atomic_write_json, load_tensors, read_json
 from promptvec.store.store import Entry, StoreError, VectorStore, check_store_object, content_digest
-from promptvec.tasks.loading import hub_offline
 from promptvec.vectors.tpv import FORMAT as VECTOR_FORMAT
 
 MANIFEST = "manifest.json"

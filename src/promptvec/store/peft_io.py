@@ -9,15 +9,17 @@ import torch
 
 from promptvec.backbones import BACKBONES
 from promptvec.errors import CheckpointError
+from promptvec.hub import resolve_prompt
 from promptvec.io import PICKLE_SUFFIXES, save_tensors
-from promptvec.peft_folder import CONFIG_FILE, PROMPT_KEY, check_compatible, read_adapter, write_adapter
+from promptvec.peft_folder import CONFIG_FILE, HUB_FILES, PROMPT_KEY, check_compatible, read_adapter, write_adapter
 from promptvec.store.store import Entry, VectorStore
 
 
 def import_peft(store: VectorStore, folder: str | Path, backbone=None, name: str | None = None,
                 task: str | None = None) -> Entry:
-    """Add a PEFT prompt-tuning adapter folder ([R, d], or seq2seq [2R, d] kept whole) to the store."""
-    folder = Path(folder)
+    """Add a PEFT prompt-tuning adapter folder ([R, d], or seq2seq [2R, d] kept whole) to the store;
+    given as text, it may be a Hub repository (``namespace/name[@revision]``)."""
+    folder = resolve_prompt(folder, HUB_FILES).path
     if not (folder / CONFIG_FILE).is_file():
         raise CheckpointError(f"{folder} has no {CONFIG_FILE}: not a PEFT adapter folder",
                               "import a folder written by PEFT's save_pretrained or `promptvec train`")

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from promptvec.errors import DataError
+from promptvec.hub import hub_offline
 from promptvec.io import not_utf8
 from promptvec.tasks.spec import Example, TaskSpec, is_template
 
@@ -37,11 +38,6 @@ def resolve_data_dir(data_dir: str | os.PathLike | None) -> Path | None:
         raise DataError(f"data folder not found: {path}",
                         f"pass an existing folder with --data-dir or set {DATA_DIR_ENV}")
     return path
-
-
-def hub_offline() -> bool:
-    return any(os.environ.get(v, "").lower() in {"1", "true", "yes", "on"}
-               for v in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE"))
 
 
 def _rows_from_file(path: Path) -> Iterable[tuple[dict[str, Any], str]]:

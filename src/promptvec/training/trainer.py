@@ -244,9 +244,14 @@ class Trainer:
         return "+".join(task.task for task in self.tasks)
 
     def metadata(self, extra: dict[str, Any]) -> dict[str, Any]:
-        """What a saved prompt records about the run that made it."""
+        """What a saved prompt records about the run that made it (its model card is written from it:
+        the task's kind of output and its Hub datasets go into the card's metadata)."""
+        datasets = [{"path": t.dataset_path, "config": t.dataset_name,
+                     "splits": {"train": t.training_split, "validation": t.validation_split, "test": t.test_split}}
+                    for t in self.tasks if t.dataset_path]
         return {"task": self.task_name, "task_group": self.task.group if len(self.tasks) == 1 else "multi-task",
-                "config": self.config.model_dump(), "origin": self.origin.to_dict() if self.origin else None, **extra}
+                "output_type": self.task.output_type, "datasets": datasets, "config": self.config.model_dump(),
+                "origin": self.origin.to_dict() if self.origin else None, **extra}
 
     # ---- the loop ---------------------------------------------------------------------------
     def train(self, resume: bool = False, overwrite: bool = False) -> dict[str, Any]:
