@@ -154,7 +154,9 @@ def _toy_task_files(tmp_path: Path) -> Path:
 @pytest.mark.slow
 def test_lm_eval_runs_a_local_task_through_the_registry(tiny_models, prompt_folder, tmp_path):
     """`promptvec lm-eval --model promptvec ...`: lm-eval's own command line finds the model by name and
-    scores a local multiple-choice task and a generate_until task."""
+    scores a local multiple-choice task and a generate_until task; the output is named after the prompt
+    and records the device the model ran on (no --device given: lm-eval alone would write cuda:0) and
+    what identifies the weights and the prompt."""
     from typer.testing import CliRunner
 
     from promptvec.cli import app
@@ -165,16 +167,41 @@ def test_lm_eval_runs_a_local_task_through_the_registry(tiny_models, prompt_fold
         "lm-eval", "--model", "promptvec", "--model_args", f"model={tiny_models['llama']},prompt={prompt_folder}",
         "--tasks", "toy_mc,toy_gen", "--include_path", str(tasks), "--output_path", str(out), "--batch_size", "2"])
     assert result.exit_code == 0, result.output
+    assert "Running loglikelihood requests" in result.output and "Running generate_until requests" in result.output
     [saved] = list(out.rglob("results_*.json"))
-    scores = json.loads(saved.read_text())["results"]
+    document = json.loads(saved.read_text())
+    scores = document["results"]
     assert 0.0 <= scores["toy_mc"]["acc,none"] <= 1.0
     assert 0.0 <= scores["toy_gen"]["exact_match,none"] <= 1.0
+    from lm_eval.utils import sanitize_model_name
+
+    assert saved.parent.name == sanitize_model_name(str(prompt_folder)) and document["model_name"] == str(prompt_folder)
+    config = document["config"]
+    assert config["device"] == ("cuda" if torch.cuda.is_available() else "cpu")
+    assert config["prompt_source"] == str(prompt_folder) and config["model_dtype"] == "torch.float32"
+    assert config["prompt_sha256"] == json.loads((prompt_folder / "promptvec.json").read_text())["weights_sha256"]
+
+
+def test_hf_model_args_are_read_as_promptvec_s_with_a_note(tiny_models, prompt_folder, caplog):
+    """lm-eval users' first guesses — ``pretrained=``, ``peft=`` — mean ``model=`` and ``prompt=``."""
+    request = _requests("loglikelihood", PAIRS[:2])
+    with caplog.at_level("WARNING"):
+        guessed = PromptvecLM(pretrained=str(tiny_models["llama"]), peft=str(prompt_folder))
+    assert "reads pretrained= as model=" in caplog.text and "reads peft= as prompt=" in caplog.text
+    own = PromptvecLM(model=str(tiny_models["llama"]), prompt=str(prompt_folder))
+    assert guessed.loglikelihood(request) == own.loglikelihood(request)
+    info = guessed.get_model_info()
+    backbone = guessed.backbone
+    assert info["model_num_parameters"] == sum(p.numel() for p in backbone.model.parameters())
+    assert info["model_fingerprint"] == backbone.fingerprint and info["prompt_rows"] == 4
 
 
 def test_bad_model_args_are_refused_by_name(tiny_models):
     from promptvec.errors import ConfigError
 
-    with pytest.raises(ConfigError, match="unknown model_args.*pretrained"):
+    with pytest.raises(ConfigError, match="unknown model_args.*revision"):
+        PromptvecLM(model=str(tiny_models["llama"]), revision="main")
+    with pytest.raises(ConfigError, match="both pretrained= and model="):
         PromptvecLM(model=str(tiny_models["llama"]), pretrained="gpt2")
     with pytest.raises(ConfigError, match="causal LM"):
         PromptvecLM(model=str(tiny_models["t5"]))

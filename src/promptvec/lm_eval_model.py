@@ -18,10 +18,17 @@ lm-eval 0.4 finds models in its own registry only, with no plugin entry points: 
 registers ``promptvec`` when it is imported, which ``promptvec lm-eval …`` (the same arguments as
 ``lm_eval``) does before handing over to lm-eval's command line. In Python, import this module
 before ``lm_eval.simple_evaluate(model="promptvec", …)``.
+
+Bookkeeping follows the ``hf`` model's: ``pretrained=`` and ``peft=`` are read as ``model=`` and
+``prompt=`` (with a note); the results record the model's size, dtype and fingerprint and the
+prompt's source and hash (:meth:`PromptvecLM.get_model_info`); ``promptvec lm-eval`` names its output
+after the prompt (as ``hf`` names it after ``peft=``) and records the device the model ran on.
 """
 
 from __future__ import annotations
 
+import logging
+from contextlib import contextmanager
 from typing import Any
 
 import lm_eval.models  # noqa: F401  (lm-eval's own models: registering ours first must not hide them)
@@ -31,11 +38,13 @@ from lm_eval.api.registry import register_model
 from lm_eval.models.utils import handle_stop_sequences, normalize_gen_kwargs, postprocess_generated_text
 from lm_eval.utils import get_rolling_token_windows, make_disjoint_window
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from tqdm import tqdm
 
 from promptvec.backbones import load_backbone
 from promptvec.backbones.base import Batch, left_pad, pad_token_id
 from promptvec.errors import ConfigError, describe_validation_error
-from promptvec.peft_folder import check_compatible, load_prompt
+from promptvec.io import file_sha256
+from promptvec.peft_folder import WEIGHTS_FILE, check_compatible, load_prompt, locate_prompt
 from promptvec.tasks.spec import GenerationSpec
 from promptvec.training.config import TrainConfig
 
@@ -44,6 +53,10 @@ MIN_LENGTH = next(m.ge for m in TrainConfig.model_fields["max_length"].metadata 
 #: lm-eval's own fallback when a model config names no context size
 DEFAULT_CONTEXT = 2048
 DEFAULT_BATCH_SIZE = 16
+#: model_args lm-eval users write for its ``hf`` model, read as promptvec's own
+ALIASES = {"pretrained": "model", "peft": "prompt"}
+
+logger = logging.getLogger(__name__)
 
 
 def _context_size(config: Any) -> int:
@@ -123,12 +136,20 @@ class PromptvecLM(TemplateLM):
     backend = "causal"
 
     def __init__(self, model: str | None = None, prompt: str | None = None, max_length: int | None = None,
-                 batch_size: int | str | None = None, device: str | None = None, **unused: Any) -> None:
+                 batch_size: int | str | None = None, device: str | None = None, **other: Any) -> None:
         super().__init__()
-        if unused:
-            raise ConfigError(f"unknown model_args for promptvec: {sorted(unused)}",
+        given = {"model": model, "prompt": prompt}
+        for alias, name in ALIASES.items():
+            if alias not in other:
+                continue
+            if given[name] is not None:
+                raise ConfigError(f"model_args give both {alias}= and {name}=", f"keep {name}= only")
+            given[name] = other.pop(alias)
+            logger.warning("promptvec reads %s= as %s= (the name promptvec's model uses)", alias, name)
+        if other:
+            raise ConfigError(f"unknown model_args for promptvec: {sorted(other)}",
                               "use model=, prompt=, max_length= (and lm-eval's --batch_size / --device)")
-        args = ModelArgs.parse(model=model, prompt=prompt, max_length=max_length)
+        args = ModelArgs.parse(**given, max_length=max_length)
         model, prompt, max_length = args.model, args.prompt, args.max_length
         checkpoint = load_prompt(prompt) if prompt is not None else None
         name = model or (checkpoint.metadata.get("model") if checkpoint else None) or "default"
@@ -141,6 +162,7 @@ class PromptvecLM(TemplateLM):
         self.backbone = backbone
         self.tokenizer = backbone.tokenizer
         self.prompt_path = str(prompt) if prompt else None
+        self.prompt_source = checkpoint.source if checkpoint else None
         if checkpoint is not None:
             check_compatible(checkpoint.prompt, checkpoint.metadata, backbone, checkpoint.source)
             tensor = checkpoint.prompt.to(backbone.device, backbone.embedding.weight.dtype)
@@ -155,6 +177,21 @@ class PromptvecLM(TemplateLM):
                               f"{self.prompt_rows} rows", f"pass max_length above {self.prompt_rows + 1} (or omit it: "
                               "the model's context size)")
         self.batch_size_per_call = _batch_size(batch_size)
+
+    def get_model_info(self) -> dict[str, Any]:
+        """What lm-eval records about the model in its results (as ``hf`` records it): size, dtype, the
+        weights' identity — promptvec's fingerprint, the sha256 of the input-embedding matrix, which
+        every prompt records too — and the prompt's source (a Hub id's commit) and file hash."""
+        model = self.backbone.model
+        info: dict[str, Any] = {"model_num_parameters": sum(p.numel() for p in model.parameters()),
+                                "model_dtype": str(model.dtype), "model_name_or_path": self.backbone.name,
+                                "model_fingerprint": self.backbone.fingerprint}
+        if self.prompt_path is not None:
+            located = locate_prompt(self.prompt_path).path
+            weights = located if located.is_file() else located / WEIGHTS_FILE
+            info.update({"prompt_source": self.prompt_source, "prompt_rows": self.prompt_rows,
+                         "prompt_sha256": file_sha256(weights)})
+        return info
 
     # ---- what lm-eval reads from a model ------------------------------------------------
     @property
@@ -209,6 +246,7 @@ class PromptvecLM(TemplateLM):
             continuations.append(continuation)
         results: list[tuple[float, bool]] = [(0.0, False)] * len(requests)
         by_length = sorted(groups, key=lambda c: -len(c))
+        bar = tqdm(total=len(requests), disable=disable_tqdm or self.rank != 0, desc="Running loglikelihood requests")
         for start in range(0, len(by_length), self.batch_size_per_call):
             contexts = by_length[start: start + self.batch_size_per_call]
             scored = self.backbone.choice_logprobs([list(c) for c in contexts],
@@ -217,6 +255,8 @@ class PromptvecLM(TemplateLM):
             for key, values in zip(contexts, scored, strict=True):
                 for i, value in zip(groups[key], values, strict=True):
                     results[i] = value
+                bar.update(len(groups[key]))
+        bar.close()
         for (request, _, _), value in zip(requests, results, strict=True):
             self.cache_hook.add_partial("loglikelihood", request, value)
         return results
@@ -230,7 +270,8 @@ class PromptvecLM(TemplateLM):
                     token_list=tokens, prefix_token=self.prefix_token_id, max_seq_len=self.max_length,
                     context_len=1)):
                 windows.append((index, context, continuation))
-        scored = self._loglikelihood_tokens([(("", ""), context, cont) for _, context, cont in windows])
+        scored = self._loglikelihood_tokens([(("", ""), context, cont) for _, context, cont in windows],
+                                            disable_tqdm=disable_tqdm)
         totals = [0.0] * len(requests)
         for (index, _, _), (logprob, _) in zip(windows, scored, strict=True):
             totals[index] += logprob
@@ -242,6 +283,7 @@ class PromptvecLM(TemplateLM):
         """Greedy decoding from the shared prompt cache, cut at ``until`` (and EOS) as lm-eval cuts it."""
         eos = self.tokenizer.decode([self.eot_token_id])
         results = [""] * len(requests)
+        bar = tqdm(total=len(requests), disable=disable_tqdm or self.rank != 0, desc="Running generate_until requests")
         groups: dict[str, list[int]] = {}
         for index, request in enumerate(requests):
             groups.setdefault(repr(sorted(request.args[1].items())), []).append(index)
@@ -269,17 +311,69 @@ class PromptvecLM(TemplateLM):
                 for i, text in zip(chunk, texts, strict=True):
                     results[i] = postprocess_generated_text(text, until, None)
                     self.cache_hook.add_partial("generate_until", requests[i].args, results[i])
+                bar.update(len(chunk))
+        bar.close()
         return results
 
 
+def _option(arguments: list[str], name: str) -> str | None:
+    """The value of ``--name VALUE`` or ``--name=VALUE`` in an lm-eval command line."""
+    for i, argument in enumerate(arguments):
+        if argument == name and i + 1 < len(arguments):
+            return arguments[i + 1]
+        if argument.startswith(f"{name}="):
+            return argument.split("=", 1)[1]
+    return None
+
+
+def _device_used(arguments: list[str]) -> list[str]:
+    """The command line with the device the model will really run on: lm-eval records ``--device``
+    as given, ``cuda:0`` when none is, also on a machine without one."""
+    asked = _option(arguments, "--device")
+    if asked is not None and _usable(asked):
+        return arguments
+    real = "cuda" if torch.cuda.is_available() else "cpu"
+    kept = [a for i, a in enumerate(arguments)
+            if a != "--device" and not a.startswith("--device=") and not (i and arguments[i - 1] == "--device")]
+    if asked is not None:
+        logger.warning("--device %s cannot be used here: the model runs on %s", asked, real)
+    return [*kept, "--device", real]
+
+
+@contextmanager
+def _named_after_the_prompt():
+    """lm-eval names its output folder after ``peft=``/``pretrained=``/``model=`` in the model_args,
+    else a random id; the promptvec model is named after its ``prompt=`` first, as ``hf`` after ``peft=``."""
+    from lm_eval.loggers.evaluation_tracker import GeneralConfigTracker
+
+    original = GeneralConfigTracker._get_model_name
+
+    def name(model_args: str | dict[str, Any] | None) -> str | None:
+        if isinstance(model_args, str):
+            model_args = dict(item.split("=", 1) for item in model_args.split(",") if "=" in item)
+        if isinstance(model_args, dict) and model_args.get("prompt"):
+            return str(model_args["prompt"])
+        return original(model_args)
+
+    GeneralConfigTracker._get_model_name = staticmethod(name)
+    try:
+        yield
+    finally:
+        GeneralConfigTracker._get_model_name = staticmethod(original)
+
+
 def run_cli(arguments: list[str]) -> None:
-    """lm-eval's own command line, with the ``promptvec`` model registered (this module is imported)."""
+    """lm-eval's own command line, with the ``promptvec`` model registered (this module is imported),
+    its output named after the prompt and the device it really ran on recorded."""
     import sys
 
     from lm_eval.__main__ import cli_evaluate
 
+    if _option(arguments, "--model") == "promptvec":
+        arguments = _device_used(arguments)
     sys.argv = ["lm_eval", *arguments]
-    cli_evaluate()
+    with _named_after_the_prompt():
+        cli_evaluate()
 
 
 __all__ = ["PromptvecLM", "run_cli"]
