@@ -20,8 +20,8 @@ origin = Origin.sample(backbone, rows=20, seed=0)  # reproducible: (model finger
 before = evaluate(backbone, task, data.test, origin.tensor(backbone))
 
 config = TrainConfig(task=TASK, max_steps=12, eval_every=6, batch_size=8, val_examples=8)
-record = train_prompt(config, OUT, backbone=backbone, task_data=data, resume=True)
-print(f"untrained origin: {before.metrics}  ->  trained prompt: {record['test']['metrics']}")
+result = train_prompt(config, OUT, backbone=backbone, task_data=data, resume=True)
+print(f"untrained origin: {before.metrics}  ->  trained prompt: {result.test}")
 
 predictor = Predictor(OUT, backbone=backbone)  # OUT/prompt is a PEFT adapter folder
 for text, pred in zip(["an absolute joy to watch", "two hours I will never get back"],

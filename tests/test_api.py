@@ -48,3 +48,65 @@ def test_run_suite_from_a_yaml_path(tmp_path, tiny_models, toy_task):
     assert outcome.completed == 1
     [row] = [json.loads(line) for line in (tmp_path / "out" / "results.jsonl").read_text().splitlines()]
     assert row["label"] == "no prompt" and row["method"] == "zero"
+
+
+def _public_members(cls) -> dict[str, object]:
+    """The public methods and properties a class defines itself (not those it inherits)."""
+    return {name: member for name, member in vars(cls).items() if not name.startswith("_")
+            and (inspect.isfunction(member) or isinstance(member, property | classmethod | staticmethod))}
+
+
+def test_every_exported_name_and_its_public_methods_say_what_they_do():
+    missing = []
+    for name in promptvec.__all__:
+        value = getattr(promptvec, name)
+        if name == "__version__":
+            continue
+        if not (inspect.getdoc(value) or "").strip():
+            missing.append(name)
+        if inspect.isclass(value):
+            for member_name, member in _public_members(value).items():
+                function = member.fget if isinstance(member, property) else getattr(member, "__func__", member)
+                if not (function.__doc__ or "").strip():
+                    missing.append(f"{name}.{member_name}")
+    assert missing == []
+
+
+def test_evaluate_and_predict_take_the_obvious_forms(backbones, tiny_models, toy_task, tmp_path):
+    """A task by name or file, rows as in the data files, a prompt folder, plain strings to predict."""
+    from promptvec import TrainConfig, evaluate, get_task, load_task_data, train_prompt
+    from promptvec.evaluation import predict
+
+    backbone = backbones["llama"]
+    result = train_prompt(TrainConfig(model=str(tiny_models["llama"]), task=str(toy_task), max_steps=2,
+                                      batch_size=4, prompt_length=3, test_examples=8), tmp_path / "run",
+                          backbone=backbone, progress=False)
+    task = get_task(str(toy_task))
+    data = load_task_data(str(toy_task))  # a task file (or a built-in task's name), not only a TaskSpec
+    rows = [json.loads(line) for line in (toy_task.parent / "test.jsonl").read_text().splitlines()[:6]]
+    by_rows = evaluate(backbone, str(toy_task), rows, prompt=str(tmp_path / "run"))
+    by_examples = evaluate(backbone, task, data.test[:6], prompt=promptvec.load_prompt(result.prompt_dir).prompt)
+    assert by_rows.metrics == by_examples.metrics and by_rows.predictions == by_examples.predictions
+    texts = [row["text"] for row in rows]
+    assert predict(backbone, task, texts, prompt=result.prompt_dir).indices == predict(
+        backbone, task, data.test[:6], prompt=result.prompt_dir).indices
+
+
+@pytest.mark.parametrize(("call", "error", "message", "fix"), [
+    (lambda b, t: promptvec.evaluate(b, t, ["a great film"]), "DataError", "plain text, which has no label",
+     "predict"),
+    (lambda b, t: promptvec.evaluate("default", t, []), "ConfigError", "must be a loaded Backbone",
+     "load_backbone('default')"),
+    (lambda b, t: promptvec.evaluate(b, t, [], prompt=3), "ConfigError", "not a int", "prompt='runs/sst2'"),
+    (lambda b, t: promptvec.evaluate(b, t, promptvec.load_task_data(t)), "DataError", "not the whole task data",
+     "data.test"),
+    (lambda b, t: promptvec.evaluate(b, t, "a great film"), "DataError", "not a str", "evaluate(backbone"),
+    (lambda b, t: promptvec.evaluate(b, 42, []), "TaskError", "not a int", "get_task('sst2')"),
+    (lambda b, t: promptvec.load_task_data({"task": "sst2"}), "TaskError", "not a dict", "get_task"),
+])
+def test_the_python_api_explains_what_it_cannot_take(backbones, toy_task, call, error, message, fix):
+    from promptvec import errors
+
+    with pytest.raises(getattr(errors, error), match=message) as refused:
+        call(backbones["llama"], str(toy_task))
+    assert fix in refused.value.hint

@@ -110,7 +110,7 @@ def test_long_answers_are_cut_to_max_gen_toks_and_counted(backbones, toy_generat
     (folder / "long.yaml").write_text(yaml.safe_dump(body))
     record = train_prompt(TrainConfig(model=str(backbone.name), task=str(folder / "long.yaml"), prompt_length=3,
                                       max_steps=1, batch_size=4, test_examples=4, val_examples=4),
-                          tmp_path / "run", backbone=backbone, progress=False)
+                          tmp_path / "run", backbone=backbone, progress=False).record
     cut = [w for w in record["warnings"] if w["kind"] == "targets-cut"]
     assert len(cut) == 1 and "3 of 8 training answers" in cut[0]["message"]
 
@@ -280,7 +280,7 @@ def test_a_free_text_task_trains_evaluates_and_predicts(backbones, toy_generatio
         config = TrainConfig(model=backbone.name, task=toy_generation_tasks["gen_a"], prompt_length=3, max_steps=4,
                              eval_every=2, batch_size=4, lr=0.05, val_examples=6, test_examples=8,
                              select_initial=False)
-        record = train_prompt(config, tmp_path / family, backbone=backbone, progress=False)
+        record = train_prompt(config, tmp_path / family, backbone=backbone, progress=False).record
         assert record["status"] == "completed"
         assert set(record["test"]["metrics"]) == {"squad_f1", "exact_match"}
         assert [h["step"] for h in record["history"]] == [0, 2, 4]

@@ -142,7 +142,7 @@ def test_a_pushed_prompt_is_read_back_by_hub_id_everywhere(hub, trained, tiny_mo
     assert predicted.exit_code == 0, predicted.output
     config = TrainConfig(model=str(tiny_models["llama"]), task=str(toy_task), init_prompt="someone/toy-prompt",
                          max_steps=1, batch_size=4, val_examples=4, test_examples=4)
-    record = train_prompt(config, tmp_path / "further", progress=False)
+    record = train_prompt(config, tmp_path / "further", progress=False).record
     assert record["init"] == {"init": "prompt", "source": f"someone/toy-prompt@{commit}"}
 
 

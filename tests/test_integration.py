@@ -35,7 +35,7 @@ def test_embedded_default_scores_and_trains(smollm, shared_data, tmp_path):
 
     config = TrainConfig(task="sst2", shots=16, max_steps=2, eval_every=2, batch_size=4, val_examples=8,
                          test_examples=8)
-    record = train_prompt(config, tmp_path / "run", backbone=smollm, task_data=data, progress=False)
+    record = train_prompt(config, tmp_path / "run", backbone=smollm, task_data=data, progress=False).record
     assert record["status"] == "completed" and record["model_fingerprint"] == smollm.fingerprint
 
 

@@ -185,7 +185,7 @@ def test_train_prompt_init_auto_records_the_choice(tmp_path, tiny_library, toy_t
     config = TrainConfig(model=str(tiny_models["llama"]), task=toy_tasks["target"], shots=8, max_steps=2,
                          eval_every=2, batch_size=4, prompt_length=3, val_examples=8, test_examples=8)
     record = train_prompt(config, tmp_path / "run", backbone=backbone, progress=False, init="auto",
-                          library=tiny_library.root)
+                          library=tiny_library.root).record
     auto = record["init"]["auto"]
     names = {c["name"] for c in auto["candidates"]}
     assert {"no prompt", "origin", "src_a", "src_b"} <= names

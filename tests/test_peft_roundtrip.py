@@ -71,6 +71,6 @@ def test_peft_trained_adapter_continues_training_in_promptvec(backbones, tiny_mo
     peft_model.save_pretrained(tmp_path / "peft")
     config = TrainConfig(model=str(tiny_models["llama"]), task=str(toy_task), init_prompt=str(tmp_path / "peft"),
                          max_steps=2, eval_every=2, batch_size=4, lr=0.01)
-    record = train_prompt(config, tmp_path / "run", backbone=backbones["llama"], progress=False)
+    record = train_prompt(config, tmp_path / "run", backbone=backbones["llama"], progress=False).record
     assert record["status"] == "completed"
     assert load_prompt(tmp_path / "run", backbones["llama"]).prompt.shape == (3, backbones["llama"].dim)

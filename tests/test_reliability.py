@@ -320,12 +320,12 @@ def test_a_climbing_loss_is_reported_as_a_diverging_learning_rate(backbones, tin
 
     config = TrainConfig(model=str(tiny_models["llama"]), task=str(toy_task), max_steps=12, eval_every=3,
                          batch_size=4, lr=0.05, prompt_length=4, val_examples=8, test_examples=8)
-    sane = train_prompt(config, tmp_path / "ok", backbone=backbones["llama"], progress=False)
+    sane = train_prompt(config, tmp_path / "ok", backbone=backbones["llama"], progress=False).record
     assert [w["kind"] for w in sane["warnings"] if w["kind"] == "diverging"] == []
 
     backbone = backbones["llama"]
     scale_loss(monkeypatch, backbone, lambda n: 1.3 ** n)
-    record = train_prompt(config, tmp_path / "r", backbone=backbone, progress=False)
+    record = train_prompt(config, tmp_path / "r", backbone=backbone, progress=False).record
     diverging = [w for w in record["warnings"] if w["kind"] == "diverging"]
     assert len(diverging) == 1  # once, not at every evaluation
     assert "learning rate is probably too high" in diverging[0]["message"]

@@ -157,9 +157,9 @@ def test_training_with_accumulation_ends_where_the_per_example_path_ends(decoder
     backbone = decoders["llama"]
     config = TrainConfig(model=str(tiny_models["llama"]), task=str(toy_task), max_steps=4, eval_every=2,
                          batch_size=5, grad_accum=2, lr=0.05, prompt_length=4, select_initial=False)
-    shared = train_prompt(config, tmp_path / "shared", backbone=backbone, progress=False)
+    shared = train_prompt(config, tmp_path / "shared", backbone=backbone, progress=False).record
     monkeypatch.setattr(backbone, "shares_prompt_exactly", False)
-    per_example = train_prompt(config, tmp_path / "per-example", backbone=backbone, progress=False)
+    per_example = train_prompt(config, tmp_path / "per-example", backbone=backbone, progress=False).record
     a, b = (load_prompt(tmp_path / name, backbone).prompt for name in ("shared", "per-example"))
     assert (a - b).abs().max() < 1e-4
     assert shared["test"]["metrics"] == per_example["test"]["metrics"]

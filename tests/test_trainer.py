@@ -10,7 +10,7 @@ import pytest
 import torch
 
 import promptvec
-from promptvec.errors import DataError, OutputExistsError
+from promptvec.errors import ConfigError, DataError, OutputExistsError
 from promptvec.peft_folder import load_prompt
 from promptvec.training.checkpoint import load_training_state
 from promptvec.training.config import TrainConfig
@@ -29,10 +29,14 @@ def _config(tiny_models, toy_task, **kw):
 
 
 def test_record_has_everything(backbones, tiny_models, toy_task, tmp_path):
-    record = train_prompt(_config(tiny_models, toy_task), tmp_path / "r", backbone=backbones["llama"],
-                          progress=False)
+    result = train_prompt(_config(tiny_models, toy_task), tmp_path / "r", backbone=backbones["llama"], progress=False)
+    record = result.record
     saved = json.loads((tmp_path / "r" / "run.json").read_text())
-    assert saved["status"] == "completed" == record["status"]
+    assert saved == record and saved["status"] == "completed" == result.status
+    # the typed result reads the record: what most callers want, without knowing its keys
+    assert result.test == saved["test"]["metrics"] and result.validation == saved["best"]["validation"]
+    assert result.best_step == saved["best"]["step"] and result.prompt_dir == tmp_path / "r" / "prompt"
+    assert result.warnings == saved.get("warnings", [])
     assert [h["step"] for h in saved["history"]] == [0, 2, 4, 6]
     assert saved["versions"]["torch"] and saved["seeds"] == {"origin": 0, "data": 0, "train": 0, "eval": 1234}
     head = subprocess.run(["git", "-C", str(Path(promptvec.__file__).parents[2]), "rev-parse", "HEAD"],
@@ -50,7 +54,7 @@ def test_record_has_everything(backbones, tiny_models, toy_task, tmp_path):
 @pytest.mark.parametrize("stop_at", [1, 3, 5])
 def test_resume_ends_with_the_same_prompt(backbones, tiny_models, toy_task, tmp_path, stop_at):
     config = _config(tiny_models, toy_task, grad_accum=2)
-    full = train_prompt(config, tmp_path / "full", backbone=backbones["llama"], progress=False)
+    full = train_prompt(config, tmp_path / "full", backbone=backbones["llama"], progress=False).record
 
     def interrupt(step):
         if step == stop_at:
@@ -77,11 +81,11 @@ def test_output_folder_rules(backbones, tiny_models, toy_task, tmp_path):
     other = _config(tiny_models, toy_task, max_steps=2, lr=0.1)
     with pytest.raises(OutputExistsError, match=r"different run \(differs in \['lr'\]\)"):
         train_prompt(other, tmp_path / "r", backbone=backbones["llama"], progress=False)
-    again = train_prompt(other, tmp_path / "r", backbone=backbones["llama"], progress=False, overwrite=True)
+    again = train_prompt(other, tmp_path / "r", backbone=backbones["llama"], progress=False, overwrite=True).record
     assert again["config"]["lr"] == 0.1
     # resuming a completed run returns its record without training again
     assert train_prompt(other, tmp_path / "r", backbone=backbones["llama"], progress=False,
-                        resume=True)["test"] == again["test"]
+                        resume=True).record["test"] == again["test"]
     (tmp_path / "junk").mkdir()
     (tmp_path / "junk" / "file.txt").write_text("x")
     with pytest.raises(OutputExistsError, match="not empty"):
@@ -90,7 +94,7 @@ def test_output_folder_rules(backbones, tiny_models, toy_task, tmp_path):
 
 def test_early_stopping(backbones, tiny_models, toy_task, tmp_path):
     config = _config(tiny_models, toy_task, max_steps=40, eval_every=1, early_stopping_patience=2, lr=1e-6)
-    record = train_prompt(config, tmp_path / "r", backbone=backbones["llama"], progress=False)
+    record = train_prompt(config, tmp_path / "r", backbone=backbones["llama"], progress=False).record
     assert record["stopped_early"] and record["history"][-1]["step"] < 40
 
 
@@ -138,14 +142,14 @@ def test_too_many_shots(backbones, tiny_models, toy_task, tmp_path):
 def test_every_family_trains_end_to_end(backbones, tiny_models, toy_task, tmp_path, name):
     config = TrainConfig(model=str(tiny_models[name]), task=str(toy_task), max_steps=3, eval_every=3,
                          batch_size=4, prompt_length=3, precision="bf16" if name == "t5" else "fp32")
-    record = train_prompt(config, tmp_path / "r", backbone=backbones[name], progress=False)
+    record = train_prompt(config, tmp_path / "r", backbone=backbones[name], progress=False).record
     assert record["status"] == "completed" and record["family"] == backbones[name].family
 
 
 def test_report_to_tensorboard_writes_events(backbones, tiny_models, toy_task, tmp_path):
     pytest.importorskip("tensorboard")
     record = train_prompt(_config(tiny_models, toy_task, max_steps=2, report_to=["tensorboard"]), tmp_path / "r",
-                          backbone=backbones["llama"], progress=False)
+                          backbone=backbones["llama"], progress=False).record
     assert record["status"] == "completed"
     assert list((tmp_path / "r" / "tracking").rglob("events.out.tfevents.*"))
 
@@ -161,8 +165,6 @@ def test_new_options_with_defaults_do_not_break_resume():
 
 
 def test_settings_retired_into_the_prompt_module_neither_block_resume_nor_pass_silently():
-    from pydantic import ValidationError
-
     from promptvec.training.trainer import config_differences
 
     current = TrainConfig(task="sst2").model_dump()
@@ -171,15 +173,25 @@ def test_settings_retired_into_the_prompt_module_neither_block_resume_nor_pass_s
     fusion = current | {"task_mixing": "mixed", "mixing_cap": 16, "mixing_first_share": 0.5, "select_on": "first"}
     assert config_differences(current, plain) == [] and config_differences(current, fusion) == []
     assert config_differences(current | {"lr": 0.1}, fusion) == ["lr"]
-    with pytest.raises(ValidationError, match="task_mixing is no longer a training setting: .*fusion method"):
+    with pytest.raises(ConfigError, match="'task_mixing' is no longer a training setting") as retired:
         TrainConfig(task="sst2", task_mixing="mixed")
+    assert "fusion method" in retired.value.hint
+
+
+@pytest.mark.parametrize(("given", "meant"), [("learning_rate", "lr"), ("steps", "max_steps"),
+                                              ("num_virtual_tokens", "prompt_length"), ("max_step", "max_steps"),
+                                              ("batchsize", "batch_size")])
+def test_a_setting_named_as_elsewhere_is_refused_with_the_name_meant(given, meant):
+    with pytest.raises(ConfigError, match=f"unknown training setting '{given}'") as refused:
+        TrainConfig(task="sst2", **{given: 1})
+    assert refused.value.hint == f"did you mean {meant}?"
 
 
 def test_selection_can_exclude_the_initial_prompt(backbones, tiny_models, toy_task, tmp_path):
     # lr so small that no trained checkpoint can beat the origin on validation by much; excluded, step 0
     # is still evaluated (history) but never chosen
     config = _config(tiny_models, toy_task, lr=1e-6, select_initial=False)
-    record = train_prompt(config, tmp_path / "r", backbone=backbones["llama"], progress=False)
+    record = train_prompt(config, tmp_path / "r", backbone=backbones["llama"], progress=False).record
     assert record["history"][0]["step"] == 0
     assert record["best"]["step"] > 0
     assert load_prompt(tmp_path / "r").metadata["step"] == record["best"]["step"]
@@ -200,7 +212,7 @@ def test_multi_task_training_never_mixes_tasks_in_a_batch(backbones, tiny_models
     other = toy_task.parent / "toy_b.yaml"
     other.write_text(toy_task.read_text().replace("task: toy_sentiment", "task: toy_b"))
     config = _config(tiny_models, toy_task, extra_tasks=[str(other)], shots=8)
-    record = train_prompt(config, tmp_path / "m", backbone=backbones["llama"], progress=False)
+    record = train_prompt(config, tmp_path / "m", backbone=backbones["llama"], progress=False).record
     assert record["task"] == "toy_sentiment+toy_b" and record["sizes"]["train"] == 16
     assert set(record["test"]["metrics"]) == {"toy_sentiment/acc", "toy_sentiment/f1", "toy_b/acc", "toy_b/f1",
                                               "mean"}
@@ -211,7 +223,7 @@ def test_multi_task_training_never_mixes_tasks_in_a_batch(backbones, tiny_models
     # an extra task with fewer training rows than extra_shots gives all of them (the target's shots stay exact)
     many = _config(tiny_models, toy_task, extra_tasks=[str(other)], shots=8, extra_shots=1000, max_steps=1,
                    eval_every=1)
-    record = train_prompt(many, tmp_path / "all", backbone=backbones["llama"], progress=False)
+    record = train_prompt(many, tmp_path / "all", backbone=backbones["llama"], progress=False).record
     assert record["sizes"]["train"] == 8 + 64  # toy_b's whole training split: 64 rows
     with pytest.raises(DataError, match="larger than the training set"):
         train_prompt(_config(tiny_models, toy_task, shots=1000), tmp_path / "target", backbone=backbones["llama"],
@@ -286,12 +298,12 @@ def test_dropout_is_off_at_every_evaluation_and_the_backbone_keeps_its_mode(tiny
 def test_keeping_the_untrained_prompt_is_said_plainly(backbones, tiny_models, toy_task, tmp_path):
     # lr so small that no trained checkpoint beats the origin: the saved prompt is the origin
     record = train_prompt(_config(tiny_models, toy_task, lr=1e-7), tmp_path / "r", backbone=backbones["llama"],
-                          progress=False)
+                          progress=False).record
     assert record["best"]["step"] == 0
     [warning] = [w for w in record["warnings"] if w["kind"] == "initial-kept"]
     assert "saved prompt is the untrained initial prompt" in warning["message"]
     assert "--no-select-initial" in warning["message"] and "--steps" in warning["message"]
     assert json.loads((tmp_path / "r" / "run.json").read_text())["warnings"] == record["warnings"]
     trained = train_prompt(_config(tiny_models, toy_task, lr=1e-7, select_initial=False), tmp_path / "t",
-                           backbone=backbones["llama"], progress=False)
+                           backbone=backbones["llama"], progress=False).record
     assert trained["best"]["step"] > 0 and not any(w["kind"] == "initial-kept" for w in trained["warnings"])

@@ -11,9 +11,10 @@ from promptvec.backbones import Backbone, load_backbone
 from promptvec.errors import DataError
 from promptvec.evaluation import predict
 from promptvec.evaluation.evaluator import EvalMode
+from promptvec.evaluation.inputs import as_examples
 from promptvec.io import not_utf8
 from promptvec.peft_folder import check_compatible, load_prompt
-from promptvec.tasks import Example, TaskSpec, get_task
+from promptvec.tasks import TaskSpec, get_task
 
 
 @dataclass
@@ -44,22 +45,9 @@ class Predictor:
         self.prompt = checkpoint.prompt
         self.mode, self.batch_size = mode, batch_size
 
-    def _example(self, item: str | dict, where: str) -> Example:
-        fields_needed = self.task.template_fields
-        if isinstance(item, str):
-            if len(fields_needed) != 1:
-                raise DataError(f"{where}: task '{self.task.task}' needs the fields {fields_needed}, got plain text",
-                                "give JSON objects with those keys (a .jsonl file or a JSON string)")
-            item = {fields_needed[0]: item}
-        missing = [f for f in fields_needed if f not in item]
-        if missing:
-            raise DataError(f"{where}: input lacks field(s) {missing}", f"task '{self.task.task}' needs "
-                            f"{fields_needed}")
-        fields = {f: item[f] for f in fields_needed}
-        return Example(fields=fields, label="", source=where, text=self.task.render(fields, where))
-
     def predict(self, inputs: list[str | dict]) -> list[Prediction]:
-        examples = [self._example(item, f"input {i + 1}") for i, item in enumerate(inputs)]
+        """A prediction per input: plain text (one-field tasks) or a dict of the task's fields."""
+        examples = as_examples(self.task, inputs, labelled=False, name="input")
         if not examples:
             return []
         produced = predict(self.backbone, self.task, examples, self.prompt, self.mode, self.batch_size)

@@ -167,23 +167,28 @@ class Backbone(ABC):
 
     @property
     def max_length(self) -> int:
+        """Tokens of prompt + input + label an example may take (inputs are cut to fit)."""
         return self.encoding.max_length
 
     @property
     def chat_template(self) -> bool:
+        """Whether inputs are wrapped in the model's chat template (a user turn)."""
         return self.encoding.chat_template
 
     # ---- identity -----------------------------------------------------------------------
     @property
     def embedding(self) -> nn.Embedding:
+        """The frozen input-embedding table: where origins come from and what prompts live beside."""
         return self.model.get_input_embeddings()
 
     @property
     def dim(self) -> int:
+        """The embedding width d: a prompt of this model is ``[R, d]``."""
         return self.embedding.weight.shape[1]
 
     @property
     def device(self) -> torch.device:
+        """Where the model's weights are (prompts and batches are moved there)."""
         return self.embedding.weight.device
 
     @cached_property
@@ -194,6 +199,7 @@ class Backbone(ABC):
 
     # ---- tokenization (shared by every family) ----------------------------------------
     def label_set(self, task: TaskSpec) -> LabelSet:
+        """The token ids of every label's verbalization (cached per task): what rank classification scores."""
         key = (task.task, task.target_delimiter, tuple(task.verbalizations))
         if key not in self._label_sets:
             token_ids = [self.tokenize_label(task, v) for v in task.verbalizations]
@@ -205,6 +211,8 @@ class Backbone(ABC):
         return self._label_sets[key]
 
     def label_index(self, task: TaskSpec, example: Example) -> int:
+        """The position of an example's gold label among the task's labels (a regression value: its bin;
+        -1: not a label of the task)."""
         if isinstance(example.label, float):
             return task.label_names.index(task.bin_of(example.label))
         return task.label_names.index(example.label) if example.label in task.label_names else -1
@@ -214,6 +222,7 @@ class Backbone(ABC):
         """Token ids the model must produce for this label (or free-text answer), without EOS."""
 
     def tokenize_input(self, text: str) -> list[int]:
+        """Token ids of an input text, in the chat template when the encoding asks for it."""
         if self.chat_template:
             if not getattr(self.tokenizer, "chat_template", None):
                 raise ConfigError(f"model '{self.name}' has no chat template", "drop --chat-template")
@@ -319,6 +328,7 @@ class Backbone(ABC):
                           "use a decoder-only model")
 
     def input_embeds(self, input_ids: torch.Tensor) -> torch.Tensor:
+        """Input embeddings of token ids (what a prompt is prepended to; ATTEMPT and Fusion read them)."""
         return self.embedding(input_ids)
 
 

@@ -11,12 +11,14 @@ text metrics.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 
 from promptvec.backbones.base import Backbone
+from promptvec.evaluation.inputs import as_backbone, as_examples, as_prompt, as_task
 from promptvec.evaluation.metrics import compute_metrics
 from promptvec.evaluation.text_metrics import TEXT_METRICS, normalize_answer
 from promptvec.modes import module_mode
@@ -34,6 +36,7 @@ class EvalResult:
     scores: list[list[float]] = field(default_factory=list)
 
     def summary(self) -> dict:
+        """Metrics, number of examples and invalid outputs: what records and reports keep."""
         return {"metrics": self.metrics, "n": self.n, "invalid": self.invalid}
 
 
@@ -68,13 +71,21 @@ def match_generation(text: str, verbalizations: list[str]) -> int:
     return -1
 
 
-def predict(backbone: Backbone, task: TaskSpec, examples: list[Example], prompt=None, mode: EvalMode = "rank",
-            batch_size: int = 32, length_normalize: bool = False, max_new_tokens: int | None = None,
-            autocast: bool = False) -> Predictions:
+def predict(backbone: Backbone, task: TaskSpec | str, examples: Sequence[Example | dict | str], prompt: Any = None,
+            mode: EvalMode = "rank", batch_size: int = 32, length_normalize: bool = False,
+            max_new_tokens: int | None = None, autocast: bool = False) -> Predictions:
     """What ``prompt`` makes the model produce for each example (see :class:`Predictions`).
+
+    ``task``: a TaskSpec, a built-in task's name or a task file; ``examples``: Examples, rows (dicts
+    of the task's fields) or, for a one-field task, plain strings; ``prompt``: a ``[R, d]`` tensor, a
+    prompt module, a loaded prompt, a prompt/run folder or Hub id, or None (no prompt).
 
     Always in eval mode (no dropout in the frozen model or the prompt module), whatever mode the
     caller left them in — a training loop with ``train_dropout`` included — and back to that mode after."""
+    backbone = as_backbone(backbone)
+    task = as_task(task)
+    examples = as_examples(task, examples, labelled=False)
+    prompt = as_prompt(prompt, backbone)
     with torch.no_grad(), module_mode(backbone.model, prompt, training=False):
         return _predict(backbone, task, examples, prompt, mode, batch_size, length_normalize, max_new_tokens,
                         autocast)
@@ -133,11 +144,16 @@ def score_texts(task: TaskSpec, texts: list[str], examples: list[Example]) -> di
     return {name: TEXT_METRICS[name](predictions, answers) for name in task.metrics}
 
 
-def evaluate(backbone: Backbone, task: TaskSpec, examples: list[Example], prompt=None, mode: EvalMode = "rank",
-             batch_size: int = 32, length_normalize: bool = False, max_new_tokens: int | None = None,
-             autocast: bool = False) -> EvalResult:
-    """Score ``examples`` with ``prompt`` (a tensor, a prompt module, or None for no prompt). ``mode``
-    applies to label tasks; a free-text task is always decoded."""
+def evaluate(backbone: Backbone, task: TaskSpec | str, examples: Sequence[Example | dict], prompt: Any = None,
+             mode: EvalMode = "rank", batch_size: int = 32, length_normalize: bool = False,
+             max_new_tokens: int | None = None, autocast: bool = False) -> EvalResult:
+    """Score labelled ``examples`` (Examples, or rows as in the task's files) with ``prompt`` (as
+    :func:`predict` takes it; None: no prompt). ``mode`` applies to label tasks; a free-text task is
+    always decoded."""
+    backbone = as_backbone(backbone)
+    task = as_task(task)
+    examples = as_examples(task, examples, labelled=True)
+    prompt = as_prompt(prompt, backbone)
     out = predict(backbone, task, examples, prompt, mode, batch_size, length_normalize, max_new_tokens, autocast)
     if out.texts is not None:
         return EvalResult(score_texts(task, out.texts, examples), len(examples), 0, list[str | float](out.texts))

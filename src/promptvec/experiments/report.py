@@ -234,6 +234,8 @@ def power_statement(spreads: list[tuple[float, int]], family: int, alpha: float)
 
 
 def build_report(out: str | Path, report_dir: str | Path | None = None) -> Path:
+    """Write the report of the suite run in ``out`` (``report.md``, ``report.html``, results tables and
+    figures; default folder ``out/report``) and return its folder."""
     out = Path(out)
     suite, all_rows = _load(out)
     rows = [r for r in all_rows if r["label"] != SOURCE_LABEL]

@@ -133,6 +133,10 @@ def default_store_path() -> Path:
 
 
 class VectorStore:
+    """A content-addressed store of prompts and task prompt vectors: safetensors objects named by their
+    sha256 and a SQLite index, safe with concurrent writers, verified on every read, searchable by
+    task and by similarity (``promptvec store``)."""
+
     #: how long a write waits for another process holding the index before giving up with a message
     lock_timeout_s: float = 60.0
 
@@ -256,6 +260,7 @@ class VectorStore:
         return self._row_to_entry(stored)  # the entry as indexed (an identical object added earlier keeps its row)
 
     def add_vector(self, vector: TaskPromptVector, name: str | None = None) -> Entry:
+        """Store a task prompt vector (an identical one already stored keeps its entry)."""
         metadata = {"format": VECTOR_FORMAT, "promptvec": vector.meta.to_json(), "store_name": name or ""}
         return self._add_object({VECTOR_KEY: vector.tensor}, metadata, "vector", name, dict(vector.meta.__dict__))
 
@@ -275,6 +280,7 @@ class VectorStore:
                      json.loads(metadata))
 
     def entries(self, kind: str | None = None, task: str | None = None) -> list[Entry]:
+        """The stored entries, optionally of one kind (``prompt``/``vector``) and one task."""
         query, args = "SELECT * FROM entries WHERE 1=1", list[str]()
         if kind:
             query, args = query + " AND kind = ?", [*args, kind]
@@ -316,6 +322,7 @@ class VectorStore:
         return tensors, metadata
 
     def load_vector(self, ref: str) -> TaskPromptVector:
+        """The vector an id prefix or name refers to, its object verified against its digest."""
         entry = self.get(ref)
         if entry.kind != "vector":
             raise StoreError(f"entry {entry.short_id} is a prompt, not a vector",
@@ -332,6 +339,7 @@ class VectorStore:
         return tensors[PROMPT_KEY][: entry.rows], entry.metadata
 
     def raw_prompt(self, ref: str) -> tuple[torch.Tensor, Entry]:
+        """A stored prompt as stored (a PEFT seq2seq ``[2R, d]`` whole, for export), with its entry."""
         entry = self.get(ref)
         tensors, _ = self._verified_tensors(entry)
         return tensors[PROMPT_KEY], entry

@@ -237,6 +237,8 @@ def _one_folder_each(kind: str, names: list[str], folder_text) -> None:
 
 
 def load_suite(path: str | Path) -> SuiteSpec:
+    """Read and validate a suite file (every method's settings parsed here, once); its name defaults
+    to the file's."""
     p = Path(path)
     raw = read_yaml_mapping(p, "suite file", ConfigError)
     raw.setdefault("name", p.stem)

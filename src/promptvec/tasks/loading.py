@@ -21,6 +21,7 @@ from typing import Any
 from promptvec.errors import DataError
 from promptvec.hub import hub_offline
 from promptvec.io import not_utf8
+from promptvec.tasks.registry import get_task
 from promptvec.tasks.spec import Example, TaskSpec, is_template
 
 DATA_DIR_ENV = "PROMPTVEC_DATA_DIR"
@@ -98,7 +99,9 @@ def _rows_of(path: Path) -> Iterable[tuple[dict[str, Any], str]]:
         raise DataError(f"{path}: unsupported data file type '{suffix}'", f"use one of {', '.join(_EXTENSIONS)}")
 
 
-def _to_example(spec: TaskSpec, row: dict[str, Any], source: str) -> Example:
+def example_from_row(spec: TaskSpec, row: dict[str, Any], source: str) -> Example:
+    """A data row (a dict of columns, as in the task's files) as an :class:`Example` of ``spec``, checked:
+    ``source`` names the row in error messages."""
     row = {field: row[col] for field, col in spec.columns.items() if col in row} | {
         k: v for k, v in row.items() if k not in spec.columns.values()
     }
@@ -126,7 +129,7 @@ def _to_example(spec: TaskSpec, row: dict[str, Any], source: str) -> Example:
 def _read_local(spec: TaskSpec, path: Path) -> list[Example]:
     if not path.is_file():
         raise DataError(f"data file not found: {path}", "check the task's data_files / the data folder")
-    examples = [_to_example(spec, row, src) for row, src in _rows_from_file(path)]
+    examples = [example_from_row(spec, row, src) for row, src in _rows_from_file(path)]
     if not examples:
         raise DataError(f"{path}: no rows", "the file is empty")
     return examples
@@ -164,7 +167,7 @@ def _read_hub(spec: TaskSpec, split: str) -> list[Example]:
             spec.columns.get(spec.doc_to_target, spec.doc_to_target))
         if not spec.generates and isinstance(raw, int) and raw < 0:  # GLUE/SNLI: -1 = no gold label
             continue
-        out.append(_to_example(spec, row, f"{spec.dataset_path}:{split}[{i}]"))
+        out.append(example_from_row(spec, row, f"{spec.dataset_path}:{split}[{i}]"))
     return out
 
 
@@ -202,8 +205,10 @@ class TaskData:
         return getattr(self, name)
 
 
-def load_task_data(spec: TaskSpec, data_dir: str | os.PathLike | None = None) -> TaskData:
-    """All three splits of a task, validated."""
+def load_task_data(spec: TaskSpec | str | os.PathLike, data_dir: str | os.PathLike | None = None) -> TaskData:
+    """All three splits of a task (a :class:`TaskSpec`, a built-in task's name or a task file),
+    validated."""
+    spec = get_task(spec)
     if spec.data_files:
         files = spec.data_files
         unknown = sorted(set(files) - set(SPLITS))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 from importlib import resources
 from pathlib import Path
@@ -66,10 +67,13 @@ def _key_line(path: Path, key: str) -> int | None:
     return None if found is None else found.string.count("\n", 0, found.start()) + 1
 
 
-def get_task(name_or_path: str | Path | TaskSpec) -> TaskSpec:
+def get_task(name_or_path: str | os.PathLike | TaskSpec) -> TaskSpec:
     """A built-in task by name, or a user task from a ``.yaml``/``.yml`` file."""
     if isinstance(name_or_path, TaskSpec):
         return name_or_path
+    if not isinstance(name_or_path, str | os.PathLike):
+        raise TaskError(f"a task is given by name, file path or TaskSpec, not a {type(name_or_path).__name__}",
+                        "e.g. get_task('sst2') or get_task('tasks/my_task.yaml')")
     text = str(name_or_path)
     if text.endswith((".yaml", ".yml")) or Path(text).is_file():
         return load_task_yaml(text)

@@ -234,6 +234,7 @@ class TaskSpec(BaseModel):
 
     @property
     def metrics(self) -> list[str]:
+        """The names of the task's metrics, primary first."""
         return [m.metric for m in self.metric_list]
 
     @property
@@ -243,6 +244,7 @@ class TaskSpec(BaseModel):
 
     @property
     def is_regression(self) -> bool:
+        """Numeric labels (e.g. stsb): scored by the expected value over bins, with correlations."""
         return self.output_type == "regression"
 
     @property

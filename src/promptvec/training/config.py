@@ -9,6 +9,7 @@ steps, batch 32, max source length 256, R = 100.
 from __future__ import annotations
 
 import copy
+import difflib
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -46,6 +47,13 @@ def resolve_precision(precision: str, device: torch.device) -> str:
     return "bf16" if device.type == "cuda" and torch.cuda.is_bf16_supported() else "fp32"
 
 
+#: what other libraries call a training setting (transformers' TrainingArguments, PEFT's configs)
+SETTING_NAMES_ELSEWHERE = {"learning_rate": "lr", "steps": "max_steps", "num_steps": "max_steps",
+                           "num_train_steps": "max_steps", "num_virtual_tokens": "prompt_length",
+                           "per_device_train_batch_size": "batch_size", "gradient_accumulation_steps": "grad_accum",
+                           "seed": "train_seed (and data_seed, origin_seed)", "warmup": "warmup_steps or warmup_ratio",
+                           "max_seq_length": "max_length", "bf16": "precision='bf16'", "model_name": "model",
+                           "model_name_or_path": "model"}
 #: settings TrainConfig once had, and where what they set lives now. Records that hold them are compared
 #: without them (:func:`~promptvec.training.trainer.config_differences`): their meaning moved whole into
 #: the prompt module, which a run's method settings and folder identify
@@ -120,11 +128,20 @@ class TrainConfig(BaseModel):
 
     @model_validator(mode="before")
     @classmethod
-    def _retired(cls, data: Any) -> Any:
-        retired = sorted(set(data) & set(RETIRED_FIELDS)) if isinstance(data, dict) else []
-        if retired:
-            raise ValueError(f"{', '.join(retired)} is no longer a training setting: {RETIRED_FIELDS[retired[0]]}")
-        return data
+    def _known_settings(cls, data: Any) -> Any:
+        """An unknown keyword is a ConfigError naming the setting meant (pydantic passes it through as
+        it is): ``TrainConfig(learning_rate=0.1)`` says to write ``lr``, a retired setting where it went."""
+        unknown = sorted(set(data) - set(cls.model_fields)) if isinstance(data, dict) else []
+        if not unknown:
+            return data
+        name = unknown[0]
+        if name in RETIRED_FIELDS:
+            raise ConfigError(f"'{name}' is no longer a training setting", RETIRED_FIELDS[name])
+        meant = SETTING_NAMES_ELSEWHERE.get(name) or next(iter(difflib.get_close_matches(
+            name, list(cls.model_fields), n=1, cutoff=0.6)), None)
+        others = f" (and {', '.join(unknown[1:])})" if len(unknown) > 1 else ""
+        raise ConfigError(f"unknown training setting '{name}'{others}",
+                          f"did you mean {meant}?" if meant else "see TrainConfig's fields (promptvec train --help)")
 
     @field_validator("task")
     @classmethod
@@ -149,10 +166,12 @@ class TrainConfig(BaseModel):
 
     @property
     def warmup(self) -> int:
+        """Warmup steps: ``warmup_steps`` when set, else ``warmup_ratio`` of ``max_steps``."""
         return self.warmup_steps if self.warmup_steps is not None else int(round(self.warmup_ratio * self.max_steps))
 
     @classmethod
     def from_preset(cls, preset: str = "cpu-small", **overrides: Any) -> TrainConfig:
+        """A named preset (``cpu-small``, ``paper-t5``) with ``overrides`` (None values keep the preset's)."""
         values = {**PRESETS[preset], **{k: v for k, v in overrides.items() if v is not None}}
         try:
             return cls(**values)

@@ -23,7 +23,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import torch
 from pydantic import ValidationError
@@ -589,12 +589,55 @@ def _trackers(names: Sequence[str]) -> list[str] | None:
     return list(names) or None
 
 
+@dataclass(frozen=True)
+class TrainResult:
+    """What :func:`train_prompt` returns: the run folder and its record (``run.json``), with what most
+    callers read as typed attributes."""
+
+    run_dir: Path
+    record: RunRecord
+
+    @property
+    def status(self) -> str:
+        """``completed`` (a run that returns has finished)."""
+        return self.record["status"]
+
+    @property
+    def prompt_dir(self) -> Path:
+        """The selected prompt, as a PEFT adapter folder."""
+        return self.run_dir / PROMPT_DIR
+
+    @property
+    def best_step(self) -> int | None:
+        """The step whose prompt was selected on validation (0: the initial prompt was kept)."""
+        best = self.record.get("best")
+        return best.get("step") if best else None
+
+    @property
+    def validation(self) -> dict[str, float]:
+        """The selected prompt's validation metrics."""
+        best = self.record.get("best")
+        return dict(best.get("validation") or {}) if best else {}
+
+    @property
+    def test(self) -> dict[str, float]:
+        """The selected prompt's test metrics."""
+        test = self.record.get("test")
+        return dict(test.get("metrics") or {}) if test else {}
+
+    @property
+    def warnings(self) -> list[dict[str, Any]]:
+        """What went wrong without stopping the run (diverging, initial prompt kept)."""
+        return list(self.record.get("warnings", []))
+
+
 def train_prompt(config: TrainConfig, output_dir: str | Path, *, backbone: Backbone | None = None,
                  data_dir: str | Path | None = None, task_data: TaskData | list[TaskData] | None = None,
                  prompt_module: PromptModule | None = None, resume: bool = False, overwrite: bool = False,
                  progress: bool = True, init: str | None = None, library: str | Path | None = None
-                 ) -> dict[str, Any]:
-    """Train a prompt as ``config`` says and return the run record (also in ``output_dir/run.json``).
+                 ) -> TrainResult:
+    """Train a prompt as ``config`` says; the result holds the run record (also in
+    ``output_dir/run.json``) and its metrics as attributes.
 
     Args:
         config: every training setting (:class:`~promptvec.training.config.TrainConfig`; presets via
@@ -625,4 +668,4 @@ def train_prompt(config: TrainConfig, output_dir: str | Path, *, backbone: Backb
                               "fix the argument(s) named") from None
     trainer = Trainer(config, output_dir, backbone=backbone, data_dir=data_dir, task_data=task_data,
                       prompt_module=prompt_module, progress=progress)
-    return trainer.train(resume=resume, overwrite=overwrite)
+    return TrainResult(trainer.out, cast(RunRecord, trainer.train(resume=resume, overwrite=overwrite)))

@@ -67,6 +67,8 @@ class Origin:
 
     @classmethod
     def sample(cls, backbone: Backbone, rows: int, seed: int) -> Origin:
+        """``rows`` ordinary tokens drawn by ``seed`` from this model's vocabulary: the random start whose
+        difference from a tuned prompt is its task prompt vector."""
         if rows < 1:
             raise ConfigError(f"prompt length must be at least 1, got {rows}", "use --prompt-length 20")
         pool = ordinary_token_ids(backbone.tokenizer)
@@ -87,11 +89,13 @@ class Origin:
         return backbone.embedding.weight.detach()[ids].to(torch.float32).cpu().clone()
 
     def to_dict(self) -> dict:
+        """As recorded in run records and prompt metadata (JSON)."""
         data = asdict(self)
         data["token_ids"] = list(self.token_ids)
         return data
 
     @classmethod
     def from_dict(cls, data: dict) -> Origin:
+        """An origin as :meth:`to_dict` recorded it."""
         return cls(str(data["model_fingerprint"]), int(data["rows"]), int(data["seed"]),
                    tuple(int(t) for t in data["token_ids"]))

@@ -58,6 +58,7 @@ class TaskPromptVector:
     @classmethod
     def from_prompts(cls, tuned: torch.Tensor, origin: torch.Tensor, *, model_fingerprint: str, model: str = "",
                      task: str = "", origin_info: Origin | None = None) -> TaskPromptVector:
+        """τ = ``tuned`` − ``origin`` (same ``[R, d]``), labelled with the model it belongs to."""
         if tuned.shape != origin.shape:
             raise VectorMismatchError(f"tuned prompt {tuple(tuned.shape)} and origin {tuple(origin.shape)} differ "
                                       "in shape", "take the vector against the origin the prompt was trained from")
@@ -89,6 +90,8 @@ class TaskPromptVector:
 
     # ---- compatibility -----------------------------------------------------------------------
     def check_compatible(self, other: TaskPromptVector | torch.Tensor, what: str = "vector") -> None:
+        """Refuse to combine with a vector of another model or a tensor of another shape (one message
+        naming both)."""
         if isinstance(other, TaskPromptVector):
             if other.meta.model_fingerprint != self.meta.model_fingerprint:
                 raise VectorMismatchError(
@@ -144,6 +147,7 @@ class TaskPromptVector:
 
     @classmethod
     def mean(cls, vectors: list[TaskPromptVector]) -> TaskPromptVector:
+        """The element-wise mean of compatible vectors (its provenance lists them)."""
         if not vectors:
             raise VectorMismatchError("mean of no vectors", "give at least one vector")
         for v in vectors[1:]:
@@ -164,16 +168,19 @@ class TaskPromptVector:
         return origin.float() + float(scale) * self.tensor
 
     def norm(self) -> float:
+        """‖τ‖ (Frobenius): how far training moved the prompt from its origin."""
         return float(self.tensor.norm())
 
     # ---- files ---------------------------------------------------------------------------------
     def save(self, path: str | Path) -> Path:
+        """Write the vector and its metadata as one safetensors file."""
         path = Path(path)
         save_tensors(path, {VECTOR_KEY: self.tensor}, {"format": FORMAT, "promptvec": self.meta.to_json()})
         return path
 
     @classmethod
     def load(cls, path: str | Path, backbone=None) -> TaskPromptVector:
+        """Read a vector file written by :meth:`save` (checked against ``backbone`` when given)."""
         tensors, metadata = load_tensors(path)
         if metadata.get("format") != FORMAT or VECTOR_KEY not in tensors:
             raise CheckpointError(f"{path} is not a promptvec task prompt vector file",
