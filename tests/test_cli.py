@@ -236,3 +236,36 @@ def test_training_prints_each_validation_score_as_measured(tiny_models, toy_task
         progress.note("step     2: validation accuracy 0.625  (best so far)")
     progress.close()
     assert "validation accuracy 0.625" in captured.get()
+
+
+def test_mistakes_are_reported_before_torch_loads_and_listing_needs_no_peft(tmp_path):
+    """Every mistake a user tried took 8–13 s to be reported (torch, transformers and the model loaded
+    first): the commands now check their input with light modules, then import the heavy ones."""
+    import subprocess
+    import sys
+
+    code = f"""
+import sys
+from typer.testing import CliRunner
+from promptvec.cli import app
+for args in (["eval", "--task", "sst3"], ["train", "--task", "sst3", "--out", {str(tmp_path / 'a')!r}],
+             ["predict", "--prompt", "nowhere", "text"], ["eval", "--task", "sst2", "--prompt", "nowhere"],
+             ["train", "--task", "sst2", "--out", {str(tmp_path / 'b')!r}, "--init-prompt", "nowhere"]):
+    result = CliRunner().invoke(app, args)
+    print(result.exit_code, "torch" in sys.modules, flush=True)
+result = CliRunner().invoke(app, ["methods"])
+print(result.exit_code, "peft" in sys.modules or "sklearn" in sys.modules or "transformers" in sys.modules)
+"""
+    lines = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split("\n")
+    assert lines[:6] == ["2 False"] * 5 + ["0 False"]
+
+
+def test_local_split_sizes_are_counted_without_parsing_and_agree_with_the_data(shared_data):
+    from promptvec.tasks import get_task, load_task_data
+    from promptvec.tasks.loading import local_split_sizes
+
+    for name in ("sst2", "trec"):
+        data = load_task_data(get_task(name), shared_data)
+        assert local_split_sizes(get_task(name), shared_data) == {
+            "train": len(data.train), "validation": len(data.validation), "test": len(data.test)}
+    assert local_split_sizes(get_task("scitail"), shared_data) is None  # no local files: only loading says

@@ -307,3 +307,35 @@ def test_keeping_the_untrained_prompt_is_said_plainly(backbones, tiny_models, to
     trained = train_prompt(_config(tiny_models, toy_task, lr=1e-7, select_initial=False), tmp_path / "t",
                            backbone=backbones["llama"], progress=False).record
     assert trained["best"]["step"] > 0 and not any(w["kind"] == "initial-kept" for w in trained["warnings"])
+
+
+def test_every_evaluation_counts_its_examples_as_it_goes(backbones, tiny_models, toy_task, tmp_path, monkeypatch):
+    """Validation and test show how many examples are done of how many (with the time left), not a
+    spinner: each evaluation advances its bar by every batch it scores, up to its total."""
+    from contextlib import contextmanager
+
+    from promptvec.display import TrainingProgress
+
+    seen = []
+    original = TrainingProgress.counting
+
+    @contextmanager
+    def spy(self, what, total):
+        done = []
+        with original(self, what, total) as advance:
+            yield lambda n: (done.append(n), advance(n))
+        seen.append((what, total, sum(done), len(done)))
+
+    monkeypatch.setattr(TrainingProgress, "counting", spy)
+    config = _config(tiny_models, toy_task, max_steps=4, eval_every=2, eval_batch_size=4)
+    train_prompt(config, tmp_path / "r", backbone=backbones["llama"], progress=True)
+    assert seen == [("validation", 16, 16, 4)] * 3 + [("test (best prompt)", 24, 24, 6)]
+
+
+def test_evaluate_reports_each_batch_it_finishes(backbones, toy_task):
+    from promptvec import evaluate, get_task, load_task_data
+
+    task = get_task(str(toy_task))
+    batches = []
+    result = evaluate(backbones["llama"], task, load_task_data(task).test, batch_size=5, on_batch=batches.append)
+    assert batches == [5, 5, 5, 5, 4] and result.n == 24

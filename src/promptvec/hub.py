@@ -61,6 +61,16 @@ def hub_ref(ref: str | os.PathLike) -> HubRef | None:
     return HubRef(match["repo"], match["revision"])
 
 
+def check_prompt_reference(ref: str | os.PathLike) -> None:
+    """Refuse a prompt path that does not exist, before any model loads (commands call this first; a
+    Hub id is checked when it is read). A folder between the two renames of its atomic swap counts."""
+    if hub_ref(ref) is not None:
+        return
+    path = Path(ref).expanduser()
+    if not path.exists() and not path.with_name(f".{path.name}.old").is_dir():
+        raise CheckpointError(f"prompt not found: {ref}", "check the path (or give a Hub id, namespace/name)")
+
+
 @dataclass(frozen=True)
 class ResolvedPrompt:
     """Where a prompt reference is on this machine, and how to name it in records: the local path

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -45,12 +46,14 @@ class Predictor:
         self.prompt = checkpoint.prompt
         self.mode, self.batch_size = mode, batch_size
 
-    def predict(self, inputs: list[str | dict]) -> list[Prediction]:
-        """A prediction per input: plain text (one-field tasks) or a dict of the task's fields."""
+    def predict(self, inputs: list[str | dict], on_batch: Callable[[int], None] | None = None) -> list[Prediction]:
+        """A prediction per input: plain text (one-field tasks) or a dict of the task's fields
+        (``on_batch``: told how many inputs each finished batch labelled)."""
         examples = as_examples(self.task, inputs, labelled=False, name="input")
         if not examples:
             return []
-        produced = predict(self.backbone, self.task, examples, self.prompt, self.mode, self.batch_size)
+        produced = predict(self.backbone, self.task, examples, self.prompt, self.mode, self.batch_size,
+                           on_batch=on_batch)
         if produced.texts is not None:
             return [Prediction(text, {}) for text in produced.texts]
         out = []

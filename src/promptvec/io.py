@@ -24,14 +24,13 @@ import struct
 import tempfile
 from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import Any
-
-import torch
-from safetensors.torch import load as st_load
-from safetensors.torch import save as st_save
+from typing import TYPE_CHECKING, Any
 
 from promptvec.errors import CheckpointError, DataError, StorageError
 from promptvec.faults import fault_point
+
+if TYPE_CHECKING:  # torch is imported by the functions that handle tensors: every command imports this module
+    import torch
 
 # A safetensors header larger than this is not a prompt file (PEFT prompt headers are < 1 KiB).
 MAX_HEADER_BYTES = 16 * 1024 * 1024
@@ -220,6 +219,8 @@ def read_json(path: str | os.PathLike, what: str = "JSON file") -> Any:
 def save_tensors(path: str | os.PathLike, tensors: Mapping[str, torch.Tensor],
                  metadata: Mapping[str, str] | None = None) -> None:
     """Save tensors as safetensors, atomically. Metadata values must be strings."""
+    from safetensors.torch import save as st_save
+
     clean = {k: v.detach().to("cpu").contiguous() for k, v in tensors.items()}
     atomic_write_bytes(path, st_save(clean, metadata=dict(metadata) if metadata else None))
 
@@ -234,6 +235,8 @@ def file_sha256(path: str | os.PathLike) -> str:
 
 def tensor_sha256(tensor: torch.Tensor) -> str:
     """Hash of a tensor's dtype, shape and values (to recognise the same prompt however it was loaded)."""
+    import torch
+
     t = tensor.detach().to("cpu").contiguous()
     digest = hashlib.sha256(f"{t.dtype}:{tuple(t.shape)}:".encode())
     digest.update(t.view(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
@@ -305,6 +308,8 @@ def read_safetensors_header(path: str | os.PathLike) -> tuple[dict[str, Any], di
 
 def load_tensors(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
     """Load a safetensors file after validating its header. Returns (tensors, metadata)."""
+    from safetensors.torch import load as st_load
+
     _, metadata = read_safetensors_header(path)
     try:
         tensors = st_load(Path(path).read_bytes())

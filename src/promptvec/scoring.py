@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from promptvec.backbones import load_backbone
-from promptvec.display import status_line
+from promptvec.display import counting, status_line
 from promptvec.errors import ConfigError
 from promptvec.evaluation.evaluator import EvalResult, evaluate
 from promptvec.evaluation.samples import sample_records, select_rows, write_samples
@@ -61,8 +61,9 @@ def evaluate_split(task: str, prompt: str | Path | None = None, *, origin_seed: 
         tensor = checkpoint.prompt
     elif origin_seed is not None:
         tensor = Origin.sample(backbone, prompt_length, origin_seed).tensor(backbone)
-    with status_line(progress, f"evaluating on {len(selected)} {split} examples"):
-        result = evaluate(backbone, spec, selected, tensor, mode=mode, length_normalize=length_normalize)
+    with counting(progress, f"{spec.task} {split}", len(selected)) as advance:
+        result = evaluate(backbone, spec, selected, tensor, mode=mode, length_normalize=length_normalize,
+                          on_batch=advance)
     if log_samples:
         write_samples(log_samples, sample_records(spec, selected, indices, result))
     summary = {"task": spec.task, "split": split, "prompt": None if checkpoint is None else checkpoint.source,

@@ -51,11 +51,15 @@ def eval_command(
     data_dir: DataDir = None,
 ) -> None:
     """Evaluate a prompt, an untrained origin, or no prompt on a task split."""
-    from promptvec.scoring import evaluate_split
+    from promptvec.hub import check_prompt_reference
     from promptvec.tasks import get_task
 
     checked_mode = eval_mode(mode)
     show_notes([get_task(task)])
+    if prompt:
+        check_prompt_reference(prompt)  # before torch and the model load
+    from promptvec.scoring import evaluate_split
+
     done = evaluate_split(task, prompt, origin_seed=origin_seed, prompt_length=prompt_length, model=model,
                           split=split, examples=None if full else examples, limit=limit, rows=rows, mode=checked_mode,
                           length_normalize=length_normalize, seed=seed, data_dir=data_dir, log_samples=log_samples,
@@ -86,6 +90,12 @@ def predict_command(
 ) -> None:
     """Label new text (or generate the answer of a free-text task) with a trained prompt: one JSON line per input."""
     from promptvec.errors import DataError
+    from promptvec.hub import check_prompt_reference
+    from promptvec.tasks import get_task
+
+    check_prompt_reference(prompt)  # mistakes are reported before torch and the model load
+    if task is not None:
+        get_task(task)
     from promptvec.inference import Predictor, read_inputs
 
     items: list = []
@@ -105,11 +115,13 @@ def predict_command(
                             "with --input reads each line as text)") from None
     if not items:
         raise DataError("nothing to predict", "pass TEXT arguments or --input FILE")
-    from promptvec.display import status_line
+    from promptvec.display import counting, status_line
 
     with status_line(True, f"loading the prompt {prompt} and its model"):
         predictor = Predictor(prompt, task=task, model=model, mode=eval_mode(mode), batch_size=batch_size)
-    for item, pred in zip(items, predictor.predict(items), strict=True):
+    with counting(True, "predicting", len(items)) as advance:
+        predictions = predictor.predict(items, on_batch=advance)
+    for item, pred in zip(items, predictions, strict=True):
         line = ({"input": item, "answer": pred.label} if predictor.task.generates
                 else {"input": item, "label": pred.label, "scores": pred.scores})
         sys.stdout.write(json.dumps(line) + "\n")

@@ -33,7 +33,7 @@ def main(version: Annotated[bool, typer.Option("--version", callback=_version, i
 def tasks_command(data_dir: DataDir = None) -> None:
     """List the built-in tasks (with split sizes where local data is present)."""
     from promptvec.tasks import builtin_task_names, get_task, load_task_data
-    from promptvec.tasks.loading import resolve_data_dir
+    from promptvec.tasks.loading import local_split_sizes, resolve_data_dir
 
     folder = resolve_data_dir(data_dir)
     table = Table(title="built-in tasks")
@@ -43,8 +43,11 @@ def tasks_command(data_dir: DataDir = None) -> None:
         spec = get_task(name)
         sizes, source = "-", f"hub:{spec.dataset_path}"
         if folder is not None and (folder / name).is_dir():
-            data = load_task_data(spec, folder)
-            sizes, source = f"{len(data.train)} / {len(data.validation)} / {len(data.test)}", "local"
+            counted = local_split_sizes(spec, folder)
+            if counted is None:
+                data = load_task_data(spec, folder)
+                counted = {"train": len(data.train), "validation": len(data.validation), "test": len(data.test)}
+            sizes, source = f"{counted['train']} / {counted['validation']} / {counted['test']}", "local"
         labels = ("free text" if spec.generates else ", ".join(spec.label_names) if len(spec.label_names) <= 6
                   else f"{len(spec.label_names)} labels")
         table.add_row(name, spec.group, labels, spec.primary_metric, sizes, source)

@@ -80,8 +80,9 @@ def train_command(
 ) -> None:
     """Prompt-tune a frozen model on one task."""
     from promptvec.display import status_line
+    from promptvec.hub import check_prompt_reference
+    from promptvec.tasks import get_task
     from promptvec.training.config import TrainConfig
-    from promptvec.training.trainer import Trainer
 
     config = TrainConfig.from_preset(
         preset, model=model, task=task, shots=shots, max_steps=steps, prompt_length=prompt_length, lr=lr,
@@ -94,6 +95,12 @@ def train_command(
         compile=compile_model or None, log_every=log_every)
     if full_test:
         config.test_examples = None
+    for name in (config.task, *config.extra_tasks):  # mistakes are reported before the model loads
+        get_task(name)
+    if config.init_prompt:
+        check_prompt_reference(config.init_prompt)
+    from promptvec.training.trainer import Trainer
+
     with status_line(True, f"loading model '{model}' and task '{task}'"):
         trainer = Trainer(config, out, data_dir=data_dir)
     show_notes(trainer.tasks)

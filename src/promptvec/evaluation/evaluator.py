@@ -11,7 +11,7 @@ text metrics.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -73,12 +73,14 @@ def match_generation(text: str, verbalizations: list[str]) -> int:
 
 def predict(backbone: Backbone, task: TaskSpec | str, examples: Sequence[Example | dict | str], prompt: Any = None,
             mode: EvalMode = "rank", batch_size: int = 32, length_normalize: bool = False,
-            max_new_tokens: int | None = None, autocast: bool = False) -> Predictions:
+            max_new_tokens: int | None = None, autocast: bool = False,
+            on_batch: Callable[[int], None] | None = None) -> Predictions:
     """What ``prompt`` makes the model produce for each example (see :class:`Predictions`).
 
     ``task``: a TaskSpec, a built-in task's name or a task file; ``examples``: Examples, rows (dicts
     of the task's fields) or, for a one-field task, plain strings; ``prompt``: a ``[R, d]`` tensor, a
-    prompt module, a loaded prompt, a prompt/run folder or Hub id, or None (no prompt).
+    prompt module, a loaded prompt, a prompt/run folder or Hub id, or None (no prompt). ``on_batch``
+    is called with the number of examples of each finished batch (a progress display's advance).
 
     Always in eval mode (no dropout in the frozen model or the prompt module), whatever mode the
     caller left them in — a training loop with ``train_dropout`` included — and back to that mode after."""
@@ -88,11 +90,12 @@ def predict(backbone: Backbone, task: TaskSpec | str, examples: Sequence[Example
     prompt = as_prompt(prompt, backbone)
     with torch.no_grad(), module_mode(backbone.model, prompt, training=False):
         return _predict(backbone, task, examples, prompt, mode, batch_size, length_normalize, max_new_tokens,
-                        autocast)
+                        autocast, on_batch)
 
 
 def _predict(backbone: Backbone, task: TaskSpec, examples: list[Example], prompt, mode: EvalMode, batch_size: int,
-             length_normalize: bool, max_new_tokens: int | None, autocast: bool) -> Predictions:
+             length_normalize: bool, max_new_tokens: int | None, autocast: bool,
+             on_batch: Callable[[int], None] | None) -> Predictions:
     rows = prompt.shape[-2] if isinstance(prompt, torch.Tensor) else (prompt.rows if prompt is not None else 0)
     encoded = backbone.encode(task, examples, rows)
     order = sorted(range(len(encoded)), key=lambda i: len(encoded[i].input_ids))
@@ -120,6 +123,8 @@ def _predict(backbone: Backbone, task: TaskSpec, examples: list[Example], prompt
                         out.texts[i] = text.strip()
                     else:
                         out.indices[i] = match_generation(text, task.verbalizations)
+                if on_batch is not None:
+                    on_batch(len(idx))
                 continue
             s = backbone.label_scores(task, batch, p, length_normalize=length_normalize).float().cpu()
         best = s.argmax(-1).tolist()
@@ -128,6 +133,8 @@ def _predict(backbone: Backbone, task: TaskSpec, examples: list[Example], prompt
             out.scores[i] = s[row].tolist()
             if out.values is not None:  # regression: the expected value over the score bins
                 out.values[i] = float(torch.softmax(s[row], -1) @ bins)
+        if on_batch is not None:
+            on_batch(len(idx))
     return out
 
 
@@ -146,7 +153,8 @@ def score_texts(task: TaskSpec, texts: list[str], examples: list[Example]) -> di
 
 def evaluate(backbone: Backbone, task: TaskSpec | str, examples: Sequence[Example | dict], prompt: Any = None,
              mode: EvalMode = "rank", batch_size: int = 32, length_normalize: bool = False,
-             max_new_tokens: int | None = None, autocast: bool = False) -> EvalResult:
+             max_new_tokens: int | None = None, autocast: bool = False,
+             on_batch: Callable[[int], None] | None = None) -> EvalResult:
     """Score labelled ``examples`` (Examples, or rows as in the task's files) with ``prompt`` (as
     :func:`predict` takes it; None: no prompt). ``mode`` applies to label tasks; a free-text task is
     always decoded."""
@@ -154,7 +162,8 @@ def evaluate(backbone: Backbone, task: TaskSpec | str, examples: Sequence[Exampl
     task = as_task(task)
     examples = as_examples(task, examples, labelled=True)
     prompt = as_prompt(prompt, backbone)
-    out = predict(backbone, task, examples, prompt, mode, batch_size, length_normalize, max_new_tokens, autocast)
+    out = predict(backbone, task, examples, prompt, mode, batch_size, length_normalize, max_new_tokens, autocast,
+                  on_batch)
     if out.texts is not None:
         return EvalResult(score_texts(task, out.texts, examples), len(examples), 0, list[str | float](out.texts))
     pred, scores, values = out.indices, out.scores, out.values

@@ -2,7 +2,8 @@
 
 Classification metrics take gold and predicted label indices; an invalid generation is index -1
 and counts as wrong. Regression metrics take gold and predicted values. A correlation that is
-undefined (constant predictions) is reported as 0.0.
+undefined (constant predictions) is reported as 0.0. scikit-learn and scipy are imported by the
+metric that uses them: together they take seconds to import, which listing commands should not pay.
 """
 
 from __future__ import annotations
@@ -11,8 +12,6 @@ import math
 from collections.abc import Callable, Sequence
 
 import numpy as np
-from scipy import stats
-from sklearn.metrics import accuracy_score, f1_score, matthews_corrcoef
 
 from promptvec.registry import Registry
 
@@ -23,22 +22,30 @@ register_metric = METRIC_FUNCTIONS.register
 
 @register_metric("acc")
 def accuracy(gold, pred, n_labels: int) -> float:
+    from sklearn.metrics import accuracy_score
+
     return float(accuracy_score(gold, pred))
 
 
 @register_metric("f1")
 def binary_f1(gold, pred, n_labels: int) -> float:
     """Binary F1 with the second label as the positive class."""
+    from sklearn.metrics import f1_score
+
     return float(f1_score(gold, pred, labels=[1], average="macro", zero_division=0.0))
 
 
 @register_metric("macro_f1")
 def macro_f1(gold, pred, n_labels: int) -> float:
+    from sklearn.metrics import f1_score
+
     return float(f1_score(gold, pred, labels=list(range(n_labels)), average="macro", zero_division=0.0))
 
 
 @register_metric("mcc")
 def matthews(gold, pred, n_labels: int) -> float:
+    from sklearn.metrics import matthews_corrcoef
+
     return float(matthews_corrcoef(gold, pred))
 
 
@@ -52,11 +59,15 @@ def _correlation(fn, gold, pred) -> float:
 
 @register_metric("pearson")
 def pearson(gold, pred, n_labels: int) -> float:
+    from scipy import stats
+
     return _correlation(stats.pearsonr, gold, pred)
 
 
 @register_metric("spearman")
 def spearman(gold, pred, n_labels: int) -> float:
+    from scipy import stats
+
     return _correlation(stats.spearmanr, gold, pred)
 
 

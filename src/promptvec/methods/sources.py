@@ -18,7 +18,8 @@ from promptvec.peft_folder import PROMPT_DIR, load_prompt
 from promptvec.suites.context import RunContext
 from promptvec.suites.plan import STORE_DIR, run_dir, source_run, stored_name
 from promptvec.training.config import TrainConfig
-from promptvec.training.trainer import STAGES_DIR, Trainer
+from promptvec.training.run_folder import STAGES_DIR
+from promptvec.training.trainer import Trainer
 from promptvec.vectors import Origin
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from promptvec.io import read_jsonl
 from promptvec.suites.plan import RUNS_DIR
-from promptvec.training.trainer import MODULE_LOG
+from promptvec.training.run_folder import MODULE_LOG
 
 
 def module_log(run_folder: Path) -> list[dict]:

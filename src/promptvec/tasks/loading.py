@@ -205,6 +205,23 @@ class TaskData:
         return getattr(self, name)
 
 
+def local_split_sizes(spec: TaskSpec, data_dir: str | os.PathLike | None = None) -> dict[str, int] | None:
+    """Rows per split of a task's local ``.jsonl`` files, counted without reading the examples (a
+    listing of every task should not parse all their data); None when the task has no such files
+    for all three splits (then only loading the data says)."""
+    folder = resolve_data_dir(data_dir)
+    if folder is None or not (folder / spec.task).is_dir():
+        return None
+    sizes = {}
+    for split in SPLITS:
+        path = _find_split_file(folder / spec.task, split)
+        if path is None or path.suffix != ".jsonl":
+            return None
+        with open(path, "rb") as handle:
+            sizes[split] = sum(1 for line in handle if line.strip())
+    return sizes
+
+
 def load_task_data(spec: TaskSpec | str | os.PathLike, data_dir: str | os.PathLike | None = None) -> TaskData:
     """All three splits of a task (a :class:`TaskSpec`, a built-in task's name or a task file),
     validated."""

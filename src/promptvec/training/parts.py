@@ -63,12 +63,15 @@ class SplitScorer:
         """What checkpoint selection maximises: the task's primary metric, or ``mean`` over tasks."""
         return self.tasks[0].primary_metric if len(self.tasks) == 1 else "mean"
 
-    def __call__(self, splits: list[list[Example]], prompt: Any) -> dict[str, Any]:
+    def __call__(self, splits: list[list[Example]], prompt: Any,
+                 on_batch: Callable[[int], None] | None = None) -> dict[str, Any]:
         """One task: its evaluation summary. Several: metrics as ``task/metric`` plus ``mean``, the
-        mean of the tasks' primary metrics (what multi-task checkpoint selection maximises)."""
+        mean of the tasks' primary metrics (what multi-task checkpoint selection maximises).
+        ``on_batch``: told how many examples each finished batch scored (progress)."""
         cfg = self.config
         summaries = [evaluate(self.backbone, task, examples, prompt, mode=cfg.eval_mode,
-                              batch_size=cfg.eval_batch_size, length_normalize=cfg.length_normalize).summary()
+                              batch_size=cfg.eval_batch_size, length_normalize=cfg.length_normalize,
+                              on_batch=on_batch).summary()
                      for task, examples in zip(self.tasks, splits, strict=True)]
         if len(summaries) == 1:
             return summaries[0]

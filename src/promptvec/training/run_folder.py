@@ -25,6 +25,11 @@ from pathlib import Path
 from promptvec.errors import PromptvecError
 from promptvec.io import recover_directory
 
+# what a run folder holds besides its prompt and record (named here, where readers find them without the trainer)
+MODULE_LOG = "module_log.jsonl"  # what a prompt module observed per step
+TRAIN_LOG = "train_log.jsonl"  # the training loss of every step
+STAGES_DIR = "stages"  # preliminary sub-runs (SPoT's early prompt, DTVG's Stage I)
+
 LOCK_FILE = ".promptvec.lock"
 
 

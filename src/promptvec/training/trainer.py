@@ -30,7 +30,7 @@ from pydantic import ValidationError
 
 from promptvec.backbones import Backbone, load_backbone
 from promptvec.backbones.base import Encoded
-from promptvec.display import TrainingProgress, status_line
+from promptvec.display import TrainingProgress
 from promptvec.encoding import EncodingSpec
 from promptvec.errors import ConfigError, OutputExistsError, PromptvecError, describe_validation_error
 from promptvec.faults import fault_point
@@ -52,12 +52,16 @@ from promptvec.training.distributed import (
 )
 from promptvec.training.parts import BestPrompt, RunSplits, SplitScorer, training_examples
 from promptvec.training.record import RunRecord, new_run_record, peak_memory_mb
-from promptvec.training.run_folder import LOCK_FILE, RunFolderLock, remove_leftovers, unstarted_run_entries
+from promptvec.training.run_folder import (
+    LOCK_FILE,
+    MODULE_LOG,
+    STAGES_DIR,
+    TRAIN_LOG,
+    RunFolderLock,
+    remove_leftovers,
+    unstarted_run_entries,
+)
 from promptvec.vectors import Origin
-
-MODULE_LOG = "module_log.jsonl"
-TRAIN_LOG = "train_log.jsonl"
-STAGES_DIR = "stages"  # inside a run folder: its preliminary sub-runs (SPoT's early prompt, DTVG's Stage I)
 
 
 class TrainingDivergedError(PromptvecError):
@@ -505,8 +509,8 @@ class TrainingLoop:
         self.read_losses()
         train_loss = sum(state.losses) / len(state.losses) if state.losses else None
         state.losses.clear()
-        with self.progress.busy(f"validating on {sum(map(len, self.val))} examples"):
-            metrics = self.score(self.val, self.module)
+        with self.progress.counting("validation", sum(map(len, self.val))) as advance:
+            metrics = self.score(self.val, self.module, advance)
         score = agree(metrics["metrics"][self.score.primary_metric], self.device, self.world)
         lr = self.scheduler.get_last_lr()[0]
         warn_if_diverging(state.record, train_loss, state.step, lr)
@@ -552,12 +556,11 @@ class TrainingLoop:
     def finish(self, stopped_early: bool) -> dict[str, Any]:
         """Score the best prompt on the test split and complete the run record."""
         trainer, record = self.trainer, self.state.record
-        self.progress.close()
         self.wait_for_everyone()  # the best prompt is on disk (written by the main process)
         best = self.best.load()
-        with status_line(self.main and trainer.progress,
-                         f"testing the best prompt on {sum(map(len, self.test))} test examples"):
-            tested = record["test"] = self.score(self.test, best)
+        with self.progress.counting("test (best prompt)", sum(map(len, self.test))) as advance:
+            tested = record["test"] = self.score(self.test, best, advance)
+        self.progress.close()
         if self.cfg.report_to:
             self.accelerator.log({f"test/{k}": v for k, v in tested["metrics"].items()}, step=self.state.step)
             self.accelerator.end_training()

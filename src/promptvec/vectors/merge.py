@@ -16,20 +16,29 @@ DARE is random: a ``seed`` makes it reproducible (the global RNG is left untouch
 from __future__ import annotations
 
 from collections.abc import Callable
+from types import ModuleType
 
 import torch
-from peft.utils import merge_utils
 
 from promptvec.errors import ConfigError
 from promptvec.registry import Registry
 from promptvec.vectors.tpv import TaskPromptVector, VectorMismatchError
 
+
+def _kernels() -> ModuleType:
+    """PEFT's merge kernels, imported when a merge runs (importing peft takes seconds; listing
+    methods or tasks should not pay for it)."""
+    from peft.utils import merge_utils
+
+    return merge_utils
+
+
 MergeFn = Callable[[list[torch.Tensor], torch.Tensor, float], torch.Tensor]
 MERGE_METHODS: Registry[MergeFn] = Registry("merge method")
-MERGE_METHODS.add("task_arithmetic", lambda tensors, weights, density: merge_utils.task_arithmetic(tensors, weights))
-MERGE_METHODS.add("ties", lambda tensors, weights, density: merge_utils.ties(tensors, weights, density))
-MERGE_METHODS.add("dare_linear", lambda tensors, weights, density: merge_utils.dare_linear(tensors, weights, density))
-MERGE_METHODS.add("dare_ties", lambda tensors, weights, density: merge_utils.dare_ties(tensors, weights, density))
+MERGE_METHODS.add("task_arithmetic", lambda tensors, weights, density: _kernels().task_arithmetic(tensors, weights))
+MERGE_METHODS.add("ties", lambda tensors, weights, density: _kernels().ties(tensors, weights, density))
+MERGE_METHODS.add("dare_linear", lambda tensors, weights, density: _kernels().dare_linear(tensors, weights, density))
+MERGE_METHODS.add("dare_ties", lambda tensors, weights, density: _kernels().dare_ties(tensors, weights, density))
 
 
 def merge(vectors: list[TaskPromptVector], method: str = "task_arithmetic", weights: list[float] | None = None,
