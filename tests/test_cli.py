@@ -124,7 +124,7 @@ def test_bad_inputs_exit_2_without_traceback(tiny_models, toy_task, tmp_path):
         (["eval", "--task", str(toy_task), "--model", "google-t5/t5-base"], "the Hub is offline"),
         (["eval", "--task", str(toy_task), "--prompt", str(tmp_path / "nothing"), "--model",
           str(tiny_models["llama"])], "not found"),
-        (["predict", "--prompt", str(tmp_path / "nothing")], "nothing to predict"),
+        (["predict", "--prompt", str(tmp_path)], "nothing to predict"),  # a folder that exists: the inputs are checked
     ]
     for args, message in cases:
         result = runner.invoke(app, args)
@@ -231,9 +231,12 @@ def test_training_prints_each_validation_score_as_measured(tiny_models, toy_task
 
     progress = TrainingProgress(True, "toy", total=4, done=0)
     with progress.bar.console.capture() as captured:
-        with progress.busy("validating on 16 examples"):
-            pass
+        with progress.counting("validation", 16) as advance:
+            advance(16)
+            [counted] = [task for task in progress.bar.tasks if task.description == "validation"]
+            assert (counted.completed, counted.total) == (16, 16)
         progress.note("step     2: validation accuracy 0.625  (best so far)")
+    assert [task.description for task in progress.bar.tasks] == ["toy"]  # the evaluation's bar is gone
     progress.close()
     assert "validation accuracy 0.625" in captured.get()
 

@@ -104,7 +104,7 @@ def train_command(
     with status_line(True, f"loading model '{model}' and task '{task}'"):
         trainer = Trainer(config, out, data_dir=data_dir)
     show_notes(trainer.tasks)
-    if trainer.init_info is not None:
+    if trainer.init_info is not None and trainer.init_info["init"] == "auto":
         out_console.print(auto_choice_table(trainer.init_info["auto"]))
     record = trainer.train(resume=resume, overwrite=overwrite)
     for warning in record.get("warnings", []):
