@@ -75,10 +75,19 @@ def test_run_skip_resume_results_and_report(tmp_path, tiny_models, toy_task, bac
         assert len(list(csv.DictReader(handle))) == 4
     again = run_suite(suite, out, progress=False, log=lambda m: None)
     assert again.completed == 0  # nothing redone
+    for row in rows:  # where each run's time went: the trained ones by phase, the untrained scored once
+        phases = row["phases"]
+        expected = {"load", "setup", "steps", "validation", "test", "saving"} if row["label"] == "PT" else {"test"}
+        assert set(phases) == expected and phases["test"]["examples"] == 16 and phases["test"]["tokens"] > 0
     report = build_report(out)
     md = (report / "report.md").read_text()
     assert "| PT |" in md and "| origin (baseline) |" in md
     assert "one-sample" in md  # PT (2 seeds) vs the deterministic origin baseline
+    time_table = md.split("## Where the time went")[1].split("\n## ")[0]
+    pt = next(line for line in time_table.splitlines() if line.startswith("| PT |")).split(" | ")
+    trained = [row for row in rows if row["label"] == "PT"]
+    assert pt[1:3] == ["2", "2"] and float(pt[6]) == pytest.approx(  # runs, timed; steps (s), summed
+        sum(r["phases"]["steps"]["seconds"] for r in trained), abs=0.6)
     assert (report / "scores_by_task.png").stat().st_size > 1000
     html = (report / "report.html").read_text()
     assert "data:image/png;base64," in html and "<table>" in html

@@ -37,6 +37,15 @@ def test_record_has_everything(backbones, tiny_models, toy_task, tmp_path):
     assert result.test == saved["test"]["metrics"] and result.validation == saved["best"]["validation"]
     assert result.best_step == saved["best"]["step"] and result.prompt_dir == tmp_path / "r" / "prompt"
     assert result.warnings == saved.get("warnings", [])
+    # where the time went: 6 steps of 4 examples, 4 validations of 16, one test of 24, and saving
+    phases = saved["phases"]
+    assert set(phases) == {"load", "setup", "steps", "validation", "test", "saving"}
+    assert (phases["steps"]["count"], phases["steps"]["examples"]) == (6, 24) and phases["steps"]["tokens"] > 24
+    assert (phases["validation"]["count"], phases["validation"]["examples"]) == (4, 64)
+    assert (phases["test"]["count"], phases["test"]["examples"]) == (1, 24)
+    # the phases account for the run's wall time (loading is before it starts): what is left is bookkeeping
+    accounted = sum(p["seconds"] for name, p in phases.items() if name != "load")
+    assert 0.8 * saved["wall_time_s"] <= accounted <= saved["wall_time_s"]
     assert [h["step"] for h in saved["history"]] == [0, 2, 4, 6]
     assert saved["versions"]["torch"] and saved["seeds"] == {"origin": 0, "data": 0, "train": 0, "eval": 1234}
     head = subprocess.run(["git", "-C", str(Path(promptvec.__file__).parents[2]), "rev-parse", "HEAD"],

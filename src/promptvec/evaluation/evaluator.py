@@ -29,11 +29,15 @@ EvalMode = Literal["rank", "generate"]
 
 @dataclass
 class EvalResult:
+    """Metrics of ``n`` examples, the invalid outputs among them, each prediction (and label scores),
+    and the input tokens scored (what a run's phase timings count)."""
+
     metrics: dict[str, float]
     n: int
     invalid: int = 0
     predictions: list[str | float] = field(default_factory=list)
     scores: list[list[float]] = field(default_factory=list)
+    tokens: int = 0
 
     def summary(self) -> dict:
         """Metrics, number of examples and invalid outputs: what records and reports keep."""
@@ -49,6 +53,7 @@ class Predictions:
     scores: list[list[float]]
     values: list[float] | None = None
     texts: list[str] | None = None
+    tokens: int = 0  # input tokens encoded
 
 
 def _fixed_prompt(prompt, backbone: Backbone, batch):
@@ -101,7 +106,8 @@ def _predict(backbone: Backbone, task: TaskSpec, examples: list[Example], prompt
     order = sorted(range(len(encoded)), key=lambda i: len(encoded[i].input_ids))
     out = Predictions([0] * len(encoded), [[] for _ in encoded],
                       values=[0.0] * len(encoded) if task.is_regression else None,
-                      texts=[""] * len(encoded) if task.generates else None)
+                      texts=[""] * len(encoded) if task.generates else None,
+                      tokens=sum(len(item.input_ids) for item in encoded))
     if task.generates:
         new_tokens, until = max_new_tokens or task.generation_kwargs.max_gen_toks, tuple(task.generation_kwargs.until)
     else:
@@ -165,12 +171,13 @@ def evaluate(backbone: Backbone, task: TaskSpec | str, examples: Sequence[Exampl
     out = predict(backbone, task, examples, prompt, mode, batch_size, length_normalize, max_new_tokens, autocast,
                   on_batch)
     if out.texts is not None:
-        return EvalResult(score_texts(task, out.texts, examples), len(examples), 0, list[str | float](out.texts))
+        return EvalResult(score_texts(task, out.texts, examples), len(examples), 0, list[str | float](out.texts),
+                          tokens=out.tokens)
     pred, scores, values = out.indices, out.scores, out.values
     if values is not None and mode == "rank":
         gold = [float(e.label) for e in examples]
         metrics = compute_metrics(task.metrics, gold, values, len(task.label_names))
-        return EvalResult(metrics, len(examples), 0, list[str | float](values), scores)
+        return EvalResult(metrics, len(examples), 0, list[str | float](values), scores, out.tokens)
     gold = [backbone.label_index(task, e) for e in examples]
     if task.is_regression:  # generated bins compared to gold values
         predicted = [float(task.label_names[p]) if p >= 0 else 0.0 for p in pred]
@@ -180,4 +187,4 @@ def evaluate(backbone: Backbone, task: TaskSpec | str, examples: Sequence[Exampl
         metrics = compute_metrics(task.metrics, gold, pred, len(task.label_names))
     invalid = sum(1 for p in pred if p < 0)
     names: list[str | float] = [task.label_names[p] if p >= 0 else "<invalid>" for p in pred]
-    return EvalResult(metrics, len(examples), invalid, names, scores)
+    return EvalResult(metrics, len(examples), invalid, names, scores, out.tokens)

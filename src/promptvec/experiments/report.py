@@ -27,6 +27,7 @@ from promptvec.evaluation.stats import (
     task_effect,
 )
 from promptvec.experiments.plots import FIGURE_MAKERS, forest_plot, primary_metric
+from promptvec.experiments.time_report import time_sections
 from promptvec.experiments.tpv_report import source_sections
 from promptvec.experiments.transfer_report import transfer_sections
 from promptvec.io import atomic_write_text, output_folder, path_component, read_json
@@ -366,6 +367,10 @@ def build_report(out: str | Path, report_dir: str | Path | None = None) -> Path:
     if not figures:
         doc.add(Paragraph("No completed runs yet."))
     for block in source_blocks:
+        doc.add(block)
+
+    doc.add(Heading("Where the time went"))
+    for block in time_sections(all_rows):
         doc.add(block)
 
     doc.add(Heading("Setup and provenance"))

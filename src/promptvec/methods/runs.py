@@ -18,6 +18,7 @@ from promptvec.suites.context import RunContext
 from promptvec.suites.plan import completed_record, expand, run_dir
 from promptvec.tasks import subsample
 from promptvec.training.config import TrainConfig
+from promptvec.training.phases import Tally, add_phase
 from promptvec.training.record import new_run_record, peak_memory_mb
 from promptvec.training.trainer import config_differences
 from promptvec.vectors import Origin
@@ -73,6 +74,7 @@ def evaluate_untrained(ctx: RunContext, prompt: torch.Tensor | PromptModule | No
     record = new_run_record(ctx.backbone, data.spec.task,
                             {**config, "eval_seed": budget.eval_seed, "test_examples": budget.test_examples},
                             origin.to_dict() if origin else None)
+    add_phase(record, "test", time.perf_counter() - start, Tally(result.n, result.tokens))
     record["status"], record["test"] = "completed", result.summary()
     record["wall_time_s"], record["peak_memory"] = time.perf_counter() - start, peak_memory_mb()
     ctx.out.mkdir(parents=True, exist_ok=True)

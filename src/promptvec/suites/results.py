@@ -26,6 +26,7 @@ def result_row(run: RunSpec, record: dict[str, Any], data_hash: str) -> dict[str
         "code": [record.get("code", {}), *record.get("code_resumed", [])],
         "warnings": [w["message"] for w in record.get("warnings", [])],
         "reused_from": record.get("reused_from"),  # the run whose identical training this one copied
+        "phases": record.get("phases"),  # where its time went (runs recorded before phases existed: None)
     }
 
 

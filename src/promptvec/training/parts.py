@@ -18,6 +18,7 @@ from promptvec.peft_folder import PROMPT_DIR, load_prompt, save_prompt
 from promptvec.prompts import MODULE_DIR, PromptModule, StaticPrompt, load_module, save_module
 from promptvec.tasks import Example, TaskData, TaskSpec, few_shot, subsample
 from promptvec.training.config import TrainConfig
+from promptvec.training.phases import Tally
 
 
 def training_examples(task: TaskSpec, data: TaskData, shots: int | None, seed: int) -> list:
@@ -63,16 +64,20 @@ class SplitScorer:
         """What checkpoint selection maximises: the task's primary metric, or ``mean`` over tasks."""
         return self.tasks[0].primary_metric if len(self.tasks) == 1 else "mean"
 
-    def __call__(self, splits: list[list[Example]], prompt: Any,
-                 on_batch: Callable[[int], None] | None = None) -> dict[str, Any]:
+    def __call__(self, splits: list[list[Example]], prompt: Any, on_batch: Callable[[int], None] | None = None,
+                 tally: Tally | None = None) -> dict[str, Any]:
         """One task: its evaluation summary. Several: metrics as ``task/metric`` plus ``mean``, the
         mean of the tasks' primary metrics (what multi-task checkpoint selection maximises).
-        ``on_batch``: told how many examples each finished batch scored (progress)."""
+        ``on_batch``: told how many examples each finished batch scored (progress); ``tally``: the
+        examples and tokens scored are added to it (phase timings)."""
         cfg = self.config
-        summaries = [evaluate(self.backbone, task, examples, prompt, mode=cfg.eval_mode,
-                              batch_size=cfg.eval_batch_size, length_normalize=cfg.length_normalize,
-                              on_batch=on_batch).summary()
-                     for task, examples in zip(self.tasks, splits, strict=True)]
+        results = [evaluate(self.backbone, task, examples, prompt, mode=cfg.eval_mode,
+                            batch_size=cfg.eval_batch_size, length_normalize=cfg.length_normalize, on_batch=on_batch)
+                   for task, examples in zip(self.tasks, splits, strict=True)]
+        if tally is not None:
+            tally.examples += sum(result.n for result in results)
+            tally.tokens += sum(result.tokens for result in results)
+        summaries = [result.summary() for result in results]
         if len(summaries) == 1:
             return summaries[0]
         metrics = {f"{task.task}/{k}": v for task, s in zip(self.tasks, summaries, strict=True)

@@ -51,6 +51,7 @@ from promptvec.training.distributed import (
     release_at_exit,
 )
 from promptvec.training.parts import BestPrompt, RunSplits, SplitScorer, training_examples
+from promptvec.training.phases import Tally, add_phase, timed
 from promptvec.training.record import RunRecord, new_run_record, peak_memory_mb
 from promptvec.training.run_folder import (
     LOCK_FILE,
@@ -200,6 +201,7 @@ class Trainer:
                  data_dir: str | Path | None = None, task_data: TaskData | list[TaskData] | None = None,
                  prompt_module: PromptModule | None = None, progress: bool = True,
                  on_step: Callable[[int], None] | None = None, data_parallel: bool = True) -> None:
+        started = time.perf_counter()
         self.config = config
         self.data_parallel = data_parallel
         self.out = Path(output_dir)
@@ -216,6 +218,8 @@ class Trainer:
         self.origin: Origin | None = None
         self.init_info: dict[str, Any] | None = None  # the start's prompt or init auto's choice (record's ``init``)
         self.prompt_module = (prompt_module or self._initial_prompt()).bind(self.backbone)
+        #: what this process spent loading the model (unless lent), the data and the start prompt
+        self.load_seconds = time.perf_counter() - started
 
     # ---- setup ------------------------------------------------------------------------------
     def _initial_prompt(self) -> PromptModule:
@@ -393,6 +397,7 @@ class TrainingLoop:
         schedule, and restore the last checkpoint when there is one to resume."""
         from transformers import get_linear_schedule_with_warmup
 
+        started = time.perf_counter()
         trainer, cfg = self.trainer, self.cfg
         per_task = [trainer.backbone.encode(task, examples, trainer.prompt_module.rows)
                     for task, examples in zip(trainer.tasks, self.train, strict=True)]
@@ -430,9 +435,11 @@ class TrainingLoop:
             if self.state.record.get("code") != code_version():  # part of this run was made by other code
                 self.state.record.setdefault("code_resumed", []).append(code_version())
         warn_if_targets_cut(self.state.record, trainer.tasks, per_task)
+        add_phase(self.state.record, "load", trainer.load_seconds)
+        add_phase(self.state.record, "setup", time.perf_counter() - started)
         self.progress = TrainingProgress(trainer.progress and self.main, trainer.task_name, cfg.max_steps,
                                          self.state.step)
-        self.start = time.perf_counter()
+        self.start = started  # a run's wall time counts its setup; model and data loading are the caller's
 
     def _new_record(self, config_dict: dict[str, Any]) -> RunRecord:
         trainer, cfg = self.trainer, self.cfg
@@ -455,6 +462,12 @@ class TrainingLoop:
     def optimizer_step(self) -> None:
         """One optimizer step over ``grad_accum`` global batches (this process's slice of each; one
         forward per task when a batch mixes tasks)."""
+        with timed(self.state.record, "steps") as tally:
+            self._step(tally)
+        self.pending.add(self.state.step, self.step_loss)
+        self.progress.advance()
+
+    def _step(self, tally: Tally) -> None:
         cfg, trainer, module = self.cfg, self.trainer, self.module
         step_loss = torch.zeros((), device=self.device)
         module.step = self.state.step + 1
@@ -468,7 +481,10 @@ class TrainingLoop:
             losses, counts = {}, {}
             for group, idx in by_task.items():
                 task = trainer.tasks[group]
-                batch = trainer.backbone.collate(task, [self.encoded[i] for i in idx], train=True).to(self.device)
+                items = [self.encoded[i] for i in idx]
+                tally.examples += len(items)
+                tally.tokens += sum(item.length for item in items)
+                batch = trainer.backbone.collate(task, items, train=True).to(self.device)
                 with torch.autocast(**self.autocast):
                     losses[task.task] = trainer.backbone.loss(task, batch, module(batch))
                 counts[task.task] = len(idx)
@@ -483,8 +499,7 @@ class TrainingLoop:
         self.scheduler.step()
         self.optimizer.zero_grad(set_to_none=True)
         self.state.step += 1
-        self.pending.add(self.state.step, step_loss)
-        self.progress.advance()
+        self.step_loss = step_loss
 
     def read_losses(self) -> None:
         """Bring the buffered losses to the host; a non-finite one stops the run before anything after
@@ -509,8 +524,9 @@ class TrainingLoop:
         self.read_losses()
         train_loss = sum(state.losses) / len(state.losses) if state.losses else None
         state.losses.clear()
-        with self.progress.counting("validation", sum(map(len, self.val))) as advance:
-            metrics = self.score(self.val, self.module, advance)
+        with self.progress.counting("validation", sum(map(len, self.val))) as advance, \
+                timed(state.record, "validation") as tally:
+            metrics = self.score(self.val, self.module, advance, tally)
         score = agree(metrics["metrics"][self.score.primary_metric], self.device, self.world)
         lr = self.scheduler.get_last_lr()[0]
         warn_if_diverging(state.record, train_loss, state.step, lr)
@@ -530,7 +546,8 @@ class TrainingLoop:
             state.best_score, state.since_best = score, 0
             state.record["best"] = {"step": state.step, "validation": metrics["metrics"]}
             if self.main:
-                self.best.save(self.module, {"step": state.step, "validation": metrics["metrics"]})
+                with timed(state.record, "saving"):
+                    self.best.save(self.module, {"step": state.step, "validation": metrics["metrics"]})
         else:
             state.since_best += 1
         return cfg.early_stopping_patience is not None and state.since_best >= cfg.early_stopping_patience
@@ -544,6 +561,7 @@ class TrainingLoop:
         out, record = self.trainer.out, self.state.record
         if entries:  # before the state: a crash in between re-logs steps, which readers deduplicate
             append_jsonl(out / MODULE_LOG, entries)
+        started = time.perf_counter()
         record["step"] = self.state.step
         record["wall_time_s"] = self._elapsed()
         record["peak_memory"] = peak_memory_mb()
@@ -552,14 +570,16 @@ class TrainingLoop:
             "scheduler": self.scheduler.state_dict(), "data": self.batches.state(), "rng": rng_state(),
             **self.state.state_dict()})
         atomic_write_json(out / "run.json", record)
+        add_phase(record, "saving", time.perf_counter() - started)  # counted from the next write on
 
     def finish(self, stopped_early: bool) -> dict[str, Any]:
         """Score the best prompt on the test split and complete the run record."""
         trainer, record = self.trainer, self.state.record
         self.wait_for_everyone()  # the best prompt is on disk (written by the main process)
         best = self.best.load()
-        with self.progress.counting("test (best prompt)", sum(map(len, self.test))) as advance:
-            tested = record["test"] = self.score(self.test, best, advance)
+        with self.progress.counting("test (best prompt)", sum(map(len, self.test))) as advance, \
+                timed(record, "test") as tally:
+            tested = record["test"] = self.score(self.test, best, advance, tally)
         self.progress.close()
         if self.cfg.report_to:
             self.accelerator.log({f"test/{k}": v for k, v in tested["metrics"].items()}, step=self.state.step)
@@ -567,15 +587,17 @@ class TrainingLoop:
         record["stopped_early"] = stopped_early
         warn_if_initial_kept(record, self.score.primary_metric, self.cfg.lr)
         record["status"] = "completed"
-        record["wall_time_s"] = self._elapsed()
-        record["peak_memory"] = peak_memory_mb()
         selected = record.get("best") or {}
         if self.main:
             sample = {"seed": self.cfg.eval_seed, "data": record.get("data_origin")}
-            self.best.save(best, {"step": selected.get("step"), "validation": selected.get("validation"),
+            with timed(record, "saving"):
+                self.best.save(best, {"step": selected.get("step"), "validation": selected.get("validation"),
                                       "test": tested["metrics"], "evaluated_on": {
                                           "validation": {"examples": sum(map(len, self.val)), **sample},
                                           "test": {"examples": tested["n"], **sample}}})
+        record["wall_time_s"] = self._elapsed()
+        record["peak_memory"] = peak_memory_mb()
+        if self.main:
             atomic_write_json(trainer.out / "run.json", record)
         self.wait_for_everyone()
         return dict(record)

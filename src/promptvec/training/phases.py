@@ -1,0 +1,62 @@
+"""Where a run's time went: wall seconds per phase, with the examples and tokens each processed, kept
+in the run record (``phases``) so a study's cost can be read afterwards — and a cost model fitted
+to it — instead of guessed.
+
+The phases of a training run: ``load`` (model, data and the start prompt, when the run loads them
+itself), ``setup`` (encoding the training data, the optimizer; restoring a checkpoint), ``steps``
+(optimizer steps), ``validation``, ``test`` and ``saving`` (checkpoints and the best prompt). They are
+accumulated in the record as it is checkpointed, so a resumed run adds its time to the time before.
+Throughput (tokens/s) is derived where it is shown, not stored.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+from promptvec.training.record import RunRecord
+
+#: the phases of a training run, in the order they happen
+PHASES = ("load", "setup", "steps", "validation", "test", "saving")
+
+
+@dataclass
+class Tally:
+    """What a phase processed, counted while it runs: examples, and their tokens (input + target)."""
+
+    examples: int = 0
+    tokens: int = 0
+
+
+def add_phase(record: RunRecord, name: str, seconds: float, tally: Tally | None = None) -> None:
+    """Add one occurrence of phase ``name`` to ``record["phases"]``."""
+    entry = record.setdefault("phases", {}).setdefault(name, {"seconds": 0.0, "count": 0, "examples": 0,
+                                                                "tokens": 0})
+    entry["seconds"] += seconds
+    entry["count"] += 1
+    if tally is not None:
+        entry["examples"] += tally.examples
+        entry["tokens"] += tally.tokens
+
+
+@contextmanager
+def timed(record: RunRecord, name: str) -> Iterator[Tally]:
+    """Time the block as one occurrence of phase ``name``; the block fills in what it processed."""
+    tally = Tally()
+    start = time.perf_counter()
+    yield tally
+    add_phase(record, name, time.perf_counter() - start, tally)
+
+
+def phase_totals(records: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
+    """The phases of several records added up (records without phases are left out)."""
+    totals: dict[str, dict[str, float]] = {}
+    for record in records:
+        for name, entry in (record.get("phases") or {}).items():
+            total = totals.setdefault(name, {"seconds": 0.0, "count": 0, "examples": 0, "tokens": 0})
+            for key in total:
+                total[key] += entry.get(key, 0)
+    return totals
