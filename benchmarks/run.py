@@ -2,7 +2,7 @@
 
     python -m benchmarks.run [--quick] [--only NAME,...] [--out BENCHMARKS.md]
 
-Names: train_step, methods, evaluation, resources, throughput, lm_eval.
+Names: train_step, methods, evaluation, resources, throughput, lm_eval, cost_model.
 
 Every ratio is measured side by side in the same run; absolute times on this shared machine are
 noisy, ratios much less so. ``--only`` re-measures some benchmarks and keeps the others' last
@@ -17,13 +17,13 @@ import json
 import time
 from pathlib import Path
 
-from benchmarks import evaluation, lm_eval_model, methods, resources, throughput, train_step
+from benchmarks import cost_model, evaluation, lm_eval_model, methods, resources, throughput, train_step
 from benchmarks.common import Section, machine, verdict
 from promptvec.io import atomic_write_json, atomic_write_text
 
 BENCHMARKS = {"train_step": train_step.run, "methods": methods.run,
               "evaluation": evaluation.run, "resources": resources.run, "throughput": throughput.run,
-              "lm_eval": lm_eval_model.run}
+              "lm_eval": lm_eval_model.run, "cost_model": cost_model.run}
 RESULTS = Path(__file__).parent / "results.json"
 
 

@@ -176,44 +176,55 @@ def length_factor(task: str, prompt_length: int, max_length: int, data_dir: str 
     return ExampleCost((tokens + answer) / REFERENCE_TOKENS, (tokens + DECODE_STEP_TOKENS * limit) / REFERENCE_TOKENS)
 
 
-def estimate_seconds(suite: SuiteSpec, statuses: list[RunStatus], out: Path | None = None,
-                     data_dir: str | None = None) -> float | None:
-    """Seconds the unfinished runs (and analyses) will take on the calibration machine, from the
-    steps, evaluations and input (and answer) lengths they need."""
-    params = model_parameters(suite.backbone.model)
-    if params is None:
-        return None
-    scale = params / REFERENCE_PARAMS
-    b = suite.budget
-    data_dir = data_dir or suite.data_dir
-    factors: dict[tuple[str, int], ExampleCost] = {}
+class CostModel:
+    """The dry-run's cost model for one suite: seconds a run still needs on the calibration machine,
+    from the steps, evaluations and input (and answer) lengths it needs, scaled by model size. The
+    length factors of each (task, prompt rows) are read once."""
 
-    def cost(run: RunSpec) -> ExampleCost:
+    def __init__(self, suite: SuiteSpec, data_dir: str | None = None) -> None:
+        self.suite = suite
+        self.data_dir = data_dir or suite.data_dir
+        params = model_parameters(suite.backbone.model)
+        self.scale = None if params is None else params / REFERENCE_PARAMS
+        self.factors: dict[tuple[str, int], ExampleCost] = {}
+
+    def example_cost(self, run: RunSpec) -> ExampleCost:
+        """A training example-step and an evaluated example of ``run``, next to the calibration's."""
         rows = METHODS[run.method].prompt_rows(run.options(BaseModel))
         for task in run.tasks:
-            if (task, rows) not in factors:
-                factors[task, rows] = length_factor(task, rows, suite.backbone.max_length, data_dir)
-        costs = [factors[task, rows] for task in run.tasks]
+            if (task, rows) not in self.factors:
+                self.factors[task, rows] = length_factor(task, rows, self.suite.backbone.max_length, self.data_dir)
+        costs = [self.factors[task, rows] for task in run.tasks]
         return ExampleCost(sum(c.train for c in costs) / len(costs), sum(c.evaluation for c in costs) / len(costs))
 
-    total = 0.0
-    for st in statuses:
-        if st.state == "done":
-            continue
-        if st.state == "changed":
-            st = RunStatus(st.run, "todo", 0, st.total_steps)
-        per_example = cost(st.run)
-        train, evaluation = scale * per_example.train, scale * per_example.evaluation
-        remaining = st.total_steps - st.step
-        total += remaining * b.batch_size * b.grad_accum * SECONDS_PER_TRAIN_EXAMPLE * train
-        if st.total_steps:
-            n_evals = math.ceil(remaining / b.eval_every) + (1 if st.step == 0 else 0)
+    def run_seconds(self, status: RunStatus) -> float:
+        """What the rest of one run costs (a finished run: nothing; a changed one: all of it)."""
+        if self.scale is None or status.state == "done":
+            return 0.0
+        if status.state == "changed":
+            status = RunStatus(status.run, "todo", 0, status.total_steps)
+        per_example, b = self.example_cost(status.run), self.suite.budget
+        train, evaluation = self.scale * per_example.train, self.scale * per_example.evaluation
+        remaining = status.total_steps - status.step
+        total = remaining * b.batch_size * b.grad_accum * SECONDS_PER_TRAIN_EXAMPLE * train
+        if status.total_steps:
+            n_evals = math.ceil(remaining / b.eval_every) + (1 if status.step == 0 else 0)
             total += n_evals * (b.val_examples or 500) * SECONDS_PER_EVAL_EXAMPLE * evaluation
-        total += (b.test_examples or 2000) * SECONDS_PER_EVAL_EXAMPLE * evaluation * len(st.run.tasks)
+        return total + (b.test_examples or 2000) * SECONDS_PER_EVAL_EXAMPLE * evaluation * len(status.run.tasks)
+
+
+def estimate_seconds(suite: SuiteSpec, statuses: list[RunStatus], out: Path | None = None,
+                     data_dir: str | None = None) -> float | None:
+    """Seconds the unfinished runs (and analyses) will take on the calibration machine (None: the
+    model's size is unknown without loading it)."""
+    model = CostModel(suite, data_dir)
+    if model.scale is None:
+        return None
+    total = sum(model.run_seconds(status) for status in statuses)
     for analysis, settings, missing in analysis_status(suite, out):
         if missing:
             share = len(missing) / len(analysis.items(settings, suite))
-            total += share * analysis.evaluations(settings, suite) * SECONDS_PER_EVAL_EXAMPLE * scale
+            total += share * analysis.evaluations(settings, suite) * SECONDS_PER_EVAL_EXAMPLE * model.scale
     return total
 
 
