@@ -418,3 +418,19 @@ def test_method_settings_are_parsed_once_when_the_suite_loads_and_carried_typed(
     assert METHODS["zero"].prompt_rows(METHODS["zero"].validate_settings({"prompt": "none"})) == 0
     assert METHODS["tpv-init"].named_source(METHODS["tpv-init"].validate_settings({"source": "x"})) == "x"
     assert METHODS["pt"].named_source(METHODS["pt"].validate_settings({})) is None
+
+
+def test_the_cost_model_benchmark_sets_estimates_against_the_committed_runs(shared_data):
+    """benchmarks/cost_model.py: per method, the estimate of every committed run and its recorded time,
+    a reused copy measured as free (its twin paid for it) but still estimated (what the model counts)."""
+    from benchmarks.cost_model import study_rows
+
+    rows = {r["label"]: r for r in study_rows("transfer", "transfer-smollm2.yaml", str(shared_data))}
+    recorded = [json.loads(line) for line in
+                (Path(__file__).parents[1] / "docs/results/transfer/results.jsonl").read_text().splitlines()]
+    pt = [r for r in recorded if r["label"] == "pt"]
+    assert rows["pt"]["runs"] == len(pt)
+    assert rows["pt"]["measured_s"] == pytest.approx(sum(r["wall_time_s"] for r in pt))
+    assert rows["pt"]["estimate_s"] > 0
+    assert rows["spot"]["reused"] == rows["spot"]["runs"] > 0 and rows["spot"]["measured_s"] == 0
+    assert rows["spot"]["estimate_s"] > 0
