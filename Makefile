@@ -9,7 +9,7 @@ export HF_HUB_OFFLINE ?= 1
 export HF_DATASETS_OFFLINE ?= 1
 PIP = $(VENV)/bin/pip --disable-pip-version-check -q
 
-.PHONY: demo test lint typecheck docs setup bench
+.PHONY: demo test lint typecheck docs setup bench bench-gpu
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -44,3 +44,6 @@ test: lint typecheck docs
 # speed and memory against PEFT and plain prompt tuning; writes BENCHMARKS.md (≈ 10 min on 2 cores)
 bench: setup
 	$(VENV)/bin/python -m benchmarks.run
+
+bench-gpu: setup
+	$(VENV)/bin/python -m benchmarks.run --gpu

@@ -1,8 +1,11 @@
 """Run the benchmarks and write BENCHMARKS.md (+ benchmarks/results.json with the raw times).
 
     python -m benchmarks.run [--quick] [--only NAME,...] [--out BENCHMARKS.md]
+    python -m benchmarks.run --gpu [--quick]      # make bench-gpu: the accelerator benchmark alone
 
-Names: train_step, methods, evaluation, resources, throughput, lm_eval, cost_model.
+Names: train_step, methods, evaluation, resources, throughput, lm_eval, cost_model; ``--gpu`` runs
+``benchmarks/gpu.py`` (bf16 throughput with and without the shared prompt cache, share of a measured
+matmul peak, the quickstart suite's wall time), which ``make bench`` leaves out.
 
 Every ratio is measured side by side in the same run; absolute times on this shared machine are
 noisy, ratios much less so. ``--only`` re-measures some benchmarks and keeps the others' last
@@ -14,10 +17,11 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import tempfile
 import time
 from pathlib import Path
 
-from benchmarks import cost_model, evaluation, lm_eval_model, methods, resources, throughput, train_step
+from benchmarks import cost_model, evaluation, gpu, lm_eval_model, methods, resources, throughput, train_step
 from benchmarks.common import Section, machine, verdict
 from promptvec.io import atomic_write_json, atomic_write_text
 
@@ -25,6 +29,7 @@ BENCHMARKS = {"train_step": train_step.run, "methods": methods.run,
               "evaluation": evaluation.run, "resources": resources.run, "throughput": throughput.run,
               "lm_eval": lm_eval_model.run, "cost_model": cost_model.run}
 RESULTS = Path(__file__).parent / "results.json"
+GPU = "gpu"  # the accelerator benchmark's name in results.json and its place at the end of BENCHMARKS.md
 
 
 def _previous() -> dict[str, dict]:
@@ -42,7 +47,7 @@ def render(sections: dict[str, dict]) -> str:
              "measured; ratios are always between candidates measured in the same rounds.", "",
              f"- Machine: {info['machine']}; GPU: {info['gpu']}", f"- Versions: {info['versions']}", "",
              "## Targets", "", "| target | measured | verdict |", "|---|---|---|"]
-    ordered = [sections[name] for name in BENCHMARKS if name in sections]
+    ordered = [sections[name] for name in [*BENCHMARKS, GPU] if name in sections]
     lines += [f"| {t} | {m} | {verdict(ok)} |" for s in ordered for t, ok, m in s["section"]["targets"]]
     for stored in ordered:
         s = stored["section"]
@@ -57,16 +62,21 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="fewer repeats and settings (a smoke run)")
     parser.add_argument("--only", default=",".join(BENCHMARKS), help="comma-separated benchmark names")
     parser.add_argument("--out", default="BENCHMARKS.md")
+    parser.add_argument("--gpu", action="store_true", help="run the accelerator benchmark alone (benchmarks/gpu.py)")
     args = parser.parse_args()
-    names = [n.strip() for n in args.only.split(",") if n.strip()]
-    unknown = [n for n in names if n not in BENCHMARKS]
+    names = [GPU] if args.gpu else [n.strip() for n in args.only.split(",") if n.strip()]
+    unknown = [n for n in names if n not in BENCHMARKS and n != GPU]
     if unknown:
         parser.error(f"unknown benchmark(s) {unknown}; known: {sorted(BENCHMARKS)}")
     sections = _previous()
     for name in names:
         print(f"→ {name}", flush=True)
         start = time.time()
-        section: Section = BENCHMARKS[name](quick=args.quick)
+        if name == GPU:
+            with tempfile.TemporaryDirectory() as suite_out:
+                section: Section = gpu.run(quick=args.quick, suite_out=Path(suite_out) / "quickstart")
+        else:
+            section = BENCHMARKS[name](quick=args.quick)
         sections[name] = {
             "section": dataclasses.asdict(section),
             "measured": f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} in {(time.time() - start) / 60:.1f} min"
