@@ -29,7 +29,9 @@ from promptvec.backbones.base import (
     per_example,
     register_backbone,
 )
+from promptvec.backbones.packing import pack, packed_mask, packs_exactly
 from promptvec.backbones.prefix import SharedPrompt, cache_kwarg, returned_cache, shares_exactly
+from promptvec.modes import module_mode
 from promptvec.tasks.spec import TaskSpec
 
 
@@ -115,7 +117,48 @@ class CausalLMBackbone(Backbone):
         positions = _positions(mask)
         return self.model(inputs_embeds=full, attention_mask=mask, position_ids=positions, **kwargs), mask, positions
 
+    @cached_property
+    def packs_batches(self) -> bool:
+        """Whether a training batch with a shared prompt runs packed, without padding (checked once)."""
+        if not self.shares_prompt_exactly:
+            return False
+        embedding = self.embedding.weight
+        generator = torch.Generator().manual_seed(0)
+        ids = torch.randint(0, embedding.shape[0], (2, 6), generator=generator).to(self.device)
+        mask = torch.ones_like(ids)
+        mask[0, :2] = 0  # rows of 4 and 6 tokens, the last two of each a label
+        ids[0, :2] = pad_token_id(self.tokenizer)
+        targets = torch.stack([ids[0, -2:], ids[1, -2:]])
+        check = Batch(ids, mask, torch.zeros(2, dtype=torch.long), targets)
+        start = embedding[torch.randint(0, embedding.shape[0], (3,), generator=generator).to(self.device)].detach()
+
+        def loss_of(packed: bool) -> tuple[torch.Tensor, torch.Tensor]:
+            prompt = start.float().clone().requires_grad_(True)
+            with module_mode(self.model, training=False):
+                loss = self._packed_loss(check, prompt) if packed else self._padded_loss(check, prompt)
+            (grad,) = torch.autograd.grad(loss, prompt)
+            return loss.detach(), grad
+
+        return packs_exactly(self.model, self.name, loss_of)
+
     def loss(self, task: TaskSpec, batch: Batch, prompt: torch.Tensor) -> torch.Tensor:
+        """Mean cross-entropy of the label tokens: packed without padding when the prompt is shared
+        (:mod:`promptvec.backbones.packing`), else over the padded batch."""
+        if prompt.dim() == 2 and prompt.shape[0] > 0 and self.packs_batches:
+            return self._packed_loss(batch, prompt)
+        return self._padded_loss(batch, prompt)
+
+    def _packed_loss(self, batch: Batch, prompt: torch.Tensor) -> torch.Tensor:
+        shared = SharedPrompt(self.model, prompt.to(self.device))
+        ids, positions, lengths, predicting, targets = pack(batch.input_ids, batch.attention_mask,
+                                                            batch.training_targets, shared.rows)
+        embeds = self.input_embeds(ids)
+        mask = packed_mask(lengths, shared.rows, self.model.config._attn_implementation, embeds.dtype)
+        out = self.model(inputs_embeds=embeds, attention_mask=mask, position_ids=positions, use_cache=False,
+                         logits_to_keep=predicting, **{cache_kwarg(self.model): shared.for_batch(1)})
+        return F.cross_entropy(out.logits[0].float(), targets)
+
+    def _padded_loss(self, batch: Batch, prompt: torch.Tensor) -> torch.Tensor:
         # logits only where a label token is predicted: the k positions before the last one (the last would
         # predict what follows the label), never the whole vocabulary at every position
         targets = batch.training_targets
