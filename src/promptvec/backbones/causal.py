@@ -141,15 +141,16 @@ class CausalLMBackbone(Backbone):
 
         return packs_exactly(self.model, self.name, loss_of)
 
-    def loss(self, task: TaskSpec, batch: Batch, prompt: torch.Tensor) -> torch.Tensor:
+    def loss(self, task: TaskSpec, batch: Batch, prompt: torch.Tensor | SharedPrompt) -> torch.Tensor:
         """Mean cross-entropy of the label tokens: packed without padding when the prompt is shared
-        (:mod:`promptvec.backbones.packing`), else over the padded batch."""
-        if prompt.dim() == 2 and prompt.shape[0] > 0 and self.packs_batches:
+        (``[R, d]`` or already prepared; :mod:`promptvec.backbones.packing`), else over the padded batch."""
+        shared = isinstance(prompt, SharedPrompt) or (prompt.dim() == 2 and prompt.shape[0] > 0)
+        if shared and self.packs_batches:
             return self._packed_loss(batch, prompt)
         return self._padded_loss(batch, prompt)
 
-    def _packed_loss(self, batch: Batch, prompt: torch.Tensor) -> torch.Tensor:
-        shared = SharedPrompt(self.model, prompt.to(self.device))
+    def _packed_loss(self, batch: Batch, prompt: torch.Tensor | SharedPrompt) -> torch.Tensor:
+        shared = prompt if isinstance(prompt, SharedPrompt) else SharedPrompt(self.model, prompt.to(self.device))
         ids, positions, lengths, predicting, targets = pack(batch.input_ids, batch.attention_mask,
                                                             batch.training_targets, shared.rows)
         embeds = self.input_embeds(ids)
@@ -158,7 +159,7 @@ class CausalLMBackbone(Backbone):
                          logits_to_keep=predicting, **{cache_kwarg(self.model): shared.for_batch(1)})
         return F.cross_entropy(out.logits[0].float(), targets)
 
-    def _padded_loss(self, batch: Batch, prompt: torch.Tensor) -> torch.Tensor:
+    def _padded_loss(self, batch: Batch, prompt: torch.Tensor | SharedPrompt) -> torch.Tensor:
         # logits only where a label token is predicted: the k positions before the last one (the last would
         # predict what follows the label), never the whole vocabulary at every position
         targets = batch.training_targets
