@@ -38,6 +38,7 @@ def test_train_prompt_takes_explicit_keywords():
     assert {"backbone", "data_dir", "task_data", "resume", "overwrite", "progress"} <= set(parameters)
 
 
+@pytest.mark.slow
 def test_run_suite_from_a_yaml_path(tmp_path, tiny_models, toy_task):
     from tests.conftest import tiny_suite_file
 
@@ -72,6 +73,7 @@ def test_every_exported_name_and_its_public_methods_say_what_they_do():
     assert missing == []
 
 
+@pytest.mark.slow
 def test_evaluate_and_predict_take_the_obvious_forms(backbones, tiny_models, toy_task, tmp_path):
     """A task by name or file, rows as in the data files, a prompt folder, plain strings to predict."""
     from promptvec import TrainConfig, evaluate, get_task, load_task_data, train_prompt

@@ -241,6 +241,7 @@ def test_training_prints_each_validation_score_as_measured(tiny_models, toy_task
     assert "validation accuracy 0.625" in captured.get()
 
 
+@pytest.mark.slow
 def test_mistakes_are_reported_before_torch_loads_and_listing_needs_no_peft(tmp_path):
     """Every mistake a user tried took 8–13 s to be reported (torch, transformers and the model loaded
     first): the commands now check their input with light modules, then import the heavy ones."""

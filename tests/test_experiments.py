@@ -142,6 +142,7 @@ def test_changed_suite_is_refused_for_an_existing_run(tmp_path, tiny_models, toy
         run_suite(changed, tmp_path / "out", progress=False, log=lambda m: None)
 
 
+@pytest.mark.slow
 def test_dry_run_of_a_paper_scale_suite_answers_offline(tmp_path):
     body = {"name": "paper", "backbone": {"model": "google-t5/t5-base"}, "tasks": ["mnli", "qnli", "rte", "mrpc"],
             "shots": [None], "seeds": [0, 1, 2], "origins": [0, 1],
@@ -420,6 +421,7 @@ def test_method_settings_are_parsed_once_when_the_suite_loads_and_carried_typed(
     assert METHODS["pt"].named_source(METHODS["pt"].validate_settings({})) is None
 
 
+@pytest.mark.slow
 def test_the_cost_model_benchmark_sets_estimates_against_the_committed_runs(shared_data):
     """benchmarks/cost_model.py: per method, the estimate of every committed run and its recorded time,
     a reused copy measured as free (its twin paid for it) but still estimated (what the model counts)."""

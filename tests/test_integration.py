@@ -39,6 +39,7 @@ def test_embedded_default_scores_and_trains(smollm, shared_data, tmp_path):
     assert record["status"] == "completed" and record["model_fingerprint"] == smollm.fingerprint
 
 
+@pytest.mark.slow
 def test_embedded_checkpoint_loads_in_peft_with_identical_outputs(smollm, shared_data, tmp_path):
     from peft import PeftModel
     from transformers import AutoModelForCausalLM
