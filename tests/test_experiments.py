@@ -18,7 +18,7 @@ from promptvec.experiments.report import build_report
 from promptvec.experiments.runner import run_suite, status_of
 from promptvec.suites.plan import expand
 from promptvec.suites.schema import load_suite
-from tests.conftest import tiny_suite_file
+from tests.conftest import PS, tiny_suite_file, tiny_transfer_suite
 
 ZERO_ONLY = [{"name": "zero", "label": "z"}]
 
@@ -305,10 +305,11 @@ def test_a_worker_whose_suite_process_is_gone_stops_instead_of_training_on(tmp_p
 
 
 def test_the_cost_estimate_follows_the_input_length(tmp_path, toy_task):
-    """A step costs about in proportion to its tokens (1.5 s at 45 tokens, 9.4 s at 276 on the reference
-    machine), so the dry-run's estimate counts each task's prompt + input length, read from its local
-    data without loading a model (characters / 4); a task whose data is not here counts as the reference."""
-    from promptvec.experiments.runner import REFERENCE_COST, REFERENCE_TOKENS, estimate_seconds, length_factor
+    """A run's work is counted in tokens of each task's own inputs, read from its local data without
+    loading a model (characters / 4, cut at max_length); a task whose data is not here counts as the
+    default length; the estimate adds the work up at the calibrated prices."""
+    from promptvec.experiments.cost import CALIBRATION, DEFAULT_INPUT_TOKENS, CostModel, task_tokens
+    from promptvec.experiments.runner import estimate_seconds
 
     long_folder = tmp_path / "long"
     long_folder.mkdir()
@@ -317,37 +318,88 @@ def test_the_cost_estimate_follows_the_input_length(tmp_path, toy_task):
         (long_folder / f"{split}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     long_task = long_folder / "long.yaml"
     long_task.write_text(toy_task.read_text().replace("toy_sentiment", "long_reviews"))
-    short = length_factor(str(toy_task), 20, 256, None).train
-    long = length_factor(str(long_task), 20, 256, None).train
-    assert long == pytest.approx((20 + len("Review: " + "word " * 100 + "\nSentiment:") / 4) / REFERENCE_TOKENS,
-                                 rel=0.05)
-    assert long > 2 * short
-    assert length_factor(str(long_task), 20, 256, None).evaluation == long  # a label task: scoring = one pass
-    assert length_factor(str(long_task), 20, 64, None).train == pytest.approx(64 / REFERENCE_TOKENS)  # max_length
-    assert length_factor("scitail", 20, 256, None) == REFERENCE_COST  # a Hub-only task, no local data
+    long = task_tokens(str(long_task), 256, None)
+    assert long.input == pytest.approx(len("Review: " + "word " * 100 + "\nSentiment:") / 4, rel=0.05)
+    assert (long.answer, long.decoded) == (0, 0)  # a label task: scored by rank classification
+    assert long.input > 4 * task_tokens(str(toy_task), 256, None).input
+    assert task_tokens(str(long_task), 64, None).input == 64  # max_length
+    assert task_tokens("scitail", 256, None).input == DEFAULT_INPUT_TOKENS  # a Hub-only task, no local data
 
-    def estimate(task) -> float:
-        body = {"name": "e", "backbone": {"model": "default"}, "tasks": [str(task)], "shots": [8], "seeds": [0],
-                "budget": {"steps": 10, "eval_every": 5, "val_examples": 8, "test_examples": 8},
-                "methods": [{"name": "pt"}]}
-        (tmp_path / "e.yaml").write_text(yaml.safe_dump(body))
-        suite = load_suite(tmp_path / "e.yaml")
-        return estimate_seconds(suite, [status_of(suite, tmp_path / "none", r) for r in expand(suite)])
+    body = {"name": "e", "backbone": {"model": "default"}, "tasks": [str(long_task)], "shots": [8], "seeds": [0],
+            "budget": {"steps": 10, "batch_size": 4, "eval_every": 5, "val_examples": 8, "test_examples": 6},
+            "methods": [{"name": "pt", "settings": {"prompt_length": 20}}]}
+    (tmp_path / "e.yaml").write_text(yaml.safe_dump(body))
+    suite = load_suite(tmp_path / "e.yaml")
+    (run,) = expand(suite)
+    work = CostModel(suite).work(run)
+    # 10 steps of 4 examples, the shared prompt's 20 rows once per step; evaluations: the start and
+    # 2 during training on 8 validation examples, then 6 test examples
+    assert work.train_tokens == pytest.approx(10 * 4 * long.input + 10 * 20)
+    assert work.rank_tokens == pytest.approx((3 * 8 + 6) * long.input)
+    assert work.decode_tokens == 0
+    expected = CALIBRATION.per_run_s + CALIBRATION.train_token_s * work.train_tokens \
+        + CALIBRATION.rank_token_s * work.rank_tokens
+    assert estimate_seconds(suite, [status_of(suite, tmp_path / "none", run)]) == pytest.approx(expected)
+    assert CostModel(suite).work(run, done_steps=5).train_tokens == pytest.approx(work.train_tokens / 2)
 
-    assert estimate(long_task) / estimate(toy_task) == pytest.approx(long / short)
 
-
-def test_the_cost_estimate_counts_answers_and_decoding_steps(toy_generation_tasks):
-    """A free-text task trains on its answer too and decodes up to max_gen_toks steps per evaluated example."""
-    from promptvec.experiments.runner import DECODE_STEP_TOKENS, REFERENCE_TOKENS, length_factor
+def test_the_cost_estimate_counts_answers_and_decoding_steps(tmp_path, toy_generation_tasks):
+    """A free-text task trains on its answer too; an evaluation decodes up to max_gen_toks steps per
+    example until a prompt has trained (then about the answer's length)."""
+    from promptvec.experiments.cost import CostModel, task_tokens
     from promptvec.tasks import get_task, load_task_data
 
-    cost = length_factor(toy_generation_tasks["gen_a"], 20, 256, None)
+    tokens = task_tokens(toy_generation_tasks["gen_a"], 256, None)
     data = load_task_data(get_task(toy_generation_tasks["gen_a"]))
-    inputs = 20 + sum(len(e.text) for e in data.train[:200]) / len(data.train[:200]) / 4
-    answers = sum(len(e.label) for e in data.train[:200]) / len(data.train[:200]) / 4 + 1  # then EOS
-    assert cost.train == pytest.approx((inputs + answers) / REFERENCE_TOKENS)
-    assert cost.evaluation == pytest.approx((inputs + DECODE_STEP_TOKENS * 4) / REFERENCE_TOKENS)  # max_gen_toks 4
+    assert tokens.input == pytest.approx(sum(len(e.text) for e in data.train[:200]) / len(data.train[:200]) / 4)
+    assert tokens.answer == pytest.approx(sum(len(e.label) for e in data.train[:200]) / len(data.train[:200]) / 4 + 1)
+    assert tokens.decoded == 4  # max_gen_toks
+    body = {"name": "g", "backbone": {"model": "default"}, "tasks": [toy_generation_tasks["gen_a"]], "shots": [0, 8],
+            "seeds": [0], "origins": [0],
+            "budget": {"steps": 2, "batch_size": 4, "eval_every": 2, "val_examples": 8, "test_examples": 6},
+            "methods": [{"name": "pt", "settings": {"prompt_length": 5}}]}
+    (tmp_path / "g.yaml").write_text(yaml.safe_dump(body))
+    suite = load_suite(tmp_path / "g.yaml")
+    untrained, trained = sorted(expand(suite), key=lambda r: r.shots or 0)
+    model = CostModel(suite)
+    assert model.work(untrained).decode_tokens == pytest.approx(6 * 4)  # the origin scored untrained
+    # trained: the start's validation decodes to the limit, the later one and the test about the answer
+    assert model.work(trained).decode_tokens == pytest.approx(8 * 4 + (8 + 6) * min(4, tokens.answer))
+    assert model.work(trained).train_tokens == pytest.approx(2 * 4 * (tokens.input + tokens.answer) + 2 * 5)
+
+
+def test_the_cost_estimate_counts_a_planned_copy_once_and_a_per_input_prompt_on_every_example(
+        tmp_path, tiny_models, toy_tasks):
+    """Trainings another planned run does identically are copied at run time, so they cost nothing:
+    DTVG's Stage I when pt trains the same, SPoT's training when the plan trains from each of its
+    sources, the default single source when a named one is the same; a prompt made per input (ATTEMPT)
+    pays its rows on every example instead of once per step."""
+    from promptvec.experiments.cost import CostModel
+
+    plain = {"select_initial": False, **PS}
+    path = tiny_transfer_suite(tmp_path, tiny_models, toy_tasks, "copies", [
+        {"name": "pt", "settings": plain},
+        {"name": "single-source", "label": "from a", "settings": {**plain, "source": toy_tasks["src_a"]}},
+        {"name": "single-source", "label": "from b", "settings": {**plain, "source": toy_tasks["src_b"]}},
+        {"name": "single-source", "label": "first source", "settings": plain},
+        {"name": "spot", "settings": {**plain, "early_steps": 1}},
+        {"name": "dtvg", "settings": plain},
+        {"name": "dtvg", "label": "dtvg pt-like", "settings": {**plain, "lr": 0.01}},
+        {"name": "attempt", "settings": plain}])
+    suite = load_suite(path)
+    model = CostModel(suite)
+    runs = {(r.label or r.method): r for r in expand(suite) if not r.run_id.startswith("source/")}
+    assert model.copied(runs["pt"]) == [False]
+    assert model.copied(runs["from a"]) == [False] and model.copied(runs["from b"]) == [False]
+    assert model.copied(runs["first source"]) == [True]  # = from a
+    assert model.copied(runs["spot"]) == [False, True]  # its early prompt is its own; its training is a copy
+    assert model.copied(runs["dtvg"]) == [True, False]  # Stage I = pt's run
+    assert model.copied(runs["dtvg pt-like"]) == [False, False]  # another lr: its Stage I is its own
+    assert model.work(runs["first source"]).train_tokens == 0
+    assert model.work(runs["dtvg"]).train_tokens == pytest.approx(model.work(runs["pt"]).train_tokens)
+    attempt, pt = model.work(runs["attempt"]), model.work(runs["pt"])
+    steps, batch, rows = 3, 4, PS["prompt_length"]
+    assert attempt.train_tokens - pt.train_tokens == pytest.approx(steps * batch * rows - steps * rows)
 
 
 @pytest.mark.slow

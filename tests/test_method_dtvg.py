@@ -135,11 +135,11 @@ def test_dtvg_stage1_is_the_trained_validation_selected_target_prompt(tmp_path, 
     suite = load_suite(tiny_transfer_suite(tmp_path, tiny_models, toy_tasks, "stage1-tiny", methods, steps=4,
                                            eval_every=2))
     dtvg = METHODS["dtvg"]
-    assert dtvg.estimate_steps(suite, suite.methods[1].options) == 8  # Stage I trained to the end, then DTVG
-    assert dtvg.estimate_steps(suite, dtvg.validate_settings({**ps, "stage1_steps": 2})) == 6
+    runs = {r.label: r for r in expand(suite)}
+    assert dtvg.estimate_steps(suite, runs["dtvg"]) == 8  # Stage I trained to the end, then DTVG
+    assert dtvg.estimate_steps(suite, runs["dtvg short"]) == 6
     out = tmp_path / "out"
     run_suite(suite, out, progress=False, log=lambda m: None)
-    runs = {r.label: r for r in expand(suite)}
     record = lambda label: json.loads((run_dir(out, runs[label]) / "run.json").read_text())  # noqa: E731
 
     pt = record("pt")

@@ -63,3 +63,15 @@ def test_a_model_whose_attention_takes_no_custom_mask_keeps_the_padded_batch(tin
     batch = backbone.collate(task, backbone.encode(task, load_task_data(task).train[:4], 3), train=True)
     prompt = torch.zeros(3, backbone.dim)
     assert torch.equal(backbone.loss(task, batch, prompt), backbone._padded_loss(batch, prompt))
+
+
+def test_the_first_loss_under_no_grad_still_lets_training_pack(tiny_models, toy_task, recwarn):
+    """``init auto`` scores its candidates with the training loss under ``no_grad`` before training, so
+    the one-time packing check may run there: it takes its own gradients and still finds packing exact."""
+    backbone = load_backbone(str(tiny_models["llama"]))
+    task = get_task(str(toy_task))
+    batch = backbone.collate(task, backbone.encode(task, load_task_data(task).train[:4], 3), train=True)
+    with torch.no_grad():
+        backbone.loss(task, batch, torch.zeros(3, backbone.dim))
+    assert backbone.packs_batches
+    assert not [w for w in recwarn if "cannot pack" in str(w.message)]

@@ -134,7 +134,8 @@ class CausalLMBackbone(Backbone):
 
         def loss_of(packed: bool) -> tuple[torch.Tensor, torch.Tensor]:
             prompt = start.float().clone().requires_grad_(True)
-            with module_mode(self.model, training=False):
+            # the first loss may come under no_grad (init auto scores candidates so): the check needs gradients
+            with module_mode(self.model, training=False), torch.enable_grad():
                 loss = self._packed_loss(check, prompt) if packed else self._padded_loss(check, prompt)
             (grad,) = torch.autograd.grad(loss, prompt)
             return loss.detach(), grad

@@ -9,9 +9,7 @@ process alone does the suite-level work (the source store, analyses, results tab
 from __future__ import annotations
 
 import json
-import math
 import os
-import re
 import signal
 import socket
 import threading
@@ -21,11 +19,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel
-
 from promptvec.backbones import Backbone
 from promptvec.errors import ConfigError, PromptvecError
 from promptvec.experiments import source_library
+from promptvec.experiments.cost import CostModel
 from promptvec.faults import fault_point
 from promptvec.io import atomic_write_json, output_folder, read_json
 from promptvec.suites.context import RunContext
@@ -47,24 +44,6 @@ from promptvec.suites.schema import SuiteSpec
 from promptvec.tasks import TaskData
 from promptvec.training.distributed import Processes
 
-# Measured on this 2-core CPU with SmolLM2-135M (fp32, the prompt's keys/values shared by the batch): seconds per
-# training example-step and per evaluated example — calibrated on the quickstart suite (estimate 37 min, measured
-# 36.6 min), whose examples are ≈ 54 tokens of prompt + input. Other models are scaled by parameter count, other
-# inputs by their length: a step costs about in proportion to its tokens (measured at batch 8: 1.5 s at 45
-# tokens, 3.7 s at 128, 9.4 s at 276).
-SECONDS_PER_TRAIN_EXAMPLE = 0.20
-SECONDS_PER_EVAL_EXAMPLE = 0.065
-REFERENCE_PARAMS = 135e6
-REFERENCE_TOKENS = 54
-CHARS_PER_TOKEN = 4.0  # English text in a BPE vocabulary: the estimate needs no tokenizer (nothing is loaded)
-# One greedy decoding step of a batch (one token per example, from the cache) costs about as much as 2.5 input
-# tokens of the prompt + input pass (measured with SmolLM2-135M, batch 32: 0.16-0.22 s per step against
-# 0.06-0.10 s per input token of the first pass), the per-step overhead of a one-token forward.
-DECODE_STEP_TOKENS = 2.5
-_NAMED_SIZES = {"default": 135e6, "minilm": 22e6, "t5-small": 60e6, "t5-base": 220e6, "t5-large": 770e6,
-                "gpt2": 124e6, "bert-base": 110e6}
-
-
 #: after Ctrl-C, how long the suite waits for its workers to stop at their next step before ending them
 INTERRUPT_GRACE_S = 120.0
 
@@ -77,27 +56,6 @@ class BudgetExhausted(Exception):
     """The suite's --max-minutes budget is spent; everything done so far is saved."""
 
 
-def model_parameters(model: str) -> float | None:
-    """A parameter count for the cost estimate, without loading (or downloading) the model."""
-    if model in _NAMED_SIZES:
-        return _NAMED_SIZES[model]
-    config_path = Path(model) / "config.json"
-    if config_path.is_file():
-        cfg = json.loads(config_path.read_text())
-        d = cfg.get("hidden_size") or cfg.get("d_model") or cfg.get("n_embd") or 0
-        layers = cfg.get("num_hidden_layers") or cfg.get("num_layers") or cfg.get("n_layer") or 0
-        vocab = cfg.get("vocab_size") or 0
-        return float(12 * layers * d * d + vocab * d) or None
-    name = model.lower().rsplit("/", 1)[-1]
-    for key, size in _NAMED_SIZES.items():
-        if name == key or name.startswith(key + "-") or name.endswith(key):
-            return size
-    match = re.search(r"(\d+(?:\.\d+)?)\s*([bm])\b", name)
-    if match:
-        return float(match.group(1)) * (1e9 if match.group(2) == "b" else 1e6)
-    return None
-
-
 @dataclass
 class RunStatus:
     run: RunSpec
@@ -107,7 +65,7 @@ class RunStatus:
 
 
 def status_of(suite: SuiteSpec, out: Path, run: RunSpec) -> RunStatus:
-    steps = 0 if run.shots == 0 else METHODS[run.method].estimate_steps(suite, run.options(BaseModel))
+    steps = METHODS[run.method].estimate_steps(suite, run)
     if not _spec_matches(suite, out, run):
         return RunStatus(run, "changed", 0, steps)
     record_path = run_dir(out, run) / "run.json"
@@ -136,95 +94,19 @@ def _spec_matches(suite: SuiteSpec, out: Path, run: RunSpec) -> bool:
     return "payload" in recorded and same_payload(run.payload(suite), recorded["payload"])
 
 
-@dataclass(frozen=True)
-class ExampleCost:
-    """What one training example-step and one evaluated example of a task cost next to the calibration's."""
-
-    train: float
-    evaluation: float
-
-
-REFERENCE_COST = ExampleCost(1.0, 1.0)
-
-
-def length_factor(task: str, prompt_length: int, max_length: int, data_dir: str | None) -> ExampleCost:
-    """What one example of ``task`` costs next to the calibration's: its prompt + input tokens (≈ the
-    characters of up to 200 rendered training inputs / 4, cut at ``max_length``) over 54. A free-text
-    task adds its answer's tokens to training (at most ``max_gen_toks``) and ``max_gen_toks`` decoding
-    steps, each costing :data:`DECODE_STEP_TOKENS` input tokens, to evaluation (an upper bound: a prompt
-    that learned to stop ends sooner). Only data on this machine is read; a task whose data is not here
-    counts as the calibration's."""
-    from promptvec.tasks import get_task, load_task_data
-    from promptvec.tasks.loading import resolve_data_dir
-
-    try:
-        spec = get_task(task)
-        folder = resolve_data_dir(data_dir)
-        if not spec.data_files and not (folder is not None and (folder / spec.task).is_dir()):
-            return REFERENCE_COST
-        sample = load_task_data(spec, folder).train[:200]
-    except PromptvecError:
-        return REFERENCE_COST
-    if not sample:
-        return REFERENCE_COST
-    chars = sum(len(spec.render(example.fields)) for example in sample) / len(sample)
-    tokens = min(max_length, prompt_length + chars / CHARS_PER_TOKEN)
-    if not spec.generates:
-        return ExampleCost(tokens / REFERENCE_TOKENS, tokens / REFERENCE_TOKENS)
-    limit = spec.generation_kwargs.max_gen_toks
-    answer = min(limit, sum(len(str(example.label)) for example in sample) / len(sample) / CHARS_PER_TOKEN) + 1
-    return ExampleCost((tokens + answer) / REFERENCE_TOKENS, (tokens + DECODE_STEP_TOKENS * limit) / REFERENCE_TOKENS)
-
-
-class CostModel:
-    """The dry-run's cost model for one suite: seconds a run still needs on the calibration machine,
-    from the steps, evaluations and input (and answer) lengths it needs, scaled by model size. The
-    length factors of each (task, prompt rows) are read once."""
-
-    def __init__(self, suite: SuiteSpec, data_dir: str | None = None) -> None:
-        self.suite = suite
-        self.data_dir = data_dir or suite.data_dir
-        params = model_parameters(suite.backbone.model)
-        self.scale = None if params is None else params / REFERENCE_PARAMS
-        self.factors: dict[tuple[str, int], ExampleCost] = {}
-
-    def example_cost(self, run: RunSpec) -> ExampleCost:
-        """A training example-step and an evaluated example of ``run``, next to the calibration's."""
-        rows = METHODS[run.method].prompt_rows(run.options(BaseModel))
-        for task in run.tasks:
-            if (task, rows) not in self.factors:
-                self.factors[task, rows] = length_factor(task, rows, self.suite.backbone.max_length, self.data_dir)
-        costs = [self.factors[task, rows] for task in run.tasks]
-        return ExampleCost(sum(c.train for c in costs) / len(costs), sum(c.evaluation for c in costs) / len(costs))
-
-    def run_seconds(self, status: RunStatus) -> float:
-        """What the rest of one run costs (a finished run: nothing; a changed one: all of it)."""
-        if self.scale is None or status.state == "done":
-            return 0.0
-        if status.state == "changed":
-            status = RunStatus(status.run, "todo", 0, status.total_steps)
-        per_example, b = self.example_cost(status.run), self.suite.budget
-        train, evaluation = self.scale * per_example.train, self.scale * per_example.evaluation
-        remaining = status.total_steps - status.step
-        total = remaining * b.batch_size * b.grad_accum * SECONDS_PER_TRAIN_EXAMPLE * train
-        if status.total_steps:
-            n_evals = math.ceil(remaining / b.eval_every) + (1 if status.step == 0 else 0)
-            total += n_evals * (b.val_examples or 500) * SECONDS_PER_EVAL_EXAMPLE * evaluation
-        return total + (b.test_examples or 2000) * SECONDS_PER_EVAL_EXAMPLE * evaluation * len(status.run.tasks)
-
-
 def estimate_seconds(suite: SuiteSpec, statuses: list[RunStatus], out: Path | None = None,
                      data_dir: str | None = None) -> float | None:
-    """Seconds the unfinished runs (and analyses) will take on the calibration machine (None: the
-    model's size is unknown without loading it)."""
+    """Seconds the unfinished runs (and analyses) will take on the calibration machine, added over the
+    runs (:mod:`promptvec.experiments.cost`); None: the model's size is unknown without loading it."""
     model = CostModel(suite, data_dir)
     if model.scale is None:
         return None
-    total = sum(model.run_seconds(status) for status in statuses)
+    total = sum(model.run_seconds(st.run, 0 if st.state == "changed" else st.step)
+                for st in statuses if st.state != "done")
     for analysis, settings, missing in analysis_status(suite, out):
         if missing:
             share = len(missing) / len(analysis.items(settings, suite))
-            total += share * analysis.evaluations(settings, suite) * SECONDS_PER_EVAL_EXAMPLE * model.scale
+            total += share * model.evaluation_seconds(analysis.evaluations(settings, suite))
     return total
 
 

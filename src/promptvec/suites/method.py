@@ -6,6 +6,7 @@ the run plan look methods up without importing them; the built-in methods regist
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, TypeVar
 
@@ -18,6 +19,22 @@ from promptvec.training.config import train_default
 # The contract names the suite (a SuiteSpec) and the run's context (a RunContext) as Any: the schema
 # and the plan import this registry, so this module imports neither, not even for types (no import
 # cycle, type-only ones included). Methods annotate them with the real types, which Any allows.
+
+
+@dataclass(frozen=True)
+class PlannedTraining:
+    """One training a run will do, as the plan alone knows it — what the cost estimate counts. A plain
+    prompt training whose start the plan knows, and that another planned run of the same cell trains
+    from that start with the same settings, is copied at run time (``reused_from``), not trained."""
+
+    steps: int
+    #: where training starts when the plan knows it ("origin", "source:sst2"); several: chosen at run time
+    #: among them (a copy only if each is trained elsewhere); empty: not a plain prompt training, never a copy
+    starts: frozenset[str] = frozenset()
+    #: the settings that, with the start and the run's cell, define the training (JSON; "" with no start)
+    settings: str = ""
+    #: whether it is the run's own training (its test evaluation is copied with it), not a stage before it
+    final: bool = True
 
 
 class Method(ABC):
@@ -41,13 +58,24 @@ class Method(ABC):
 
     @classmethod
     @abstractmethod
-    def estimate_steps(cls, suite: Any, options: BaseModel) -> int:
-        """Training steps of one run (for the cost estimate)."""
+    def planned_trainings(cls, suite: Any, run: Any) -> list[PlannedTraining]:
+        """The trainings one run does, in order, the run's own last (none for a run that only scores)."""
+
+    @classmethod
+    def estimate_steps(cls, suite: Any, run: Any) -> int:
+        """Training steps of one run, all stages together (progress and the cost estimate)."""
+        return sum(training.steps for training in cls.planned_trainings(suite, run))
 
     @classmethod
     def prompt_rows(cls, options: BaseModel) -> int:
         """Rows of the prompt a run trains or scores (the cost estimate's prompt length)."""
         return train_default("prompt_length")
+
+    @classmethod
+    def shares_prompt(cls, options: BaseModel) -> bool:
+        """Whether every input gets the same prompt, whose keys/values are computed once per batch; a
+        prompt made per input (ATTEMPT, Fusion) costs its rows on every example (the cost estimate)."""
+        return True
 
     @classmethod
     def named_source(cls, options: BaseModel) -> str | None:

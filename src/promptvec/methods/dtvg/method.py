@@ -5,6 +5,7 @@ chosen again on every forward pass."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 from pydantic import BaseModel, Field, field_validator
@@ -15,7 +16,8 @@ from promptvec.methods.pt import PromptTuning, PTSettings
 from promptvec.methods.sources import StoredSources, train_target_stage
 from promptvec.prompts import PromptModule
 from promptvec.suites.context import RunContext
-from promptvec.suites.method import register_method, settings_as
+from promptvec.suites.method import PlannedTraining, register_method, settings_as
+from promptvec.suites.plan import RunSpec
 from promptvec.suites.schema import SuiteSpec
 
 
@@ -50,9 +52,16 @@ class DTVG(PromptTuning):
         return grouping_sections(suite, out, rows, report_dir)
 
     @classmethod
-    def estimate_steps(cls, suite: SuiteSpec, options: BaseModel) -> int:
-        steps = super().estimate_steps(suite, options)
-        return steps + (settings_as(options, DTVGSettings).stage1_steps or steps)
+    def planned_trainings(cls, suite: SuiteSpec, run: RunSpec) -> list[PlannedTraining]:
+        """Stage I (the target prompt-tuned from the origin: to the end, selected on validation, which a
+        planned ``pt`` run with ``select_initial: false`` trains too, or ``stage1_steps``), then DTVG."""
+        final = cls.plain_training(suite, run, frozenset())
+        stage1_steps = settings_as(run.options(BaseModel), DTVGSettings).stage1_steps
+        if stage1_steps is None:
+            stage1 = replace(cls.plain_training(suite, run, frozenset({"origin"}), select_initial=False), final=False)
+        else:
+            stage1 = PlannedTraining(stage1_steps, final=False)
+        return [stage1, final]
 
     @classmethod
     def build(cls, ctx: RunContext) -> tuple[PromptModule, dict[str, Any]]:

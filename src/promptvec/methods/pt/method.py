@@ -12,8 +12,8 @@ from promptvec.io import atomic_write_json, tensor_sha256
 from promptvec.methods.runs import evaluate_untrained, finished_run_like, reuse_run, training_start
 from promptvec.prompts import PromptModule, StaticPrompt
 from promptvec.suites.context import RunContext
-from promptvec.suites.method import Method, register_method, settings_as
-from promptvec.suites.plan import completed_record, is_source
+from promptvec.suites.method import Method, PlannedTraining, register_method, settings_as
+from promptvec.suites.plan import RunSpec, completed_record, is_source
 from promptvec.suites.schema import SuiteSpec
 from promptvec.tasks import TaskData
 from promptvec.training.config import TrainConfig, train_field
@@ -47,8 +47,31 @@ class PromptTuning(Method):
         return {"shots", "origin", "seed"}
 
     @classmethod
-    def estimate_steps(cls, suite: SuiteSpec, options: BaseModel) -> int:
-        return settings_as(options, PTSettings).steps or suite.budget.steps
+    def planned_trainings(cls, suite: SuiteSpec, run: RunSpec) -> list[PlannedTraining]:
+        if run.shots == 0:
+            return []  # the initial prompt is scored untrained
+        return [cls.plain_training(suite, run, cls.planned_starts(suite, run))]
+
+    @classmethod
+    def plain_training(cls, suite: SuiteSpec, run: RunSpec, starts: frozenset[str],
+                       select_initial: bool | None = None) -> PlannedTraining:
+        """A prompt training with the run's settings (``select_initial`` overridden for a stage), the
+        settings that define it written with the suite's budget filled in."""
+        s = settings_as(run.options(BaseModel), PTSettings)
+        settings = PTSettings.model_validate(s.model_dump(include=set(PTSettings.model_fields))).model_copy(
+            update={"steps": s.steps or suite.budget.steps, "batch_size": s.batch_size or suite.budget.batch_size,
+                    **({} if select_initial is None else {"select_initial": select_initial})})
+        return PlannedTraining(settings.steps or suite.budget.steps, starts,
+                               settings.model_dump_json() if starts else "")
+
+    @classmethod
+    def planned_starts(cls, suite: SuiteSpec, run: RunSpec) -> frozenset[str]:
+        """Where the run's training starts, as far as the plan knows: the origin for a method that keeps
+        prompt tuning's start and module; a method that changes either says where it starts, or nothing
+        (then its training is never counted as another run's copy)."""
+        keeps_start = cls.initial_prompt.__func__ is PromptTuning.initial_prompt.__func__  # type: ignore[attr-defined]
+        keeps_module = cls.build.__func__ is PromptTuning.build.__func__  # type: ignore[attr-defined]
+        return frozenset({"origin"}) if keeps_start and keeps_module else frozenset()
 
     @classmethod
     def prompt_rows(cls, options: BaseModel) -> int:

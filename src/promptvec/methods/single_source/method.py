@@ -15,6 +15,8 @@ from promptvec.methods.sources import source_folder, target_sources
 from promptvec.peft_folder import load_prompt
 from promptvec.suites.context import RunContext
 from promptvec.suites.method import register_method, settings_as
+from promptvec.suites.plan import RunSpec
+from promptvec.suites.schema import SuiteSpec
 
 
 class SingleSourceSettings(PTSettings):
@@ -32,6 +34,12 @@ class SingleSourceInit(PromptTuning):
     @classmethod
     def named_source(cls, options: BaseModel) -> str | None:
         return settings_as(options, SingleSourceSettings).source
+
+    @classmethod
+    def planned_starts(cls, suite: SuiteSpec, run: RunSpec) -> frozenset[str]:
+        source = settings_as(run.options(BaseModel), SingleSourceSettings).source
+        sources = suite.sources.targets.get(run.task, [])
+        return frozenset({f"source:{source or sources[0]}"}) if source or sources else frozenset()
 
     @classmethod
     def initial_prompt(cls, ctx: RunContext) -> tuple[torch.Tensor, dict[str, Any]]:

@@ -14,7 +14,8 @@ from promptvec.methods.multi_source import MultiSourceInit
 from promptvec.methods.pt import PromptTuning, PTSettings
 from promptvec.methods.sources import StoredSources, train_target_stage
 from promptvec.suites.context import RunContext
-from promptvec.suites.method import register_method, settings_as
+from promptvec.suites.method import PlannedTraining, register_method, settings_as
+from promptvec.suites.plan import RunSpec
 from promptvec.suites.schema import SuiteSpec
 
 
@@ -34,8 +35,15 @@ class SpotTargeted(PromptTuning):
     needs_target_examples = True
 
     @classmethod
-    def estimate_steps(cls, suite: SuiteSpec, options: BaseModel) -> int:
-        return super().estimate_steps(suite, options) + settings_as(options, SpotSettings).early_steps
+    def planned_trainings(cls, suite: SuiteSpec, run: RunSpec) -> list[PlannedTraining]:
+        """The early target prompt, then prompt tuning from the most similar source — one of the target's
+        sources, so a copy of the plan's run from that source when it has one from each."""
+        early = PlannedTraining(settings_as(run.options(BaseModel), SpotSettings).early_steps, final=False)
+        return [early, *super().planned_trainings(suite, run)]
+
+    @classmethod
+    def planned_starts(cls, suite: SuiteSpec, run: RunSpec) -> frozenset[str]:
+        return frozenset(f"source:{source}" for source in suite.sources.targets.get(run.task, []))
 
     @classmethod
     def initial_prompt(cls, ctx: RunContext) -> tuple[torch.Tensor, dict[str, Any]]:

@@ -9,8 +9,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from promptvec.errors import ConfigError
 from promptvec.methods.runs import evaluate_untrained
 from promptvec.suites.context import RunContext
-from promptvec.suites.method import Method, register_method, settings_as
-from promptvec.suites.plan import completed_record
+from promptvec.suites.method import Method, PlannedTraining, register_method, settings_as
+from promptvec.suites.plan import RunSpec, completed_record
 from promptvec.suites.schema import SuiteSpec
 from promptvec.training.config import train_field
 from promptvec.vectors import Origin
@@ -34,8 +34,8 @@ class ZeroShot(Method):
         return {"origin"} if settings_as(options, ZeroSettings).prompt == "origin" else set()
 
     @classmethod
-    def estimate_steps(cls, suite: SuiteSpec, options: BaseModel) -> int:
-        return 0
+    def planned_trainings(cls, suite: SuiteSpec, run: RunSpec) -> list[PlannedTraining]:
+        return []
 
     @classmethod
     def prompt_rows(cls, options: BaseModel) -> int:

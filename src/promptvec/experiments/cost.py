@@ -1,0 +1,235 @@
+"""The dry-run's cost model: how long a suite's runs will take, from the plan alone (nothing loaded).
+
+A run's time is modelled as the work it does in three kinds of token, each at its own measured price,
+plus a fixed cost per run:
+
+* **training**: every example-step's tokens (input and, for a free-text task, its answer), plus the
+  prompt's rows once per step when the prompt is shared by the batch (its keys/values are computed
+  once) or on every example when each input gets its own prompt (ATTEMPT, Fusion);
+* **rank evaluation**: the tokens of every scored example (validation during training, then test);
+* **decoding**: ``max_gen_toks`` greedy steps per evaluated example of a free-text task (an upper
+  bound: a prompt that learned to stop ends sooner, a bare model rarely does).
+
+Training that another planned run does identically is not counted: each method declares its trainings
+(:class:`~promptvec.suites.method.PlannedTraining`), and one whose start (or every start it may choose)
+is trained by another run of the same cell with the same settings is copied at run time. Token counts
+come from each task's local data (characters / 4, no tokenizer). Prices are per token of a model of
+:data:`REFERENCE_PARAMS` parameters on the calibration machine, scaled by parameter count for other
+models; ``benchmarks/cost_model.py`` fits them to the committed studies' measured times and states the
+error per method.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel
+
+from promptvec.errors import PromptvecError
+from promptvec.suites.method import METHODS, PlannedTraining
+from promptvec.suites.plan import RunSpec, expand
+from promptvec.suites.schema import SuiteSpec
+
+REFERENCE_PARAMS = 135e6
+CHARS_PER_TOKEN = 4.0  # English text in a BPE vocabulary: the estimate needs no tokenizer (nothing is loaded)
+#: what an example of unknown length (no local data) counts as: the quickstart's sst2 inputs
+DEFAULT_INPUT_TOKENS = 34.0
+_NAMED_SIZES = {"default": 135e6, "minilm": 22e6, "t5-small": 60e6, "t5-base": 220e6, "t5-large": 770e6,
+                "gpt2": 124e6, "bert-base": 110e6}
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """Seconds per unit of work for a model of :data:`REFERENCE_PARAMS` parameters, fitted by
+    ``benchmarks/cost_model.py`` to the committed studies (SmolLM2-135M, fp32, this project's 2-core
+    CPU, one or two runs side by side)."""
+
+    per_run_s: float
+    train_token_s: float
+    rank_token_s: float
+    decode_token_s: float
+
+
+#: fitted 2026-12-04 on the five committed studies (BENCHMARKS.md, "Cost model"); the studies ran the code of their
+#: day, before training packed its batches, so a study run with today's code may take less
+CALIBRATION = Calibration(per_run_s=0.11, train_token_s=8.66e-3, rank_token_s=2.43e-3, decode_token_s=1.51e-2)
+
+
+@dataclass(frozen=True)
+class TaskTokens:
+    """One example of a task, in tokens: its input, its answer (free text: trained on), and the greedy
+    steps its evaluation decodes (0 for a label task, scored by rank classification)."""
+
+    input: float
+    answer: float = 0.0
+    decoded: float = 0.0
+
+
+@dataclass(frozen=True)
+class RunWork:
+    """What a run does, in the three kinds of token the model prices (and whether it runs at all)."""
+
+    runs: float = 0.0
+    train_tokens: float = 0.0
+    rank_tokens: float = 0.0
+    decode_tokens: float = 0.0
+
+    def __add__(self, other: RunWork) -> RunWork:
+        return RunWork(self.runs + other.runs, self.train_tokens + other.train_tokens,
+                       self.rank_tokens + other.rank_tokens, self.decode_tokens + other.decode_tokens)
+
+    def features(self, scale: float) -> list[float]:
+        """The work as the row of a least-squares fit of :class:`Calibration` (its fields' order), for a
+        model ``scale`` times the reference's size (tokens cost in proportion, a run's fixed cost does not)."""
+        return [self.runs, scale * self.train_tokens, scale * self.rank_tokens, scale * self.decode_tokens]
+
+    def seconds(self, calibration: Calibration, scale: float) -> float:
+        prices = [getattr(calibration, f.name) for f in fields(Calibration)]
+        return sum(price * amount for price, amount in zip(prices, self.features(scale), strict=True))
+
+
+def model_parameters(model: str) -> float | None:
+    """A parameter count for the cost estimate, without loading (or downloading) the model."""
+    if model in _NAMED_SIZES:
+        return _NAMED_SIZES[model]
+    config_path = Path(model) / "config.json"
+    if config_path.is_file():
+        cfg = json.loads(config_path.read_text())
+        d = cfg.get("hidden_size") or cfg.get("d_model") or cfg.get("n_embd") or 0
+        layers = cfg.get("num_hidden_layers") or cfg.get("num_layers") or cfg.get("n_layer") or 0
+        vocab = cfg.get("vocab_size") or 0
+        return float(12 * layers * d * d + vocab * d) or None
+    name = model.lower().rsplit("/", 1)[-1]
+    for key, size in _NAMED_SIZES.items():
+        if name == key or name.startswith(key + "-") or name.endswith(key):
+            return size
+    match = re.search(r"(\d+(?:\.\d+)?)\s*([bm])\b", name)
+    if match:
+        return float(match.group(1)) * (1e9 if match.group(2) == "b" else 1e6)
+    return None
+
+
+def task_tokens(task: str, max_length: int, data_dir: str | None) -> TaskTokens:
+    """An example of ``task`` in tokens (≈ the characters of up to 200 rendered training inputs / 4, cut
+    at ``max_length``; a free-text task's answers likewise, at most ``max_gen_toks``, plus EOS). Only data
+    on this machine is read; a task whose data is not here counts as :data:`DEFAULT_INPUT_TOKENS`."""
+    from promptvec.tasks import get_task, load_task_data
+    from promptvec.tasks.loading import resolve_data_dir
+
+    unknown = TaskTokens(DEFAULT_INPUT_TOKENS)
+    try:
+        spec = get_task(task)
+        folder = resolve_data_dir(data_dir)
+        if not spec.data_files and not (folder is not None and (folder / spec.task).is_dir()):
+            return unknown
+        sample = load_task_data(spec, folder).train[:200]
+    except PromptvecError:
+        return unknown
+    if not sample:
+        return unknown
+    chars = sum(len(spec.render(example.fields)) for example in sample) / len(sample)
+    tokens = min(float(max_length), chars / CHARS_PER_TOKEN)
+    if not spec.generates:
+        return TaskTokens(tokens)
+    limit = spec.generation_kwargs.max_gen_toks
+    answer = min(limit, sum(len(str(example.label)) for example in sample) / len(sample) / CHARS_PER_TOKEN) + 1
+    return TaskTokens(tokens, answer, float(limit))
+
+
+class CostModel:
+    """Seconds each run of one suite needs on the calibration machine. Each task's token counts are read
+    once; which planned trainings other runs already do is worked out once for the whole plan."""
+
+    def __init__(self, suite: SuiteSpec, data_dir: str | None = None,
+                 calibration: Calibration = CALIBRATION) -> None:
+        self.suite = suite
+        self.data_dir = data_dir or suite.data_dir
+        self.calibration = calibration
+        params = model_parameters(suite.backbone.model)
+        self.scale = None if params is None else params / REFERENCE_PARAMS
+        self._tokens: dict[str, TaskTokens] = {}
+        self._copied = copied_trainings(suite, expand(suite))
+
+    def tokens(self, task: str) -> TaskTokens:
+        if task not in self._tokens:
+            self._tokens[task] = task_tokens(task, self.suite.backbone.max_length, self.data_dir)
+        return self._tokens[task]
+
+    def copied(self, run: RunSpec) -> list[bool]:
+        """For each of the run's planned trainings, whether another planned run does it (a copy)."""
+        return self._copied.get(run.run_id, [])
+
+    def work(self, run: RunSpec, done_steps: int = 0) -> RunWork:
+        """The work left in ``run`` after ``done_steps`` of its training steps (all stages in order)."""
+        method = METHODS[run.method]
+        options = run.options(BaseModel)
+        rows = method.prompt_rows(options)
+        shared = method.shares_prompt(options)
+        tokens = [self.tokens(task) for task in run.tasks]
+        per_example = sum(t.input + t.answer for t in tokens) / len(tokens) + (0 if shared else rows)
+        per_step_prompt = rows if shared else 0
+        scored = sum(t.input for t in tokens) / len(tokens) + (0 if shared else rows)
+        # decoding runs to the limit until a prompt has learned to answer and stop (EOS after the answer)
+        untrained_decode = sum(t.decoded for t in tokens) / len(tokens)
+        trained_decode = sum(min(t.decoded, t.answer) for t in tokens) / len(tokens)
+        b = self.suite.budget
+        val = b.val_examples or 500
+        test = (b.test_examples or 2000) * len(run.tasks)
+        trainings = method.planned_trainings(self.suite, run)
+        copied = self.copied(run)
+        total, untrained, trained, skip = RunWork(runs=1.0), 0.0, 0.0, done_steps
+        for training, is_copy in zip(trainings, copied, strict=True):
+            left = max(0, training.steps - skip)
+            skip = max(0, skip - training.steps)
+            if is_copy or not left:
+                continue
+            examples = left * b.batch_size * b.grad_accum
+            total += RunWork(train_tokens=examples * per_example + left * per_step_prompt)
+            trained += math.ceil(left / b.eval_every) * val
+            untrained += val if left == training.steps else 0  # the start's validation
+        if not trainings:
+            untrained += test
+        elif not copied[-1]:  # a copied final training brings its test results along
+            trained += test
+        return total + RunWork(rank_tokens=(untrained + trained) * scored,
+                               decode_tokens=untrained * untrained_decode + trained * trained_decode)
+
+    def run_seconds(self, run: RunSpec, done_steps: int = 0) -> float:
+        """What the rest of one run costs (0 when the model's size is unknown: see :attr:`scale`)."""
+        if self.scale is None:
+            return 0.0
+        return self.work(run, done_steps).seconds(self.calibration, self.scale)
+
+    def evaluation_seconds(self, examples: int) -> float:
+        """``examples`` scored by rank classification at the unknown-length default (an analysis)."""
+        return (self.scale or 0.0) * self.calibration.rank_token_s * examples * DEFAULT_INPUT_TOKENS
+
+
+def copied_trainings(suite: SuiteSpec, plan: list[RunSpec]) -> dict[str, list[bool]]:
+    """Per run, which of its planned trainings another planned run does identically: one whose every
+    possible start is trained, in the same cell (task, shots, origin, seed) with the same settings, by a
+    training with that single start. Of two identical single-start trainings the first in the plan is
+    done, the second copied (what the run-time reuse does, whichever runs first)."""
+    planned = {run.run_id: METHODS[run.method].planned_trainings(suite, run) for run in plan}
+
+    def key(run: RunSpec, training: PlannedTraining, start: str) -> tuple[Any, ...]:
+        return run.task, run.shots, run.origin, run.seed, training.settings, start
+
+    trained: dict[tuple[Any, ...], str] = {}  # a single-start training -> the first run that does it
+    for run in plan:
+        for training in planned[run.run_id]:
+            if len(training.starts) == 1:
+                trained.setdefault(key(run, training, next(iter(training.starts))), run.run_id)
+    copied: dict[str, list[bool]] = {}
+    for run in plan:
+        flags = []
+        for training in planned[run.run_id]:
+            doers = {trained.get(key(run, training, start)) for start in training.starts}
+            flags.append(bool(training.starts) and None not in doers and doers != {run.run_id})
+        copied[run.run_id] = flags
+    return copied
