@@ -3,7 +3,7 @@
     python -m benchmarks.run [--quick] [--only NAME,...] [--out BENCHMARKS.md]
     python -m benchmarks.run --gpu [--quick]      # make bench-gpu: the accelerator benchmark alone
 
-Names: train_step, methods, evaluation, resources, throughput, lm_eval, cost_model; ``--gpu`` runs
+Names: train_step, methods, evaluation, resources, throughput, lm_eval, serving, cost_model; ``--gpu`` runs
 ``benchmarks/gpu.py`` (bf16 throughput with and without the shared prompt cache, share of a measured
 matmul peak, the quickstart suite's wall time), which ``make bench`` leaves out.
 
@@ -21,13 +21,23 @@ import tempfile
 import time
 from pathlib import Path
 
-from benchmarks import cost_model, evaluation, gpu, lm_eval_model, methods, resources, throughput, train_step
+from benchmarks import (
+    cost_model,
+    evaluation,
+    gpu,
+    lm_eval_model,
+    methods,
+    resources,
+    serving,
+    throughput,
+    train_step,
+)
 from benchmarks.common import Section, machine, verdict
 from promptvec.io import atomic_write_json, atomic_write_text
 
 BENCHMARKS = {"train_step": train_step.run, "methods": methods.run,
               "evaluation": evaluation.run, "resources": resources.run, "throughput": throughput.run,
-              "lm_eval": lm_eval_model.run, "cost_model": cost_model.run}
+              "lm_eval": lm_eval_model.run, "serving": serving.run, "cost_model": cost_model.run}
 RESULTS = Path(__file__).parent / "results.json"
 GPU = "gpu"  # the accelerator benchmark's name in results.json and its place at the end of BENCHMARKS.md
 

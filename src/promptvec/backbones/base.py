@@ -236,17 +236,7 @@ class Backbone(ABC):
         so that prompt + input + label fit in ``max_length``. Free-text tasks: prompt + input fit in
         ``max_length`` and the target (at most ``max_gen_toks`` tokens, then EOS) comes on top — the
         same room generation has at evaluation, so training and evaluation see the same inputs."""
-        if task.generates:
-            if not self.generates_text:
-                raise ConfigError(f"task '{task.task}' answers in free text, which a {self.family} model cannot "
-                                  "generate", "use a causal LM or a seq2seq model (e.g. --model default)")
-            budget = self.max_length - prompt_length
-        else:
-            longest_label = max(len(ids) for ids in self.label_set(task).token_ids)
-            budget = self.max_length - prompt_length - self.label_budget(longest_label)
-        if budget < 8:
-            raise ConfigError(f"max_length {self.max_length} leaves no room for the input after a prompt of "
-                              f"{prompt_length} rows", "raise --max-length or shorten the prompt")
+        budget = self.input_budget(task, prompt_length)
         out = []
         for ex in examples:
             ids = self.tokenize_input(ex.text or task.render(ex.fields, ex.source))
@@ -258,6 +248,22 @@ class Backbone(ABC):
             else:
                 out.append(Encoded(ids, self.label_index(task, ex)))
         return out
+
+    def input_budget(self, task: TaskSpec, prompt_length: int) -> int:
+        """Tokens an input of ``task`` may take after a prompt of ``prompt_length`` rows: ``max_length``
+        less the prompt and, for a label task, the label's positions (a free-text answer comes on top)."""
+        if task.generates:
+            if not self.generates_text:
+                raise ConfigError(f"task '{task.task}' answers in free text, which a {self.family} model cannot "
+                                  "generate", "use a causal LM or a seq2seq model (e.g. --model default)")
+            budget = self.max_length - prompt_length
+        else:
+            longest_label = max(len(ids) for ids in self.label_set(task).token_ids)
+            budget = self.max_length - prompt_length - self.label_budget(longest_label)
+        if budget < 8:
+            raise ConfigError(f"max_length {self.max_length} leaves no room for the input after a prompt of "
+                              f"{prompt_length} rows", "raise --max-length or shorten the prompt")
+        return budget
 
     def target_ids(self, task: TaskSpec, answer: str) -> tuple[list[int], bool]:
         """A free-text training target: the answer's tokens cut to ``max_gen_toks``, then EOS (so a tuned

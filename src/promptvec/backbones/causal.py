@@ -30,7 +30,7 @@ from promptvec.backbones.base import (
     register_backbone,
 )
 from promptvec.backbones.packing import pack, packed_mask, packs_exactly
-from promptvec.backbones.prefix import SharedPrompt, cache_kwarg, returned_cache, shares_exactly
+from promptvec.backbones.prefix import PromptCache, SharedPrompt, cache_kwarg, returned_cache, shares_exactly
 from promptvec.modes import module_mode
 from promptvec.tasks.spec import TaskSpec
 
@@ -98,19 +98,22 @@ class CausalLMBackbone(Backbone):
             return SharedPrompt(self.model, prompt.to(self.device))
         return prompt
 
-    def _run(self, batch: Batch, prompt: torch.Tensor | SharedPrompt, **kwargs):
+    def _run(self, batch: Batch, prompt: torch.Tensor | PromptCache, **kwargs):
         """The model over prompt + batch, and the full attention mask and position ids (prompt rows
-        included) that a continuation needs. ``[R, d]`` or prepared prompts use a shared cache."""
+        included) that a continuation needs. ``[R, d]`` or prepared prompts (one shared by the batch,
+        or one per row: :class:`~promptvec.backbones.prefix.MixedPrompts`) start from their cache."""
         embeds = self.input_embeds(batch.input_ids)
         size = batch.size
         if isinstance(prompt, torch.Tensor) and prompt.dim() == 2:
             prompt = self.prepare_prompt(prompt)
-        if isinstance(prompt, SharedPrompt):
-            mask = torch.cat([batch.attention_mask.new_ones(size, prompt.rows), batch.attention_mask], dim=1)
+        if isinstance(prompt, PromptCache) and prompt.rows:
+            mask = torch.cat([prompt.key_mask(size, batch.attention_mask), batch.attention_mask], dim=1)
             positions = _positions(mask)
             out = self.model(inputs_embeds=embeds, attention_mask=mask, position_ids=positions[:, prompt.rows:],
                              **{cache_kwarg(self.model): prompt.for_batch(size)}, **kwargs)
             return out, mask, positions
+        if isinstance(prompt, PromptCache):  # no row has a prompt
+            prompt = embeds.new_zeros(0, embeds.shape[-1])
         prompt = per_example(prompt, size)
         full = torch.cat([prompt.to(embeds.dtype), embeds], dim=1)
         mask = torch.cat([batch.attention_mask.new_ones(size, prompt.shape[1]), batch.attention_mask], dim=1)
@@ -170,7 +173,7 @@ class CausalLMBackbone(Backbone):
         return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1), ignore_index=-100)
 
     @torch.no_grad()
-    def label_scores(self, task: TaskSpec, batch: Batch, prompt: torch.Tensor,
+    def label_scores(self, task: TaskSpec, batch: Batch, prompt: torch.Tensor | PromptCache,
                      length_normalize: bool = False) -> torch.Tensor:
         """One pass over prompt + input; label continuations reuse its key/value cache."""
         labels = self.label_set(task).token_ids
@@ -191,7 +194,7 @@ class CausalLMBackbone(Backbone):
 
     @torch.no_grad()
     def choice_logprobs(self, contexts: list[list[int]], choices: list[list[list[int]]],
-                        prompt: torch.Tensor | SharedPrompt) -> list[list[tuple[float, bool]]]:
+                        prompt: torch.Tensor | PromptCache) -> list[list[tuple[float, bool]]]:
         """For each context and each of its continuations, the log-likelihood of the continuation given
         the prompt and the context, and whether greedy decoding produces exactly it — the quantity
         lm-evaluation-harness's ``loglikelihood`` asks for. Each context runs once: its last position
@@ -251,7 +254,7 @@ class CausalLMBackbone(Backbone):
         return picked, hits
 
     @torch.no_grad()
-    def generate(self, batch: Batch, prompt: torch.Tensor | SharedPrompt, max_new_tokens: int,
+    def generate(self, batch: Batch, prompt: torch.Tensor | PromptCache, max_new_tokens: int,
                  until: tuple[str, ...] = ()) -> list[str]:
         """Greedy decoding of the whole batch, one token per step from the key/value cache (the prompt's
         own keys/values shared when it is fixed). A row is done at EOS or once its text holds a stop

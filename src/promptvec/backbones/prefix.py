@@ -47,7 +47,22 @@ def returned_cache(output):
     return found if found is not None else output.past_key_values
 
 
-class SharedPrompt:
+class PromptCache:
+    """Prompt keys/values ready to start a batch's cache: ``rows`` key positions before the inputs, of
+    which :meth:`key_mask` says which are real (a row's prompt may be shorter than the longest)."""
+
+    rows: int
+
+    def for_batch(self, size: int):
+        """A fresh cache for ``size`` examples, holding the prompt keys/values of each."""
+        raise NotImplementedError
+
+    def key_mask(self, size: int, like: torch.Tensor) -> torch.Tensor:
+        """``[size, rows]``: 1 where a row's prompt has a key, 0 for padding (``like``'s dtype and device)."""
+        return like.new_ones(size, self.rows)
+
+
+class SharedPrompt(PromptCache):
     """The per-layer keys/values ``[1, heads, R, head_dim]`` of one prompt at positions 0…R−1."""
 
     def __init__(self, model: Any, prompt: torch.Tensor) -> None:
@@ -73,6 +88,46 @@ class SharedPrompt:
         batch_cache = DynamicCache(config=self.model.config)
         for index, (keys, values) in enumerate(self.layers):
             batch_cache.update(keys.expand(size, -1, -1, -1), values.expand(size, -1, -1, -1), index)
+        return batch_cache
+
+
+class MixedPrompts(PromptCache):
+    """A batch whose rows have different prompts (a server answering requests for several prompts in
+    one forward pass): row i starts from ``prompts[i]``'s keys/values, or from none. Shorter prompts
+    are padded on the left with masked keys, so every row's inputs sit at the same cache positions
+    while their position ids (counted over the real keys only) are what that prompt alone would give
+    — the same left-padding equivalence the inputs use. Each prompt's keys were computed once; this
+    only copies them into the batch's cache."""
+
+    def __init__(self, model: Any, prompts: list[SharedPrompt | None]) -> None:
+        self.model, self.prompts = model, prompts
+        self.rows = max((p.rows for p in prompts if p is not None), default=0)
+        self._template = next(p for p in prompts if p is not None) if self.rows else None
+
+    def key_mask(self, size: int, like: torch.Tensor) -> torch.Tensor:
+        if size != len(self.prompts):
+            raise ValueError(f"a batch of {size} rows for {len(self.prompts)} prompts")
+        mask = like.new_zeros(size, self.rows)
+        for row, prompt in enumerate(self.prompts):
+            if prompt is not None and prompt.rows:
+                mask[row, self.rows - prompt.rows:] = 1
+        return mask
+
+    def for_batch(self, size: int):
+        from transformers import DynamicCache
+
+        if size != len(self.prompts) or self._template is None:
+            raise ValueError(f"a batch of {size} rows for {len(self.prompts)} prompts (with {self.rows} key rows)")
+        batch_cache = DynamicCache(config=self.model.config)
+        for index, (keys, values) in enumerate(self._template.layers):
+            shape = (size, keys.shape[1], self.rows, keys.shape[3])
+            batch_keys, batch_values = keys.new_zeros(shape), values.new_zeros(shape)
+            for row, prompt in enumerate(self.prompts):
+                if prompt is not None and prompt.rows:
+                    own_keys, own_values = prompt.layers[index]
+                    batch_keys[row, :, self.rows - prompt.rows:] = own_keys[0]
+                    batch_values[row, :, self.rows - prompt.rows:] = own_values[0]
+            batch_cache.update(batch_keys, batch_values, index)
         return batch_cache
 
 

@@ -137,11 +137,16 @@ def _predict(backbone: Backbone, task: TaskSpec, examples: list[Example], prompt
         for row, i in enumerate(idx):
             out.indices[i] = best[row]
             out.scores[i] = s[row].tolist()
-            if out.values is not None:  # regression: the expected value over the score bins
-                out.values[i] = float(torch.softmax(s[row], -1) @ bins)
+            if out.values is not None:
+                out.values[i] = expected_value(s[row], bins)
         if on_batch is not None:
             on_batch(len(idx))
     return out
+
+
+def expected_value(scores: torch.Tensor, bins: torch.Tensor) -> float:
+    """A regression task's prediction: the expected value of its score bins under the label scores."""
+    return float(torch.softmax(scores, -1) @ bins)
 
 
 def as_answer(task: TaskSpec, text: str) -> str:
