@@ -29,7 +29,7 @@ from promptvec.backbones.base import (
     per_example,
     register_backbone,
 )
-from promptvec.backbones.packing import pack, packed_mask, packs_exactly
+from promptvec.backbones.packing import pack, packed_mask, packing_pays, packs_exactly
 from promptvec.backbones.prefix import PromptCache, SharedPrompt, cache_kwarg, returned_cache, shares_exactly
 from promptvec.modes import module_mode
 from promptvec.tasks.spec import TaskSpec
@@ -147,9 +147,11 @@ class CausalLMBackbone(Backbone):
 
     def loss(self, task: TaskSpec, batch: Batch, prompt: torch.Tensor | SharedPrompt) -> torch.Tensor:
         """Mean cross-entropy of the label tokens: packed without padding when the prompt is shared
-        (``[R, d]`` or already prepared; :mod:`promptvec.backbones.packing`), else over the padded batch."""
+        (``[R, d]`` or already prepared) and packing saves work on this batch
+        (:mod:`promptvec.backbones.packing`), else over the padded batch."""
         shared = isinstance(prompt, SharedPrompt) or (prompt.dim() == 2 and prompt.shape[0] > 0)
-        if shared and self.packs_batches:
+        rows = prompt.rows if isinstance(prompt, SharedPrompt) else prompt.shape[0]
+        if shared and self.packs_batches and packing_pays(batch.attention_mask, rows, self.model.config):
             return self._packed_loss(batch, prompt)
         return self._padded_loss(batch, prompt)
 
