@@ -325,3 +325,38 @@ def test_the_serve_command_refuses_a_bad_prompt_argument_in_one_line():
     result = CliRunner().invoke(app, ["serve", "--prompt", "no-equals-sign"])
     assert result.exit_code == 2
     assert "is not NAME=FOLDER" in result.output and "Traceback" not in result.output
+
+
+def test_the_serve_command_starts_answers_logs_and_stops_on_sigterm(tiny_models, prompt_folders, tmp_path):
+    """``promptvec serve`` as a user starts it: a process that loads the model and the prompt, answers on
+    its port, logs each request, and on SIGTERM stops cleanly (exit 0)."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    port = free_port()
+    log_file = tmp_path / "serve.log"
+    with log_file.open("w") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "promptvec", "serve", "--model", str(tiny_models["llama"]), "--prompt",
+             f"short={prompt_folders['short']}", "--port", str(port)],
+            stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+        try:
+            deadline = time.monotonic() + 120
+            while True:
+                try:
+                    if httpx.get(f"http://127.0.0.1:{port}/health", timeout=1).status_code == 200:
+                        break
+                except httpx.HTTPError:
+                    pass
+                assert process.poll() is None and time.monotonic() < deadline, log_file.read_text()
+                time.sleep(0.2)
+            reply = httpx.post(f"http://127.0.0.1:{port}/v1/classify", json={"model": "short", "input": REVIEWS[0]})
+            assert reply.status_code == 200 and reply.json()["data"][0]["label"] in ("negative", "positive")
+        finally:
+            process.send_signal(signal.SIGTERM)
+            code = process.wait(60)
+    output = log_file.read_text()
+    assert code == 0, output
+    assert "serving 1 prompt(s)" in output and "POST /v1/classify 200" in output

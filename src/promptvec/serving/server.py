@@ -7,9 +7,13 @@ still queued before it stops — no accepted request is dropped.
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import signal
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from promptvec.backbones import Backbone, load_backbone
 from promptvec.errors import ConfigError
@@ -72,7 +76,22 @@ def serve(config: ServeConfig, backbone: Backbone | None = None, on_ready=None) 
         on_ready(pool)
     engine = Engine(pool, config.max_batch, config.queue_size, config.batch_wait_ms).start()
     app = create_app(pool, engine, config.timeout_s)
-    logging.getLogger("promptvec.serve").setLevel(logging.INFO)
+    request_log = logging.getLogger("promptvec.serve")
+    if not request_log.handlers:  # one line per request (method, path, status, time) beside uvicorn's own log
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(levelname)s:     %(message)s"))
+        request_log.addHandler(handler)
+        request_log.setLevel(logging.INFO)
+        request_log.propagate = False
     server = uvicorn.Server(uvicorn.Config(app, host=config.host, port=config.port, log_level="info",
-                                           timeout_graceful_shutdown=int(GRACEFUL_S)))
-    server.run()
+                                           access_log=False, timeout_graceful_shutdown=int(GRACEFUL_S)))
+    if threading.current_thread() is threading.main_thread():
+        # uvicorn shuts down gracefully on SIGINT/SIGTERM, then raises the signal again for the handler it
+        # found: a stop asked for is a normal end (status 0), not a death by signal or an "interrupted" run
+        signal.signal(signal.SIGTERM, _stopped)
+    with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C, once uvicorn has shut down gracefully
+        server.run()
+
+
+def _stopped(signum: int, frame: Any) -> None:
+    raise SystemExit(0)
