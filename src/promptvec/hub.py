@@ -44,9 +44,13 @@ class HubRef:
         return self.repo_id + (f"@{self.revision}" if self.revision else "")
 
 
+#: how a reference that means a local path starts (never taken for a Hub id, even where nothing is there yet)
+LOCAL_PATH_PREFIXES = ("./", "../", "/", "~")
+
+
 def hub_ref(ref: str | os.PathLike) -> HubRef | None:
     """The Hub repository ``ref`` names, or None where it is (or may be meant as) a local path."""
-    if not isinstance(ref, str) or ref.startswith(("./", "../", "/", "~")) or Path(ref).exists():
+    if not isinstance(ref, str) or ref.startswith(LOCAL_PATH_PREFIXES) or Path(ref).exists():
         return None
     match = _HUB_ID.fullmatch(ref)
     if match is None or Path(match["repo"].split("/")[0]).exists():

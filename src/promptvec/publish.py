@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from promptvec.errors import ConfigError, StorageError
-from promptvec.hub import hub_offline, hub_ref
+from promptvec.hub import LOCAL_PATH_PREFIXES, hub_offline, hub_ref
 from promptvec.peft_folder import ADAPTER_FILES, locate_prompt, read_adapter, write_adapter
 
 
@@ -36,7 +36,7 @@ def _repository(repo_id: str) -> str:
     """``repo_id`` checked to be a Hub repository id, never a local path taken for one."""
     ref = hub_ref(repo_id)
     if ref is None or ref.revision:
-        what = ("a local path" if Path(repo_id).exists() or repo_id.startswith(("./", "../", "/", "~"))
+        what = ("a local path" if Path(repo_id).exists() or repo_id.startswith(LOCAL_PATH_PREFIXES)
                 else "not a Hub repository id (namespace/name)")
         raise ConfigError(f"'{repo_id}' is {what}", "give the repository as namespace/name (a branch with "
                           "--revision), or write a local folder with --to-folder PATH")

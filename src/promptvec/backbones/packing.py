@@ -22,10 +22,11 @@ and says so once.
 
 from __future__ import annotations
 
-import warnings
 from typing import Any
 
 import torch
+
+from promptvec.backbones.exactness import NotSupported, exact_or_warn, tolerance
 
 #: attention implementations that take a custom 4-D mask as given
 MASKED_ATTENTION = ("sdpa", "eager")
@@ -81,20 +82,14 @@ def pack(input_ids: torch.Tensor, attention_mask: torch.Tensor, targets: torch.T
 def packs_exactly(model: Any, name: str, loss_of) -> bool:
     """Whether packing gives this model's padded loss and gradient (checked once per model on two rows
     of different lengths); ``loss_of(packed)`` computes the loss of the backbone's check batch either way."""
-    implementation = getattr(model.config, "_attn_implementation", None)
-    if implementation not in MASKED_ATTENTION:
-        reason = f"its attention ({implementation}) takes no custom 4-D mask"
-        exact = False
-    else:
-        tolerance = 1e-4 if model.get_input_embeddings().weight.dtype == torch.float32 else 5e-2
-        try:
-            padded, packed = loss_of(False), loss_of(True)
-            # relative to the size of the loss and of the gradient: summation order differs with the shapes
-            exact = bool(all((a - b).norm() <= tolerance * b.norm() for a, b in zip(padded, packed, strict=True)))
-            reason = "its loss differs from the padded batch's"
-        except Exception as exc:  # any model-specific failure means: do not pack on this model
-            exact, reason = False, f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
-    if not exact:
-        warnings.warn(f"model '{name}' cannot pack a batch without padding exactly ({reason}); promptvec keeps the "
-                      "padded batch on it (correct, slower)", stacklevel=3)
-    return exact
+    def check() -> bool:
+        implementation = getattr(model.config, "_attn_implementation", None)
+        if implementation not in MASKED_ATTENTION:
+            raise NotSupported(f"its attention ({implementation}) takes no custom 4-D mask")
+        close = tolerance(model.get_input_embeddings().weight.dtype)
+        padded, packed = loss_of(False), loss_of(True)
+        # relative to the size of the loss and of the gradient: summation order differs with the shapes
+        return bool(all((a - b).norm() <= close * b.norm() for a, b in zip(padded, packed, strict=True)))
+
+    return exact_or_warn(check, name, "pack a batch without padding", "keeps the padded batch on it",
+                         "its loss differs from the padded batch's")

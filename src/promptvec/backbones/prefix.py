@@ -21,11 +21,12 @@ once on a tiny padded batch; a model where they differ (positions it does not ta
 from __future__ import annotations
 
 import inspect
-import warnings
 from functools import cache
 from typing import Any
 
 import torch
+
+from promptvec.backbones.exactness import exact_or_warn, tolerance
 
 
 def cache_kwarg(model: Any) -> str:
@@ -146,7 +147,8 @@ def shares_exactly(model: Any, name: str, pad_token_id: int) -> bool:
     mask[0, 0] = 0
     full_mask = torch.cat([mask.new_ones(2, 3), mask], dim=1)
     positions = (full_mask.cumsum(-1) - 1).clamp(min=0)
-    try:
+
+    def check() -> bool:
         with torch.no_grad(), module_mode(model, training=False):
             inputs = model.get_input_embeddings()(ids)
             per_example = model(inputs_embeds=torch.cat([prompt.expand(2, -1, -1), inputs], dim=1),
@@ -154,14 +156,9 @@ def shares_exactly(model: Any, name: str, pad_token_id: int) -> bool:
             shared = SharedPrompt(model, prompt)
             once = model(inputs_embeds=inputs, attention_mask=full_mask, position_ids=positions[:, 3:],
                          use_cache=False, **{cache_kwarg(model): shared.for_batch(2)}).logits
-        tolerance = 1e-4 if dtype == torch.float32 else 5e-2
-        exact = bool(torch.allclose(once[1:].float(), per_example[1:].float(), rtol=tolerance, atol=tolerance)
-                     and torch.allclose(once[0, 1:].float(), per_example[0, 1:].float(), rtol=tolerance,
-                                        atol=tolerance))
-        reason = "its logits differ from the per-example path"
-    except Exception as exc:  # any model-specific failure means: do not share on this model
-        exact, reason = False, f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
-    if not exact:
-        warnings.warn(f"model '{name}' cannot share one prompt's keys/values across a batch exactly ({reason}); "
-                      "promptvec runs the prompt once per example on it (correct, slower)", stacklevel=3)
-    return exact
+        close = tolerance(dtype)
+        return bool(torch.allclose(once[1:].float(), per_example[1:].float(), rtol=close, atol=close)
+                    and torch.allclose(once[0, 1:].float(), per_example[0, 1:].float(), rtol=close, atol=close))
+
+    return exact_or_warn(check, name, "share one prompt's keys/values across a batch",
+                         "runs the prompt once per example on it", "its logits differ from the per-example path")

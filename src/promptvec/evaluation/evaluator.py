@@ -93,6 +93,14 @@ def predict(backbone: Backbone, task: TaskSpec | str, examples: Sequence[Example
     task = as_task(task)
     examples = as_examples(task, examples, labelled=False)
     prompt = as_prompt(prompt, backbone)
+    return _predict_checked(backbone, task, examples, prompt, mode, batch_size, length_normalize, max_new_tokens,
+                            autocast, on_batch)
+
+
+def _predict_checked(backbone: Backbone, task: TaskSpec, examples: list[Example], prompt, mode: EvalMode,
+                     batch_size: int, length_normalize: bool, max_new_tokens: int | None, autocast: bool,
+                     on_batch: Callable[[int], None] | None) -> Predictions:
+    """:func:`predict` on inputs it (or :func:`evaluate`) has already checked and converted."""
     with torch.no_grad(), module_mode(backbone.model, prompt, training=False):
         return _predict(backbone, task, examples, prompt, mode, batch_size, length_normalize, max_new_tokens,
                         autocast, on_batch)
@@ -173,8 +181,8 @@ def evaluate(backbone: Backbone, task: TaskSpec | str, examples: Sequence[Exampl
     task = as_task(task)
     examples = as_examples(task, examples, labelled=True)
     prompt = as_prompt(prompt, backbone)
-    out = predict(backbone, task, examples, prompt, mode, batch_size, length_normalize, max_new_tokens, autocast,
-                  on_batch)
+    out = _predict_checked(backbone, task, examples, prompt, mode, batch_size, length_normalize, max_new_tokens,
+                           autocast, on_batch)
     if out.texts is not None:
         return EvalResult(score_texts(task, out.texts, examples), len(examples), 0, list[str | float](out.texts),
                           tokens=out.tokens)
