@@ -11,6 +11,7 @@ import yaml
 
 from promptvec.errors import ConfigError, DataError
 from promptvec.experiments.analyses import load_results
+from promptvec.experiments.cost import CostModel
 from promptvec.experiments.report import build_report
 from promptvec.experiments.runner import run_suite
 from promptvec.peft_folder import PROMPT_DIR
@@ -165,6 +166,9 @@ def test_a_source_library_trains_each_source_once_across_suites(tmp_path, tiny_m
                 "budget": {**body["budget"], "steps": 5}}  # sources set their own steps: not part of their identity
     (tmp_path / "b.yaml").write_text(yaml.safe_dump(b))
     suite_b = load_suite(tmp_path / "b.yaml")
+    cost = CostModel(suite_b)  # the dry-run's estimate counts the sources the library holds as copies
+    assert [cost.run_seconds(source_run(suite_b, toy_tasks[t], 0)) for t in ("src_a", "src_b")] == [0, 0]
+    assert cost.run_seconds(next(r for r in expand(suite_b) if r.method == "single-source")) > 0
     run_suite(suite_b, tmp_path / "b", progress=False, log=messages.append)
     assert trained == []  # nothing retrained
     assert any("2 source run(s) copied from the library" in m for m in messages)

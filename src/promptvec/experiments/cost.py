@@ -12,7 +12,8 @@ plus a fixed cost per run:
 
 Training that another planned run does identically is not counted: each method declares its trainings
 (:class:`~promptvec.suites.method.PlannedTraining`), and one whose start (or every start it may choose)
-is trained by another run of the same cell with the same settings is copied at run time. Token counts
+is trained by another run of the same cell with the same settings is copied at run time. A source run
+that the suite's ``sources.library`` already holds is copied from it, so it costs nothing either. Token counts
 come from each task's local data (characters / 4, no tokenizer). Prices are per token of a model of
 :data:`REFERENCE_PARAMS` parameters on the calibration machine, scaled by parameter count for other
 models; ``benchmarks/cost_model.py`` fits them to the committed studies' measured times and states the
@@ -31,8 +32,9 @@ from typing import Any
 from pydantic import BaseModel
 
 from promptvec.errors import PromptvecError
+from promptvec.experiments import source_library
 from promptvec.suites.method import METHODS, PlannedTraining
-from promptvec.suites.plan import RunSpec, expand
+from promptvec.suites.plan import RunSpec, expand, is_source
 from promptvec.suites.schema import SuiteSpec
 
 REFERENCE_PARAMS = 135e6
@@ -154,6 +156,7 @@ class CostModel:
         self.scale = None if params is None else params / REFERENCE_PARAMS
         self._tokens: dict[str, TaskTokens] = {}
         self._copied = copied_trainings(suite, expand(suite))
+        self.library = Path(suite.sources.library) if suite.sources.library else None
 
     def tokens(self, task: str) -> TaskTokens:
         if task not in self._tokens:
@@ -166,6 +169,8 @@ class CostModel:
 
     def work(self, run: RunSpec, done_steps: int = 0) -> RunWork:
         """The work left in ``run`` after ``done_steps`` of its training steps (all stages in order)."""
+        if self.library is not None and is_source(run) and source_library.holds(self.library, self.suite, run):
+            return RunWork()  # copied from the suite's source library
         method = METHODS[run.method]
         options = run.options(BaseModel)
         rows = method.prompt_rows(options)

@@ -33,6 +33,11 @@ def entry_dir(library: Path, suite: SuiteSpec, run: RunSpec) -> Path:
     return library / task / run.fingerprint(suite)
 
 
+def holds(library: Path, suite: SuiteSpec, run: RunSpec) -> bool:
+    """Whether the library has a finished copy of ``run`` (which :func:`fetch` would copy)."""
+    return _complete(entry_dir(library, suite, run))
+
+
 def _complete(entry: Path) -> bool:
     return (entry / SPEC_FILE).is_file() and completed_record(entry / RUN_DIR) is not None
 
