@@ -327,6 +327,7 @@ def test_the_serve_command_refuses_a_bad_prompt_argument_in_one_line():
     assert "is not NAME=FOLDER" in result.output and "Traceback" not in result.output
 
 
+@pytest.mark.slow
 def test_the_serve_command_starts_answers_logs_and_stops_on_sigterm(tiny_models, prompt_folders, tmp_path):
     """``promptvec serve`` as a user starts it: a process that loads the model and the prompt, answers on
     its port, logs each request, and on SIGTERM stops cleanly (exit 0)."""
