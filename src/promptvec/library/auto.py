@@ -43,8 +43,9 @@ class AutoPolicy(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
     score: Literal["loss", "accuracy"] = Field(
-        "loss", description="rank candidates by the mean training loss on the target's training examples (lower "
-        "is better), or by rank-classification accuracy on them (label tasks; ties broken by loss)")
+        "accuracy", description="rank candidates by rank-classification accuracy on the target's training "
+        "examples (label tasks; ties broken by the loss; free-text tasks: the loss), or by the mean training loss "
+        "on them (lower is better)")
     combine: int = Field(3, ge=0, description="also try the origin plus the summed task prompt vectors of the 2..N "
                          "best single sources (0 = single sources only)")
     max_examples: int = Field(256, ge=1, description="score on at most this many of the training examples (a "
