@@ -30,7 +30,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from promptvec.serving.engine import Classified, Completed, Engine, EngineClosed, QueueFull
+from promptvec.serving.engine import Completed, Engine, EngineClosed, QueueFull
 from promptvec.serving.inputs import RequestError, classify_jobs, completion_jobs
 from promptvec.serving.prompts import BASE, PromptPool, ServedPrompt
 
@@ -158,19 +158,25 @@ def create_app(pool: PromptPool, engine: Engine, timeout_s: float = DEFAULT_TIME
                          "source": served.source, "base_model": pool.backbone.name})
         return {"object": "list", "data": data}
 
-    @app.post("/v1/completions", response_model=None)
-    async def completions(body: CompletionRequest) -> dict[str, Any] | JSONResponse:
-        served = lookup(body.model)
+    async def handle(model: str, items: Any, param: str, jobs_of) -> tuple[ServedPrompt | None, list] | JSONResponse:
+        """The steps every request takes: find the prompt, count the inputs, queue their jobs, await them."""
+        served = lookup(model)
         if isinstance(served, JSONResponse):
             return served
-        texts = _as_list(body.prompt)
-        if not texts or len(texts) > MAX_INPUTS:
-            return _error(400, f"give 1 to {MAX_INPUTS} prompts", "invalid_request_error", "prompt")
+        listed = _as_list(items)
+        if not listed or len(listed) > MAX_INPUTS:
+            return _error(400, f"give 1 to {MAX_INPUTS} items as '{param}'", "invalid_request_error", param)
+        results = await answer(lambda: jobs_of(served, listed))
+        return results if isinstance(results, JSONResponse) else (served, results)
+
+    @app.post("/v1/completions", response_model=None)
+    async def completions(body: CompletionRequest) -> dict[str, Any] | JSONResponse:
         stop = None if body.stop is None else tuple(_as_list(body.stop))
-        results = await answer(lambda: completion_jobs(pool, served, texts, body.max_tokens, stop))
-        if isinstance(results, JSONResponse):
-            return results
-        done: list[Completed] = results
+        handled = await handle(body.model, body.prompt, "prompt",
+                               lambda served, texts: completion_jobs(pool, served, texts, body.max_tokens, stop))
+        if isinstance(handled, JSONResponse):
+            return handled
+        done: list[Completed] = handled[1]
         return {"id": f"cmpl-{uuid.uuid4().hex[:24]}", "object": "text_completion", "created": int(time.time()),
                 "model": body.model,
                 "choices": [{"index": i, "text": r.text, "logprobs": None, "finish_reason": r.finish_reason}
@@ -181,16 +187,11 @@ def create_app(pool: PromptPool, engine: Engine, timeout_s: float = DEFAULT_TIME
 
     @app.post("/v1/classify", response_model=None)
     async def classify(body: ClassifyRequest) -> dict[str, Any] | JSONResponse:
-        served = lookup(body.model)
-        if isinstance(served, JSONResponse):
-            return served
-        inputs = _as_list(body.input)
-        if not inputs or len(inputs) > MAX_INPUTS:
-            return _error(400, f"give 1 to {MAX_INPUTS} inputs", "invalid_request_error", "input")
-        results = await answer(lambda: classify_jobs(pool, served, inputs))
-        if isinstance(results, JSONResponse):
-            return results
-        labelled: list[Classified] = results
+        handled = await handle(body.model, body.input, "input",
+                               lambda served, inputs: classify_jobs(pool, served, inputs))
+        if isinstance(handled, JSONResponse):
+            return handled
+        served, labelled = handled
         return {"object": "list", "model": body.model, "task": served.task.task if served else None,
                 "data": [{"index": i, "label": r.label, "scores": r.scores} for i, r in enumerate(labelled)]}
 
