@@ -62,10 +62,10 @@ def study_samples(name: str, suite_file: str, data_dir: str | None) -> list[Samp
         run = runs.get(row["run_id"])
         if run is None or row.get("wall_time_s") is None:
             continue
-        copied = model.copied(run)
+        predicted_copy = any(training.final and is_copy for training, is_copy in model.trainings(run))
         recorded_copy = bool(row.get("reused_from"))
         samples.append(Sample(name, row["label"], model.work(run), model.scale or 1.0,
-                              0.0 if recorded_copy else row["wall_time_s"], recorded_copy, bool(copied) and copied[-1]))
+                              0.0 if recorded_copy else row["wall_time_s"], recorded_copy, predicted_copy))
     return samples
 
 

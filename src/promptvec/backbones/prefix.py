@@ -21,6 +21,7 @@ once on a tiny padded batch; a model where they differ (positions it does not ta
 from __future__ import annotations
 
 import inspect
+from abc import ABC, abstractmethod
 from functools import cache
 from typing import Any
 
@@ -48,15 +49,15 @@ def returned_cache(output):
     return found if found is not None else output.past_key_values
 
 
-class PromptCache:
+class PromptCache(ABC):
     """Prompt keys/values ready to start a batch's cache: ``rows`` key positions before the inputs, of
     which :meth:`key_mask` says which are real (a row's prompt may be shorter than the longest)."""
 
     rows: int
 
+    @abstractmethod
     def for_batch(self, size: int):
         """A fresh cache for ``size`` examples, holding the prompt keys/values of each."""
-        raise NotImplementedError
 
     def key_mask(self, size: int, like: torch.Tensor) -> torch.Tensor:
         """``[size, rows]``: 1 where a row's prompt has a key, 0 for padding (``like``'s dtype and device)."""
@@ -103,7 +104,10 @@ class MixedPrompts(PromptCache):
     def __init__(self, model: Any, prompts: list[SharedPrompt | None]) -> None:
         self.model, self.prompts = model, prompts
         self.rows = max((p.rows for p in prompts if p is not None), default=0)
-        self._template = next(p for p in prompts if p is not None) if self.rows else None
+        # each distinct prompt once; row i takes entry index[i] (the last entry: no prompt, all zeros)
+        self._distinct = list({id(p): p for p in prompts if p is not None and p.rows}.values())
+        position = {id(p): i for i, p in enumerate(self._distinct)}
+        self._index = torch.tensor([position.get(id(p), len(self._distinct)) for p in prompts])
 
     def key_mask(self, size: int, like: torch.Tensor) -> torch.Tensor:
         if size != len(self.prompts):
@@ -117,18 +121,18 @@ class MixedPrompts(PromptCache):
     def for_batch(self, size: int):
         from transformers import DynamicCache
 
-        if size != len(self.prompts) or self._template is None:
+        if size != len(self.prompts) or not self._distinct:
             raise ValueError(f"a batch of {size} rows for {len(self.prompts)} prompts (with {self.rows} key rows)")
         batch_cache = DynamicCache(config=self.model.config)
-        for index, (keys, values) in enumerate(self._template.layers):
-            shape = (size, keys.shape[1], self.rows, keys.shape[3])
-            batch_keys, batch_values = keys.new_zeros(shape), values.new_zeros(shape)
-            for row, prompt in enumerate(self.prompts):
-                if prompt is not None and prompt.rows:
-                    own_keys, own_values = prompt.layers[index]
-                    batch_keys[row, :, self.rows - prompt.rows:] = own_keys[0]
-                    batch_values[row, :, self.rows - prompt.rows:] = own_values[0]
-            batch_cache.update(batch_keys, batch_values, index)
+        for layer, (keys, _) in enumerate(self._distinct[0].layers):
+            # the distinct prompts' keys/values left-padded to the longest (plus a zero entry), then one per row
+            shape = (len(self._distinct) + 1, keys.shape[1], self.rows, keys.shape[3])
+            padded = [keys.new_zeros(shape), keys.new_zeros(shape)]
+            for entry, prompt in enumerate(self._distinct):
+                for kind in (0, 1):
+                    padded[kind][entry, :, self.rows - prompt.rows:] = prompt.layers[layer][kind][0]
+            index = self._index.to(keys.device)
+            batch_cache.update(padded[0][index], padded[1][index], layer)
         return batch_cache
 
 

@@ -155,7 +155,7 @@ class CostModel:
         params = model_parameters(suite.backbone.model)
         self.scale = None if params is None else params / REFERENCE_PARAMS
         self._tokens: dict[str, TaskTokens] = {}
-        self._copied = copied_trainings(suite, expand(suite))
+        self._plan = planned_copies(suite, expand(suite))
         self.library = Path(suite.sources.library) if suite.sources.library else None
 
     def tokens(self, task: str) -> TaskTokens:
@@ -163,9 +163,15 @@ class CostModel:
             self._tokens[task] = task_tokens(task, self.suite.backbone.max_length, self.data_dir)
         return self._tokens[task]
 
+    def trainings(self, run: RunSpec) -> list[tuple[PlannedTraining, bool]]:
+        """The run's planned trainings, each with whether another planned run does it (a copy)."""
+        if run.run_id not in self._plan:  # a run from outside the suite's plan: nothing of it is a copy
+            return [(training, False) for training in METHODS[run.method].planned_trainings(self.suite, run)]
+        return self._plan[run.run_id]
+
     def copied(self, run: RunSpec) -> list[bool]:
-        """For each of the run's planned trainings, whether another planned run does it (a copy)."""
-        return self._copied.get(run.run_id, [])
+        """For each of the run's planned trainings, whether it is a copy."""
+        return [is_copy for _, is_copy in self.trainings(run)]
 
     def work(self, run: RunSpec, done_steps: int = 0) -> RunWork:
         """The work left in ``run`` after ``done_steps`` of its training steps (all stages in order)."""
@@ -174,7 +180,7 @@ class CostModel:
         method = METHODS[run.method]
         options = run.options(BaseModel)
         rows = method.prompt_rows(options)
-        shared = method.shares_prompt(options)
+        shared = method.prompt_module.shares_prompt
         tokens = [self.tokens(task) for task in run.tasks]
         per_example = sum(t.input + t.answer for t in tokens) / len(tokens) + (0 if shared else rows)
         per_step_prompt = rows if shared else 0
@@ -185,10 +191,9 @@ class CostModel:
         b = self.suite.budget
         val = b.val_examples or 500
         test = (b.test_examples or 2000) * len(run.tasks)
-        trainings = method.planned_trainings(self.suite, run)
-        copied = self.copied(run)
+        trainings = self.trainings(run)
         total, untrained, trained, skip = RunWork(runs=1.0), 0.0, 0.0, done_steps
-        for training, is_copy in zip(trainings, copied, strict=True):
+        for training, is_copy in trainings:
             left = max(0, training.steps - skip)
             skip = max(0, skip - training.steps)
             if is_copy or not left:
@@ -199,8 +204,8 @@ class CostModel:
             untrained += val if left == training.steps else 0  # the start's validation
         if not trainings:
             untrained += test
-        elif not copied[-1]:  # a copied final training brings its test results along
-            trained += test
+        elif not any(training.final and is_copy for training, is_copy in trainings):
+            trained += test  # (a copied final training brings its test results along)
         return total + RunWork(rank_tokens=(untrained + trained) * scored,
                                decode_tokens=untrained * untrained_decode + trained * trained_decode)
 
@@ -215,8 +220,8 @@ class CostModel:
         return (self.scale or 0.0) * self.calibration.rank_token_s * examples * DEFAULT_INPUT_TOKENS
 
 
-def copied_trainings(suite: SuiteSpec, plan: list[RunSpec]) -> dict[str, list[bool]]:
-    """Per run, which of its planned trainings another planned run does identically: one whose every
+def planned_copies(suite: SuiteSpec, plan: list[RunSpec]) -> dict[str, list[tuple[PlannedTraining, bool]]]:
+    """Per run, its planned trainings and which of them another planned run does identically: one whose every
     possible start is trained, in the same cell (task, shots, origin, seed) with the same settings, by a
     training with that single start. Of two identical single-start trainings the first in the plan is
     done, the second copied (what the run-time reuse does, whichever runs first)."""
@@ -230,11 +235,11 @@ def copied_trainings(suite: SuiteSpec, plan: list[RunSpec]) -> dict[str, list[bo
         for training in planned[run.run_id]:
             if len(training.starts) == 1:
                 trained.setdefault(key(run, training, next(iter(training.starts))), run.run_id)
-    copied: dict[str, list[bool]] = {}
+    copied: dict[str, list[tuple[PlannedTraining, bool]]] = {}
     for run in plan:
         flags = []
         for training in planned[run.run_id]:
             doers = {trained.get(key(run, training, start)) for start in training.starts}
-            flags.append(bool(training.starts) and None not in doers and doers != {run.run_id})
+            flags.append((training, bool(training.starts) and None not in doers and doers != {run.run_id}))
         copied[run.run_id] = flags
     return copied

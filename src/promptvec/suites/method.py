@@ -13,6 +13,7 @@ from typing import Any, ClassVar, TypeVar
 from pydantic import BaseModel, ValidationError
 
 from promptvec.errors import describe_validation_error
+from promptvec.prompts import PromptModule, StaticPrompt
 from promptvec.registry import Registry
 from promptvec.training.config import train_default
 
@@ -40,6 +41,9 @@ class PlannedTraining:
 class Method(ABC):
     name: ClassVar[str]
     Settings: ClassVar[type[BaseModel]]
+    #: the kind of prompt module a run trains; its ``shares_prompt`` tells the cost estimate whether the
+    #: prompt's rows are paid once per batch or on every example (ATTEMPT, Fusion)
+    prompt_module: ClassVar[type[PromptModule]] = StaticPrompt
     needs_sources: ClassVar[bool] = False  # transfers from the suite's source prompts
     needs_multi_task_sources: ClassVar[bool] = False
     needs_target_examples: ClassVar[bool] = False  # trains on the target before transferring (no 0-shot point)
@@ -70,12 +74,6 @@ class Method(ABC):
     def prompt_rows(cls, options: BaseModel) -> int:
         """Rows of the prompt a run trains or scores (the cost estimate's prompt length)."""
         return train_default("prompt_length")
-
-    @classmethod
-    def shares_prompt(cls, options: BaseModel) -> bool:
-        """Whether every input gets the same prompt, whose keys/values are computed once per batch; a
-        prompt made per input (ATTEMPT, Fusion) costs its rows on every example (the cost estimate)."""
-        return True
 
     @classmethod
     def named_source(cls, options: BaseModel) -> str | None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import Field
 
 from promptvec.methods.attempt.module import AttemptPrompt
 from promptvec.methods.attempt.report import attention_sections
@@ -30,10 +30,7 @@ class Attempt(PromptTuning):
     name = "attempt"
     Settings = AttemptSettings
     needs_sources = True
-
-    @classmethod
-    def shares_prompt(cls, options: BaseModel) -> bool:
-        return False  # a prompt per input
+    prompt_module = AttemptPrompt
 
     @classmethod
     def report_sections(cls, suite, out, rows, report_dir):

@@ -46,6 +46,7 @@ class DTVG(PromptTuning):
     Settings = DTVGSettings
     needs_sources = True
     needs_target_examples = True
+    prompt_module = DTVGPrompt
 
     @classmethod
     def report_sections(cls, suite, out, rows, report_dir):

@@ -7,7 +7,7 @@ from dataclasses import asdict
 from typing import Any, Literal
 
 import torch
-from pydantic import BaseModel, Field
+from pydantic import Field
 
 from promptvec.batching import TaskMixing
 from promptvec.errors import ConfigError
@@ -45,10 +45,7 @@ class Fusion(PromptTuning):
     name = "fusion"
     Settings = FusionSettings
     needs_sources = True
-
-    @classmethod
-    def shares_prompt(cls, options: BaseModel) -> bool:
-        return False  # a prompt per input
+    prompt_module = FusionPrompt
 
     @classmethod
     def report_sections(cls, suite, out, rows, report_dir):
