@@ -5,24 +5,24 @@ the label's token length (+2) and at the 512 new tokens the TPV repository uses 
 Rank classification runs the prompt + input once and scores every label continuation from that
 prefix's KV cache (promptvec's evaluator); it cannot produce an invalid output by construction.
 
-Training packs a batch's rows into one sequence without padding (``promptvec.backbones.packing``);
-evaluation does not, because its batches are sorted by length, so they hold little padding, while a
-packed batch's block-diagonal mask makes attention quadratic in the whole batch's tokens. The
-``packed`` rows measure that decision: the same length-sorted batches' forward pass, padded as the
-evaluator runs it and packed.
+Rank evaluation packs a batch's rows into one sequence without padding, every label's continuation
+on its own branch (``promptvec.backbones.packing``), when a FLOP count says that saves work: its
+batches are sorted by length, so they hold little padding, while the packed batch's block-diagonal mask
+makes attention quadratic in the whole batch's tokens. The ``packed`` rows measure both paths on the
+evaluator's batches, and the choice the FLOP rule makes.
 """
 
 from __future__ import annotations
 
 import time
+from typing import Any
 
 import torch
 
 from benchmarks.common import Section, interleaved, median, spread
 from benchmarks.methods import PerExamplePrompt
 from promptvec.backbones import load_backbone
-from promptvec.backbones.packing import packed_mask
-from promptvec.backbones.prefix import SharedPrompt, cache_kwarg
+from promptvec.backbones.packing import forward_flops
 from promptvec.evaluation import evaluate
 from promptvec.tasks import get_task, load_task_data, subsample
 from promptvec.vectors import Origin
@@ -30,40 +30,73 @@ from promptvec.vectors import Origin
 LONG_GENERATION = 512
 PROMPT_OVERHEAD_LIMIT = 1.1  # rank evaluation with a fixed prompt against no prompt
 PROMPT_ROWS = 20
-PACKING_GAIN_LIMIT = 0.9  # packing evaluation would be worth building if it took less than this share of the time
+CHOICE_LIMIT = 1.05  # the evaluator's per-batch choice (packed or padded) against the faster of the two
+MARGIN_TASKS = ("sst2", "trec", "agnews", "mnli", "imdb")  # short to long inputs
+KEY_COST_RANGE = (0.75, 1.33)  # an attended key's fitted cost over its FLOP share: near 1 keeps the plain count
 
 
-def _padded_vs_packed(backbone, task, examples, batch_size: int, repeats: int) -> dict[str, list[float]]:
-    """Seconds of the forward passes of a rank evaluation's length-sorted batches (a shared R-row
-    prompt, the last position's logits), padded as the evaluator runs them and packed into one
-    sequence per batch, round-robin."""
-    prompt = Origin.sample(backbone, PROMPT_ROWS, 0).tensor(backbone)
+def _padded_vs_packed(backbone, task, examples, batch_size: int, repeats: int) -> dict[str, Any]:
+    """Seconds of a rank evaluation's label scoring on its length-sorted batches with a shared R-row prompt:
+    always padded, always packed, and as the evaluator chooses per batch (round-robin); how many batches
+    the choice packs, and the largest difference between the two paths' scores."""
+    prompt = backbone.prepare_prompt(Origin.sample(backbone, PROMPT_ROWS, 0).tensor(backbone))
     encoded = sorted(backbone.encode(task, examples, PROMPT_ROWS), key=lambda e: len(e.input_ids))
     batches = [backbone.collate(task, encoded[i: i + batch_size], train=False)
                for i in range(0, len(encoded), batch_size)]
-    model, implementation = backbone.model, backbone.model.config._attn_implementation
+    labels = backbone.label_set(task).token_ids
+    with torch.no_grad():
+        gap = max(float((backbone._padded_label_scores(b, prompt, labels)
+                         - backbone._packed_label_scores(b, prompt, len(labels))).abs().max()) for b in batches)
+    times: dict[str, Any] = interleaved({
+        "padded": torch.no_grad()(lambda: [backbone._padded_label_scores(b, prompt, labels) for b in batches]),
+        "packed": torch.no_grad()(lambda: [backbone._packed_label_scores(b, prompt, len(labels)) for b in batches]),
+        "chosen": lambda: [backbone.label_scores(task, b, prompt) for b in batches]}, repeats)
+    return {**times, "packed batches": sum(backbone._packs(b, prompt) for b in batches), "batches": len(batches),
+            "largest score difference": gap}
 
-    @torch.no_grad()
-    def padded() -> None:
-        shared = SharedPrompt(model, prompt)
-        for batch in batches:
-            backbone._run(batch, shared, logits_to_keep=1, use_cache=False)
 
-    @torch.no_grad()
-    def packed() -> None:
-        shared = SharedPrompt(model, prompt)
-        for batch in batches:
-            real = batch.attention_mask.bool()
-            lengths = real.sum(1)
-            ids = batch.input_ids[real][None]
-            starts = lengths.cumsum(0) - lengths
-            positions = PROMPT_ROWS + torch.arange(ids.shape[1]) - torch.repeat_interleave(starts, lengths)
-            embeds = backbone.input_embeds(ids)
-            model(inputs_embeds=embeds, attention_mask=packed_mask(lengths, PROMPT_ROWS, implementation, embeds.dtype),
-                  position_ids=positions[None], use_cache=False, logits_to_keep=starts + lengths - 1,
-                  **{cache_kwarg(model): shared.for_batch(1)})
-
-    return interleaved({"padded": padded, "packed": packed}, repeats)
+def _ranking_margin(backbone, examples_per_task: int) -> dict[str, Any]:
+    """Whether ranking may pack on a plain FLOP count (``PACKING_MARGIN["ranking"]`` = 1): every length-sorted
+    batch (sizes 8, 16, 32) of five tasks of different lengths is scored padded and packed (best of two,
+    alternating), and ``seconds = a · linear FLOPs + b · attention FLOPs`` is fitted over both paths. ``b / a``
+    near 1 says an attended key costs what its FLOPs say; the choice's total time is compared with always
+    padded and with the faster path of every batch."""
+    prompt = backbone.prepare_prompt(Origin.sample(backbone, PROMPT_ROWS, 0).tensor(backbone))
+    config = backbone.model.config
+    measured = []
+    for name in MARGIN_TASKS:
+        task = get_task(name)
+        encoded = sorted(backbone.encode(task, subsample(load_task_data(task).test, examples_per_task, 1234),
+                                         PROMPT_ROWS), key=lambda e: len(e.input_ids))
+        labels = backbone.label_set(task).token_ids
+        for size in (8, 16, 32):
+            for start in range(0, len(encoded), size):
+                batch = backbone.collate(task, encoded[start: start + size], train=False)
+                with torch.no_grad():
+                    times = interleaved({
+                        "padded": lambda b=batch, lab=labels: backbone._padded_label_scores(b, prompt, lab),
+                        "packed": lambda b=batch, lab=labels: backbone._packed_label_scores(b, prompt, len(lab))}, 2)
+                packed = batch.packed
+                pairs, steps = packed.continuations
+                measured.append({
+                    "task": name, "size": size, "length": packed.length, "width": packed.width,
+                    "padded": min(times["padded"]), "packed": min(times["packed"]),
+                    "chosen": "packed" if packed.pays(PROMPT_ROWS, config) else "padded",
+                    "padded flops": [forward_flops(config, packed.rows * packed.width, 0)
+                                     + forward_flops(config, pairs * steps, 0),
+                                     forward_flops(config, packed.rows * packed.width, PROMPT_ROWS + packed.width)
+                                     + forward_flops(config, pairs * steps, PROMPT_ROWS + packed.width + steps)],
+                    "packed flops": [forward_flops(config, packed.length, 0),
+                                     forward_flops(config, packed.length, PROMPT_ROWS + packed.length)]})
+    # columns: linear FLOPs, attention FLOPs (the count with keys minus the count without)
+    design = torch.tensor([[row[f"{path} flops"][0], row[f"{path} flops"][1] - row[f"{path} flops"][0]]
+                           for row in measured for path in ("padded", "packed")], dtype=torch.float64) / 1e9
+    seconds = torch.tensor([row[path] for row in measured for path in ("padded", "packed")], dtype=torch.float64)
+    linear, attention = torch.linalg.lstsq(design, seconds[:, None]).solution.flatten().tolist()
+    return {"batches": measured, "key cost / its FLOP share": attention / linear,
+            "chosen / padded": sum(row[row["chosen"]] for row in measured) / sum(row["padded"] for row in measured),
+            "best / padded": (sum(min(row["padded"], row["packed"]) for row in measured)
+                              / sum(row["padded"] for row in measured))}
 
 
 def _prompt_overhead(backbone, task, examples, repeats: int) -> dict[str, list[float]]:
@@ -107,13 +140,18 @@ def run(quick: bool = False) -> Section:
                         ratio <= PROMPT_OVERHEAD_LIMIT, f"{ratio:.2f}× (run once per example: {unshared:.2f}×)"))
         packing = {size: _padded_vs_packed(backbone, task, examples, size, 2 if quick else 3) for size in (8, 32)}
         results["packing"] = packing
-        for size, times in packing.items():
-            share = median(times["packed"]) / median(times["padded"])
-            rows.append([name, f"rank forward, batch {size}: padded / packed", f"{spread(times['padded'])} / "
-                         f"{spread(times['packed'])}", f"{median(times['padded']) / len(examples) * 1000:.0f} / "
-                         f"{median(times['packed']) / len(examples) * 1000:.0f}", "–", "–"])
-            targets.append((f"{name}: evaluation stays padded (packing batch {size} takes ≥ {PACKING_GAIN_LIMIT}× "
-                            "the time)", share >= PACKING_GAIN_LIMIT, f"packed {share:.2f}× padded"))
+        for size, measured in packing.items():
+            padded, packed, chosen = (median(measured[path]) for path in ("padded", "packed", "chosen"))
+            rows.append([name, f"rank scoring, batch {size}: padded / packed / chosen "
+                         f"({measured['packed batches']} of {measured['batches']} batches packed)",
+                         " / ".join(spread(measured[path]) for path in ("padded", "packed", "chosen")),
+                         " / ".join(f"{t / len(examples) * 1000:.0f}" for t in (padded, packed, chosen)), "–", "–"])
+            targets.append((f"{name}: packed and padded scores agree (batch {size})",
+                            measured["largest score difference"] <= 1e-3,
+                            f"largest difference {measured['largest score difference']:.1e}"))
+            targets.append((f"{name}: the evaluator's choice is within {CHOICE_LIMIT}× of the faster path (batch "
+                            f"{size})", chosen <= CHOICE_LIMIT * min(padded, packed),
+                            f"chosen {chosen / min(padded, packed):.2f}×; packed {packed / padded:.2f}× padded"))
         data[name] = results
         rank, short, long = (results[m[0]] for m in modes)
         targets += [
@@ -125,13 +163,26 @@ def run(quick: bool = False) -> Section:
             (f"{name}: rank ≥ 3× faster than {LONG_GENERATION}-token generation", long["s"] >= 3 * rank["s"],
              f"{long['s'] / rank['s']:.1f}×"),
         ]
+    margin = _ranking_margin(backbone, 16 if quick else 32)
+    data["ranking margin"] = margin
+    rows.append([", ".join(MARGIN_TASKS), f"rank scoring, {len(margin['batches'])} batches: chosen / padded, "
+                 "faster of each / padded", f"{margin['chosen / padded']:.2f} / {margin['best / padded']:.2f}",
+                 "–", "–", "–"])
+    key_cost = margin["key cost / its FLOP share"]
+    targets.append((f"an attended key costs {KEY_COST_RANGE[0]}–{KEY_COST_RANGE[1]}× its FLOP share in ranking "
+                    "(packing's plain FLOP count holds)", KEY_COST_RANGE[0] <= key_cost <= KEY_COST_RANGE[1],
+                    f"{key_cost:.2f}× (fit over {len(margin['batches'])} batches)"))
     return Section(
         "Evaluation: rank classification vs generation, and the cost of a prompt (embedded SmolLM2-135M, fp32)",
         f"{n} seeded test examples per task, batch 32, one timed pass each. Generation is greedy and matched "
         "exactly against the label verbalizations (an unmatched output is invalid and counts as wrong). The "
         "`rank, … prompt` rows time the same rank evaluation round-robin (median [min–max] seconds): no prompt, a "
         f"fixed R = {PROMPT_ROWS} prompt whose keys/values are computed once per evaluation, and that prompt run "
-        "once per example. The `rank forward … padded / packed` rows time only the forward passes of the same "
-        "length-sorted batches with the R = 20 prompt shared, padded (as evaluated) and packed into one sequence "
-        "per batch (as training runs), round-robin.",
+        "once per example. The `rank scoring …` rows time only the label scoring of the evaluator's "
+        "length-sorted batches with the R = 20 prompt shared: always padded, always packed into one sequence per "
+        "batch (labels of several tokens on their own branches), and as the evaluator chooses per batch by its "
+        "FLOP count, round-robin. The last row times every length-sorted batch (sizes 8, 16, 32) of five tasks "
+        "padded and packed and fits seconds = a · linear FLOPs + b · attention FLOPs: the target checks that an "
+        "attended key costs what its FLOPs say (ranking packs on the plain count), and the row gives the "
+        "choice's total time and the faster path's of every batch, against always padded.",
         ["task", "mode", "time (s)", "ms / example", "accuracy (%)", "invalid"], rows, targets, data)

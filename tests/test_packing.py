@@ -1,16 +1,19 @@
-"""Packing (promptvec.backbones.packing): a training batch with a shared prompt runs as one sequence
-without padding, with the padded batch's loss and gradient — on tiny Llama, Qwen2 and GPT-2, rows of
-mixed lengths — and a model that cannot take the packed mask keeps the padded path, saying so once."""
+"""Packing (promptvec.backbones.packing): a batch with a shared prompt runs as one sequence without
+padding — training with the padded batch's loss and gradient, ranking with its label scores (labels of
+several tokens on their own branches) — on tiny Llama, Qwen2 and GPT-2, rows of mixed lengths; a model
+that cannot take the packed mask keeps the padded path, saying so once."""
 
 from __future__ import annotations
 
 import copy
+import dataclasses
 
 import pytest
 import torch
 
 from promptvec.backbones import load_backbone
 from promptvec.backbones.causal import CausalLMBackbone
+from promptvec.backbones.packing import PackedRows
 from promptvec.tasks import get_task, load_task_data
 
 
@@ -83,12 +86,81 @@ def test_a_batch_is_packed_only_when_that_saves_work():
     padding to save, 16× the attention pairs) — measured 1.9× slower per step packed."""
     from transformers import LlamaConfig
 
-    from promptvec.backbones.packing import packing_pays
-
     smollm2 = LlamaConfig(hidden_size=576, intermediate_size=1536, num_attention_heads=9, num_key_value_heads=3)
-    sst2 = torch.zeros(8, 52, dtype=torch.long)
-    for row, length in enumerate([20, 24, 28, 30, 33, 36, 36, 52]):  # 259 real positions
-        sst2[row, 52 - length:] = 1
-    assert int(sst2.sum()) == 259 and packing_pays(sst2, 20, smollm2)
-    assert not packing_pays(torch.ones(16, 64, dtype=torch.long), 50, smollm2)
-    assert not packing_pays(torch.ones(8, 40, dtype=torch.long), 20, smollm2)  # nothing to remove
+
+    def rows(*lengths: int) -> list[list[int]]:
+        return [[1] * n for n in lengths]
+
+    sst2 = PackedRows.for_training(rows(20, 24, 28, 30, 33, 36, 36, 52), [1] * 8)
+    assert sst2.length == 259 and sst2.rows * sst2.width == 416 and sst2.pays(20, smollm2)
+    assert not PackedRows.for_training(rows(*[64] * 16), [1] * 16).pays(50, smollm2)
+    assert not PackedRows.for_training(rows(*[40] * 8), [1] * 8).pays(20, smollm2)  # nothing to remove
+    # ranking counts the padded path's continuation pass too: two-token labels on equal rows still do not pack
+    assert not PackedRows.for_ranking(rows(*[40] * 8), [[5, 6], [7, 8]]).pays(20, smollm2)
+    # ranking batches measured on SmolLM2 (evaluator's length-sorted batches, R 20): trec at batch 32 (375 of 448
+    # positions real) ranked in 0.83× the padded time packed; agnews at batch 32 (1,330 of 1,632) took 1.16×
+    trec = PackedRows.for_ranking(rows(*[11] * 24, *[14] * 8), [[5]] * 6)
+    assert (trec.length, trec.rows * trec.width) == (376, 448) and trec.pays(20, smollm2)
+    agnews = PackedRows.for_ranking(rows(*[40] * 16, *[43] * 8, *[51] * 6, 20, 20), [[5]] * 4)
+    assert (agnews.length, agnews.rows * agnews.width) == (1330, 1632) and not agnews.pays(20, smollm2)
+
+
+def test_packed_rows_put_each_label_on_its_own_branch_after_its_example():
+    """Ranking rows [a b] and [c] on labels [x y] and [z]: the sequence is a b x | c x, the branch token x
+    numbered on from its example's end, seeing its example (and the prompt) but no other example."""
+    packed = PackedRows.for_ranking([[10, 11], [12]], [[20, 21], [22]])
+    assert packed.ids.tolist() == [[10, 11, 20, 12, 20]]
+    assert packed.positions(3).tolist() == [[3, 4, 5, 3, 4]]
+    assert packed.keep.tolist() == [1, 2, 3, 4]  # each example's last token, each branch token
+    # (kept position, token, pair): x after b, y after x, z after b; then the same for the second example
+    assert list(zip(packed.read.tolist(), packed.token.tolist(), packed.pair.tolist(), strict=True)) == [
+        (0, 20, 0), (1, 21, 0), (0, 22, 1), (2, 20, 2), (3, 21, 2), (2, 22, 3)]
+    allowed = packed.mask(1, "sdpa", torch.float32)[0, 0].int().tolist()
+    assert allowed == [[1, 1, 0, 0, 0, 0],
+                       [1, 1, 1, 0, 0, 0],
+                       [1, 1, 1, 1, 0, 0],
+                       [1, 0, 0, 0, 1, 0],
+                       [1, 0, 0, 0, 1, 1]]
+    additive = packed.mask(1, "eager", torch.float32)[0, 0]
+    assert torch.equal(additive == 0, torch.tensor(allowed, dtype=torch.bool))
+
+
+def two_branch_task(toy_task) -> str:
+    """The toy task with labels of different token lengths, so ranking packs continuation branches."""
+    body = toy_task.read_text().replace('doc_to_choice: ["negative", "positive"]',
+                                        'doc_to_choice: ["very negative", "positive"]')
+    path = toy_task.parent / "toy_branches.yaml"
+    path.write_text(body.replace("task: toy_sentiment", "task: toy_branches"))
+    return str(path)
+
+
+@pytest.mark.parametrize("name", ["llama", "qwen2", "gpt2"])
+@pytest.mark.parametrize("rows", [5, 0])
+def test_packed_ranking_gives_the_padded_label_scores(causal_models, toy_task, name, rows):
+    """Every label's log-likelihood from one packed pass (labels of different lengths on their branches)
+    equals the padded pass with its cached continuations, with a shared prompt and with none."""
+    backbone = causal_models[name]
+    task = get_task(two_branch_task(toy_task))
+    labels = backbone.label_set(task).token_ids
+    assert len({len(lab) for lab in labels}) == 2 and max(len(lab) for lab in labels) > 1
+    batch = backbone.collate(task, backbone.encode(task, load_task_data(task).test[:6], rows), train=False)
+    assert len(set(batch.attention_mask.sum(1).tolist())) > 2
+    prompt = backbone.prepare_prompt(torch.randn(rows, backbone.dim, generator=torch.Generator().manual_seed(2)) * 0.3)
+    padded = backbone._padded_label_scores(batch, prompt, labels)
+    packed = backbone._packed_label_scores(batch, prompt, len(labels))
+    assert torch.allclose(packed, padded, atol=1e-5)
+    batch.packed = dataclasses.replace(batch.packed, width=4 * batch.packed.width)  # make packing pay here
+    assert torch.equal(backbone.label_scores(task, batch, prompt), packed)  # used in evaluation
+
+
+def test_a_prompt_per_row_is_ranked_padded(causal_models, toy_task):
+    """Packing needs one prompt for the whole batch: ``[B, R, d]`` prompts (ATTEMPT) keep the padded pass."""
+    backbone = causal_models["llama"]
+    task = get_task(two_branch_task(toy_task))
+    batch = backbone.collate(task, backbone.encode(task, load_task_data(task).test[:4], 3), train=False)
+    batch.packed = dataclasses.replace(batch.packed, width=4 * batch.packed.width)
+    per_row = torch.randn(4, 3, backbone.dim, generator=torch.Generator().manual_seed(3))
+    assert not backbone._packs(batch, per_row)
+    labels = backbone.label_set(task).token_ids
+    padded = backbone._padded_label_scores(batch, per_row, labels)
+    assert torch.equal(backbone.label_scores(task, batch, per_row), padded)

@@ -23,6 +23,7 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
+from promptvec.backbones.packing import PackedRows
 from promptvec.encoding import DEFAULT_MAX_LENGTH, EncodingSpec
 from promptvec.errors import ConfigError, ModelLoadError
 from promptvec.registry import Registry
@@ -77,7 +78,10 @@ class Batch:
     the gold label (a causal LM's input + label tokens) it is 0 on the label. A module that reads
     the input (ATTEMPT's attention, Fusion's gate) must read :attr:`input_positions`, never the
     attention mask: otherwise its prompt would depend on the gold label while training and differ
-    from the prompt evaluation computes for the same input. ``None``: every attended position is input."""
+    from the prompt evaluation computes for the same input. ``None``: every attended position is input.
+
+    ``packed`` holds the same rows without padding, indexed on the host at collation, for families that
+    can run a batch as one sequence (:mod:`promptvec.backbones.packing`)."""
 
     input_ids: torch.Tensor
     attention_mask: torch.Tensor
@@ -85,6 +89,7 @@ class Batch:
     targets: torch.Tensor | None = None
     task: str | None = None
     input_mask: torch.Tensor | None = None
+    packed: PackedRows | None = None
 
     @property
     def training_targets(self) -> torch.Tensor:
@@ -104,13 +109,16 @@ class Batch:
         device = torch.device(device)
         pinned = device.type == "cuda"
 
-        def move(t: torch.Tensor | None) -> torch.Tensor | None:
-            if t is None:
-                return None
+        def move(t: torch.Tensor) -> torch.Tensor:
             return t.pin_memory().to(device, non_blocking=True) if pinned else t.to(device)
 
-        moved: dict[str, Any] = {f.name: move(getattr(self, f.name)) for f in dataclasses.fields(self)
-                                 if f.name != "task"}
+        moved: dict[str, Any] = {}
+        for field in dataclasses.fields(self):
+            value = getattr(self, field.name)
+            if isinstance(value, torch.Tensor):
+                moved[field.name] = move(value)
+            elif isinstance(value, PackedRows):
+                moved[field.name] = value.to(move)
         return dataclasses.replace(self, **moved)
 
     @property

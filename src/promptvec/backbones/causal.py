@@ -29,7 +29,7 @@ from promptvec.backbones.base import (
     per_example,
     register_backbone,
 )
-from promptvec.backbones.packing import pack, packed_mask, packing_pays, packs_exactly
+from promptvec.backbones.packing import PackedRows, packs_exactly
 from promptvec.backbones.prefix import PromptCache, SharedPrompt, cache_kwarg, returned_cache, shares_exactly
 from promptvec.modes import module_mode
 from promptvec.tasks.spec import TaskSpec
@@ -70,13 +70,19 @@ class CausalLMBackbone(Backbone):
         return longest_label
 
     def collate(self, task: TaskSpec, items: list[Encoded], train: bool) -> Batch:
+        """Left-padded rows, and the same rows packed without padding (:mod:`promptvec.backbones.packing`;
+        built here, on the host, for whichever path the step takes): a training batch's input + label
+        tokens, or an evaluation batch's inputs with every label's continuation (not for free text)."""
         pad = pad_token_id(self.tokenizer)
         label_index = torch.tensor([i.label_index for i in items], dtype=torch.long)
         if not train:
-            ids, mask = left_pad([i.input_ids for i in items], pad)
-            return Batch(ids, mask, label_index, task=task.task)
+            inputs = [i.input_ids for i in items]
+            ids, mask = left_pad(inputs, pad)
+            packed = None if task.generates else PackedRows.for_ranking(inputs, self.label_set(task).token_ids)
+            return Batch(ids, mask, label_index, task=task.task, packed=packed)
         label_ids = [self.training_tokens(task, i) for i in items]
-        ids, mask = left_pad([i.input_ids + lab for i, lab in zip(items, label_ids, strict=True)], pad)
+        rows = [i.input_ids + lab for i, lab in zip(items, label_ids, strict=True)]
+        ids, mask = left_pad(rows, pad)
         longest = max(len(lab) for lab in label_ids)
         # targets[:, j] is the token predicted at position j of the `longest` positions before the last one
         # (a row's label is its last tokens; shorter labels are -100 at the front)
@@ -85,7 +91,8 @@ class CausalLMBackbone(Backbone):
         for row, lab in enumerate(label_ids):
             targets[row, longest - len(lab): longest] = torch.tensor(lab)
             input_mask[row, ids.shape[1] - len(lab):] = 0
-        return Batch(ids, mask, label_index, targets, task=task.task, input_mask=input_mask)
+        packed = PackedRows.for_training(rows, [len(lab) for lab in label_ids])
+        return Batch(ids, mask, label_index, targets, task=task.task, input_mask=input_mask, packed=packed)
 
     @cached_property
     def shares_prompt_exactly(self) -> bool:
@@ -122,17 +129,19 @@ class CausalLMBackbone(Backbone):
 
     @cached_property
     def packs_batches(self) -> bool:
-        """Whether a training batch with a shared prompt runs packed, without padding (checked once)."""
+        """Whether a batch with a shared prompt runs packed, without padding (checked once)."""
         if not self.shares_prompt_exactly:
             return False
         embedding = self.embedding.weight
         generator = torch.Generator().manual_seed(0)
-        ids = torch.randint(0, embedding.shape[0], (2, 6), generator=generator).to(self.device)
+        ids = torch.randint(0, embedding.shape[0], (2, 6), generator=generator)
         mask = torch.ones_like(ids)
         mask[0, :2] = 0  # rows of 4 and 6 tokens, the last two of each a label
         ids[0, :2] = pad_token_id(self.tokenizer)
         targets = torch.stack([ids[0, -2:], ids[1, -2:]])
-        check = Batch(ids, mask, torch.zeros(2, dtype=torch.long), targets)
+        rows = [ids[0, 2:].tolist(), ids[1].tolist()]
+        check = Batch(ids, mask, torch.zeros(2, dtype=torch.long), targets,
+                      packed=PackedRows.for_training(rows, [2, 2])).to(self.device)
         start = embedding[torch.randint(0, embedding.shape[0], (3,), generator=generator).to(self.device)].detach()
 
         def loss_of(packed: bool) -> tuple[torch.Tensor, torch.Tensor]:
@@ -145,25 +154,37 @@ class CausalLMBackbone(Backbone):
 
         return packs_exactly(self.model, self.name, loss_of)
 
-    def loss(self, task: TaskSpec, batch: Batch, prompt: torch.Tensor | SharedPrompt) -> torch.Tensor:
-        """Mean cross-entropy of the label tokens: packed without padding when the prompt is shared
-        (``[R, d]`` or already prepared) and packing saves work on this batch
-        (:mod:`promptvec.backbones.packing`), else over the padded batch."""
-        shared = isinstance(prompt, SharedPrompt) or (prompt.dim() == 2 and prompt.shape[0] > 0)
+    def _packs(self, batch: Batch, prompt: torch.Tensor | PromptCache) -> bool:
+        """Whether this batch runs packed: its prompt is shared by every row (``[R, d]`` or prepared; none
+        at all also packs), the model packs exactly, and packing saves work on this batch."""
+        if batch.packed is None or not (isinstance(prompt, SharedPrompt)
+                                        or (isinstance(prompt, torch.Tensor) and prompt.dim() == 2)):
+            return False
         rows = prompt.rows if isinstance(prompt, SharedPrompt) else prompt.shape[0]
-        if shared and self.packs_batches and packing_pays(batch.attention_mask, rows, self.model.config):
-            return self._packed_loss(batch, prompt)
-        return self._padded_loss(batch, prompt)
+        return self.packs_batches and batch.packed.pays(rows, self.model.config)
+
+    def _packed_run(self, packed: PackedRows, prompt: torch.Tensor | SharedPrompt):
+        """The model over the packed sequence after a shared prompt, logits at ``packed.keep`` only."""
+        if isinstance(prompt, torch.Tensor) and prompt.shape[0] > 0:
+            prompt = SharedPrompt(self.model, prompt.to(self.device))
+        rows = prompt.rows if isinstance(prompt, SharedPrompt) else 0
+        cache = {cache_kwarg(self.model): prompt.for_batch(1)} if isinstance(prompt, SharedPrompt) else {}
+        embeds = self.input_embeds(packed.ids)
+        mask = packed.mask(rows, self.model.config._attn_implementation, embeds.dtype)
+        return self.model(inputs_embeds=embeds, attention_mask=mask, position_ids=packed.positions(rows),
+                          use_cache=False, logits_to_keep=packed.keep, **cache)
+
+    def loss(self, task: TaskSpec, batch: Batch, prompt: torch.Tensor | SharedPrompt) -> torch.Tensor:
+        """Mean cross-entropy of the label tokens: packed without padding when the prompt is shared and
+        packing saves work on this batch (:mod:`promptvec.backbones.packing`), else over the padded batch."""
+        return self._packed_loss(batch, prompt) if self._packs(batch, prompt) else self._padded_loss(batch, prompt)
 
     def _packed_loss(self, batch: Batch, prompt: torch.Tensor | SharedPrompt) -> torch.Tensor:
-        shared = prompt if isinstance(prompt, SharedPrompt) else SharedPrompt(self.model, prompt.to(self.device))
-        ids, positions, lengths, predicting, targets = pack(batch.input_ids, batch.attention_mask,
-                                                            batch.training_targets, shared.rows)
-        embeds = self.input_embeds(ids)
-        mask = packed_mask(lengths, shared.rows, self.model.config._attn_implementation, embeds.dtype)
-        out = self.model(inputs_embeds=embeds, attention_mask=mask, position_ids=positions, use_cache=False,
-                         logits_to_keep=predicting, **{cache_kwarg(self.model): shared.for_batch(1)})
-        return F.cross_entropy(out.logits[0].float(), targets)
+        packed = batch.packed
+        if packed is None:
+            raise ValueError("this batch was not collated with its packed rows")
+        out = self._packed_run(packed, prompt)
+        return F.cross_entropy(out.logits[0].float()[packed.read], packed.token)
 
     def _padded_loss(self, batch: Batch, prompt: torch.Tensor | SharedPrompt) -> torch.Tensor:
         # logits only where a label token is predicted: the k positions before the last one (the last would
@@ -177,8 +198,28 @@ class CausalLMBackbone(Backbone):
     @torch.no_grad()
     def label_scores(self, task: TaskSpec, batch: Batch, prompt: torch.Tensor | PromptCache,
                      length_normalize: bool = False) -> torch.Tensor:
-        """One pass over prompt + input; label continuations reuse its key/value cache."""
+        """Every label's log-likelihood after prompt + input: packed, one pass with each label's continuation
+        inside (:mod:`promptvec.backbones.packing`), when the prompt is shared and that saves work; else one
+        padded pass, with longer labels continuing from its key/value cache."""
         labels = self.label_set(task).token_ids
+        if isinstance(prompt, torch.Tensor) and prompt.dim() == 2:
+            prompt = self.prepare_prompt(prompt)
+        scores = (self._packed_label_scores(batch, prompt, len(labels)) if self._packs(batch, prompt)
+                  else self._padded_label_scores(batch, prompt, labels))
+        if length_normalize:
+            scores = scores / torch.tensor([len(lab) for lab in labels], device=scores.device)
+        return scores
+
+    def _packed_label_scores(self, batch: Batch, prompt: torch.Tensor | PromptCache, n_labels: int) -> torch.Tensor:
+        packed = batch.packed
+        if packed is None or not isinstance(prompt, (torch.Tensor, SharedPrompt)):
+            raise ValueError("packed scoring needs the batch's packed rows and a prompt shared by every row")
+        out = self._packed_run(packed, prompt)
+        picked = torch.log_softmax(out.logits[0].float(), dim=-1)[packed.read, packed.token]
+        return picked.new_zeros(batch.size * n_labels).index_add_(0, packed.pair, picked).view(batch.size, n_labels)
+
+    def _padded_label_scores(self, batch: Batch, prompt: torch.Tensor | PromptCache,
+                             labels: list[list[int]]) -> torch.Tensor:
         n_labels, size = len(labels), batch.size
         longest = max(len(lab) for lab in labels)
         out, mask, positions = self._run(batch, prompt, logits_to_keep=1,
@@ -190,8 +231,6 @@ class CausalLMBackbone(Backbone):
             rows = torch.arange(size, device=mask.device).repeat_interleave(n_labels)
             picked, _ = self._continue(out, mask, positions, rows, cont.repeat(size, 1), target.repeat(size, 1))
             scores = scores + picked.view(size, n_labels)
-        if length_normalize:
-            scores = scores / torch.tensor([len(lab) for lab in labels], device=scores.device)
         return scores
 
     @torch.no_grad()

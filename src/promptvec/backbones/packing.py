@@ -1,18 +1,29 @@
-"""No compute on padding: a training batch of a decoder-only model as one packed sequence.
+"""No compute on padding: a batch of a decoder-only model as one packed sequence.
 
 A padded batch ``[B, T]`` spends the model on every padding position; at batch 8 on sst2 that is
 about a third of them. Packed, the batch's real tokens are one sequence ``[1, L]`` (``L`` = the sum of
 the rows' lengths) under a block-diagonal causal mask: every token sees the shared prompt's
 keys/values (computed once, :mod:`promptvec.backbones.prefix`) and the earlier tokens of its own
 example, never another example's. Position ids restart after the prompt for every example, so each
-example is computed exactly as it would be alone; only the logits that predict label tokens are
-taken, and the loss is the same mean over label tokens as the padded batch's.
+example is computed exactly as it would be alone; only the logits that are read are computed.
+
+- **Training** reads the positions that predict label tokens; the loss is the same mean over label
+  tokens as the padded batch's.
+- **Rank evaluation** also packs each label's continuation: a label of ``k`` tokens adds its first
+  ``k - 1`` tokens as a *branch* after its example, numbered on from the example's end and attending to
+  the example and to its own earlier tokens only (a tree-shaped mask). One forward pass then gives every
+  label's log-likelihood, where the padded path runs a second pass over the key/value cache, once per
+  (example, label) pair.
+
+Every index is built on the host when the batch is collated (:class:`PackedRows`) and moves to the
+device with the batch, through pinned memory: packing reads nothing back from the device, so on a GPU
+it adds no synchronisation to a step.
 
 Packing is not always cheaper: attention with an explicit mask computes every (query, key) pair of
 the packed sequence, ``L × (R + L)``, where the padded batch computes ``B × T × (R + T)``. With little
 padding and many rows (batch 16 of 64-token inputs) the packed attention costs more than the padding
 it saves — measured 1.9× slower per step on SmolLM2 — so each batch is packed only when a FLOP count
-of both says packing saves at least :data:`PACKING_MARGIN` (:func:`packing_pays`).
+of both says packing is cheaper, by :data:`PACKING_MARGIN` for training (:meth:`PackedRows.pays`).
 
 The mask is passed to the model as a ready 4-D mask (``[1, 1, L, R + L]``: boolean for SDPA, additive
 for eager attention), which transformers uses as given. Exactness is checked once per model, as the
@@ -22,7 +33,9 @@ and says so once.
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from dataclasses import dataclass, fields, replace
+from typing import Any, Literal
 
 import torch
 
@@ -30,58 +43,156 @@ from promptvec.backbones.exactness import NotSupported, exact_or_warn, tolerance
 
 #: attention implementations that take a custom 4-D mask as given
 MASKED_ATTENTION = ("sdpa", "eager")
-#: pack only when its FLOPs are below this share of the padded batch's: attention under an explicit mask runs
-#: slower per FLOP than the padded batch's (measured on SmolLM2, CPU), so a near tie stays padded
-PACKING_MARGIN = 0.85
+#: pack only when its FLOPs are below this share of the padded batch's. Training: the backward pass of attention
+#: under an explicit mask runs slower per FLOP than the padded batch's (measured on SmolLM2, CPU), so a near tie
+#: stays padded. Ranking (forward only) costs what its FLOPs say: a least-squares fit of 60 evaluation batches of
+#: five tasks put an attended key at 0.95× its FLOP share of a linear layer's cost, so the cheaper count wins.
+PACKING_MARGIN = {"training": 0.85, "ranking": 1.0}
 
 
-def packing_pays(attention_mask: torch.Tensor, prompt_rows: int, config: Any) -> bool:
-    """Whether the packed batch costs clearly fewer FLOPs than the padded one: per token, the linear
-    layers (``2·(2d² + 2d·kv + 3d·ffn)``, the same either way) plus ``4d`` per attended key — every
-    key of the packed sequence when packed, of the row's padded width when not."""
-    size, width = attention_mask.shape
-    real = int(attention_mask.sum())
+def forward_flops(config: Any, queries: int, keys: int) -> int:
+    """FLOPs of ``queries`` tokens through the model, each attending to ``keys`` keys: per token, the linear
+    layers (``2·(2d² + 2d·kv + 3d·ffn)``, the same packed or padded) plus ``4d`` per attended key."""
     d = config.hidden_size
     heads = getattr(config, "num_attention_heads", None) or config.n_head
     kv = d * (getattr(config, "num_key_value_heads", None) or heads) // heads
     ffn = getattr(config, "intermediate_size", None) or getattr(config, "n_inner", None) or 4 * d
-    linear = 2 * (2 * d * d + 2 * d * kv + 3 * d * ffn)
-    padded = size * width * (linear + 4 * d * (prompt_rows + width))
-    packed = real * (linear + 4 * d * (prompt_rows + real))
-    return packed < PACKING_MARGIN * padded
+    return queries * (2 * (2 * d * d + 2 * d * kv + 3 * d * ffn) + 4 * d * keys)
 
 
-def packed_mask(lengths: torch.Tensor, prompt_rows: int, implementation: str, dtype: torch.dtype) -> torch.Tensor:
-    """``[1, 1, L, R + L]``: each token attends to the prompt and to its own example up to itself."""
-    device = lengths.device
-    example = torch.repeat_interleave(torch.arange(len(lengths), device=device), lengths)
-    index = torch.arange(int(example.shape[0]), device=device)
-    own = (example[:, None] == example[None, :]) & (index[None, :] <= index[:, None])
-    allowed = torch.cat([own.new_ones(own.shape[0], prompt_rows), own], dim=1)[None, None]
-    if implementation == "eager":  # an additive mask: 0 where allowed, the dtype's minimum elsewhere
-        return torch.zeros(allowed.shape, dtype=dtype, device=device).masked_fill(~allowed, torch.finfo(dtype).min)
-    return allowed
+@dataclass(frozen=True)
+class PackedRows:
+    """A batch's rows as one sequence, every index built on the host at collation.
+
+    ``ids``/``offsets`` ``[1, L]``: the tokens and each one's position within its example (the prompt's
+    rows come first: the model's position id is ``R + offset``); ``example``/``branch`` ``[L]``: the row a
+    token belongs to, and 0 for the row's own tokens or ``j + 1`` for label ``j``'s continuation; ``keep``
+    ``[K]``: the packed positions whose logits are computed; ``read``/``token``/``pair`` ``[E]``: each scored
+    token — which kept position predicts it, the token, and (rank evaluation) its ``example · C + label``.
+    ``rows``, ``width`` and ``continuations`` (pairs, steps) describe the padded batch, and ``kind`` (training or
+    ranking) which margin :meth:`pays` applies."""
+
+    ids: torch.Tensor
+    offsets: torch.Tensor
+    example: torch.Tensor
+    branch: torch.Tensor
+    keep: torch.Tensor
+    read: torch.Tensor
+    token: torch.Tensor
+    pair: torch.Tensor
+    rows: int
+    width: int
+    kind: Literal["training", "ranking"]
+    continuations: tuple[int, int] = (0, 0)
+
+    @property
+    def length(self) -> int:
+        return int(self.ids.shape[1])
+
+    @classmethod
+    def for_training(cls, rows: list[list[int]], label_lengths: list[int]) -> PackedRows:
+        """Rows of input + label tokens; each row's last ``label_lengths[i]`` tokens are predicted, each by
+        the position before it."""
+        keep: list[int] = []
+        token: list[int] = []
+        start = 0
+        for row, labels in zip(rows, label_lengths, strict=True):
+            for t in range(len(row) - labels, len(row)):
+                keep.append(start + t - 1)
+                token.append(row[t])
+            start += len(row)
+        return cls._build(rows, [], keep, list(range(len(keep))), token, [0] * len(keep), "training")
+
+    @classmethod
+    def for_ranking(cls, rows: list[list[int]], labels: list[list[int]]) -> PackedRows:
+        """Input rows to score every label of ``labels`` after: the row's last position predicts each label's
+        first token, and a label's branch token ``t`` its token ``t + 1``."""
+        keep: list[int] = []
+        read: list[int] = []
+        token: list[int] = []
+        pair: list[int] = []
+        start = 0
+        for i, row in enumerate(rows):
+            last = len(keep)
+            keep.append(start + len(row) - 1)
+            position = start + len(row)  # the first branch token
+            for j, label in enumerate(labels):
+                read.append(last)
+                token.append(label[0])
+                pair.append(i * len(labels) + j)
+                for t in range(1, len(label)):
+                    read.append(len(keep))
+                    keep.append(position)
+                    token.append(label[t])
+                    pair.append(i * len(labels) + j)
+                    position += 1
+            start = position
+        steps = max(len(label) for label in labels) - 1
+        return cls._build(rows, [label[:-1] for label in labels], keep, read, token, pair, "ranking",
+                          continuations=(len(rows) * len(labels) if steps else 0, steps))
+
+    @classmethod
+    def _build(cls, rows: list[list[int]], branches: list[list[int]], keep: list[int], read: list[int],
+               token: list[int], pair: list[int], kind: Literal["training", "ranking"],
+               continuations: tuple[int, int] = (0, 0)) -> PackedRows:
+        """The packed sequence: each row, then (ranking) every label's branch after it."""
+        ids: list[int] = []
+        offsets: list[int] = []
+        example: list[int] = []
+        branch: list[int] = []
+        for i, row in enumerate(rows):
+            ids += row
+            offsets += range(len(row))
+            example += [i] * len(row)
+            branch += [0] * len(row)
+            for j, tokens in enumerate(branches):
+                ids += tokens
+                offsets += range(len(row), len(row) + len(tokens))
+                example += [i] * len(tokens)
+                branch += [j + 1] * len(tokens)
+        def tensor(values: list[int]) -> torch.Tensor:
+            return torch.tensor(values, dtype=torch.long)
+
+        return cls(tensor(ids)[None], tensor(offsets)[None], tensor(example), tensor(branch), tensor(keep),
+                   tensor(read), tensor(token), tensor(pair), len(rows), max(len(row) for row in rows), kind,
+                   continuations)
+
+    def pays(self, prompt_rows: int, config: Any) -> bool:
+        """Whether this packed sequence costs clearly fewer FLOPs than the padded batch (and, ranking
+        multi-token labels, its continuation pass over every (example, label) pair)."""
+        pairs, steps = self.continuations
+        padded = (forward_flops(config, self.rows * self.width, prompt_rows + self.width)
+                  + forward_flops(config, pairs * steps, prompt_rows + self.width + steps))
+        packed = forward_flops(config, self.length, prompt_rows + self.length)
+        return packed < PACKING_MARGIN[self.kind] * padded
+
+    def to(self, move: Callable[[torch.Tensor], torch.Tensor]) -> PackedRows:
+        """The indices moved by ``move`` (the batch's own move: pinned and non-blocking to a GPU)."""
+        moved: dict[str, Any] = {f.name: move(getattr(self, f.name)) for f in fields(self)
+                                 if isinstance(getattr(self, f.name), torch.Tensor)}
+        return replace(self, **moved)
+
+    def positions(self, prompt_rows: int) -> torch.Tensor:
+        """``[1, L]`` position ids: every example numbered from the end of the prompt."""
+        return self.offsets + prompt_rows
+
+    def mask(self, prompt_rows: int, implementation: str, dtype: torch.dtype) -> torch.Tensor:
+        """``[1, 1, L, R + L]``: each token attends to the prompt, to its own example up to itself and, on a
+        label's branch, to that branch's earlier tokens — never another example or another label's branch."""
+        index = torch.arange(self.length, device=self.ids.device)
+        own = ((self.example[:, None] == self.example[None, :]) & (index[None, :] <= index[:, None])
+               & ((self.branch[None, :] == 0) | (self.branch[None, :] == self.branch[:, None])))
+        allowed = torch.cat([own.new_ones(own.shape[0], prompt_rows), own], dim=1)[None, None]
+        if implementation == "eager":  # an additive mask: 0 where allowed, the dtype's minimum elsewhere
+            return torch.zeros(allowed.shape, dtype=dtype, device=allowed.device).masked_fill(
+                ~allowed, torch.finfo(dtype).min)
+        return allowed
 
 
-def pack(input_ids: torch.Tensor, attention_mask: torch.Tensor, targets: torch.Tensor, prompt_rows: int):
-    """A left-padded batch with right-aligned label targets ``[B, k]`` as one sequence: its ids ``[1, L]``,
-    position ids ``[1, L]`` (each example from ``prompt_rows`` on), the lengths of the rows, the packed
-    positions whose logits predict a label token, and those tokens."""
-    real = attention_mask.bool()
-    lengths = real.sum(dim=1)
-    ids = input_ids[real][None]  # row by row, padding dropped (rows are left-padded: order is kept)
-    starts = lengths.cumsum(0) - lengths
-    offsets = torch.arange(ids.shape[1], device=ids.device) - torch.repeat_interleave(starts, lengths)
-    longest = targets.shape[1]
-    # the k positions before each row's last token predict its (right-aligned) label tokens
-    predicting = (starts + lengths - 1 - longest)[:, None] + torch.arange(longest, device=ids.device)[None, :]
-    wanted = targets != -100
-    return ids, (prompt_rows + offsets)[None], lengths, predicting[wanted], targets[wanted]
-
-
-def packs_exactly(model: Any, name: str, loss_of) -> bool:
+def packs_exactly(model: Any, name: str, loss_of: Callable[[bool], tuple[torch.Tensor, torch.Tensor]]) -> bool:
     """Whether packing gives this model's padded loss and gradient (checked once per model on two rows
-    of different lengths); ``loss_of(packed)`` computes the loss of the backbone's check batch either way."""
+    of different lengths); ``loss_of(packed)`` computes the loss of the backbone's check batch either way.
+    Ranking uses the same mask and position ids with other entries, so the one check covers it."""
     def check() -> bool:
         implementation = getattr(model.config, "_attn_implementation", None)
         if implementation not in MASKED_ATTENTION:
