@@ -255,6 +255,45 @@ def test_the_suite_method_auto_chooses_among_the_targets_sources(tmp_path, tiny_
         assert record["reused_from"] == "runs/pt/target/8shot/o0-s0"
     else:
         assert record["init"]["init"] == "auto" and "reused_from" not in record
+    # the report says where it started: both sources share the target's family (the toy tasks are sentiment)
+    auto = record["init"]["auto"]
+    section = (build_report(out) / "report.md").read_text().split("Where `auto` started")[1].split("\n#")[0]
+    row = next(line for line in section.splitlines() if line.startswith(f"| {toy_tasks['target']} | sentiment |"))
+    row = row.split(" | ")
+    assert row[3:7] == ["1", auto["chosen"], str(int(auto["fell_back"])), "0 of 1" if auto["fell_back"] else "1 of 1"]
+    assert set(row[2].split(", ")) == {toy_tasks["src_a"], toy_tasks["src_b"]}
+    assert f"fell back to the origin in {int(auto['fell_back'])}" in section
+
+
+def test_the_report_counts_starts_fall_backs_and_starts_from_the_targets_family(tmp_path):
+    """S2 of the library study, from run records alone: sst2 (sentiment; imdb is its kin) starts once from imdb,
+    once from a combination holding imdb and once falls back; cola (no kin in the library) starts from mrpc."""
+    from types import SimpleNamespace
+
+    from promptvec.methods.auto.report import start_sections
+
+    def auto(chosen: str, kind: str, sources: list[str] | None = None) -> dict:
+        picked = {"name": chosen, "kind": kind, "chosen": True, **({"sources": sources} if sources else {})}
+        others = [{"name": name, "kind": "source", "chosen": False} for name in ("imdb", "mrpc", "trec")
+                  if name != chosen]
+        return {"chosen": chosen, "fell_back": kind == "origin", "candidates": [picked, *others], "seconds": 3.0}
+
+    runs = [("sst2", 0, auto("imdb", "source")), ("sst2", 1, auto("tpv:trec+imdb", "combination", ["trec", "imdb"])),
+            ("sst2", 2, auto("origin", "origin")), ("cola", 0, auto("mrpc", "source"))]
+    rows = []
+    for task, seed, record in runs:
+        run_id = f"auto/{task}/16shot/o0-s{seed}"
+        (tmp_path / "runs" / run_id).mkdir(parents=True)
+        (tmp_path / "runs" / run_id / "run.json").write_text(json.dumps({"init": {"init": "auto", "auto": record}}))
+        rows.append({"method": "auto", "task": task, "run_id": run_id})
+    suite = SimpleNamespace(tasks=["sst2", "cola"], sources=SimpleNamespace(tasks=["imdb", "mrpc", "trec"]))
+    heading, summary, table = start_sections(suite, tmp_path, rows)
+    assert table.rows == [
+        ["sst2", "sentiment", "imdb", "3", "imdb, tpv:trec+imdb, origin", "1", "2 of 3", "3"],
+        ["cola", "acceptability", "none", "1", "mrpc", "0", "–", "3"]]
+    assert summary.text.startswith("`auto` started from a library prompt or combination in 3 of 4 runs and fell "
+                                   "back to the origin in 1. Where the library holds a task of the target's family, "
+                                   "the start included one in 2 of 3 runs (67 %).")
 
 
 @pytest.mark.slow

@@ -3,14 +3,15 @@ using only the target's own training examples (docs/methods.md §9).
 
 A user with 16 labelled examples has no separate validation set to spend on choosing a source, and a
 method that chose on validation would see more labels than the baselines it is compared with. So
-every candidate start is scored *before training* on exactly the examples the run will train on, by
-the quantity training minimises — the mean loss on the gold labels or answers
-(:meth:`Backbone.loss`), one forward pass per candidate with the prompt's keys/values computed once.
-That loss is defined for label and free-text tasks alike, and for any backbone family.
+every candidate start is scored *before training* on exactly the examples the run will train on: by
+rank-classification accuracy on them (label tasks), ties broken by the quantity training minimises — the
+mean loss on the gold labels or answers (:meth:`Backbone.loss`), which is also the score for free-text
+tasks and for ``score: loss``. Each is one pass per candidate with the prompt's keys/values computed once,
+and the loss is defined for label and free-text tasks alike, and for any backbone family.
 
 Candidates: the run's own origin (what plain prompt tuning starts from), every source prompt, and the
 origin plus the summed task prompt vectors of the ``combine`` best-scoring sources (tpv-init's start).
-The start with the lowest loss is taken — unless it does not beat both *no prompt* and the origin,
+The best-scoring start is taken — unless it does not beat both *no prompt* and the origin,
 in which case the run falls back to the origin (plain prompt tuning) and says so. The policy's
 settings were chosen on the library's own tasks, leave-one-task-out, and then frozen
 (docs/methods.md §9); :class:`AutoPolicy`'s defaults are that choice.

@@ -14,6 +14,7 @@ import torch
 
 from promptvec.library import AutoPolicy, SourcePrompt, choose_start
 from promptvec.library.auto import policy_field
+from promptvec.methods.auto.report import start_sections
 from promptvec.methods.pt import PromptTuning, PTSettings
 from promptvec.methods.sources import source_folder, target_sources
 from promptvec.peft_folder import load_prompt
@@ -38,6 +39,10 @@ class AutoInit(PromptTuning):
     name = "auto"
     Settings = AutoSettings
     needs_sources = True
+
+    @classmethod
+    def report_sections(cls, suite, out, rows, report_dir):
+        return start_sections(suite, out, rows)
 
     @classmethod
     def initial_prompt(cls, ctx: RunContext) -> tuple[torch.Tensor | None, dict[str, Any]]:
