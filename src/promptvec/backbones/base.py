@@ -173,6 +173,14 @@ class Backbone(ABC):
         view.encoding = encoding
         return view
 
+    def compiled(self) -> Backbone:
+        """A view of this backbone whose model runs under ``torch.compile`` (dynamic shapes: batches differ
+        in length). The compiled wrapper delegates attributes to the model, which stays as it was: a
+        backbone lent to a run with ``--compile`` is still eager for everyone else."""
+        view = copy.copy(self)
+        view.model = torch.compile(self.model, dynamic=True)
+        return view
+
     @property
     def max_length(self) -> int:
         """Tokens of prompt + input + label an example may take (inputs are cut to fit)."""

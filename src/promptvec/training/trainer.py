@@ -210,6 +210,8 @@ class Trainer:
         lent = backbone or load_backbone(config.model, config.family, config.max_length)
         # this run's encoding settings, on a view: a lent (cached, shared) backbone is never changed
         self.backbone = lent.with_encoding(EncodingSpec(config.max_length, config.chat_template))
+        if config.compile:  # a view whose model is compiled: the lent model itself stays eager
+            self.backbone = self.backbone.compiled()
         given = [task_data] if isinstance(task_data, TaskData) else list(task_data or [])
         self.datas = given + [load_task_data(task, data_dir) for task in self.tasks[len(given):]]
         self.data = self.datas[0]
@@ -413,8 +415,6 @@ class TrainingLoop:
         self.autocast = {"device_type": self.device.type, "dtype": torch.bfloat16,
                          "enabled": resolve_precision(cfg.precision, self.device) == "bf16"}
         trainer.backbone.model.to(self.device)
-        if cfg.compile:
-            trainer.backbone.model.compile(dynamic=True)
         torch.manual_seed(cfg.train_seed)
         random.seed(cfg.train_seed)
         self.module = trainer.prompt_module.to(self.device)
