@@ -48,6 +48,7 @@ MASKED_ATTENTION = ("sdpa", "eager")
 #: stays padded. Ranking (forward only) costs what its FLOPs say: a least-squares fit of 60 evaluation batches of
 #: five tasks put an attended key at 0.95× its FLOP share of a linear layer's cost, so the cheaper count wins.
 PACKING_MARGIN = {"training": 0.85, "ranking": 1.0}
+PackingKind = Literal["training", "ranking"]
 
 
 def forward_flops(config: Any, queries: int, keys: int) -> int:
@@ -82,7 +83,7 @@ class PackedRows:
     pair: torch.Tensor
     rows: int
     width: int
-    kind: Literal["training", "ranking"]
+    kind: PackingKind
     continuations: tuple[int, int] = (0, 0)
 
     @property
@@ -133,7 +134,7 @@ class PackedRows:
 
     @classmethod
     def _build(cls, rows: list[list[int]], branches: list[list[int]], keep: list[int], read: list[int],
-               token: list[int], pair: list[int], kind: Literal["training", "ranking"],
+               token: list[int], pair: list[int], kind: PackingKind,
                continuations: tuple[int, int] = (0, 0)) -> PackedRows:
         """The packed sequence: each row, then (ranking) every label's branch after it."""
         ids: list[int] = []
@@ -150,6 +151,7 @@ class PackedRows:
                 offsets += range(len(row), len(row) + len(tokens))
                 example += [i] * len(tokens)
                 branch += [j + 1] * len(tokens)
+
         def tensor(values: list[int]) -> torch.Tensor:
             return torch.tensor(values, dtype=torch.long)
 
@@ -158,8 +160,9 @@ class PackedRows:
                    continuations)
 
     def pays(self, prompt_rows: int, config: Any) -> bool:
-        """Whether this packed sequence costs clearly fewer FLOPs than the padded batch (and, ranking
-        multi-token labels, its continuation pass over every (example, label) pair)."""
+        """Whether this packed sequence costs fewer FLOPs than the padded batch — by the kind's
+        :data:`PACKING_MARGIN` — counting, when ranking multi-token labels, the padded path's continuation
+        pass over every (example, label) pair."""
         pairs, steps = self.continuations
         padded = (forward_flops(config, self.rows * self.width, prompt_rows + self.width)
                   + forward_flops(config, pairs * steps, prompt_rows + self.width + steps))
