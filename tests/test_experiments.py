@@ -492,3 +492,13 @@ def test_the_cost_model_benchmark_sets_estimates_against_the_committed_runs(shar
     spot = rows["spot"]
     assert spot["recorded_copies"] == spot["predicted_copies"] == spot["runs"] > 0 and spot["measured_s"] == 0
     assert spot["ratio"] == 1.0  # all copies, and counted as copies
+
+
+def test_the_report_states_the_common_test_size_and_the_tasks_scored_on_fewer():
+    """A split smaller than the budget is scored whole: the report names it instead of a bare '277/400'."""
+    from promptvec.experiments.report import _test_sizes
+
+    rows = [{"task": "sst2", "n_test": 400}, {"task": "rte", "n_test": 277}, {"task": "qqp", "n_test": 400},
+            {"task": "rte", "n_test": 277}]
+    assert _test_sizes(rows) == "Every run of a task is scored on the same 400 seeded test examples (rte 277)."
+    assert _test_sizes(rows[:1]) == "Every run of a task is scored on the same 400 seeded test examples."

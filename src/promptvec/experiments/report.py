@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+from collections import Counter
 from collections.abc import Set as AbstractSet
 from pathlib import Path
 
@@ -171,6 +172,21 @@ def across_tasks_sections(suite: SuiteSpec, rows: list[dict], columns: list[tupl
     return blocks
 
 
+def _test_sizes(rows: list[dict]) -> str:
+    """How many test examples the runs were scored on: the common count, and the tasks with another one (a
+    split smaller than the budget is scored whole)."""
+    per_task: dict[str, int] = {}
+    for r in rows:
+        if r.get("n_test"):
+            per_task[r["task"]] = max(per_task.get(r["task"], 0), r["n_test"])
+    if not per_task:
+        return ""
+    common = Counter(per_task.values()).most_common(1)[0][0]
+    others = ", ".join(f"{task} {n}" for task, n in per_task.items() if n != common)
+    return (f"Every run of a task is scored on the same {common} seeded test examples"
+            + (f" ({others})." if others else "."))
+
+
 def _shots_label(shots: int | None) -> str:
     return "" if shots is None else f" {shots}-shot"
 
@@ -303,12 +319,10 @@ def build_report(out: str | Path, report_dir: str | Path | None = None) -> Path:
         return header + ["average"], body
 
     doc.add(Heading("Results"))
-    test_n = {r["n_test"] for r in rows}
     seeds = ", ".join(map(str, suite.seeds))
     doc.add(Paragraph(
         f"Test scores in % (mean ± standard deviation over the data/training seeds {seeds}; a single number "
-        f"means the method does not depend on the seed). Every run is scored on the same "
-        f"{'/'.join(map(str, sorted(x for x in test_n if x)))} seeded test examples. "
+        f"means the method does not depend on the seed). {_test_sizes(rows)} "
         + (" ".join(f"{up}/{down}: significantly better/worse than **{b}**;" for b, (up, down)
                     in zip(baselines, MARKS, strict=False))
            + f" at α = {suite.stats.alpha} after {suite.stats.correction.capitalize()} correction over all "
