@@ -22,7 +22,6 @@ import torch
 from benchmarks.common import Section, interleaved, median, spread
 from benchmarks.methods import PerExamplePrompt
 from promptvec.backbones import load_backbone
-from promptvec.backbones.packing import forward_flops
 from promptvec.evaluation import evaluate
 from promptvec.tasks import get_task, load_task_data, subsample
 from promptvec.vectors import Origin
@@ -77,19 +76,14 @@ def _ranking_margin(backbone, examples_per_task: int) -> dict[str, Any]:
                         "padded": lambda b=batch, lab=labels: backbone._padded_label_scores(b, prompt, lab),
                         "packed": lambda b=batch, lab=labels: backbone._packed_label_scores(b, prompt, len(lab))}, 2)
                 packed = batch.packed
-                pairs, steps = packed.continuations
+                padded_flops, packed_flops = packed.flops(PROMPT_ROWS, config)
                 measured.append({
                     "task": name, "size": size, "length": packed.length, "width": packed.width,
                     "padded": min(times["padded"]), "packed": min(times["packed"]),
                     "chosen": "packed" if packed.pays(PROMPT_ROWS, config) else "padded",
-                    "padded flops": [forward_flops(config, packed.rows * packed.width, 0)
-                                     + forward_flops(config, pairs * steps, 0),
-                                     forward_flops(config, packed.rows * packed.width, PROMPT_ROWS + packed.width)
-                                     + forward_flops(config, pairs * steps, PROMPT_ROWS + packed.width + steps)],
-                    "packed flops": [forward_flops(config, packed.length, 0),
-                                     forward_flops(config, packed.length, PROMPT_ROWS + packed.length)]})
-    # columns: linear FLOPs, attention FLOPs (the count with keys minus the count without)
-    design = torch.tensor([[row[f"{path} flops"][0], row[f"{path} flops"][1] - row[f"{path} flops"][0]]
+                    "padded flops": [padded_flops.linear, padded_flops.attention],
+                    "packed flops": [packed_flops.linear, packed_flops.attention]})
+    design = torch.tensor([row[f"{path} flops"]  # columns: linear FLOPs, attention FLOPs
                            for row in measured for path in ("padded", "packed")], dtype=torch.float64) / 1e9
     seconds = torch.tensor([row[path] for row in measured for path in ("padded", "packed")], dtype=torch.float64)
     linear, attention = torch.linalg.lstsq(design, seconds[:, None]).solution.flatten().tolist()

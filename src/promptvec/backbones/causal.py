@@ -164,10 +164,13 @@ class CausalLMBackbone(Backbone):
         return self.packs_batches and batch.packed.pays(rows, self.model.config)
 
     def _packed_run(self, packed: PackedRows, prompt: torch.Tensor | SharedPrompt):
-        """The model over the packed sequence after a shared prompt, logits at ``packed.keep`` only."""
-        if isinstance(prompt, torch.Tensor) and prompt.shape[0] > 0:
-            prompt = SharedPrompt(self.model, prompt.to(self.device))
-        rows = prompt.rows if isinstance(prompt, SharedPrompt) else 0
+        """The model over the packed sequence after a shared prompt, logits at ``packed.keep`` only (packing
+        is only chosen where the prompt cache is exact, so an ``[R, d]`` prompt always prepares to one)."""
+        if isinstance(prompt, torch.Tensor):
+            prompt = self.prepare_prompt(prompt)
+        rows = prompt.rows if isinstance(prompt, SharedPrompt) else prompt.shape[0]
+        if not isinstance(prompt, SharedPrompt) and rows:
+            raise ValueError("packing needs the prompt's shared key/value cache, which is not exact on this model")
         cache = {cache_kwarg(self.model): prompt.for_batch(1)} if isinstance(prompt, SharedPrompt) else {}
         embeds = self.input_embeds(packed.ids)
         mask = packed.mask(rows, self.model.config._attn_implementation, embeds.dtype)

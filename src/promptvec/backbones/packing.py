@@ -51,14 +51,30 @@ PACKING_MARGIN = {"training": 0.85, "ranking": 1.0}
 PackingKind = Literal["training", "ranking"]
 
 
-def forward_flops(config: Any, queries: int, keys: int) -> int:
+@dataclass(frozen=True)
+class Flops:
+    """FLOPs of a forward pass, split into the linear layers' (the same packed or padded) and attention's
+    (``4d`` per attended key): the split lets a benchmark fit what each costs on a machine."""
+
+    linear: int
+    attention: int
+
+    @property
+    def total(self) -> int:
+        return self.linear + self.attention
+
+    def __add__(self, other: Flops) -> Flops:
+        return Flops(self.linear + other.linear, self.attention + other.attention)
+
+
+def forward_flops(config: Any, queries: int, keys: int) -> Flops:
     """FLOPs of ``queries`` tokens through the model, each attending to ``keys`` keys: per token, the linear
-    layers (``2·(2d² + 2d·kv + 3d·ffn)``, the same packed or padded) plus ``4d`` per attended key."""
+    layers (``2·(2d² + 2d·kv + 3d·ffn)``) plus ``4d`` per attended key."""
     d = config.hidden_size
     heads = getattr(config, "num_attention_heads", None) or config.n_head
     kv = d * (getattr(config, "num_key_value_heads", None) or heads) // heads
     ffn = getattr(config, "intermediate_size", None) or getattr(config, "n_inner", None) or 4 * d
-    return queries * (2 * (2 * d * d + 2 * d * kv + 3 * d * ffn) + 4 * d * keys)
+    return Flops(queries * 2 * (2 * d * d + 2 * d * kv + 3 * d * ffn), queries * 4 * d * keys)
 
 
 @dataclass(frozen=True)
@@ -159,15 +175,20 @@ class PackedRows:
                    tensor(read), tensor(token), tensor(pair), len(rows), max(len(row) for row in rows), kind,
                    continuations)
 
-    def pays(self, prompt_rows: int, config: Any) -> bool:
-        """Whether this packed sequence costs fewer FLOPs than the padded batch — by the kind's
-        :data:`PACKING_MARGIN` — counting, when ranking multi-token labels, the padded path's continuation
-        pass over every (example, label) pair."""
+    def flops(self, prompt_rows: int, config: Any) -> tuple[Flops, Flops]:
+        """The padded batch's FLOPs and this packed sequence's, after a prompt of ``prompt_rows``: the padded
+        count includes, when ranking multi-token labels, the continuation pass over every (example, label)
+        pair."""
         pairs, steps = self.continuations
         padded = (forward_flops(config, self.rows * self.width, prompt_rows + self.width)
                   + forward_flops(config, pairs * steps, prompt_rows + self.width + steps))
-        packed = forward_flops(config, self.length, prompt_rows + self.length)
-        return packed < PACKING_MARGIN[self.kind] * padded
+        return padded, forward_flops(config, self.length, prompt_rows + self.length)
+
+    def pays(self, prompt_rows: int, config: Any) -> bool:
+        """Whether this packed sequence costs fewer FLOPs than the padded batch, by the kind's
+        :data:`PACKING_MARGIN`."""
+        padded, packed = self.flops(prompt_rows, config)
+        return packed.total < PACKING_MARGIN[self.kind] * padded.total
 
     def to(self, move: Callable[[torch.Tensor], torch.Tensor]) -> PackedRows:
         """The indices moved by ``move`` (the batch's own move: pinned and non-blocking to a GPU)."""
