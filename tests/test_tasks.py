@@ -186,3 +186,33 @@ def test_hub_path_maps_columns_labels_and_carves_validation(monkeypatch):
     assert len(data.test) == 40 and len(data.validation) == 4 and len(data.train) == 36  # -1 rows dropped
     assert data.test[0].fields == {"premise": "premise 0", "hypothesis": "hypothesis 0"}
     assert {e.label for e in data.test} == {"entailment", "not_entailment"}
+
+
+def test_a_template_is_timed_by_its_own_work_not_by_a_stalled_machine(monkeypatch):
+    """The per-row limit counts the rendering thread's CPU time, garbage collections left out: a row whose
+    rendering waits (a descheduled process: sleeping here) or collects garbage for longer than the limit
+    still renders, with statements (the CPU-time timer re-arms itself) and without; a loop is stopped."""
+    import gc
+    import time
+
+    from promptvec.tasks import templates
+
+    monkeypatch.setattr(templates, "MAX_SECONDS", 0.2)
+
+    class Stall:
+        def __str__(self) -> str:
+            time.sleep(0.5)
+            return "slept"
+
+    class Collects:
+        def __str__(self) -> str:
+            end = time.perf_counter() + 0.5
+            while time.perf_counter() < end:
+                gc.collect()
+            return "collected"
+
+    values = {"a": Stall(), "b": Collects()}
+    assert templates.render("{{ a }} {{ b }}", values) == "slept collected"
+    assert templates.render("{% for i in range(1) %}{{ a }} {{ b }}{% endfor %}", values) == "slept collected"
+    with pytest.raises(templates.TemplateRefused, match="took more than 0.2 s of CPU time"):
+        templates.render("{% for i in range(9999) %}{% for j in range(9999) %}{% endfor %}{% endfor %}", {})
