@@ -16,11 +16,16 @@ sides see the same machine noise; the ratio is what counts.
 from __future__ import annotations
 
 import copy
+import os
+import tempfile
+import time
+from collections.abc import Callable
 
 import torch
 
 from benchmarks.common import Section, interleaved, median, spread
 from promptvec.backbones import Backbone, load_backbone
+from promptvec.backbones.packing import forward_flops
 from promptvec.backbones.seq2seq import Seq2SeqBackbone
 from promptvec.prompts import StaticPrompt
 from promptvec.tasks import get_task, load_task_data
@@ -30,6 +35,8 @@ from promptvec.vectors import Origin
 # keys/values once per batch; on the encoder-decoder the prompt enters a bidirectional encoder, so there is
 # nothing to share and both do the same work: parity is the floor there, not a miss.
 CAUSAL_TARGETS = {(8, 20): 0.45, (16, 50): 0.35, (16, 100): 0.30}
+COMPILED = "promptvec, --compile"
+COMPILED_SETTING = (8, 20)  # the causal setting also timed compiled (compiling takes minutes on a CPU)
 SEQ2SEQ_PARITY = 1.05
 
 
@@ -62,22 +69,47 @@ def _batches(backbone: Backbone, batch_size: int, rows: int, input_tokens: int |
     return task, batch, labels
 
 
-def _measure(backbone: Backbone, batch_size: int, rows: int, input_tokens: int | None, repeats: int):
+def _flop_ratio(backbone: Backbone, batch, rows: int) -> float:
+    """Forward FLOPs of promptvec's causal step over PEFT's on this batch: what the time ratio would be if
+    both ran at the same speed per FLOP. promptvec runs the prompt's rows once, the batch packed or padded as
+    its FLOP rule chooses, and logits only where a label token is predicted; PEFT runs the prompt in every
+    row and logits at every position."""
+    config = backbone.model.config
+    logit = 2 * backbone.dim * config.vocab_size  # the output projection, per position
+    size, width = batch.input_ids.shape
+    padded, packed = batch.packed.flops(rows, config)
+    body, logits = ((packed, batch.packed.keep.numel()) if batch.packed.pays(rows, config)
+                    else (padded, batch.training_targets.numel()))
+    ours = forward_flops(config, rows, rows).total + body.total + logits * logit
+    peft = forward_flops(config, size * (rows + width), rows + width).total + size * (rows + width) * logit
+    return ours / peft
+
+
+def _promptvec_step(backbone: Backbone, task, batch, rows: int) -> Callable[[], None]:
+    prompt = StaticPrompt(Origin.sample(backbone, rows, 0).tensor(backbone))
+    optimizer = torch.optim.AdamW(prompt.parameters(), lr=0.03)
+
+    def step() -> None:
+        loss = backbone.loss(task, batch, prompt(batch))
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+
+    return step
+
+
+def _measure(backbone: Backbone, batch_size: int, rows: int, input_tokens: int | None, repeats: int,
+             compiled: bool = False) -> tuple[dict[str, list[float]], int, float | None, float | None]:
+    """Seconds per step of promptvec and PEFT (and, with ``compiled``, of promptvec on the backbone's compiled
+    view, as ``--compile`` runs it, compiled cold first) round-robin; the tokens per row;
+    the seconds compiling took; the forward-FLOP ratio (causal)."""
     from peft import PromptTuningConfig, get_peft_model
 
     task, batch, labels = _batches(backbone, batch_size, rows, input_tokens)
-    prompt = StaticPrompt(Origin.sample(backbone, rows, 0).tensor(backbone))
-    ours = torch.optim.AdamW(prompt.parameters(), lr=0.03)
     task_type = "SEQ_2_SEQ_LM" if backbone.family == "seq2seq" else "CAUSAL_LM"
     peft_model = get_peft_model(copy.deepcopy(backbone.model), PromptTuningConfig(
         task_type=task_type, num_virtual_tokens=rows, token_dim=backbone.dim))
     theirs = torch.optim.AdamW([p for p in peft_model.parameters() if p.requires_grad], lr=0.03)
-
-    def promptvec_step() -> None:
-        loss = backbone.loss(task, batch, prompt(batch))
-        loss.backward()
-        ours.step()
-        ours.zero_grad(set_to_none=True)
 
     def peft_step() -> None:
         out = peft_model(input_ids=batch.input_ids, attention_mask=batch.attention_mask, labels=labels)
@@ -85,8 +117,16 @@ def _measure(backbone: Backbone, batch_size: int, rows: int, input_tokens: int |
         theirs.step()
         theirs.zero_grad(set_to_none=True)
 
-    times = interleaved({"promptvec": promptvec_step, "peft": peft_step}, repeats)
-    return times, batch.input_ids.shape[1] + rows
+    steps = {"promptvec": _promptvec_step(backbone, task, batch, rows), "peft": peft_step}
+    compile_s = None
+    if compiled:
+        os.environ["TORCHINDUCTOR_CACHE_DIR"] = tempfile.mkdtemp(prefix="promptvec-bench-inductor-")
+        steps[COMPILED] = _promptvec_step(backbone.compiled(), task, batch, rows)  # what --compile runs
+        start = time.perf_counter()
+        steps[COMPILED]()  # the first call compiles
+        compile_s = time.perf_counter() - start
+    flops = _flop_ratio(backbone, batch, rows) if backbone.family == "causal" else None
+    return interleaved(steps, repeats), batch.input_ids.shape[1] + rows, compile_s, flops
 
 
 def run(quick: bool = False) -> Section:
@@ -97,11 +137,23 @@ def run(quick: bool = False) -> Section:
     rows_out, data, targets = [], {}, []
     for model_name, backbone in models.items():
         for batch_size, rows, input_tokens in settings:
-            times, tokens = _measure(backbone, batch_size, rows, input_tokens, repeats)
+            compiled = not quick and backbone.family == "causal" and (batch_size, rows) == COMPILED_SETTING
+            times, tokens, compile_s, flops = _measure(backbone, batch_size, rows, input_tokens, repeats, compiled)
             ratio = median(times["promptvec"]) / median(times["peft"])
             key = f"{model_name}: batch {batch_size}, R {rows}, {tokens} encoder/input tokens"
-            data[key] = {**times, "ratio": ratio}
-            rows_out.append([key, spread(times["promptvec"]), spread(times["peft"]), f"{ratio:.2f}"])
+            data[key] = {**times, "ratio": ratio, "compile_s": compile_s, "forward flop ratio": flops}
+            flop_cell = "–" if flops is None else f"{flops:.2f}"
+            rows_out.append([key, spread(times["promptvec"]), spread(times["peft"]), f"{ratio:.2f}", flop_cell])
+            if compiled:
+                compiled_ratio = median(times[COMPILED]) / median(times["peft"])
+                data[key]["compiled ratio"] = compiled_ratio
+                rows_out.append([f"{key}, `--compile` (compiled in {compile_s:.0f} s; PEFT column: the same "
+                                 "PEFT steps)", spread(times[COMPILED]), spread(times["peft"]),
+                                 f"{compiled_ratio:.2f}", flop_cell])
+                targets.append((f"{model_name}, batch {batch_size}, R {rows}: `--compile` against eager promptvec "
+                                "(helps where < 1)", "info",
+                                f"{median(times[COMPILED]) / median(times['promptvec']):.2f}× eager, "
+                                f"{compiled_ratio:.2f}× PEFT, after {compile_s:.0f} s of compilation"))
             if backbone.family == "causal" and (batch_size, rows) in CAUSAL_TARGETS:
                 limit = CAUSAL_TARGETS[batch_size, rows]
                 targets.append((f"{model_name}, batch {batch_size}, R {rows}: promptvec ≤ {limit}× PEFT's time per "
@@ -117,5 +169,12 @@ def run(quick: bool = False) -> Section:
         "(rows with R 50 and 100: inputs fixed to 64 tokens, a reference length that does not depend on the "
         "sample). On the causal model promptvec computes a prompt shared by the batch once (its keys/values, "
         "expanded over the batch as views); PEFT runs it once per example. "
-        "The T5-shaped model has random weights and SmolLM2's tokenizer (no T5 weights ship with the project).",
-        ["setting", "promptvec (s/step)", "PEFT (s/step)", "ratio promptvec / PEFT"], rows_out, targets, data)
+        "The T5-shaped model has random weights and SmolLM2's tokenizer (no T5 weights ship with the project). "
+        f"At batch {COMPILED_SETTING[0]}, R {COMPILED_SETTING[1]} a third side runs promptvec on the backbone's "
+        "view under `torch.compile` (as `--compile` does; compiled cold before timing), in the same round-robin. "
+        "The last column counts the forward pass's FLOPs on the same batch (promptvec: the prompt's rows once, "
+        "the batch packed or padded as its FLOP rule chooses, logits only where a label token is predicted; "
+        "PEFT: the prompt in every row, logits everywhere): the time ratio a step would have if both ran at "
+        "the same speed per FLOP.",
+        ["setting", "promptvec (s/step)", "PEFT (s/step)", "ratio promptvec / PEFT", "forward FLOPs promptvec / PEFT"],
+        rows_out, targets, data)

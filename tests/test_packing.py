@@ -1,7 +1,8 @@
 """Packing (promptvec.backbones.packing): a batch with a shared prompt runs as one sequence without
 padding — training with the padded batch's loss and gradient, ranking with its label scores (labels of
-several tokens on their own branches) — on tiny Llama, Qwen2 and GPT-2, rows of mixed lengths; a model
-that cannot take the packed mask keeps the padded path, saying so once."""
+several tokens on their own branches) — on tiny Llama, Qwen2 and GPT-2, rows of mixed lengths, the prompt
+from its cache or inline in the packed pass; a model that cannot take the packed mask keeps the padded
+path, saying so once."""
 
 from __future__ import annotations
 
@@ -125,6 +126,21 @@ def test_packed_rows_put_each_label_on_its_own_branch_after_its_example():
     assert torch.equal(additive == 0, torch.tensor(allowed, dtype=torch.bool))
 
 
+def test_an_inline_prompt_comes_first_and_sees_only_its_own_earlier_rows():
+    """Training runs the prompt in the packed pass itself: its R rows lead the sequence at positions
+    0 … R − 1, attend causally among themselves (as when their keys/values are computed alone) and never
+    to an example; every example still sees all of them."""
+    packed = PackedRows.for_training([[10, 11], [12, 13]], [1, 1])
+    assert packed.positions(2, inline=True).tolist() == [[0, 1, 2, 3, 2, 3]]
+    allowed = packed.mask(2, "sdpa", torch.float32, inline=True)[0, 0].int().tolist()
+    assert allowed == [[1, 0, 0, 0, 0, 0],
+                       [1, 1, 0, 0, 0, 0],
+                       [1, 1, 1, 0, 0, 0],
+                       [1, 1, 1, 1, 0, 0],
+                       [1, 1, 0, 0, 1, 0],
+                       [1, 1, 0, 0, 1, 1]]
+
+
 def two_branch_task(toy_task) -> str:
     """The toy task with labels of different token lengths, so ranking packs continuation branches."""
     body = toy_task.read_text().replace('doc_to_choice: ["negative", "positive"]',
@@ -145,10 +161,13 @@ def test_packed_ranking_gives_the_padded_label_scores(causal_models, toy_task, n
     assert len({len(lab) for lab in labels}) == 2 and max(len(lab) for lab in labels) > 1
     batch = backbone.collate(task, backbone.encode(task, load_task_data(task).test[:6], rows), train=False)
     assert len(set(batch.attention_mask.sum(1).tolist())) > 2
-    prompt = backbone.prepare_prompt(torch.randn(rows, backbone.dim, generator=torch.Generator().manual_seed(2)) * 0.3)
+    raw = torch.randn(rows, backbone.dim, generator=torch.Generator().manual_seed(2)) * 0.3
+    prompt = backbone.prepare_prompt(raw)
     padded = backbone._padded_label_scores(batch, prompt, labels)
     packed = backbone._packed_label_scores(batch, prompt, len(labels))
     assert torch.allclose(packed, padded, atol=1e-5)
+    # the prompt inline, in the packed pass itself (as training runs it), scores the same
+    assert torch.allclose(backbone._packed_label_scores(batch, raw, len(labels)), padded, atol=1e-5)
     batch.packed = dataclasses.replace(batch.packed, width=4 * batch.packed.width)  # make packing pay here
     assert torch.equal(backbone.label_scores(task, batch, prompt), packed)  # used in evaluation
 

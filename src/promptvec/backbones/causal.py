@@ -164,18 +164,22 @@ class CausalLMBackbone(Backbone):
         return self.packs_batches and batch.packed.pays(rows, self.model.config)
 
     def _packed_run(self, packed: PackedRows, prompt: torch.Tensor | SharedPrompt):
-        """The model over the packed sequence after a shared prompt, logits at ``packed.keep`` only (packing
-        is only chosen where the prompt cache is exact, so an ``[R, d]`` prompt always prepares to one)."""
-        if isinstance(prompt, torch.Tensor):
-            prompt = self.prepare_prompt(prompt)
-        rows = prompt.rows if isinstance(prompt, SharedPrompt) else prompt.shape[0]
-        if not isinstance(prompt, SharedPrompt) and rows:
-            raise ValueError("packing needs the prompt's shared key/value cache, which is not exact on this model")
-        cache = {cache_kwarg(self.model): prompt.for_batch(1)} if isinstance(prompt, SharedPrompt) else {}
+        """The model over the packed sequence after a shared prompt, logits at ``packed.keep`` only. A prepared
+        prompt (evaluation: computed once for every batch) starts from its cache. An ``[R, d]`` prompt (training:
+        a new one every step) runs inline, its rows first in the same sequence: one pass whose matrix products
+        have ``R + L`` rows, where computing its keys/values apart is a second pass of ``R`` rows: a second trip
+        through every layer, with matrix products of ``R`` rows that a CPU runs far below its speed."""
         embeds = self.input_embeds(packed.ids)
-        mask = packed.mask(rows, self.model.config._attn_implementation, embeds.dtype)
-        return self.model(inputs_embeds=embeds, attention_mask=mask, position_ids=packed.positions(rows),
-                          use_cache=False, logits_to_keep=packed.keep, **cache)
+        implementation = self.model.config._attn_implementation
+        if isinstance(prompt, SharedPrompt):
+            rows, inline = prompt.rows, False
+            extra = {cache_kwarg(self.model): prompt.for_batch(1)}
+        else:
+            rows, inline, extra = prompt.shape[0], True, {}
+            embeds = torch.cat([prompt.to(self.device, embeds.dtype)[None], embeds], dim=1)
+        keep = packed.keep + rows if inline else packed.keep
+        return self.model(inputs_embeds=embeds, attention_mask=packed.mask(rows, implementation, embeds.dtype, inline),
+                          position_ids=packed.positions(rows, inline), use_cache=False, logits_to_keep=keep, **extra)
 
     def loss(self, task: TaskSpec, batch: Batch, prompt: torch.Tensor | SharedPrompt) -> torch.Tensor:
         """Mean cross-entropy of the label tokens: packed without padding when the prompt is shared and

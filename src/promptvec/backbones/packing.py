@@ -68,13 +68,15 @@ class Flops:
 
 
 def forward_flops(config: Any, queries: int, keys: int) -> Flops:
-    """FLOPs of ``queries`` tokens through the model, each attending to ``keys`` keys: per token, the linear
-    layers (``2·(2d² + 2d·kv + 3d·ffn)``) plus ``4d`` per attended key."""
+    """FLOPs of ``queries`` tokens through the model's layers (not its output projection), each attending to
+    ``keys`` keys: per token and layer, the linear layers (``2·(2d² + 2d·kv + 3d·ffn)``) plus ``4d`` per
+    attended key."""
     d = config.hidden_size
     heads = getattr(config, "num_attention_heads", None) or config.n_head
+    layers = getattr(config, "num_hidden_layers", None) or config.n_layer
     kv = d * (getattr(config, "num_key_value_heads", None) or heads) // heads
     ffn = getattr(config, "intermediate_size", None) or getattr(config, "n_inner", None) or 4 * d
-    return Flops(queries * 2 * (2 * d * d + 2 * d * kv + 3 * d * ffn), queries * 4 * d * keys)
+    return Flops(layers * queries * 2 * (2 * d * d + 2 * d * kv + 3 * d * ffn), layers * queries * 4 * d * keys)
 
 
 @dataclass(frozen=True)
@@ -196,17 +198,27 @@ class PackedRows:
                                  if isinstance(getattr(self, f.name), torch.Tensor)}
         return replace(self, **moved)
 
-    def positions(self, prompt_rows: int) -> torch.Tensor:
-        """``[1, L]`` position ids: every example numbered from the end of the prompt."""
-        return self.offsets + prompt_rows
+    def positions(self, prompt_rows: int, inline: bool = False) -> torch.Tensor:
+        """``[1, L]`` position ids: every example numbered from the end of the prompt; ``inline``: ``[1, R + L]``,
+        the prompt's own rows (0 … R − 1) first."""
+        positions = self.offsets + prompt_rows
+        if inline:
+            positions = torch.cat([torch.arange(prompt_rows, device=positions.device)[None], positions], dim=1)
+        return positions
 
-    def mask(self, prompt_rows: int, implementation: str, dtype: torch.dtype) -> torch.Tensor:
+    def mask(self, prompt_rows: int, implementation: str, dtype: torch.dtype, inline: bool = False) -> torch.Tensor:
         """``[1, 1, L, R + L]``: each token attends to the prompt, to its own example up to itself and, on a
-        label's branch, to that branch's earlier tokens — never another example or another label's branch."""
+        label's branch, to that branch's earlier tokens — never another example or another label's branch.
+        ``inline`` (the prompt runs in the same pass, its rows first): ``[1, 1, R + L, R + L]``, the prompt's
+        rows attending causally among themselves only, as they do when their keys/values are computed alone."""
         index = torch.arange(self.length, device=self.ids.device)
         own = ((self.example[:, None] == self.example[None, :]) & (index[None, :] <= index[:, None])
                & ((self.branch[None, :] == 0) | (self.branch[None, :] == self.branch[:, None])))
-        allowed = torch.cat([own.new_ones(own.shape[0], prompt_rows), own], dim=1)[None, None]
+        allowed = torch.cat([own.new_ones(own.shape[0], prompt_rows), own], dim=1)
+        if inline:
+            prompt = torch.ones(prompt_rows, prompt_rows, dtype=torch.bool, device=own.device).tril()
+            allowed = torch.cat([torch.cat([prompt, own.new_zeros(prompt_rows, self.length)], dim=1), allowed])
+        allowed = allowed[None, None]
         if implementation == "eager":  # an additive mask: 0 where allowed, the dtype's minimum elsewhere
             return torch.zeros(allowed.shape, dtype=dtype, device=allowed.device).masked_fill(
                 ~allowed, torch.finfo(dtype).min)
