@@ -115,6 +115,8 @@ def run(quick: bool = False) -> Section:
         task = get_task(name)
         examples = subsample(load_task_data(task).test, n, 1234)
         results = {}
+        for _, mode, _ in modes:  # untimed: the model's one-time checks and first calls are not any mode's cost
+            evaluate(backbone, task, examples[:8], None, mode=mode, max_new_tokens=8, batch_size=8)
         for label, mode, tokens in modes:
             start = time.perf_counter()
             result = evaluate(backbone, task, examples, None, mode=mode, max_new_tokens=tokens, batch_size=32)
@@ -143,9 +145,13 @@ def run(quick: bool = False) -> Section:
             targets.append((f"{name}: packed and padded scores agree (batch {size})",
                             measured["largest score difference"] <= 1e-3,
                             f"largest difference {measured['largest score difference']:.1e}"))
+            # fastest passes: the three do the same work batch for batch, and this machine's noise only adds
+            fastest = {path: min(measured[path]) for path in ("padded", "packed", "chosen")}
+            best = min(fastest["padded"], fastest["packed"])
             targets.append((f"{name}: the evaluator's choice is within {CHOICE_LIMIT}× of the faster path (batch "
-                            f"{size})", chosen <= CHOICE_LIMIT * min(padded, packed),
-                            f"chosen {chosen / min(padded, packed):.2f}×; packed {packed / padded:.2f}× padded"))
+                            f"{size}, fastest passes)", fastest["chosen"] <= CHOICE_LIMIT * best,
+                            f"chosen {fastest['chosen'] / best:.2f}×; "
+                            f"packed {fastest['packed'] / fastest['padded']:.2f}× padded"))
         data[name] = results
         rank, short, long = (results[m[0]] for m in modes)
         targets += [
@@ -168,14 +174,16 @@ def run(quick: bool = False) -> Section:
                     f"{key_cost:.2f}× (fit over {len(margin['batches'])} batches)"))
     return Section(
         "Evaluation: rank classification vs generation, and the cost of a prompt (embedded SmolLM2-135M, fp32)",
-        f"{n} seeded test examples per task, batch 32, one timed pass each. Generation is greedy and matched "
+        f"{n} seeded test examples per task, batch 32, one timed pass each, after an untimed pass of every mode on 8 "
+        "examples (the model's one-time checks and first calls). Generation is greedy and matched "
         "exactly against the label verbalizations (an unmatched output is invalid and counts as wrong). The "
         "`rank, … prompt` rows time the same rank evaluation round-robin (median [min–max] seconds): no prompt, a "
         f"fixed R = {PROMPT_ROWS} prompt whose keys/values are computed once per evaluation, and that prompt run "
         "once per example. The `rank scoring …` rows time only the label scoring of the evaluator's "
         "length-sorted batches with the R = 20 prompt shared: always padded, always packed into one sequence per "
         "batch (labels of several tokens on their own branches), and as the evaluator chooses per batch by its "
-        "FLOP count, round-robin. The last row times every length-sorted batch (sizes 8, 16, 32) of five tasks "
+        "FLOP count, round-robin (the choice's target compares the fastest passes). The last row times every "
+        "length-sorted batch (sizes 8, 16, 32) of five tasks "
         "padded and packed and fits seconds = a · linear FLOPs + b · attention FLOPs: the target checks that an "
         "attended key costs what its FLOPs say (ranking packs on the plain count), and the row gives the "
         "choice's total time and the faster path's of every batch, against always padded.",
