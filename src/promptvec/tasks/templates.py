@@ -70,6 +70,7 @@ class _OwnTime:
     compiled model) can take seconds that no template caused."""
 
     def __init__(self) -> None:
+        self._thread = threading.get_ident()
         self._start = time.thread_time()
         self._collecting = 0.0
         self._collected = 0.0
@@ -82,6 +83,8 @@ class _OwnTime:
         gc.callbacks.remove(self._on_collection)
 
     def _on_collection(self, phase: str, info: dict[str, int]) -> None:
+        if threading.get_ident() != self._thread:  # another thread's collection: not on this thread's clock
+            return
         if phase == "start":
             self._collecting = time.thread_time()
         else:
