@@ -2,10 +2,13 @@
 
 A padded batch ``[B, T]`` spends the model on every padding position; at batch 8 on sst2 that is
 about a third of them. Packed, the batch's real tokens are one sequence ``[1, L]`` (``L`` = the sum of
-the rows' lengths) under a block-diagonal causal mask: every token sees the shared prompt's
-keys/values (computed once, :mod:`promptvec.backbones.prefix`) and the earlier tokens of its own
-example, never another example's. Position ids restart after the prompt for every example, so each
-example is computed exactly as it would be alone; only the logits that are read are computed.
+the rows' lengths) under a block-diagonal causal mask: every token sees the shared prompt and the
+earlier tokens of its own example, never another example's. In training the prompt's R rows run inline,
+first in the same sequence (one pass: a prompt computed apart would be a second pass of R rows, slow
+matrix products on a CPU); in evaluation a fixed prompt's keys/values come from their cache, computed
+once for every batch (:mod:`promptvec.backbones.prefix`). Position ids restart after the prompt for
+every example, so each example is computed exactly as it would be alone; only the logits that are read
+are computed.
 
 - **Training** reads the positions that predict label tokens; the loss is the same mean over label
   tokens as the padded batch's.
@@ -25,10 +28,10 @@ padding and many rows (batch 16 of 64-token inputs) the packed attention costs m
 it saves — measured 1.9× slower per step on SmolLM2 — so each batch is packed only when a FLOP count
 of both says packing is cheaper, by :data:`PACKING_MARGIN` for training (:meth:`PackedRows.pays`).
 
-The mask is passed to the model as a ready 4-D mask (``[1, 1, L, R + L]``: boolean for SDPA, additive
-for eager attention), which transformers uses as given. Exactness is checked once per model, as the
-shared prompt cache is (:func:`packs_exactly`); a model where packing differs keeps the padded path
-and says so once.
+The mask is passed to the model as a ready 4-D mask (``[1, 1, L, R + L]``, or ``[1, 1, R + L, R + L]``
+with the prompt inline: boolean for SDPA, additive for eager attention), which transformers uses as
+given. Exactness is checked once per model, as the shared prompt cache is (:func:`packs_exactly`); a
+model where packing differs keeps the padded path and says so once.
 """
 
 from __future__ import annotations
