@@ -3,7 +3,7 @@
     python -m benchmarks.run [--quick] [--only NAME,...] [--out BENCHMARKS.md]
     python -m benchmarks.run --gpu [--quick]      # make bench-gpu: the accelerator benchmark alone
 
-Names: train_step, methods, evaluation, resources, throughput, lm_eval, serving, cost_model; ``--gpu`` runs
+Names: train_step, methods, evaluation, auto_init, resources, throughput, lm_eval, serving, cost_model; ``--gpu`` runs
 ``benchmarks/gpu.py`` (bf16 throughput with and without the shared prompt cache, share of a measured
 matmul peak, the quickstart suite's wall time), which ``make bench`` leaves out.
 
@@ -22,6 +22,7 @@ import time
 from pathlib import Path
 
 from benchmarks import (
+    auto_init,
     cost_model,
     evaluation,
     gpu,
@@ -35,8 +36,8 @@ from benchmarks import (
 from benchmarks.common import Section, machine, verdict
 from promptvec.io import atomic_write_json, atomic_write_text
 
-BENCHMARKS = {"train_step": train_step.run, "methods": methods.run,
-              "evaluation": evaluation.run, "resources": resources.run, "throughput": throughput.run,
+BENCHMARKS = {"train_step": train_step.run, "methods": methods.run, "evaluation": evaluation.run,
+              "auto_init": auto_init.run, "resources": resources.run, "throughput": throughput.run,
               "lm_eval": lm_eval_model.run, "serving": serving.run, "cost_model": cost_model.run}
 RESULTS = Path(__file__).parent / "results.json"
 GPU = "gpu"  # the accelerator benchmark's name in results.json and its place at the end of BENCHMARKS.md

@@ -18,6 +18,7 @@ from promptvec.experiments.report import build_report
 from promptvec.experiments.runner import run_suite, status_of
 from promptvec.suites.plan import expand
 from promptvec.suites.schema import load_suite
+from promptvec.training.phases import PHASES
 from tests.conftest import PS, tiny_suite_file, tiny_transfer_suite
 
 ZERO_ONLY = [{"name": "zero", "label": "z"}]
@@ -77,7 +78,7 @@ def test_run_skip_resume_results_and_report(tmp_path, tiny_models, toy_task, bac
     assert again.completed == 0  # nothing redone
     for row in rows:  # where each run's time went: the trained ones by phase, the untrained scored once
         phases = row["phases"]
-        expected = {"load", "setup", "steps", "validation", "test", "saving"} if row["label"] == "PT" else {"test"}
+        expected = set(PHASES) if row["label"] == "PT" else {"test"}
         assert set(phases) == expected and phases["test"]["examples"] == 16 and phases["test"]["tokens"] > 0
     report = build_report(out)
     md = (report / "report.md").read_text()
@@ -402,6 +403,25 @@ def test_the_cost_estimate_counts_a_planned_copy_once_and_a_per_input_prompt_on_
     assert attempt.train_tokens - pt.train_tokens == pytest.approx(steps * batch * rows - steps * rows)
 
 
+def test_the_cost_estimate_counts_the_candidates_auto_scores_before_training(tmp_path, tiny_models, toy_tasks):
+    """``auto`` scores no prompt, the origin, each source and the combinations of the 2..combine best on the run's
+    training examples before it trains: that is evaluation work on top of pt's, and none once training began."""
+    from promptvec.experiments.cost import CostModel, task_tokens
+
+    plain = {"select_initial": False, **PS}
+    suite = load_suite(tiny_transfer_suite(tmp_path, tiny_models, toy_tasks, "auto-cost", [
+        {"name": "pt", "settings": plain}, {"name": "auto", "settings": plain},
+        {"name": "auto", "label": "singles", "settings": {**plain, "combine": 0}}]))
+    model = CostModel(suite)
+    runs = {(r.label or r.method): r for r in expand(suite) if not r.run_id.startswith("source/")}
+    per_example = task_tokens(toy_tasks["target"], suite.backbone.max_length, None).input
+    pt = model.work(runs["pt"]).rank_tokens
+    shots, sources = 8, 2
+    assert model.work(runs["auto"]).rank_tokens - pt == pytest.approx((2 + sources + 1) * shots * per_example)
+    assert model.work(runs["singles"]).rank_tokens - pt == pytest.approx((2 + sources) * shots * per_example)
+    assert model.work(runs["auto"], done_steps=1).rank_tokens == model.work(runs["pt"], done_steps=1).rank_tokens
+
+
 @pytest.mark.slow
 def test_across_tasks_pools_each_comparison_over_tasks_with_a_forest_plot(tmp_path, tiny_models, toy_tasks):
     from promptvec.evaluation.stats import pool_effects, task_effect
@@ -492,6 +512,24 @@ def test_the_cost_model_benchmark_sets_estimates_against_the_committed_runs(shar
     spot = rows["spot"]
     assert spot["recorded_copies"] == spot["predicted_copies"] == spot["runs"] > 0 and spot["measured_s"] == 0
     assert spot["ratio"] == 1.0  # all copies, and counted as copies
+
+    # the library study: its sources were copied from a library (copies on both sides); runs in flight while the
+    # study was paused are left out; an auto run's choice, which its wall time left out then, is its own cost
+    from benchmarks.cost_model import PAUSED
+
+    folder = Path(__file__).parents[1] / "docs/results/library/runs"
+    rows = {r["label"]: r for r in per_method(study_samples("library/runs", "library-loto.yaml", str(shared_data)),
+                                              fit(samples))}
+    assert rows["source"]["runs"] == rows["source"]["recorded_copies"] == rows["source"]["predicted_copies"] == 22
+    assert rows["source"]["measured_s"] == 0
+    recorded = [json.loads(line) for line in (folder / "results.jsonl").read_text().splitlines()]
+    paused = PAUSED["library/runs"]
+    assert rows["pt"]["runs"] == sum(r["label"] == "pt" and r["run_id"] not in paused for r in recorded)
+    auto = [r for r in recorded if r["label"] == "auto" and r["run_id"] not in paused]
+    chosen = sum(json.loads((folder / "runs" / r["run_id"] / "run.json").read_text())["init"]["auto"]["seconds"]
+                 for r in auto)
+    assert rows["auto"]["measured_s"] == pytest.approx(sum(r["wall_time_s"] for r in auto if not r.get("reused_from"))
+                                                      + chosen)
 
 
 def test_the_report_states_the_common_test_size_and_the_tasks_scored_on_fewer():

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from pathlib import Path
 
 import pytest
@@ -13,6 +14,7 @@ import torch
 import yaml
 
 from promptvec.errors import ConfigError
+from promptvec.evaluation import evaluate
 from promptvec.experiments.library_build import LIBRARY_TASKS, library_suite, package_library
 from promptvec.experiments.report import build_report
 from promptvec.experiments.runner import run_suite
@@ -206,6 +208,8 @@ def test_train_prompt_init_auto_records_the_choice(tmp_path, tiny_library, toy_t
     assert {"no prompt", "origin", "src_a", "src_b"} <= names
     assert record["init"]["library"] == str(tiny_library.root) and record["config"]["init"] == "auto"
     assert sum(c["chosen"] for c in auto["candidates"]) == 1 and auto["seconds"] > 0
+    # choosing is part of the run: its "start" phase, inside the wall time (loading the model is not)
+    assert auto["seconds"] <= record["phases"]["start"]["seconds"] <= record["wall_time_s"]
     # the choice saw only the run's own training examples
     trainer = Trainer(config.model_copy(update={"init": "auto", "library": str(tiny_library.root)}),
                       tmp_path / "again", backbone=backbone, progress=False)
@@ -320,6 +324,26 @@ def test_a_fallback_in_a_suite_is_a_copy_of_the_pt_run(tmp_path, tiny_models, to
     # pt–no prompt once (not also no prompt–pt), tpv-init against each; auto is pt's copy: not tested again
     assert sorted(pairs) == [("no prompt", "pt"), ("no prompt", "tpv-init"), ("pt", "tpv-init")]
     assert "auto" not in section
+
+
+def test_a_suite_runs_choice_is_its_start_phase_inside_its_wall_time(tmp_path, tiny_models, toy_tasks, monkeypatch):
+    """Choosing is ``auto``'s own work, done before its trainer starts: the run's ``start`` phase, counted in its
+    wall time (and so in the report's and the cost model's times)."""
+    from promptvec.library import AutoChoice
+    from promptvec.methods.auto import method
+
+    def slow_choice(backbone, task, examples, origin, sources, policy):
+        time.sleep(0.5)
+        return AutoChoice(sources[0].prompt, sources[0].task, False, [], 0.5)
+
+    monkeypatch.setattr(method, "choose_start", slow_choice)
+    suite = load_suite(tiny_transfer_suite(tmp_path, tiny_models, toy_tasks, "auto-timed", [
+        {"name": "auto", "settings": {"prompt_length": 3, "lr": 0.05, "select_initial": False}}]))
+    run_suite(suite, tmp_path / "out", progress=False, log=lambda m: None)
+    record = json.loads((tmp_path / "out/runs/auto/target/8shot/o0-s0/run.json").read_text())
+    phases = record["phases"]
+    assert record["init"]["init"] == "auto" and phases["start"]["seconds"] >= 0.5
+    assert record["wall_time_s"] >= sum(phases[name]["seconds"] for name in ("start", "steps", "validation", "test"))
 
 
 def test_the_library_suite_file_is_the_library_build_suite():
@@ -493,3 +517,22 @@ def test_the_library_for_the_embedded_model_ships_in_the_installed_package(tmp_p
     cli = subprocess.run([sys.executable, "-m", "promptvec", "library"], env={**env, "COLUMNS": "200"},
                          capture_output=True, text=True)
     assert cli.returncode == 0 and all(task in cli.stdout for task in LIBRARY_TASKS), cli.stdout + cli.stderr
+
+
+@pytest.mark.parametrize("family", ["llama", "gpt2", "t5", "bert"])
+def test_the_loss_read_from_label_scores_is_the_training_loss(backbones, toy_task, family):
+    """``init: auto`` reads each candidate's loss from its rank-classification pass: that must be the loss
+    training computes, for every family, on inputs of mixed lengths and labels of different token counts."""
+    task_file = toy_task.parent / "toy_long_labels.yaml"
+    task_file.write_text(toy_task.read_text().replace("task: toy_sentiment", "task: toy_long_labels")
+                         .replace('["negative", "positive"]', '["quite negative indeed", "positive"]'))
+    spec = get_task(str(task_file))
+    examples = few_shot(spec, load_task_data(spec).train, 12, 0)
+    backbone = backbones[family]
+    assert len({len(ids) for ids in backbone.label_set(spec).token_ids}) == 2
+    assert len({len(backbone.encode(spec, [example], 3)[0].input_ids) for example in examples}) > 1
+    prompt = Origin.sample(backbone, 3, 0).tensor(backbone)
+    result = evaluate(backbone, spec, examples, prompt)
+    gold = torch.tensor([backbone.label_index(spec, example) for example in examples])
+    read = float(backbone.label_loss(spec, torch.tensor(result.scores), gold))
+    assert read == pytest.approx(_direct_loss(backbone, spec, examples, prompt), rel=1e-5, abs=1e-6)

@@ -39,7 +39,7 @@ def test_record_has_everything(backbones, tiny_models, toy_task, tmp_path):
     assert result.warnings == saved.get("warnings", [])
     # where the time went: 6 steps of 4 examples, 4 validations of 16, one test of 24, and saving
     phases = saved["phases"]
-    assert set(phases) == {"load", "setup", "steps", "validation", "test", "saving"}
+    assert set(phases) == {"load", "start", "setup", "steps", "validation", "test", "saving"}
     assert (phases["steps"]["count"], phases["steps"]["examples"]) == (6, 24) and phases["steps"]["tokens"] > 24
     assert (phases["validation"]["count"], phases["validation"]["examples"]) == (4, 64)
     assert (phases["test"]["count"], phases["test"]["examples"]) == (1, 24)

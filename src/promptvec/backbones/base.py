@@ -328,6 +328,15 @@ class Backbone(ABC):
                      length_normalize: bool = False) -> torch.Tensor:
         """``[B, C]`` score of every label (log-likelihood or similarity) for rank classification."""
 
+    def label_loss(self, task: TaskSpec, scores: torch.Tensor, gold: torch.Tensor) -> torch.Tensor:
+        """The training loss (:meth:`loss`) of examples whose label scores (:meth:`label_scores`, not
+        length-normalised) are ``scores`` ``[N, C]`` and gold label indices ``gold`` ``[N]`` — so a caller
+        that needs both a prompt's loss and its rank classification (``init: auto``) runs the model once,
+        not twice. Here, where a label's score is its tokens' summed log-likelihood, that is the gold
+        tokens' mean negative log-likelihood: what :meth:`loss` averages over a batch's label tokens."""
+        lengths = torch.tensor([len(ids) for ids in self.label_set(task).token_ids], device=scores.device)
+        return -scores.gather(1, gold[:, None]).sum() / lengths[gold].sum()
+
     def prepare_prompt(self, prompt: torch.Tensor):
         """A fixed ``[R, d]`` prompt made ready once for every batch of an evaluation. Decoder-only
         models compute its keys/values here; other families take the prompt as it is."""

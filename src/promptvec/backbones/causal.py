@@ -167,8 +167,8 @@ class CausalLMBackbone(Backbone):
         """The model over the packed sequence after a shared prompt, logits at ``packed.keep`` only. A prepared
         prompt (evaluation: computed once for every batch) starts from its cache. An ``[R, d]`` prompt (training:
         a new one every step) runs inline, its rows first in the same sequence: one pass whose matrix products
-        have ``R + L`` rows, where computing its keys/values apart is a second pass of ``R`` rows: a second trip
-        through every layer, with matrix products of ``R`` rows that a CPU runs far below its speed."""
+        have ``R + L`` rows, rather than a separate pass for its keys/values, whose products of only ``R`` rows
+        a CPU runs far below its speed."""
         embeds = self.input_embeds(packed.ids)
         implementation = self.model.config._attn_implementation
         if isinstance(prompt, SharedPrompt):

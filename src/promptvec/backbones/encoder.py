@@ -74,3 +74,7 @@ class SentenceEncoderBackbone(Backbone):
     def label_scores(self, task: TaskSpec, batch: Batch, prompt: torch.Tensor,
                      length_normalize: bool = False) -> torch.Tensor:
         return self._scores(task, batch, prompt)
+
+    def label_loss(self, task: TaskSpec, scores: torch.Tensor, gold: torch.Tensor) -> torch.Tensor:
+        """:meth:`loss` from the label similarities: their cross-entropy against the gold labels."""
+        return F.cross_entropy(scores, gold)

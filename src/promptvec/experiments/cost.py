@@ -6,7 +6,8 @@ plus a fixed cost per run:
 * **training**: every example-step's tokens (input and, for a free-text task, its answer), plus the
   prompt's rows once per step when the prompt is shared by the batch (its keys/values are computed
   once) or on every example when each input gets its own prompt (ATTEMPT, Fusion);
-* **rank evaluation**: the tokens of every scored example (validation during training, then test);
+* **rank evaluation**: the tokens of every scored example (validation during training, then test, and the
+  candidates a method scores to choose its start: ``auto``);
 * **decoding**: ``max_gen_toks`` greedy steps per evaluated example of a free-text task (an upper
   bound: a prompt that learned to stop ends sooner, a bare model rarely does).
 
@@ -173,10 +174,14 @@ class CostModel:
         """For each of the run's planned trainings, whether it is a copy."""
         return [is_copy for _, is_copy in self.trainings(run)]
 
+    def from_library(self, run: RunSpec) -> bool:
+        """Whether ``run`` is a source the suite's ``sources.library`` holds: copied from it, not trained."""
+        return self.library is not None and is_source(run) and source_library.holds(self.library, self.suite, run)
+
     def work(self, run: RunSpec, done_steps: int = 0) -> RunWork:
         """The work left in ``run`` after ``done_steps`` of its training steps (all stages in order)."""
-        if self.library is not None and is_source(run) and source_library.holds(self.library, self.suite, run):
-            return RunWork()  # copied from the suite's source library
+        if self.from_library(run):
+            return RunWork()
         method = METHODS[run.method]
         options = run.options(BaseModel)
         rows = method.prompt_rows(options)
@@ -193,6 +198,8 @@ class CostModel:
         test = (b.test_examples or 2000) * len(run.tasks)
         trainings = self.trainings(run)
         total, untrained, trained, skip = RunWork(runs=1.0), 0.0, 0.0, done_steps
+        if not done_steps:  # choosing a start by scoring candidates (auto), before any training
+            total += RunWork(rank_tokens=method.planned_scoring(self.suite, run) * per_example)
         for training, is_copy in trainings:
             left = max(0, training.steps - skip)
             skip = max(0, skip - training.steps)

@@ -33,8 +33,9 @@ def time_sections(rows: list[dict[str, Any]]) -> list[Block]:
     reused = len(rows) - len(own)
     note = (f"Runs trained by this suite (the {reused} runs that copy an identical training are not counted "
             "again). Phases in seconds, summed over the runs that recorded them (*timed*); runs made before "
-            "promptvec recorded phases count in the total wall time only. *load* is the model, data and start "
-            "prompt a run loaded itself (a suite lends its workers' model: near 0); tokens/s counts input (and "
-            "free-text target) tokens.")
+            "promptvec recorded phases count in the total wall time only. *load* is the model and data a run "
+            "loaded itself (a suite lends its workers' model: near 0); *start* is making the start prompt "
+            "(`auto` scoring its candidates, a stage trained first such as DTVG's Stage I), part of the wall "
+            "time; tokens/s counts input (and free-text target) tokens.")
     return [Paragraph(note), TableBlock(["method", "runs", "timed", "wall (min)", *PHASES, "train tokens/s",
                                          "eval tokens/s"], table)]

@@ -6,8 +6,10 @@ method that chose on validation would see more labels than the baselines it is c
 every candidate start is scored *before training* on exactly the examples the run will train on: by
 rank-classification accuracy on them (label tasks), ties broken by the quantity training minimises — the
 mean loss on the gold labels or answers (:meth:`Backbone.loss`), which is also the score for free-text
-tasks and for ``score: loss``. Each is one pass per candidate with the prompt's keys/values computed once,
-and the loss is defined for label and free-text tasks alike, and for any backbone family.
+tasks and for ``score: loss``. Each candidate costs one pass over the examples, its prompt's keys/values
+computed once: a label task's loss is read from the same rank-classification scores as its accuracy
+(:meth:`Backbone.label_loss`). The loss is defined for label and free-text tasks alike, and for any
+backbone family.
 
 Candidates: the run's own origin (what plain prompt tuning starts from), every source prompt, and the
 origin plus the summed task prompt vectors of the ``combine`` best-scoring sources (tpv-init's start).
@@ -86,7 +88,8 @@ class AutoChoice:
 
 def _losses(backbone: Backbone, task: TaskSpec, examples: Sequence[Example], prompt: torch.Tensor | None,
             batch_size: int) -> float:
-    """Mean training loss of ``examples`` under a fixed prompt (None = no prompt), weighted by batch size."""
+    """Mean training loss of a free-text task's ``examples`` under a fixed prompt (None = no prompt),
+    weighted by batch size."""
     rows = 0 if prompt is None else prompt.shape[0]
     encoded = backbone.encode(task, list(examples), rows)
     fixed = torch.zeros(0, backbone.dim, device=backbone.device) if prompt is None else \
@@ -103,9 +106,15 @@ def _losses(backbone: Backbone, task: TaskSpec, examples: Sequence[Example], pro
 
 def _candidate_scores(backbone: Backbone, task: TaskSpec, examples: Sequence[Example], prompt: torch.Tensor | None,
                       policy: AutoPolicy) -> dict[str, float]:
-    scores = {"loss": _losses(backbone, task, examples, prompt, policy.batch_size)}
-    if policy.score == "accuracy" and not task.generates:
-        result = evaluate(backbone, task, list(examples), prompt, batch_size=policy.batch_size)
+    """A candidate's loss (and, when the policy ranks by it, accuracy) on ``examples``. A label task's loss
+    comes from the same rank-classification pass as its accuracy (:meth:`Backbone.label_loss`): one pass
+    per candidate; a free-text task has only the loss."""
+    if task.generates:
+        return {"loss": _losses(backbone, task, examples, prompt, policy.batch_size)}
+    result = evaluate(backbone, task, list(examples), prompt, batch_size=policy.batch_size)
+    gold = torch.tensor([backbone.label_index(task, example) for example in examples])
+    scores = {"loss": float(backbone.label_loss(task, torch.tensor(result.scores), gold))}
+    if policy.score == "accuracy":
         scores["accuracy"] = result.metrics.get("acc", result.metrics[task.primary_metric])
     return scores
 

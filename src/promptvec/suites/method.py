@@ -71,6 +71,12 @@ class Method(ABC):
         return sum(training.steps for training in cls.planned_trainings(suite, run))
 
     @classmethod
+    def planned_scoring(cls, suite: Any, run: Any) -> int:
+        """Examples the run scores under fixed prompts before it trains — work the cost estimate prices like
+        evaluation. None, unless the method chooses its start by scoring candidates (``auto``)."""
+        return 0
+
+    @classmethod
     def prompt_rows(cls, options: BaseModel) -> int:
         """Rows of the prompt a run trains or scores (the cost estimate's prompt length)."""
         return train_default("prompt_length")

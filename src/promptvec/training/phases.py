@@ -2,10 +2,12 @@
 in the run record (``phases``) so a study's cost can be read afterwards — and a cost model fitted
 to it — instead of guessed.
 
-The phases of a training run: ``load`` (model, data and the start prompt, when the run loads them
-itself), ``setup`` (encoding the training data, the optimizer; restoring a checkpoint), ``steps``
-(optimizer steps), ``validation``, ``test`` and ``saving`` (checkpoints and the best prompt). They are
-accumulated in the record as it is checkpointed, so a resumed run adds its time to the time before.
+The phases of a training run: ``load`` (model and data, when the run loads them itself),
+``start`` (making the start prompt: loading it, ``init: auto`` scoring its candidates, a suite
+method's sources and the stage it trains first — counted in the run's wall time), ``setup``
+(encoding the training data, the optimizer; restoring a checkpoint), ``steps`` (optimizer steps),
+``validation``, ``test`` and ``saving`` (checkpoints and the best prompt). They are accumulated in
+the record as it is checkpointed, so a resumed run adds its time to the time before.
 Throughput (tokens/s) is derived where it is shown, not stored.
 """
 
@@ -20,7 +22,7 @@ from typing import Any
 from promptvec.training.record import RunRecord
 
 #: the phases of a training run, in the order they happen
-PHASES = ("load", "setup", "steps", "validation", "test", "saving")
+PHASES = ("load", "start", "setup", "steps", "validation", "test", "saving")
 
 
 @dataclass

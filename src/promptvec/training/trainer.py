@@ -200,7 +200,8 @@ class Trainer:
     def __init__(self, config: TrainConfig, output_dir: str | Path, backbone: Backbone | None = None,
                  data_dir: str | Path | None = None, task_data: TaskData | list[TaskData] | None = None,
                  prompt_module: PromptModule | None = None, progress: bool = True,
-                 on_step: Callable[[int], None] | None = None, data_parallel: bool = True) -> None:
+                 on_step: Callable[[int], None] | None = None, data_parallel: bool = True,
+                 start_seconds: float = 0.0) -> None:
         started = time.perf_counter()
         self.config = config
         self.data_parallel = data_parallel
@@ -219,9 +220,14 @@ class Trainer:
         self.on_step = on_step
         self.origin: Origin | None = None
         self.init_info: dict[str, Any] | None = None  # the start's prompt or init auto's choice (record's ``init``)
-        self.prompt_module = (prompt_module or self._initial_prompt()).bind(self.backbone)
-        #: what this process spent loading the model (unless lent), the data and the start prompt
+        #: what this process spent loading the model (unless lent) and the data
         self.load_seconds = time.perf_counter() - started
+        module = prompt_module or self._initial_prompt()
+        #: what making the start prompt took — init auto's choice; a suite method's sources and earlier stages
+        #: (``start_seconds``, timed by the caller that made ``prompt_module``): part of the run's wall time
+        self.start_seconds = start_seconds + (0.0 if prompt_module else time.perf_counter() - started
+                                              - self.load_seconds)
+        self.prompt_module = module.bind(self.backbone)
 
     # ---- setup ------------------------------------------------------------------------------
     def _initial_prompt(self) -> PromptModule:
@@ -436,7 +442,9 @@ class TrainingLoop:
                 self.state.record.setdefault("code_resumed", []).append(code_version())
         warn_if_targets_cut(self.state.record, trainer.tasks, per_task)
         add_phase(self.state.record, "load", trainer.load_seconds)
+        add_phase(self.state.record, "start", trainer.start_seconds)
         add_phase(self.state.record, "setup", time.perf_counter() - started)
+        self.elapsed_before += trainer.start_seconds  # made before this clock started, but this run's work
         self.progress = TrainingProgress(trainer.progress and self.main, trainer.task_name, cfg.max_steps,
                                          self.state.step)
         self.start = started  # a run's wall time counts its setup; model and data loading are the caller's

@@ -45,6 +45,16 @@ class AutoInit(PromptTuning):
         return start_sections(suite, out, rows)
 
     @classmethod
+    def planned_scoring(cls, suite, run) -> int:
+        """Every candidate (no prompt, the origin, each source, the combinations of the 2..``combine`` best)
+        scored on the run's training examples, at most the policy's ``max_examples``."""
+        s = run.options(AutoSettings)
+        sources = len(suite.sources.targets.get(run.task, ()))
+        candidates = 2 + sources + max(0, min(s.combine, sources) - 1)
+        limit = AutoPolicy.model_fields["max_examples"].default
+        return candidates * (limit if run.shots is None else min(run.shots, limit))
+
+    @classmethod
     def initial_prompt(cls, ctx: RunContext) -> tuple[torch.Tensor | None, dict[str, Any]]:
         s = ctx.run.options(AutoSettings)
         policy = s.policy()

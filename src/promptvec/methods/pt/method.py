@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import torch
@@ -132,7 +133,9 @@ class PromptTuning(Method):
         done = completed_record(ctx.out)
         if done is not None:
             return done
+        began = time.perf_counter()
         module, info = cls.build(ctx)
+        start_seconds = time.perf_counter() - began  # the run's work: init auto's choice, a stage trained first
         if ctx.run.shots == 0:
             s = ctx.run.options(PTSettings)
             described = {**info, "prompt_length": s.prompt_length}
@@ -147,7 +150,7 @@ class PromptTuning(Method):
             return reuse_run(ctx, twin, info)
         trainer = Trainer(config, ctx.out, backbone=ctx.backbone,
                           task_data=cls.task_data(ctx), prompt_module=module, progress=ctx.progress,
-                          on_step=ctx.on_step, data_parallel=ctx.data_parallel)
+                          on_step=ctx.on_step, data_parallel=ctx.data_parallel, start_seconds=start_seconds)
         record = trainer.train(resume=True)
         record["init"] = info
         atomic_write_json(ctx.out / "run.json", record)
