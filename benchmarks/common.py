@@ -52,7 +52,7 @@ def machine() -> dict[str, str]:
     import peft
     import transformers
 
-    return {"machine": f"{platform.machine()}, {os.cpu_count()} CPU cores, torch threads {torch.get_num_threads()}, "
+    return {"machine": f"{platform.machine()}, {os.cpu_count()} CPU cores, "
                        f"{platform.platform()}",
             "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else "none",
             "versions": f"python {platform.python_version()}, torch {torch.__version__}, "

@@ -50,7 +50,7 @@ def _padded_vs_packed(backbone, task, examples, batch_size: int, repeats: int) -
         "padded": torch.no_grad()(lambda: [backbone._padded_label_scores(b, prompt, labels) for b in batches]),
         "packed": torch.no_grad()(lambda: [backbone._packed_label_scores(b, prompt, len(labels)) for b in batches]),
         "chosen": lambda: [backbone.label_scores(task, b, prompt) for b in batches]}, repeats)
-    return {**times, "packed batches": sum(backbone._packs(b, prompt) for b in batches), "batches": len(batches),
+    return {**times, "packed batches": sum(backbone.runs_packed(b, prompt) for b in batches), "batches": len(batches),
             "largest score difference": gap}
 
 

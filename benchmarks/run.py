@@ -21,6 +21,8 @@ import tempfile
 import time
 from pathlib import Path
 
+import torch
+
 from benchmarks import (
     auto_init,
     cost_model,
@@ -56,7 +58,8 @@ def render(sections: dict[str, dict]) -> str:
     info = machine()
     lines = ["# Benchmarks", "", "Written by `python -m benchmarks.run` (`make bench`). Each section says when it was "
              "measured; ratios are always between candidates measured in the same rounds.", "",
-             f"- Machine: {info['machine']}; GPU: {info['gpu']}", f"- Versions: {info['versions']}", "",
+             f"- Machine: {info['machine']}; GPU: {info['gpu']}; torch threads: as each section's stamp says "
+             "(2, this machine's default, where it says none)", f"- Versions: {info['versions']}", "",
              "## Targets", "", "| target | measured | verdict |", "|---|---|---|"]
     ordered = [sections[name] for name in [*BENCHMARKS, GPU] if name in sections]
     lines += [f"| {t} | {m} | {verdict(ok)} |" for s in ordered for t, ok, m in s["section"]["targets"]]
@@ -91,7 +94,7 @@ def main() -> None:
         sections[name] = {
             "section": dataclasses.asdict(section),
             "measured": f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} in {(time.time() - start) / 60:.1f} min"
-                        + (" (--quick)" if args.quick else "")}
+                        f", torch threads {torch.get_num_threads()}" + (" (--quick)" if args.quick else "")}
         atomic_write_json(RESULTS, sections)  # after each benchmark: a long run interrupted keeps what it measured
     atomic_write_text(args.out, render(sections))
     print(f"wrote {args.out}")

@@ -78,7 +78,8 @@ def _flop_ratio(backbone: Backbone, batch, rows: int) -> float:
     logit = 2 * backbone.dim * config.vocab_size  # the output projection, per position
     size, width = batch.input_ids.shape
     padded, packed = batch.packed.flops(rows, config)
-    body, logits = ((packed, batch.packed.keep.numel()) if batch.packed.pays(rows, config)
+    prompt = torch.zeros(rows, backbone.dim)  # only its shape matters: which path the step takes
+    body, logits = ((packed, batch.packed.keep.numel()) if backbone.runs_packed(batch, prompt)
                     else (padded, batch.training_targets.numel()))
     ours = forward_flops(config, rows, rows).total + body.total + logits * logit
     peft = forward_flops(config, size * (rows + width), rows + width).total + size * (rows + width) * logit

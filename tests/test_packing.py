@@ -179,7 +179,7 @@ def test_a_prompt_per_row_is_ranked_padded(causal_models, toy_task):
     batch = backbone.collate(task, backbone.encode(task, load_task_data(task).test[:4], 3), train=False)
     batch.packed = dataclasses.replace(batch.packed, width=4 * batch.packed.width)
     per_row = torch.randn(4, 3, backbone.dim, generator=torch.Generator().manual_seed(3))
-    assert not backbone._packs(batch, per_row)
+    assert not backbone.runs_packed(batch, per_row)
     labels = backbone.label_set(task).token_ids
     padded = backbone._padded_label_scores(batch, per_row, labels)
     assert torch.equal(backbone.label_scores(task, batch, per_row), padded)

@@ -154,7 +154,7 @@ class CausalLMBackbone(Backbone):
 
         return packs_exactly(self.model, self.name, loss_of)
 
-    def _packs(self, batch: Batch, prompt: torch.Tensor | PromptCache) -> bool:
+    def runs_packed(self, batch: Batch, prompt: torch.Tensor | PromptCache) -> bool:
         """Whether this batch runs packed: its prompt is shared by every row (``[R, d]`` or prepared; none
         at all also packs), the model packs exactly, and packing saves work on this batch."""
         if batch.packed is None or not (isinstance(prompt, SharedPrompt)
@@ -184,7 +184,7 @@ class CausalLMBackbone(Backbone):
     def loss(self, task: TaskSpec, batch: Batch, prompt: torch.Tensor | SharedPrompt) -> torch.Tensor:
         """Mean cross-entropy of the label tokens: packed without padding when the prompt is shared and
         packing saves work on this batch (:mod:`promptvec.backbones.packing`), else over the padded batch."""
-        return self._packed_loss(batch, prompt) if self._packs(batch, prompt) else self._padded_loss(batch, prompt)
+        return self._packed_loss(batch, prompt) if self.runs_packed(batch, prompt) else self._padded_loss(batch, prompt)
 
     def _packed_loss(self, batch: Batch, prompt: torch.Tensor | SharedPrompt) -> torch.Tensor:
         packed = batch.packed
@@ -211,7 +211,7 @@ class CausalLMBackbone(Backbone):
         labels = self.label_set(task).token_ids
         if isinstance(prompt, torch.Tensor) and prompt.dim() == 2:
             prompt = self.prepare_prompt(prompt)
-        scores = (self._packed_label_scores(batch, prompt, len(labels)) if self._packs(batch, prompt)
+        scores = (self._packed_label_scores(batch, prompt, len(labels)) if self.runs_packed(batch, prompt)
                   else self._padded_label_scores(batch, prompt, labels))
         if length_normalize:
             scores = scores / torch.tensor([len(lab) for lab in labels], device=scores.device)
