@@ -29,6 +29,7 @@ from scipy.optimize import nnls
 
 from benchmarks.common import Section
 from promptvec.experiments.cost import CALIBRATION, Calibration, CostModel, RunWork
+from promptvec.experiments.time_report import own_cost
 from promptvec.suites.plan import expand
 from promptvec.suites.schema import load_suite
 
@@ -56,7 +57,7 @@ class Sample:
     label: str
     work: RunWork
     scale: float  # the model's size over the reference's
-    measured_s: float  # 0 for a recorded copy
+    measured_s: float  # what the run cost itself (own_cost): 0 for a copy, but an auto fall-back's choice
     recorded_copy: bool
     predicted_copy: bool
 
@@ -75,34 +76,19 @@ def study_samples(name: str, suite_file: str, data_dir: str | None) -> list[Samp
         run = runs.get(row["run_id"])
         if run is None or row.get("wall_time_s") is None or row["run_id"] in PAUSED.get(name, {}):
             continue
-        from_library = bool(_read(folder / "specs" / f"{row['run_id']}.json").get("from_library"))
-        estimator = model if from_library else trained_here
+        cost = own_cost(folder, row)
+        estimator = model if cost.from_library else trained_here
         predicted_copy = estimator.from_library(run) or any(training.final and is_copy
                                                              for training, is_copy in estimator.trainings(run))
-        recorded_copy = bool(row.get("reused_from")) or from_library
-        samples.append(Sample(name, row["label"], estimator.work(run), estimator.scale or 1.0,
-                              own_seconds(folder / "runs" / row["run_id"], row, recorded_copy), recorded_copy,
-                              predicted_copy))
+        samples.append(Sample(name, row["label"], estimator.work(run), estimator.scale or 1.0, cost.seconds,
+                              cost.copy, predicted_copy))
     return samples
-
-
-def own_seconds(run_folder: Path, row: dict, recorded_copy: bool) -> float:
-    """What a run cost itself: its wall time, or nothing for a copy (its record holds its twin's time) — plus
-    an ``auto`` choice its wall time leaves out: every choice of a copy (a fall-back chose, then copied
-    ``pt``'s training), and the choice of a run recorded before choosing became its ``start`` phase."""
-    choice = (_read(run_folder / "run.json").get("init") or {}).get("auto") or {}
-    outside = choice.get("seconds", 0.0) if recorded_copy or "start" not in (row.get("phases") or {}) else 0.0
-    return (0.0 if recorded_copy else row["wall_time_s"]) + outside
-
-
-def _read(path: Path) -> dict:
-    return json.loads(path.read_text()) if path.is_file() else {}
 
 
 def fit(samples: list[Sample]) -> Calibration:
     """The non-negative prices that minimise the squared relative error of the trained runs, each
     method of each study weighing the same in total (a method with 39 runs does not outvote one with 3)."""
-    trained = [s for s in samples if s.measured_s > 0]
+    trained = [s for s in samples if s.measured_s > 0 and not s.recorded_copy]
     group_size = Counter((s.study, s.label) for s in trained)
     weight = np.array([1 / np.sqrt(group_size[s.study, s.label]) / s.measured_s for s in trained])
     a = np.array([s.work.features(s.scale) for s in trained]) * weight[:, None]

@@ -87,7 +87,7 @@ def test_run_skip_resume_results_and_report(tmp_path, tiny_models, toy_task, bac
     time_table = md.split("## Where the time went")[1].split("\n## ")[0]
     pt = next(line for line in time_table.splitlines() if line.startswith("| PT |")).split(" | ")
     trained = [row for row in rows if row["label"] == "PT"]
-    assert pt[1:3] == ["2", "2"] and float(pt[6]) == pytest.approx(  # runs, timed; steps (s), summed
+    assert pt[1:3] == ["2", "2"] and float(pt[4 + PHASES.index("steps")]) == pytest.approx(  # runs, timed; steps (s)
         sum(r["phases"]["steps"]["seconds"] for r in trained), abs=0.6)
     assert (report / "scores_by_task.png").stat().st_size > 1000
     html = (report / "report.html").read_text()
@@ -540,3 +540,40 @@ def test_the_report_states_the_common_test_size_and_the_tasks_scored_on_fewer():
             {"task": "rte", "n_test": 277}]
     assert _test_sizes(rows) == "Every run of a task is scored on the same 400 seeded test examples (rte 277)."
     assert _test_sizes(rows[:1]) == "Every run of a task is scored on the same 400 seeded test examples."
+
+
+def test_the_time_table_counts_what_each_run_did_itself(tmp_path):
+    """Where the time went, from the runs' own cost: a source copied from a library and a copied training count
+    nothing; an auto run recorded before its choice was a phase adds that choice (as *start*); a fall-back (a copy
+    of pt's training) adds only its choice; a run whose wall time holds its start phase is taken as it is."""
+    from promptvec.experiments.time_report import own_cost, time_sections
+    from promptvec.io import atomic_write_json
+
+    def phases(steps: float, test: float, **more: float) -> dict:
+        entries = {"steps": steps, "test": test, **more}
+        return {k: {"seconds": v, "count": 1, "examples": 8, "tokens": 80} for k, v in entries.items()}
+
+    def run(run_id: str, method: str, wall: float, record: dict | None = None, spec: dict | None = None,
+            **row: object) -> dict:
+        if record is not None:
+            atomic_write_json(tmp_path / "runs" / run_id / "run.json", record)
+        if spec is not None:
+            atomic_write_json(tmp_path / "specs" / f"{run_id}.json", spec)
+        return {"run_id": run_id, "method": method, "label": method, "wall_time_s": wall, **row}
+
+    rows = [run("source/a/1000shot/o0-s0", "pt", 900.0, spec={"from_library": "lib/a"}, phases=phases(800, 90)),
+            run("pt/t/16shot/o0-s0", "pt", 100.0, phases=phases(60, 30)),
+            run("auto/t/16shot/o0-s0", "auto", 100.0, {"init": {"auto": {"seconds": 40.0}}}, phases=phases(60, 30)),
+            run("auto/t/16shot/o0-s1", "auto", 100.0, {"init": {"auto": {"seconds": 20.0}}},
+                reused_from="runs/pt/t/16shot/o0-s1", phases=phases(60, 30)),
+            run("auto/t/16shot/o0-s2", "auto", 150.0, {"init": {"auto": {"seconds": 45.0}}},
+                phases=phases(60, 30, start=45))]
+    costs = [own_cost(tmp_path, r) for r in rows]
+    assert [c.copy for c in costs] == [True, False, False, True, False]
+    assert [c.seconds for c in costs] == [0.0, 100.0, 140.0, 20.0, 150.0]
+    table = time_sections(tmp_path, rows)[1]
+    by_label = {line[0]: line for line in table.rows}
+    assert set(by_label) == {"pt", "auto"}  # the library's source cost this suite nothing
+    start = 1 + 3 + list(PHASES).index("start")
+    assert by_label["auto"][1:4] == ["2", "2", f"{310 / 60:.1f}"] and by_label["auto"][start] == "105"
+    assert by_label["pt"][1:4] == ["1", "1", f"{100 / 60:.1f}"] and by_label["pt"][start] == "–"

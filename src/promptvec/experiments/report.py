@@ -384,7 +384,7 @@ def build_report(out: str | Path, report_dir: str | Path | None = None) -> Path:
         doc.add(block)
 
     doc.add(Heading("Where the time went"))
-    for block in time_sections(all_rows):
+    for block in time_sections(out, all_rows):
         doc.add(block)
 
     doc.add(Heading("Setup and provenance"))

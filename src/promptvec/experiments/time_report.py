@@ -1,41 +1,80 @@
 """The report's *Where the time went*: per method, the wall time of the runs it trained itself,
 split by phase (:mod:`promptvec.training.phases`), and the tokens per second of training and of
 evaluation — so a study's cost is read, not guessed. A run that copies an identical training
-(``reused_from``) is not counted again: its time is its twin's."""
+(``reused_from``) or a source from a library is not counted again: its record holds the time of the
+training it copied. What such a run did itself — an ``auto`` fall-back's choice — is counted."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
+from promptvec.io import read_json
 from promptvec.suites.document import Block, Paragraph, TableBlock
+from promptvec.suites.plan import RUNS_DIR, SPECS_DIR
 from promptvec.training.phases import PHASES, phase_totals
+
+
+@dataclass(frozen=True)
+class OwnCost:
+    """What one run of a suite cost the suite itself."""
+
+    reused: bool  # its training is another run's (``reused_from``)
+    from_library: bool  # a source copied from the suite's ``sources.library``
+    seconds: float  # its own wall time (none for a copy), with an ``auto`` choice its wall time left out
+    phases: dict[str, dict[str, float]] = field(default_factory=dict)  # its own phases, that choice as ``start``
+
+    @property
+    def copy(self) -> bool:
+        return self.reused or self.from_library
+
+
+def own_cost(out: Path, row: dict[str, Any]) -> OwnCost:
+    """A run's own cost from its results row and its folders in the suite's output ``out``. An ``auto`` run's
+    choice is part of its work: inside its wall time (the ``start`` phase) since 2026-12-04; before that,
+    and for a fall-back whose training is a copy, only in its record's ``init.auto.seconds``."""
+    spec = out / SPECS_DIR / f"{row['run_id']}.json"
+    from_library = spec.is_file() and bool(read_json(spec, "run spec").get("from_library"))
+    reused = bool(row.get("reused_from"))
+    phases = {} if reused or from_library else {k: dict(v) for k, v in (row.get("phases") or {}).items()}
+    seconds = 0.0 if reused or from_library else float(row.get("wall_time_s") or 0)
+    record = out / RUNS_DIR / row["run_id"] / "run.json"
+    if "start" not in phases and row.get("method") == "auto" and record.is_file():
+        choice = ((read_json(record, "run record").get("init") or {}).get("auto") or {}).get("seconds", 0.0)
+        seconds += choice
+        phases["start"] = {"seconds": choice, "count": 1, "examples": 0, "tokens": 0}
+    return OwnCost(reused, from_library, seconds, phases)
 
 
 def _rate(tokens: float, seconds: float) -> str:
     return f"{tokens / seconds:,.0f}" if seconds > 0 and tokens else "–"
 
 
-def time_sections(rows: list[dict[str, Any]]) -> list[Block]:
+def time_sections(out: Path, rows: list[dict[str, Any]]) -> list[Block]:
     """The table, one row per method label (source prompts included)."""
-    own = [r for r in rows if not r.get("reused_from")]
-    labels = sorted({r["label"] for r in own})
+    costs = [(r, own_cost(out, r)) for r in rows]
     table = []
-    for label in labels:
-        runs = [r for r in own if r["label"] == label]
-        timed = [r for r in runs if r.get("phases")]
-        totals = phase_totals([{"phases": r["phases"]} for r in timed])
+    for label in sorted({r["label"] for r, _ in costs}):
+        mine = [(r, cost) for r, cost in costs if r["label"] == label]
+        trained = [r for r, cost in mine if not cost.copy]
+        if not trained and not any(cost.seconds for _, cost in mine):
+            continue
+        totals = phase_totals([{"phases": cost.phases} for _, cost in mine])
         evaluation = [totals.get(name, {}) for name in ("validation", "test")]
-        table.append([label, str(len(runs)), str(len(timed)),
-                      f"{sum(r.get('wall_time_s') or 0 for r in runs) / 60:.1f}",
+        table.append([label, str(len(trained)), str(sum(bool(r.get("phases")) for r in trained)),
+                      f"{sum(cost.seconds for _, cost in mine) / 60:.1f}",
                       *[f"{totals[name]['seconds']:.0f}" if name in totals else "–" for name in PHASES],
                       _rate(totals.get("steps", {}).get("tokens", 0), totals.get("steps", {}).get("seconds", 0)),
                       _rate(sum(e.get("tokens", 0) for e in evaluation), sum(e.get("seconds", 0) for e in evaluation))])
-    reused = len(rows) - len(own)
-    note = (f"Runs trained by this suite (the {reused} runs that copy an identical training are not counted "
-            "again). Phases in seconds, summed over the runs that recorded them (*timed*); runs made before "
-            "promptvec recorded phases count in the total wall time only. *load* is the model and data a run "
-            "loaded itself (a suite lends its workers' model: near 0); *start* is making the start prompt "
-            "(`auto` scoring its candidates, a stage trained first such as DTVG's Stage I), part of the wall "
-            "time; tokens/s counts input (and free-text target) tokens.")
+    copies = sum(cost.copy for _, cost in costs)
+    note = (f"Runs trained by this suite; the {copies} runs that copy an identical training or a library's source "
+            "are not counted again, beyond what they did themselves (an `auto` fall-back's choice). Phases in "
+            "seconds, summed over the runs that recorded them (*timed*); runs made before promptvec recorded "
+            "phases count in the total wall time only. *load* is the model and data a run loaded itself (a suite "
+            "lends its workers' model: near 0); *start* is making the start prompt (`auto` scoring its "
+            "candidates — kept apart from the wall time by runs recorded before 2026-12-04 and added here — or a "
+            "stage trained first such as DTVG's Stage I), part of the wall time; tokens/s counts input (and "
+            "free-text target) tokens.")
     return [Paragraph(note), TableBlock(["method", "runs", "timed", "wall (min)", *PHASES, "train tokens/s",
                                          "eval tokens/s"], table)]
