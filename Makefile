@@ -41,7 +41,7 @@ docs: setup
 test: lint typecheck docs
 	$(VENV)/bin/pytest -q
 
-# speed and memory against PEFT and plain prompt tuning; writes BENCHMARKS.md (≈ 10 min on 2 cores)
+# speed and memory against PEFT and plain prompt tuning; writes BENCHMARKS.md (≈ 1 h on 2 cores)
 bench: setup
 	$(VENV)/bin/python -m benchmarks.run
 
