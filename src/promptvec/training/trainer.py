@@ -222,11 +222,11 @@ class Trainer:
         self.init_info: dict[str, Any] | None = None  # the start's prompt or init auto's choice (record's ``init``)
         #: what this process spent loading the model (unless lent) and the data
         self.load_seconds = time.perf_counter() - started
+        begun = time.perf_counter()
         module = prompt_module or self._initial_prompt()
         #: what making the start prompt took — init auto's choice; a suite method's sources and earlier stages
         #: (``start_seconds``, timed by the caller that made ``prompt_module``): part of the run's wall time
-        self.start_seconds = start_seconds + (0.0 if prompt_module else time.perf_counter() - started
-                                              - self.load_seconds)
+        self.start_seconds = start_seconds + (0.0 if prompt_module else time.perf_counter() - begun)
         self.prompt_module = module.bind(self.backbone)
 
     # ---- setup ------------------------------------------------------------------------------
