@@ -545,7 +545,8 @@ def test_the_report_states_the_common_test_size_and_the_tasks_scored_on_fewer():
 def test_the_time_table_counts_what_each_run_did_itself(tmp_path):
     """Where the time went, from the runs' own cost: a source copied from a library and a copied training count
     nothing; an auto run recorded before its choice was a phase adds that choice (as *start*); a fall-back (a copy
-    of pt's training) adds only its choice; a run whose wall time holds its start phase is taken as it is."""
+    of pt's training) adds only its choice; a run whose wall time holds its start phase is taken as it is. Which
+    work a record keeps outside its wall time is its method's to say: pt's (no such work) ignores an init.auto."""
     from promptvec.experiments.time_report import own_cost, time_sections
     from promptvec.io import atomic_write_json
 
@@ -562,7 +563,7 @@ def test_the_time_table_counts_what_each_run_did_itself(tmp_path):
         return {"run_id": run_id, "method": method, "label": method, "wall_time_s": wall, **row}
 
     rows = [run("source/a/1000shot/o0-s0", "pt", 900.0, spec={"from_library": "lib/a"}, phases=phases(800, 90)),
-            run("pt/t/16shot/o0-s0", "pt", 100.0, phases=phases(60, 30)),
+            run("pt/t/16shot/o0-s0", "pt", 100.0, {"init": {"auto": {"seconds": 30.0}}}, phases=phases(60, 30)),
             run("auto/t/16shot/o0-s0", "auto", 100.0, {"init": {"auto": {"seconds": 40.0}}}, phases=phases(60, 30)),
             run("auto/t/16shot/o0-s1", "auto", 100.0, {"init": {"auto": {"seconds": 20.0}}},
                 reused_from="runs/pt/t/16shot/o0-s1", phases=phases(60, 30)),

@@ -12,6 +12,7 @@ from typing import Any
 
 from promptvec.io import read_json
 from promptvec.suites.document import Block, Paragraph, TableBlock
+from promptvec.suites.method import METHODS
 from promptvec.suites.plan import RUNS_DIR, SPECS_DIR
 from promptvec.training.phases import PHASES, phase_totals
 
@@ -31,19 +32,21 @@ class OwnCost:
 
 
 def own_cost(out: Path, row: dict[str, Any]) -> OwnCost:
-    """A run's own cost from its results row and its folders in the suite's output ``out``. An ``auto`` run's
-    choice is part of its work: inside its wall time (the ``start`` phase) since 2026-12-04; before that,
-    and for a fall-back whose training is a copy, only in its record's ``init.auto.seconds``."""
+    """A run's own cost from its results row and its folders in the suite's output ``out``. Making the start
+    is part of a run's work: inside its wall time (the ``start`` phase) since 2026-12-04; a record without
+    that phase (older, or a copy such as ``auto``'s fall-back) may still hold work of its own outside the
+    wall time, which its method reads (``Method.unclocked_start_seconds``)."""
     spec = out / SPECS_DIR / f"{row['run_id']}.json"
     from_library = spec.is_file() and bool(read_json(spec, "run spec").get("from_library"))
     reused = bool(row.get("reused_from"))
     phases = {} if reused or from_library else {k: dict(v) for k, v in (row.get("phases") or {}).items()}
     seconds = 0.0 if reused or from_library else float(row.get("wall_time_s") or 0)
     record = out / RUNS_DIR / row["run_id"] / "run.json"
-    if "start" not in phases and row.get("method") == "auto" and record.is_file():
-        choice = ((read_json(record, "run record").get("init") or {}).get("auto") or {}).get("seconds", 0.0)
-        seconds += choice
-        phases["start"] = {"seconds": choice, "count": 1, "examples": 0, "tokens": 0}
+    if "start" not in phases and record.is_file():
+        start = METHODS[row["method"]].unclocked_start_seconds(read_json(record, "run record"))
+        if start:
+            seconds += start
+            phases["start"] = {"seconds": start, "count": 1, "examples": 0, "tokens": 0}
     return OwnCost(reused, from_library, seconds, phases)
 
 

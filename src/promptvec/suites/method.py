@@ -77,6 +77,14 @@ class Method(ABC):
         return 0
 
     @classmethod
+    def unclocked_start_seconds(cls, record: dict[str, Any]) -> float:
+        """Seconds a run of this method spent making its start that its wall time leaves out, read from its
+        record (``run.json``). None by default: since the ``start`` phase exists it is inside the wall time.
+        A method whose older records, or whose copied runs (a fall-back reusing another run), kept such
+        work apart overrides this, so that a study's cost counts it (``auto``: the choice)."""
+        return 0.0
+
+    @classmethod
     def prompt_rows(cls, options: BaseModel) -> int:
         """Rows of the prompt a run trains or scores (the cost estimate's prompt length)."""
         return train_default("prompt_length")

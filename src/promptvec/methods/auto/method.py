@@ -55,6 +55,12 @@ class AutoInit(PromptTuning):
         return candidates * (limit if run.shots is None else min(run.shots, limit))
 
     @classmethod
+    def unclocked_start_seconds(cls, record: dict[str, Any]) -> float:
+        """The choice's seconds (``init.auto.seconds``): records made before the ``start`` phase existed
+        kept the choice out of the wall time, and a fall-back's wall time is the ``pt`` run it copies."""
+        return float(((record.get("init") or {}).get("auto") or {}).get("seconds", 0.0))
+
+    @classmethod
     def initial_prompt(cls, ctx: RunContext) -> tuple[torch.Tensor | None, dict[str, Any]]:
         s = ctx.run.options(AutoSettings)
         policy = s.policy()
