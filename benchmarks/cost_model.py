@@ -118,6 +118,13 @@ def per_method(samples: list[Sample], calibration: Calibration) -> list[dict]:
     return list(rows.values())
 
 
+def table_row(entry: dict, ratios: list[str]) -> list[str]:
+    """One method of one study as the table shows it, with its ratio columns."""
+    copies = f"{entry['predicted_copies']} / {entry['recorded_copies']}"
+    return [entry["study"], entry["label"], str(entry["runs"]), copies, f"{entry['estimate_s'] / 60:.1f}",
+            f"{entry['measured_s'] / 60:.1f}", *ratios]
+
+
 def within(entry: dict) -> bool:
     return LOW <= entry["ratio"] <= HIGH
 
@@ -134,16 +141,11 @@ def run(quick: bool = False) -> Section:
     for entry in in_code:
         loso = held_out[entry["study"], entry["label"]]
         entry["held_out_ratio"] = loso["ratio"]
-        copies = f"{entry['predicted_copies']} / {entry['recorded_copies']}"
         ratios = [f"{entry['ratio']:.2f}", f"{loso['ratio']:.2f}"] if entry["measured_s"] else ["copies"] * 2
-        table.append([entry["study"], entry["label"], str(entry["runs"]), copies, f"{entry['estimate_s'] / 60:.1f}",
-                      f"{entry['measured_s'] / 60:.1f}", *ratios])
+        table.append(table_row(entry, ratios))
     held_out_now = per_method([s for name, suite_file in HELD_OUT.items()
                                for s in study_samples(name, suite_file, data_dir)], CALIBRATION)
-    for entry in held_out_now:
-        table.append([entry["study"], entry["label"], str(entry["runs"]),
-                      f"{entry['predicted_copies']} / {entry['recorded_copies']}", f"{entry['estimate_s'] / 60:.1f}",
-                      f"{entry['measured_s'] / 60:.1f}", f"{entry['ratio']:.2f}", "not fitted"])
+    table += [table_row(entry, [f"{entry['ratio']:.2f}", "not fitted"]) for entry in held_out_now]
     n_now = sum(map(within, held_out_now))
     drift = max(abs(getattr(CALIBRATION, f.name) / getattr(fitted, f.name) - 1) if getattr(fitted, f.name) else 0.0
                 for f in dataclasses.fields(Calibration))

@@ -13,8 +13,9 @@ combinations are counted as unscored. Reads only committed files; no model is lo
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
+
+from promptvec.io import read_json, read_jsonl
 
 NOT_SOURCES = ("no prompt", "origin")
 
@@ -27,15 +28,14 @@ def main() -> None:
     args = parser.parse_args()
 
     validation: dict[str, dict[str, float]] = {}
-    for line in args.pilot.read_text(encoding="utf-8").splitlines():
-        row = json.loads(line)
+    for row in read_jsonl(args.pilot):
         for name, candidate in row["candidates"].items():
             validation.setdefault(row["target"], {})[name] = candidate["validation"]
 
     scored = close = unscored = 0
     for record_path in sorted((args.runs / "runs" / "auto").glob("*/*/*/run.json")):
         target = record_path.parts[-4]
-        chosen = json.loads(record_path.read_text(encoding="utf-8"))["init"]["auto"]["chosen"]
+        chosen = read_json(record_path, "run record")["init"]["auto"]["chosen"]
         scores = validation[target]
         best_single = max(v for k, v in scores.items() if k not in NOT_SOURCES and not k.startswith("tpv:"))
         if chosen not in scores:

@@ -43,7 +43,7 @@ def own_cost(out: Path, row: dict[str, Any]) -> OwnCost:
     seconds = 0.0 if reused or from_library else float(row.get("wall_time_s") or 0)
     record = out / RUNS_DIR / row["run_id"] / "run.json"
     if "start" not in phases and record.is_file():
-        start = METHODS[row["method"]].unclocked_start_seconds(read_json(record, "run record"))
+        start = METHODS[row["method"]].unclocked_start_seconds(lambda: read_json(record, "run record"))
         if start:
             seconds += start
             phases["start"] = {"seconds": start, "count": 1, "examples": 0, "tokens": 0}

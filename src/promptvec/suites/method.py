@@ -6,6 +6,7 @@ the run plan look methods up without importing them; the built-in methods regist
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, TypeVar
@@ -77,11 +78,12 @@ class Method(ABC):
         return 0
 
     @classmethod
-    def unclocked_start_seconds(cls, record: dict[str, Any]) -> float:
-        """Seconds a run of this method spent making its start that its wall time leaves out, read from its
-        record (``run.json``). None by default: since the ``start`` phase exists it is inside the wall time.
-        A method whose older records, or whose copied runs (a fall-back reusing another run), kept such
-        work apart overrides this, so that a study's cost counts it (``auto``: the choice)."""
+    def unclocked_start_seconds(cls, record: Callable[[], dict[str, Any]]) -> float:
+        """Seconds a run of this method spent making its start that its wall time leaves out, from its record
+        (``record()`` reads ``run.json``, so a method that needs nothing from it reads nothing). None by default:
+        since the ``start`` phase exists it is inside the wall time. A method whose older records, or whose copied
+        runs (a fall-back reusing another run), kept such work apart overrides this, so that a study's cost
+        counts it (``auto``: the choice)."""
         return 0.0
 
     @classmethod

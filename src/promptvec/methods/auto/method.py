@@ -8,6 +8,7 @@ suite with the same configuration is then reused (and shown as a copy), not trai
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, Literal
 
 import torch
@@ -55,10 +56,10 @@ class AutoInit(PromptTuning):
         return candidates * (limit if run.shots is None else min(run.shots, limit))
 
     @classmethod
-    def unclocked_start_seconds(cls, record: dict[str, Any]) -> float:
+    def unclocked_start_seconds(cls, record: Callable[[], dict[str, Any]]) -> float:
         """The choice's seconds (``init.auto.seconds``): records made before the ``start`` phase existed
         kept the choice out of the wall time, and a fall-back's wall time is the ``pt`` run it copies."""
-        return float(((record.get("init") or {}).get("auto") or {}).get("seconds", 0.0))
+        return float(((record().get("init") or {}).get("auto") or {}).get("seconds", 0.0))
 
     @classmethod
     def initial_prompt(cls, ctx: RunContext) -> tuple[torch.Tensor | None, dict[str, Any]]:
