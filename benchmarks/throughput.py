@@ -97,7 +97,7 @@ def run(quick: bool = False) -> Section:
 
 def _step(backbone, batch_size: int, device: torch.device, on_gpu: bool) -> tuple[Callable[[], None], int]:
     """One training step on a fixed batch (the device synchronised around it), and its tokens."""
-    task, batch, _ = _batches(backbone, batch_size, 20, 64)
+    task, batch, (whole_rows, _, _) = _batches(backbone, batch_size, 20, 64)
     batch = batch.to(device)
     prompt = StaticPrompt(Origin.sample(backbone, 20, 0).tensor(backbone)).to(device)
     optimizer = torch.optim.AdamW(prompt.parameters(), lr=0.03)
@@ -111,4 +111,4 @@ def _step(backbone, batch_size: int, device: torch.device, on_gpu: bool) -> tupl
         optimizer.zero_grad(set_to_none=True)
         _synchronize(device)
 
-    return step, batch.size * (batch.input_ids.shape[1] + 20)
+    return step, batch.size * (whole_rows.shape[1] + 20)

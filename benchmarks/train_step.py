@@ -25,6 +25,7 @@ import torch
 
 from benchmarks.common import Section, interleaved, median, spread
 from promptvec.backbones import Backbone, load_backbone
+from promptvec.backbones.base import left_pad, pad_token_id
 from promptvec.backbones.packing import forward_flops
 from promptvec.backbones.seq2seq import Seq2SeqBackbone
 from promptvec.prompts import StaticPrompt
@@ -52,7 +53,8 @@ def t5_small_backbone(tokenizer) -> Seq2SeqBackbone:
 
 
 def _batches(backbone: Backbone, batch_size: int, rows: int, input_tokens: int | None):
-    """One sst2 training batch for promptvec and the equivalent (ids, mask, labels) for PEFT."""
+    """One sst2 training batch for promptvec and the equivalent (ids, mask, labels) for PEFT: on the causal
+    model the whole rows, input and label (promptvec's batch does not feed a label's last token)."""
     task = get_task("sst2")
     examples = load_task_data(task).train[:batch_size]
     encoded = backbone.encode(task, examples, rows)
@@ -61,22 +63,24 @@ def _batches(backbone: Backbone, batch_size: int, rows: int, input_tokens: int |
             item.input_ids = (item.input_ids * (input_tokens // max(1, len(item.input_ids)) + 1))[-input_tokens:]
     batch = backbone.collate(task, encoded, train=True)
     if backbone.family == "seq2seq":  # decoder targets, -100 at padding: what PEFT's seq2seq path takes
-        return task, batch, batch.targets
-    labels = torch.full_like(batch.input_ids, -100)
-    for row, item in enumerate(encoded):
-        label = backbone.label_set(task).token_ids[item.label_index]
+        return task, batch, (batch.input_ids, batch.attention_mask, batch.targets)
+    label_ids = [backbone.label_set(task).token_ids[item.label_index] for item in encoded]
+    ids, mask = left_pad([item.input_ids + label for item, label in zip(encoded, label_ids, strict=True)],
+                         pad_token_id(backbone.tokenizer))
+    labels = torch.full_like(ids, -100)
+    for row, label in enumerate(label_ids):
         labels[row, -len(label):] = torch.tensor(label)
-    return task, batch, labels
+    return task, batch, (ids, mask, labels)
 
 
-def _flop_ratio(backbone: Backbone, batch, rows: int) -> float:
+def _flop_ratio(backbone: Backbone, batch, peft_ids: torch.Tensor, rows: int) -> float:
     """Forward FLOPs of promptvec's causal step over PEFT's on this batch: what the time ratio would be if
     both ran at the same speed per FLOP. promptvec runs the prompt's rows once, the batch packed or padded as
     its FLOP rule chooses, and logits only where a label token is predicted; PEFT runs the prompt in every
     row and logits at every position."""
     config = backbone.model.config
     logit = 2 * backbone.dim * config.vocab_size  # the output projection, per position
-    size, width = batch.input_ids.shape
+    size, width = peft_ids.shape
     padded, packed = batch.packed.flops(rows, config)
     prompt = torch.zeros(rows, backbone.dim)  # only its shape matters: which path the step takes
     body, logits = ((packed, batch.packed.keep.numel()) if backbone.runs_packed(batch, prompt)
@@ -106,14 +110,14 @@ def _measure(backbone: Backbone, batch_size: int, rows: int, input_tokens: int |
     the seconds compiling took; the forward-FLOP ratio (causal)."""
     from peft import PromptTuningConfig, get_peft_model
 
-    task, batch, labels = _batches(backbone, batch_size, rows, input_tokens)
+    task, batch, (peft_ids, peft_mask, labels) = _batches(backbone, batch_size, rows, input_tokens)
     task_type = "SEQ_2_SEQ_LM" if backbone.family == "seq2seq" else "CAUSAL_LM"
     peft_model = get_peft_model(copy.deepcopy(backbone.model), PromptTuningConfig(
         task_type=task_type, num_virtual_tokens=rows, token_dim=backbone.dim))
     theirs = torch.optim.AdamW([p for p in peft_model.parameters() if p.requires_grad], lr=0.03)
 
     def peft_step() -> None:
-        out = peft_model(input_ids=batch.input_ids, attention_mask=batch.attention_mask, labels=labels)
+        out = peft_model(input_ids=peft_ids, attention_mask=peft_mask, labels=labels)
         out.loss.backward()
         theirs.step()
         theirs.zero_grad(set_to_none=True)
@@ -126,8 +130,8 @@ def _measure(backbone: Backbone, batch_size: int, rows: int, input_tokens: int |
         start = time.perf_counter()
         steps[COMPILED]()  # the first call compiles
         compile_s = time.perf_counter() - start
-    flops = _flop_ratio(backbone, batch, rows) if backbone.family == "causal" else None
-    return interleaved(steps, repeats), batch.input_ids.shape[1] + rows, compile_s, flops
+    flops = _flop_ratio(backbone, batch, peft_ids, rows) if backbone.family == "causal" else None
+    return interleaved(steps, repeats), peft_ids.shape[1] + rows, compile_s, flops
 
 
 def run(quick: bool = False) -> Section:

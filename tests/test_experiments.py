@@ -204,6 +204,20 @@ def test_example_suites_are_valid(path):
         assert len(suite.seeds) == 3 and any(not is_source(r) and r.task in ("rte", "mrpc") for r in runs)
 
 
+def test_the_calibration_suite_is_its_study_on_fewer_seeds_and_methods():
+    """calibration-transfer.yaml checks the cost model on today's code against transfer-smollm2's runs: it must do
+    the same work per run — the same model, tasks, budget, sources and, per method, the same settings."""
+    suites = Path(__file__).parent.parent / "examples" / "suites"
+    calibration, study = load_suite(suites / "calibration-transfer.yaml"), load_suite(suites / "transfer-smollm2.yaml")
+    same = ("backbone", "tasks", "shots", "origins", "budget", "sources")
+    assert [getattr(calibration, field) for field in same] == [getattr(study, field) for field in same]
+    assert set(calibration.seeds) < set(study.seeds)
+    studied = {method.label: method for method in study.methods}
+    assert {"attempt", "dtvg", "fusion", "tpv-init", "pt"} <= {method.label for method in calibration.methods}
+    for method in calibration.methods:
+        assert method == studied[method.label]
+
+
 def test_report_says_what_the_table_could_detect(tmp_path):
     """Synthetic results of two methods over 5 paired seeds: the report's power paragraph gives the
     spread of the paired differences and the detectable difference computed from it."""

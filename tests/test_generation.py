@@ -63,9 +63,10 @@ def test_causal_loss_is_the_cross_entropy_of_the_target_tokens_only(backbones, t
                 total -= float(torch.log_softmax(logits[first + j - 1].float(), -1)[token])
                 count += 1
     assert float(loss) == pytest.approx(total / count, abs=1e-5)
-    # the input is not target: a training batch marks exactly the target positions as not input
+    # the input is not target: a training batch marks exactly the target positions fed (each target but its
+    # last token, which is predicted and never fed) as not input
     assert batch.input_mask is not None
-    assert int((batch.attention_mask - batch.input_mask).sum()) == count
+    assert int((batch.attention_mask - batch.input_mask).sum()) == count - len(encoded)
 
 
 def test_seq2seq_loss_is_the_decoder_cross_entropy_of_the_target(backbones, toy_generation_tasks):

@@ -36,8 +36,9 @@ def causal_models(tiny_models, tiny_tokenizer_dir):
 def test_a_packed_batch_has_the_padded_batch_s_loss_and_gradient(causal_models, toy_task, name):
     backbone = causal_models[name]
     task = get_task(str(toy_task))
-    examples = load_task_data(task).train[:8]
-    batch = backbone.collate(task, backbone.encode(task, examples, 5), train=True)
+    encoded = backbone.encode(task, load_task_data(task).train[:8], 5)
+    encoded[0].input_ids = encoded[0].input_ids * 4  # one long row: packing saves work even at these tiny widths
+    batch = backbone.collate(task, encoded, train=True)
     lengths = batch.attention_mask.sum(1)
     assert len(set(lengths.tolist())) > 2  # mixed lengths: the padded batch really pads
     start = torch.randn(5, backbone.dim, generator=torch.Generator().manual_seed(1)) * 0.3
@@ -52,7 +53,8 @@ def test_a_packed_batch_has_the_padded_batch_s_loss_and_gradient(causal_models, 
     assert torch.allclose(packed[0], padded[0], atol=1e-5) and torch.allclose(packed[1], padded[1], atol=1e-5)
     assert backbone.packs_batches  # the one-time check agrees
     prompt = start.clone()
-    assert torch.equal(backbone.loss(task, batch, prompt), backbone._packed_loss(batch, prompt))  # used in training
+    assert backbone.runs_packed(batch, prompt)  # used in training
+    assert torch.equal(backbone.loss(task, batch, prompt), backbone._packed_loss(batch, prompt))
 
 
 def test_a_model_whose_attention_takes_no_custom_mask_keeps_the_padded_batch(tiny_models, toy_task):
@@ -83,7 +85,7 @@ def test_the_first_loss_under_no_grad_still_lets_training_pack(tiny_models, toy_
 
 def test_a_batch_is_packed_only_when_that_saves_work():
     """Packing removes padding but makes attention quadratic in the whole batch: SmolLM2's shapes at
-    batch 8 of sst2 (259 of 416 positions real) pack; batch 16 of equal 64-token rows does not (no
+    batch 8 of sst2 (251 of 408 positions real) pack; batch 16 of equal 64-token rows does not (no
     padding to save, 16× the attention pairs) — measured 1.9× slower per step packed."""
     from transformers import LlamaConfig
 
@@ -92,8 +94,8 @@ def test_a_batch_is_packed_only_when_that_saves_work():
     def rows(*lengths: int) -> list[list[int]]:
         return [[1] * n for n in lengths]
 
-    sst2 = PackedRows.for_training(rows(20, 24, 28, 30, 33, 36, 36, 52), [1] * 8)
-    assert sst2.length == 259 and sst2.rows * sst2.width == 416 and sst2.pays(20, smollm2)
+    sst2 = PackedRows.for_training(rows(20, 24, 28, 30, 33, 36, 36, 52), [1] * 8)  # each row's last token not fed
+    assert sst2.length == 251 and sst2.rows * sst2.width == 408 and sst2.pays(20, smollm2)
     assert not PackedRows.for_training(rows(*[64] * 16), [1] * 16).pays(50, smollm2)
     assert not PackedRows.for_training(rows(*[40] * 8), [1] * 8).pays(20, smollm2)  # nothing to remove
     # ranking counts the padded path's continuation pass too: two-token labels on equal rows still do not pack
@@ -130,7 +132,10 @@ def test_an_inline_prompt_comes_first_and_sees_only_its_own_earlier_rows():
     """Training runs the prompt in the packed pass itself: its R rows lead the sequence at positions
     0 … R − 1, attend causally among themselves (as when their keys/values are computed alone) and never
     to an example; every example still sees all of them."""
-    packed = PackedRows.for_training([[10, 11], [12, 13]], [1, 1])
+    packed = PackedRows.for_training([[10, 11, 14], [12, 13, 15]], [1, 1])
+    # a row's last token (its label's last) is predicted by the position before it, and never fed
+    assert packed.ids.tolist() == [[10, 11, 12, 13]]
+    assert (packed.keep.tolist(), packed.token.tolist()) == ([1, 3], [14, 15])
     assert packed.positions(2, inline=True).tolist() == [[0, 1, 2, 3, 2, 3]]
     allowed = packed.mask(2, "sdpa", torch.float32, inline=True)[0, 0].int().tolist()
     assert allowed == [[1, 0, 0, 0, 0, 0],

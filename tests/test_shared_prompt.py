@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from promptvec.backbones import prefix as prefix_module
+from promptvec.backbones.base import left_pad, pad_token_id
 from promptvec.backbones.causal import CausalLMBackbone
 from promptvec.evaluation import evaluate
 from promptvec.methods.attempt import AttemptPrompt
@@ -185,12 +186,15 @@ def test_loss_is_the_models_own_loss_on_the_label_tokens(decoders, multi_token_t
     batch, encoded = _batch(backbone, multi_token_task)
     prompt = _origin(backbone)
     rows, size = prompt.shape[0], batch.size
-    labels = torch.full((size, rows + batch.input_ids.shape[1]), -100)
-    for row, item in enumerate(encoded):
-        label = backbone.label_set(multi_token_task).token_ids[item.label_index]
+    label_ids = [backbone.label_set(multi_token_task).token_ids[item.label_index] for item in encoded]
+    # the whole sequences, label included (the batch itself does not feed a label's last token)
+    ids, input_mask = left_pad([item.input_ids + label for item, label in zip(encoded, label_ids, strict=True)],
+                               pad_token_id(backbone.tokenizer))
+    labels = torch.full((size, rows + ids.shape[1]), -100)
+    for row, label in enumerate(label_ids):
         labels[row, -len(label):] = torch.tensor(label)
-    mask = torch.cat([batch.attention_mask.new_ones(size, rows), batch.attention_mask], dim=1)
-    embeds = torch.cat([prompt.expand(size, -1, -1), backbone.input_embeds(batch.input_ids)], dim=1)
+    mask = torch.cat([input_mask.new_ones(size, rows), input_mask], dim=1)
+    embeds = torch.cat([prompt.expand(size, -1, -1), backbone.input_embeds(ids)], dim=1)
     with torch.no_grad():
         reference = backbone.model(inputs_embeds=embeds, attention_mask=mask, position_ids=(mask.cumsum(-1) - 1).clamp(
             min=0), labels=labels).loss

@@ -80,9 +80,9 @@ def test_causal_training_batches_mark_the_label_as_not_input(backbones, toy_task
     batch = backbone.collate(task, encoded, train=True)
     labels = backbone.label_set(task).token_ids
     for row, item in enumerate(encoded):
-        label = len(labels[item.label_index])
-        assert batch.input_positions[row].sum() == len(item.input_ids)
-        assert batch.input_positions[row, -label:].sum() == 0 and batch.attention_mask[row, -label:].all()
+        fed = len(labels[item.label_index]) - 1  # a label's last token is predicted, never fed
+        real = batch.input_positions[row][batch.attention_mask[row].bool()]
+        assert real.tolist() == [1] * len(item.input_ids) + [0] * fed
     assert torch.equal(backbone.collate(task, encoded, train=False).input_positions,
                        backbone.collate(task, encoded, train=False).attention_mask)
 

@@ -4,7 +4,8 @@ Layout of every sequence: ``[prompt (R)] [left padding] [templated input] [label
 The prompt sits at the front and padding after it; the attention mask hides the padding and
 explicit position ids number the real tokens contiguously, which is equivalent to left-padding
 the whole sequence and keeps the label tokens at the end — so only the ``k`` positions that predict
-label tokens need logits (``logits_to_keep``), never the whole vocabulary at every position.
+label tokens need logits (``logits_to_keep``), never the whole vocabulary at every position. A training
+row is fed without its label's last token, which is predicted but predicts nothing that is scored.
 
 A prompt given as ``[R, d]`` is the same for every example: its keys/values are computed once and
 shared by the batch (:mod:`promptvec.backbones.prefix`); ``[B, R, d]`` (a prompt per input, e.g.
@@ -82,15 +83,16 @@ class CausalLMBackbone(Backbone):
             return Batch(ids, mask, label_index, task=task.task, packed=packed)
         label_ids = [self.training_tokens(task, i) for i in items]
         rows = [i.input_ids + lab for i, lab in zip(items, label_ids, strict=True)]
-        ids, mask = left_pad(rows, pad)
+        # a row's last token is predicted, never read: nothing after it is scored, so it is not fed at all
+        ids, mask = left_pad([row[:-1] for row in rows], pad)
         longest = max(len(lab) for lab in label_ids)
-        # targets[:, j] is the token predicted at position j of the `longest` positions before the last one
-        # (a row's label is its last tokens; shorter labels are -100 at the front)
+        # targets[:, j] is the token predicted at position j of the last `longest` positions (a row's label
+        # follows its input; shorter labels are -100 at the front)
         targets = torch.full((len(items), longest), -100, dtype=torch.long)
-        input_mask = mask.clone()  # the label tokens end every row: not input
+        input_mask = mask.clone()  # the label tokens fed (all but the last) end every row: not input
         for row, lab in enumerate(label_ids):
             targets[row, longest - len(lab): longest] = torch.tensor(lab)
-            input_mask[row, ids.shape[1] - len(lab):] = 0
+            input_mask[row, ids.shape[1] - (len(lab) - 1):] = 0
         packed = PackedRows.for_training(rows, [len(lab) for lab in label_ids])
         return Batch(ids, mask, label_index, targets, task=task.task, input_mask=input_mask, packed=packed)
 
@@ -136,11 +138,11 @@ class CausalLMBackbone(Backbone):
         generator = torch.Generator().manual_seed(0)
         ids = torch.randint(0, embedding.shape[0], (2, 6), generator=generator)
         mask = torch.ones_like(ids)
-        mask[0, :2] = 0  # rows of 4 and 6 tokens, the last two of each a label
+        mask[0, :2] = 0  # rows of 4 and 6 tokens, the last two of each a label (its last one predicted, not fed)
         ids[0, :2] = pad_token_id(self.tokenizer)
         targets = torch.stack([ids[0, -2:], ids[1, -2:]])
         rows = [ids[0, 2:].tolist(), ids[1].tolist()]
-        check = Batch(ids, mask, torch.zeros(2, dtype=torch.long), targets,
+        check = Batch(ids[:, :-1], mask[:, :-1], torch.zeros(2, dtype=torch.long), targets,
                       packed=PackedRows.for_training(rows, [2, 2])).to(self.device)
         start = embedding[torch.randint(0, embedding.shape[0], (3,), generator=generator).to(self.device)].detach()
 
@@ -194,11 +196,10 @@ class CausalLMBackbone(Backbone):
         return F.cross_entropy(out.logits[0].float()[packed.read], packed.token)
 
     def _padded_loss(self, batch: Batch, prompt: torch.Tensor | SharedPrompt) -> torch.Tensor:
-        # logits only where a label token is predicted: the k positions before the last one (the last would
-        # predict what follows the label), never the whole vocabulary at every position
+        # logits only where a label token is predicted: the last k positions (the label's last token is not
+        # fed), never the whole vocabulary at every position
         targets = batch.training_targets
-        label_positions = torch.arange(-targets.shape[1] - 1, -1, device=targets.device)
-        out, _, _ = self._run(batch, prompt, logits_to_keep=label_positions, use_cache=False)
+        out, _, _ = self._run(batch, prompt, logits_to_keep=targets.shape[1], use_cache=False)
         logits = out.logits.float()
         return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1), ignore_index=-100)
 

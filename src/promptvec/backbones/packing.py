@@ -11,7 +11,7 @@ every example, so each example is computed exactly as it would be alone; only th
 are computed.
 
 - **Training** reads the positions that predict label tokens; the loss is the same mean over label
-  tokens as the padded batch's.
+  tokens as the padded batch's. Neither feeds a row's last token: it predicts nothing that is scored.
 - **Rank evaluation** also packs each label's continuation: a label of ``k`` tokens adds its first
   ``k - 1`` tokens as a *branch* after its example, numbered on from the example's end and attending to
   the example and to its own earlier tokens only (a tree-shaped mask). One forward pass then gives every
@@ -114,7 +114,8 @@ class PackedRows:
     @classmethod
     def for_training(cls, rows: list[list[int]], label_lengths: list[int]) -> PackedRows:
         """Rows of input + label tokens; each row's last ``label_lengths[i]`` tokens are predicted, each by
-        the position before it."""
+        the position before it. A row's last token is packed without: it predicts nothing that is scored
+        and no scored position sees it."""
         keep: list[int] = []
         token: list[int] = []
         start = 0
@@ -122,8 +123,9 @@ class PackedRows:
             for t in range(len(row) - labels, len(row)):
                 keep.append(start + t - 1)
                 token.append(row[t])
-            start += len(row)
-        return cls._build(rows, [], keep, list(range(len(keep))), token, [0] * len(keep), "training")
+            start += len(row) - 1
+        return cls._build([row[:-1] for row in rows], [], keep, list(range(len(keep))), token, [0] * len(keep),
+                          "training")
 
     @classmethod
     def for_ranking(cls, rows: list[list[int]], labels: list[list[int]]) -> PackedRows:
