@@ -551,7 +551,10 @@ def test_the_cost_model_benchmark_sets_estimates_against_the_committed_runs(shar
     assert HELD_OUT and not set(HELD_OUT) & set(STUDIES)
     for name, suite_file in HELD_OUT.items():
         again = per_method(study_samples(name, suite_file, str(shared_data)), fit(samples))
-        assert again and all(r["runs"] and r["measured_s"] > 0 for r in again)
+        assert again and any(r["measured_s"] > 0 for r in again)
+        # each method either ran here, or (sources copied from the committed library) is all copies on both sides
+        assert all(r["runs"] and (r["measured_s"] > 0 or r["recorded_copies"] == r["predicted_copies"] == r["runs"])
+                   for r in again)
 
 
 def test_the_report_states_the_common_test_size_and_the_tasks_scored_on_fewer():
