@@ -41,7 +41,8 @@ STUDIES = {"quickstart": "quickstart.yaml", "tpv": "tpv.yaml", "tpv-fewshot": "t
 #: studies (or a study's suite on fewer seeds and methods) re-run with later code, predicted with the fitted prices
 #: and never fitted on: how the model does on the code of today, which the committed studies (made by the code of
 #: their day) cannot say
-HELD_OUT = {"calibration/quickstart": "quickstart.yaml", "calibration/transfer": "calibration-transfer.yaml"}
+HELD_OUT = {"calibration/quickstart": "quickstart.yaml", "calibration/transfer": "calibration-transfer.yaml",
+            "calibration/generation": "calibration-generation.yaml"}
 #: runs whose recorded time includes a pause of their whole study (SIGSTOP, to free the machine for a benchmark):
 #: left out of the fit and the comparison. Each is the only run of its method and task whose phase took over 3×
 #: the others' median, by the length of a recorded pause (docs/results/library/README.md, *Cost*)

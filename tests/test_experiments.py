@@ -333,14 +333,15 @@ def test_a_worker_whose_suite_process_is_gone_stops_instead_of_training_on(tmp_p
 def test_the_cost_estimate_follows_the_input_length(tmp_path, toy_task):
     """A run's work is counted in tokens of each task's own inputs, read from its local data without
     loading a model (characters / 4, cut at max_length); a task whose data is not here counts as the
-    default length; the estimate adds the work up at the calibrated prices."""
-    from promptvec.experiments.cost import CALIBRATION, DEFAULT_INPUT_TOKENS, CostModel, task_tokens
+    default length; a split smaller than the budget is scored whole, as the runs score it; the estimate adds
+    the work up at the calibrated prices."""
+    from promptvec.experiments.cost import CALIBRATION, DEFAULT_INPUT_TOKENS, UNKNOWN_SPLIT, CostModel, task_tokens
     from promptvec.experiments.runner import estimate_seconds
 
     long_folder = tmp_path / "long"
     long_folder.mkdir()
-    for split in ("train", "validation", "test"):
-        rows = [{"text": "word " * 100, "label": "positive"}, {"text": "word " * 100, "label": "negative"}]
+    for split, size in (("train", 2), ("validation", 10), ("test", 4)):
+        rows = [{"text": "word " * 100, "label": ["positive", "negative"][i % 2]} for i in range(size)]
         (long_folder / f"{split}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     long_task = long_folder / "long.yaml"
     long_task.write_text(toy_task.read_text().replace("toy_sentiment", "long_reviews"))
@@ -350,6 +351,9 @@ def test_the_cost_estimate_follows_the_input_length(tmp_path, toy_task):
     assert long.input > 4 * task_tokens(str(toy_task), 256, None).input
     assert task_tokens(str(long_task), 64, None).input == 64  # max_length
     assert task_tokens("scitail", 256, None).input == DEFAULT_INPUT_TOKENS  # a Hub-only task, no local data
+    # the splits' sizes cap what a budget scores; no limit scores the whole split (unknown: the stated default)
+    assert (long.validated(8), long.scored(6), long.validated(None), long.scored(None)) == (8, 4, 10, 4)
+    assert task_tokens("scitail", 256, None).scored(None) == UNKNOWN_SPLIT["test"]
 
     body = {"name": "e", "backbone": {"model": "default"}, "tasks": [str(long_task)], "shots": [8], "seeds": [0],
             "budget": {"steps": 10, "batch_size": 4, "eval_every": 5, "val_examples": 8, "test_examples": 6},
@@ -359,9 +363,9 @@ def test_the_cost_estimate_follows_the_input_length(tmp_path, toy_task):
     (run,) = expand(suite)
     work = CostModel(suite).work(run)
     # 10 steps of 4 examples, the shared prompt's 20 rows once per step; evaluations: the start and
-    # 2 during training on 8 validation examples, then 6 test examples
+    # 2 during training on 8 validation examples, then the test split's 4 examples (the budget asks 6)
     assert work.train_tokens == pytest.approx(10 * 4 * long.input + 10 * 20)
-    assert work.rank_tokens == pytest.approx((3 * 8 + 6) * long.input)
+    assert work.rank_tokens == pytest.approx((3 * 8 + 4) * long.input)
     assert work.decode_tokens == 0
     expected = CALIBRATION.per_run_s + CALIBRATION.train_token_s * work.train_tokens \
         + CALIBRATION.rank_token_s * work.rank_tokens

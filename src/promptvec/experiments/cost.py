@@ -7,7 +7,7 @@ plus a fixed cost per run:
   prompt's rows once per step when the prompt is shared by the batch (its keys/values are computed
   once) or on every example when each input gets its own prompt (ATTEMPT, Fusion);
 * **rank evaluation**: the tokens of every scored example (validation during training, then test, and the
-  candidates a method scores to choose its start: ``auto``);
+  candidates a method scores to choose its start: ``auto``), a split smaller than the budget counted whole;
 * **decoding**: ``max_gen_toks`` greedy steps per evaluated example of a free-text task (an upper
   bound: a prompt that learned to stop ends sooner, a bare model rarely does).
 
@@ -42,6 +42,8 @@ REFERENCE_PARAMS = 135e6
 CHARS_PER_TOKEN = 4.0  # English text in a BPE vocabulary: the estimate needs no tokenizer (nothing is loaded)
 #: what an example of unknown length (no local data) counts as: the quickstart's sst2 inputs
 DEFAULT_INPUT_TOKENS = 34.0
+#: what a split of unknown size (no local data) counts as where a budget scores all of it
+UNKNOWN_SPLIT = {"validation": 500, "test": 2000}
 _NAMED_SIZES = {"default": 135e6, "minilm": 22e6, "t5-small": 60e6, "t5-base": 220e6, "t5-large": 770e6,
                 "gpt2": 124e6, "bert-base": 110e6}
 
@@ -58,20 +60,39 @@ class Calibration:
     decode_token_s: float
 
 
-#: fitted 2026-12-05 on the six committed studies, the library study complete (BENCHMARKS.md, "Cost model"; the fit
-#: leaves no fixed cost per run); the studies ran the code of their day, before training packed its batches, so a
-#: study run with today's code may take less
-CALIBRATION = Calibration(per_run_s=0.0, train_token_s=8.74e-3, rank_token_s=2.49e-3, decode_token_s=1.50e-2)
+#: fitted 2026-12-05 on the six committed studies, the library study complete, each split counted at its size
+#: (BENCHMARKS.md, "Cost model"; the fit leaves no fixed cost per run); the studies ran the code of their day, before
+#: training packed its batches, so a study run with today's code may take less
+CALIBRATION = Calibration(per_run_s=0.0, train_token_s=8.73e-3, rank_token_s=2.51e-3, decode_token_s=1.80e-2)
 
 
 @dataclass(frozen=True)
 class TaskTokens:
     """One example of a task, in tokens: its input, its answer (free text: trained on), and the greedy
-    steps its evaluation decodes (0 for a label task, scored by rank classification)."""
+    steps its evaluation decodes (0 for a label task, scored by rank classification); and the sizes of its
+    validation and test splits, which cap what a budget's ``val_examples``/``test_examples`` score (None:
+    no local data to count)."""
 
     input: float
     answer: float = 0.0
     decoded: float = 0.0
+    validation: int | None = None
+    test: int | None = None
+
+    def scored(self, limit: int | None) -> int:
+        """Test examples a budget of ``limit`` scores: a smaller split is scored whole, as is any split when
+        the budget sets no limit."""
+        return _taken(limit, self.test, UNKNOWN_SPLIT["test"])
+
+    def validated(self, limit: int | None) -> int:
+        """Validation examples a budget of ``limit`` scores at each evaluation."""
+        return _taken(limit, self.validation, UNKNOWN_SPLIT["validation"])
+
+
+def _taken(limit: int | None, size: int | None, unknown: int) -> int:
+    if size is None:
+        return limit or unknown
+    return size if limit is None else min(limit, size)
 
 
 @dataclass(frozen=True)
@@ -120,8 +141,9 @@ def model_parameters(model: str) -> float | None:
 
 def task_tokens(task: str, max_length: int, data_dir: str | None) -> TaskTokens:
     """An example of ``task`` in tokens (≈ the characters of up to 200 rendered training inputs / 4, cut
-    at ``max_length``; a free-text task's answers likewise, at most ``max_gen_toks``, plus EOS). Only data
-    on this machine is read; a task whose data is not here counts as :data:`DEFAULT_INPUT_TOKENS`."""
+    at ``max_length``; a free-text task's answers likewise, at most ``max_gen_toks``, plus EOS), and its
+    split sizes. Only data on this machine is read; a task whose data is not here counts as
+    :data:`DEFAULT_INPUT_TOKENS`, its splits as large as any budget."""
     from promptvec.tasks import get_task, load_task_data
     from promptvec.tasks.loading import resolve_data_dir
 
@@ -131,18 +153,20 @@ def task_tokens(task: str, max_length: int, data_dir: str | None) -> TaskTokens:
         folder = resolve_data_dir(data_dir)
         if not spec.data_files and not (folder is not None and (folder / spec.task).is_dir()):
             return unknown
-        sample = load_task_data(spec, folder).train[:200]
+        data = load_task_data(spec, folder)
     except PromptvecError:
         return unknown
+    sample = data.train[:200]
     if not sample:
         return unknown
     chars = sum(len(spec.render(example.fields)) for example in sample) / len(sample)
     tokens = min(float(max_length), chars / CHARS_PER_TOKEN)
+    splits = {"validation": len(data.validation), "test": len(data.test)}
     if not spec.generates:
-        return TaskTokens(tokens)
+        return TaskTokens(tokens, **splits)
     limit = spec.generation_kwargs.max_gen_toks
     answer = min(limit, sum(len(str(example.label)) for example in sample) / len(sample) / CHARS_PER_TOKEN) + 1
-    return TaskTokens(tokens, answer, float(limit))
+    return TaskTokens(tokens, answer, float(limit), **splits)
 
 
 class CostModel:
@@ -195,8 +219,8 @@ class CostModel:
         untrained_decode = sum(t.decoded for t in tokens) / len(tokens)
         trained_decode = sum(min(t.decoded, t.answer) for t in tokens) / len(tokens)
         b = self.suite.budget
-        val = b.val_examples or 500
-        test = (b.test_examples or 2000) * len(run.tasks)
+        val = sum(t.validated(b.val_examples) for t in tokens) / len(tokens)
+        test = sum(t.scored(b.test_examples) for t in tokens)
         trainings = self.trainings(run)
         total, untrained, trained, skip = RunWork(runs=1.0), 0.0, 0.0, done_steps
         if not done_steps:  # choosing a start by scoring candidates (auto), before any training
