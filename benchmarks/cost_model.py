@@ -70,9 +70,10 @@ class Sample:
 def study_samples(name: str, suite_file: str, data_dir: str | None) -> list[Sample]:
     suite = load_suite(ROOT / "examples" / "suites" / suite_file)
     model = CostModel(suite, data_dir)
-    # a source the study trained itself (before a library held it) is estimated as the training it was
-    trained_here = CostModel(suite.model_copy(update={"sources": suite.sources.model_copy(update={"library": None})}),
-                             data_dir)
+    # a source the study trained itself (before a library held it) is estimated as the training it was; without a
+    # library that is the same model (one model: each task's data read once)
+    trained_here = model if suite.sources.library is None else CostModel(
+        suite.model_copy(update={"sources": suite.sources.model_copy(update={"library": None})}), data_dir)
     folder = ROOT / "docs" / "results" / name
     runs = {run.run_id: run for run in expand(suite)}
     samples = []
