@@ -200,3 +200,26 @@ def test_loss_is_the_models_own_loss_on_the_label_tokens(decoders, multi_token_t
             min=0), labels=labels).loss
         ours = backbone.loss(multi_token_task, batch, prompt)
     assert abs(ours.item() - reference.item()) < 1e-5
+
+
+@pytest.mark.parametrize("per_input", [False, True], ids=["shared prompt", "a prompt per input"])
+def test_the_padded_loss_projects_the_vocabulary_with_one_matrix_product(decoders, multi_token_task, per_input):
+    """The padded batch's logits at its label positions come from one matrix product against the vocabulary,
+    forward and backward. A strided slice of hidden states that need gradients makes torch's matmul broadcast
+    the projection's weight over the batch instead (a batched product reading it once per row: 6× slower at
+    batch 16 on SmolLM2), so the positions are asked for by index."""
+    from torch.profiler import ProfilerActivity, profile
+
+    backbone = decoders["llama"]
+    batch, _ = _batch(backbone, multi_token_task)
+    vocab = backbone.model.config.vocab_size
+    prompt = torch.nn.Parameter(_origin(backbone))
+    given = prompt.unsqueeze(0).expand(batch.size, -1, -1) if per_input else prompt
+    assert not backbone.runs_packed(batch, given)  # the padded path is the one under test
+    with profile(activities=[ProfilerActivity.CPU], record_shapes=True) as prof:
+        backbone.loss(multi_token_task, batch, given).backward()
+    products = [(event.name, event.input_shapes) for event in prof.events()
+                if event.name in ("aten::mm", "aten::bmm")
+                and any(vocab in shape for shape in event.input_shapes if isinstance(shape, list))]
+    assert {name for name, _ in products} == {"aten::mm"}, products
+    assert len(products) >= 2  # the projection forward and its input gradient

@@ -197,9 +197,14 @@ class CausalLMBackbone(Backbone):
 
     def _padded_loss(self, batch: Batch, prompt: torch.Tensor | SharedPrompt) -> torch.Tensor:
         # logits only where a label token is predicted: the last k positions (the label's last token is not
-        # fed), never the whole vocabulary at every position
+        # fed), never the whole vocabulary at every position. Asked for by index, not as the count ``k``: the
+        # model then slices its hidden states, and a strided slice that needs gradients makes torch's matmul
+        # run the vocabulary projection as a batched product with the weight broadcast over the batch (reading
+        # it once per row: 0.24 s against 0.04 s, forward and backward, at batch 16 on SmolLM2); an index
+        # gathers the positions into a contiguous tensor, projected by one matrix product
         targets = batch.training_targets
-        out, _, _ = self._run(batch, prompt, logits_to_keep=targets.shape[1], use_cache=False)
+        last = torch.arange(-targets.shape[1], 0, device=self.device)
+        out, _, _ = self._run(batch, prompt, logits_to_keep=last, use_cache=False)
         logits = out.logits.float()
         return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1), ignore_index=-100)
 
