@@ -116,6 +116,32 @@ def test_long_answers_are_cut_to_max_gen_toks_and_counted(backbones, toy_generat
     assert len(cut) == 1 and "3 of 8 training answers" in cut[0]["message"]
 
 
+def test_a_run_records_the_tokens_its_evaluations_decoded(backbones, toy_generation_tasks, tmp_path, monkeypatch):
+    """Decoding is most of a free-text evaluation's work: its phases count the tokens decoded (every row of a
+    batch for every step it ran), besides the input tokens, so the report's tokens/s mean the work done."""
+    from promptvec.training.config import TrainConfig
+    from promptvec.training.trainer import train_prompt
+
+    backbone = backbones["llama"]
+    decoded = []
+    generate = backbone.generate
+
+    def counting(*args, **kwargs):
+        out = generate(*args, **kwargs)
+        decoded.append(out.decoded)
+        return out
+
+    monkeypatch.setattr(backbone, "generate", counting)
+    record = train_prompt(TrainConfig(model=str(backbone.name), task=toy_generation_tasks["gen_a"], prompt_length=3,
+                                      max_steps=2, eval_every=2, batch_size=2, val_examples=4, test_examples=4),
+                          tmp_path / "run", backbone=backbone, progress=False).record
+    phases = record["phases"]
+    assert phases["steps"]["decoded"] == 0
+    assert phases["validation"]["decoded"] + phases["test"]["decoded"] == sum(decoded)
+    assert phases["test"]["decoded"] >= phases["test"]["examples"] == 4  # at least one token per example
+    assert phases["test"]["decoded"] <= 4 * 4  # max_gen_toks 4
+
+
 def _reference_greedy(backbone, prompt: torch.Tensor, input_ids: list[int], steps: int) -> list[int]:
     """Greedy decoding by recomputing the whole sequence at every step (no cache, no batch, no padding)."""
     ids, produced = list(input_ids), []
@@ -139,11 +165,14 @@ def test_batched_greedy_decoding_equals_a_step_by_step_recomputation(backbones, 
                                 ("a plot quite lovely and the acting fine", ["fine"])])
     encoded = backbone.encode(task, examples, prompt_length=3)
     prompt = torch.randn(3, backbone.dim, generator=torch.Generator().manual_seed(2))
-    texts = backbone.generate(backbone.collate(task, encoded, train=False), prompt, max_new_tokens=6)
-    expected = [backbone.tokenizer.decode(_reference_greedy(backbone, prompt, e.input_ids, 6),
-                                          skip_special_tokens=True) for e in encoded]
-    assert texts == expected
+    generated = backbone.generate(backbone.collate(task, encoded, train=False), prompt, max_new_tokens=6)
+    references = [_reference_greedy(backbone, prompt, e.input_ids, 6) for e in encoded]
+    expected = [backbone.tokenizer.decode(tokens, skip_special_tokens=True) for tokens in references]
+    assert generated.texts == expected
     assert any(expected)  # the model did produce text
+    # every row decodes until the last row stops (a row shorter than 6 tokens ended with EOS, one token more)
+    steps = max(len(tokens) + (len(tokens) < 6) for tokens in references)
+    assert generated.decoded == len(encoded) * steps
 
 
 def test_decoding_stops_at_the_first_until_string(backbones, toy_generation_tasks, monkeypatch):
@@ -166,9 +195,13 @@ def test_decoding_stops_at_the_first_until_string(backbones, toy_generation_task
         return forward(*args, **kwargs)
 
     monkeypatch.setattr(backbone.model, "forward", counting)
-    text = backbone.generate(batch, prompt, max_new_tokens=8, until=(stop,))
-    assert text == [full[: full.find(stop)]]
+    generated = backbone.generate(batch, prompt, max_new_tokens=8, until=(stop,))
+    assert generated.texts == [full[: full.find(stop)]]
     assert calls["n"] <= 3  # the prompt + input pass and two steps: decoding stopped once the stop string appeared
+    # decoded: the tokens produced until the text first holds the stop string
+    until_stop = next(n for n in range(1, len(tokens) + 1)
+                      if stop in backbone.tokenizer.decode(tokens[:n], skip_special_tokens=True))
+    assert generated.decoded == until_stop
 
 
 def test_answers_are_read_from_a_column_a_list_the_hub_qa_layout_or_a_template():

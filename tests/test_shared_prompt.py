@@ -83,8 +83,8 @@ def test_label_scores_and_generation_equal_the_per_example_path(decoders, multi_
         shared = backbone.label_scores(multi_token_task, batch, backbone.prepare_prompt(prompt))
         per_example = backbone.label_scores(multi_token_task, batch, prompt.unsqueeze(0).expand(batch.size, -1, -1))
         assert torch.allclose(shared, per_example, atol=1e-5, rtol=1e-6)  # scores of ~80: float32 rounding
-        texts = backbone.generate(batch, backbone.prepare_prompt(prompt), 6)
-        assert texts == backbone.generate(batch, prompt.unsqueeze(0).expand(batch.size, -1, -1), 6)
+        shared = backbone.generate(batch, backbone.prepare_prompt(prompt), 6)
+        assert shared == backbone.generate(batch, prompt.unsqueeze(0).expand(batch.size, -1, -1), 6)
 
 
 def test_evaluation_prepares_a_fixed_prompt_once(decoders, multi_token_task, monkeypatch):

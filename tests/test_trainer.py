@@ -43,6 +43,7 @@ def test_record_has_everything(backbones, tiny_models, toy_task, tmp_path):
     assert (phases["steps"]["count"], phases["steps"]["examples"]) == (6, 24) and phases["steps"]["tokens"] > 24
     assert (phases["validation"]["count"], phases["validation"]["examples"]) == (4, 64)
     assert (phases["test"]["count"], phases["test"]["examples"]) == (1, 24)
+    assert phases["test"]["decoded"] == phases["validation"]["decoded"] == 0  # a label task is ranked, not decoded
     # the phases account for the run's wall time (loading is before it starts): what is left is bookkeeping
     accounted = sum(p["seconds"] for name, p in phases.items() if name != "load")
     assert 0.8 * saved["wall_time_s"] <= accounted <= saved["wall_time_s"]

@@ -307,7 +307,7 @@ class PromptvecLM(TemplateLM):
                 chunk = order[start: start + self.batch_size_per_call]
                 ids, mask = left_pad([contexts[i] for i in chunk], pad_token_id(self.tokenizer))
                 batch = Batch(ids, mask, torch.zeros(len(chunk), dtype=torch.long)).to(self.device)
-                texts = self.backbone.generate(batch, self.prompt, max_gen_toks, tuple(until))
+                texts = self.backbone.generate(batch, self.prompt, max_gen_toks, tuple(until)).texts
                 for i, text in zip(chunk, texts, strict=True):
                     results[i] = postprocess_generated_text(text, until, None)
                     self.cache_hook.add_partial("generate_until", requests[i].args, results[i])

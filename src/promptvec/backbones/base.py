@@ -343,9 +343,9 @@ class Backbone(ABC):
         return prompt
 
     def generate(self, batch: Batch, prompt: torch.Tensor, max_new_tokens: int,
-                 until: tuple[str, ...] = ()) -> list[str]:
-        """Greedy decoding; the generated text per example, cut at the first ``until`` string or EOS.
-        Families with ``generates_text`` implement it."""
+                 until: tuple[str, ...] = ()) -> Generated:
+        """Greedy decoding; the generated text per example, cut at the first ``until`` string or EOS, and the
+        tokens decoded. Families with ``generates_text`` implement it."""
         able = "/".join(name for name, cls in BACKBONES.items() if cls.generates_text)
         raise ConfigError(f"generating text needs a backbone that decodes ({able}), not a {self.family}",
                           f"use --mode rank (label tasks), or a {able} model for free-text tasks")
@@ -361,6 +361,17 @@ class Backbone(ABC):
     def input_embeds(self, input_ids: torch.Tensor) -> torch.Tensor:
         """Input embeddings of token ids (what a prompt is prepended to; ATTEMPT and Fusion read them)."""
         return self.embedding(input_ids)
+
+
+@dataclass(frozen=True)
+class Generated:
+    """What greedy decoding of a batch gave: each row's text (cut at its first stop string or EOS) and the
+    tokens it decoded — every row of the batch for every step the batch ran, since a row that has stopped is
+    still computed until the whole batch stops. That is the decoding work, which a run's phase timings count
+    beside the input tokens."""
+
+    texts: list[str]
+    decoded: int
 
 
 def cut_at_stop(text: str, until: tuple[str, ...]) -> tuple[str, bool]:

@@ -24,6 +24,7 @@ from promptvec.backbones.base import (
     Backbone,
     Batch,
     Encoded,
+    Generated,
     cut_at_stop,
     left_pad,
     pad_token_id,
@@ -309,7 +310,7 @@ class CausalLMBackbone(Backbone):
 
     @torch.no_grad()
     def generate(self, batch: Batch, prompt: torch.Tensor | PromptCache, max_new_tokens: int,
-                 until: tuple[str, ...] = ()) -> list[str]:
+                 until: tuple[str, ...] = ()) -> Generated:
         """Greedy decoding of the whole batch, one token per step from the key/value cache (the prompt's
         own keys/values shared when it is fixed). A row is done at EOS or once its text holds a stop
         string; the batch stops when every row is done."""
@@ -333,7 +334,8 @@ class CausalLMBackbone(Backbone):
             cache = returned_cache(step)
             token = step.logits[:, -1].argmax(-1, keepdim=True)
             produced.append(token)
-        return [cut_at_stop(self._decode(seq, eos), until)[0] for seq in torch.cat(produced, dim=1).tolist()]
+        texts = [cut_at_stop(self._decode(seq, eos), until)[0] for seq in torch.cat(produced, dim=1).tolist()]
+        return Generated(texts, batch.size * len(produced))
 
     def _decode(self, tokens: list[int], eos: int | None) -> str:
         if eos is not None and eos in tokens:

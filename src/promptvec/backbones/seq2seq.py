@@ -15,6 +15,7 @@ from promptvec.backbones.base import (
     Backbone,
     Batch,
     Encoded,
+    Generated,
     cut_at_stop,
     pad_token_id,
     per_example,
@@ -100,10 +101,11 @@ class Seq2SeqBackbone(Backbone):
 
     @torch.no_grad()
     def generate(self, batch: Batch, prompt: torch.Tensor, max_new_tokens: int,
-                 until: tuple[str, ...] = ()) -> list[str]:
+                 until: tuple[str, ...] = ()) -> Generated:
         """Greedy decoding with transformers' ``generate`` (the encoder runs once; nothing to share on
         the decoder side), each text cut at its first stop string."""
         embeds, mask = self._encoder_inputs(batch, prompt)
         out = self.model.generate(inputs_embeds=embeds, attention_mask=mask, max_new_tokens=max_new_tokens,
                                   do_sample=False, num_beams=1)
-        return [cut_at_stop(text, until)[0] for text in self.tokenizer.batch_decode(out, skip_special_tokens=True)]
+        texts = [cut_at_stop(text, until)[0] for text in self.tokenizer.batch_decode(out, skip_special_tokens=True)]
+        return Generated(texts, out.shape[0] * (out.shape[1] - 1))  # (each row starts with the decoder's start token)

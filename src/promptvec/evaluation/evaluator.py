@@ -30,7 +30,7 @@ EvalMode = Literal["rank", "generate"]
 @dataclass
 class EvalResult:
     """Metrics of ``n`` examples, the invalid outputs among them, each prediction (and label scores),
-    and the input tokens scored (what a run's phase timings count)."""
+    the input tokens scored and the tokens decoded (what a run's phase timings count)."""
 
     metrics: dict[str, float]
     n: int
@@ -38,6 +38,7 @@ class EvalResult:
     predictions: list[str | float] = field(default_factory=list)
     scores: list[list[float]] = field(default_factory=list)
     tokens: int = 0
+    decoded: int = 0  # greedy decoding's tokens (:class:`~promptvec.backbones.base.Generated`); 0 when ranked
 
     def summary(self) -> dict:
         """Metrics, number of examples and invalid outputs: what records and reports keep."""
@@ -54,6 +55,7 @@ class Predictions:
     values: list[float] | None = None
     texts: list[str] | None = None
     tokens: int = 0  # input tokens encoded
+    decoded: int = 0  # tokens decoded by greedy generation
 
 
 def _fixed_prompt(prompt, backbone: Backbone, batch):
@@ -131,8 +133,9 @@ def _predict(backbone: Backbone, task: TaskSpec, examples: list[Example], prompt
                 fixed = _fixed_prompt(prompt, backbone, batch)
             p = fixed if fixed is not None else (prompt if isinstance(prompt, torch.Tensor) else prompt(batch))
             if task.generates or mode == "generate":
-                texts = backbone.generate(batch, p, new_tokens, until)
-                for i, text in zip(idx, texts, strict=True):
+                generated = backbone.generate(batch, p, new_tokens, until)
+                out.decoded += generated.decoded
+                for i, text in zip(idx, generated.texts, strict=True):
                     if out.texts is not None:
                         out.texts[i] = text.strip()
                     else:
@@ -185,12 +188,12 @@ def evaluate(backbone: Backbone, task: TaskSpec | str, examples: Sequence[Exampl
                            autocast, on_batch)
     if out.texts is not None:
         return EvalResult(score_texts(task, out.texts, examples), len(examples), 0, list[str | float](out.texts),
-                          tokens=out.tokens)
+                          tokens=out.tokens, decoded=out.decoded)
     pred, scores, values = out.indices, out.scores, out.values
     if values is not None and mode == "rank":
         gold = [float(e.label) for e in examples]
         metrics = compute_metrics(task.metrics, gold, values, len(task.label_names))
-        return EvalResult(metrics, len(examples), 0, list[str | float](values), scores, out.tokens)
+        return EvalResult(metrics, len(examples), 0, list[str | float](values), scores, out.tokens, out.decoded)
     gold = [backbone.label_index(task, e) for e in examples]
     if task.is_regression:  # generated bins compared to gold values
         predicted = [float(task.label_names[p]) if p >= 0 else 0.0 for p in pred]
@@ -200,4 +203,4 @@ def evaluate(backbone: Backbone, task: TaskSpec | str, examples: Sequence[Exampl
         metrics = compute_metrics(task.metrics, gold, pred, len(task.label_names))
     invalid = sum(1 for p in pred if p < 0)
     names: list[str | float] = [task.label_names[p] if p >= 0 else "<invalid>" for p in pred]
-    return EvalResult(metrics, len(examples), invalid, names, scores, out.tokens)
+    return EvalResult(metrics, len(examples), invalid, names, scores, out.tokens, out.decoded)

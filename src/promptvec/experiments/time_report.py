@@ -69,7 +69,8 @@ def time_sections(out: Path, rows: list[dict[str, Any]]) -> list[Block]:
                       f"{sum(cost.seconds for _, cost in mine) / 60:.1f}",
                       *[f"{totals[name]['seconds']:.0f}" if name in totals else "–" for name in PHASES],
                       _rate(totals.get("steps", {}).get("tokens", 0), totals.get("steps", {}).get("seconds", 0)),
-                      _rate(sum(e.get("tokens", 0) for e in evaluation), sum(e.get("seconds", 0) for e in evaluation))])
+                      _rate(sum(e.get("tokens", 0) + e.get("decoded", 0) for e in evaluation),
+                            sum(e.get("seconds", 0) for e in evaluation))])
     copies = sum(cost.copy for _, cost in costs)
     note = (f"Runs trained by this suite; the {copies} runs that copy an identical training or a library's source "
             "are not counted again, beyond what they did themselves (an `auto` fall-back's choice). Phases in "
@@ -77,7 +78,8 @@ def time_sections(out: Path, rows: list[dict[str, Any]]) -> list[Block]:
             "phases count in the total wall time only. *load* is the model and data a run loaded itself (a suite "
             "lends its workers' model: near 0); *start* is making the start prompt (`auto` scoring its "
             "candidates — kept apart from the wall time by runs recorded before 2026-12-04 and added here — or a "
-            "stage trained first such as DTVG's Stage I), part of the wall time; tokens/s counts input (and "
-            "free-text target) tokens.")
+            "stage trained first such as DTVG's Stage I), part of the wall time. Train tokens/s counts input (and "
+            "free-text target) tokens; eval tokens/s the input tokens scored and, for a free-text task, the tokens "
+            "decoded (every row of a batch for each step it ran; runs recorded before 2026-12-05 counted inputs only).")
     return [Paragraph(note), TableBlock(["method", "runs", "timed", "wall (min)", *PHASES, "train tokens/s",
                                          "eval tokens/s"], table)]

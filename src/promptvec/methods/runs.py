@@ -74,7 +74,7 @@ def evaluate_untrained(ctx: RunContext, prompt: torch.Tensor | PromptModule | No
     record = new_run_record(ctx.backbone, data.spec.task,
                             {**config, "eval_seed": budget.eval_seed, "test_examples": budget.test_examples},
                             origin.to_dict() if origin else None)
-    add_phase(record, "test", time.perf_counter() - start, Tally(result.n, result.tokens))
+    add_phase(record, "test", time.perf_counter() - start, Tally(result.n, result.tokens, result.decoded))
     record["status"], record["test"] = "completed", result.summary()
     record["wall_time_s"], record["peak_memory"] = time.perf_counter() - start, peak_memory_mb()
     ctx.out.mkdir(parents=True, exist_ok=True)

@@ -216,7 +216,7 @@ class Engine:
     def _complete(self, group: list[Job]) -> list[Completed]:
         first = group[0]
         prompt: Any = self._prompt_for(group)
-        texts = self.backbone.generate(self._batch(group), prompt, first.max_tokens, first.stop)
+        texts = self.backbone.generate(self._batch(group), prompt, first.max_tokens, first.stop).texts
         out = []
         for job, text in zip(group, texts, strict=True):
             produced = len(self.backbone.tokenizer(text, add_special_tokens=False)["input_ids"])

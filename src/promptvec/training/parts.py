@@ -69,7 +69,7 @@ class SplitScorer:
         """One task: its evaluation summary. Several: metrics as ``task/metric`` plus ``mean``, the
         mean of the tasks' primary metrics (what multi-task checkpoint selection maximises).
         ``on_batch``: told how many examples each finished batch scored (progress); ``tally``: the
-        examples and tokens scored are added to it (phase timings)."""
+        examples, tokens scored and tokens decoded are added to it (phase timings)."""
         cfg = self.config
         results = [evaluate(self.backbone, task, examples, prompt, mode=cfg.eval_mode,
                             batch_size=cfg.eval_batch_size, length_normalize=cfg.length_normalize, on_batch=on_batch)
@@ -77,6 +77,7 @@ class SplitScorer:
         if tally is not None:
             tally.examples += sum(result.n for result in results)
             tally.tokens += sum(result.tokens for result in results)
+            tally.decoded += sum(result.decoded for result in results)
         summaries = [result.summary() for result in results]
         if len(summaries) == 1:
             return summaries[0]

@@ -1,4 +1,5 @@
-"""Where a run's time went: wall seconds per phase, with the examples and tokens each processed, kept
+"""Where a run's time went: wall seconds per phase, with the examples and tokens each processed (and, for a
+free-text task's evaluations, the tokens greedy decoding produced), kept
 in the run record (``phases``) so a study's cost can be read afterwards — and a cost model fitted
 to it — instead of guessed.
 
@@ -27,21 +28,24 @@ PHASES = ("load", "start", "setup", "steps", "validation", "test", "saving")
 
 @dataclass
 class Tally:
-    """What a phase processed, counted while it runs: examples, and their tokens (input + target)."""
+    """What a phase processed, counted while it runs: examples, their tokens (input + target), and the
+    tokens greedy decoding produced (a free-text task's evaluation; every row of a batch for every step)."""
 
     examples: int = 0
     tokens: int = 0
+    decoded: int = 0
 
 
 def add_phase(record: RunRecord, name: str, seconds: float, tally: Tally | None = None) -> None:
     """Add one occurrence of phase ``name`` to ``record["phases"]``."""
     entry = record.setdefault("phases", {}).setdefault(name, {"seconds": 0.0, "count": 0, "examples": 0,
-                                                                "tokens": 0})
+                                                                "tokens": 0, "decoded": 0})
     entry["seconds"] += seconds
     entry["count"] += 1
     if tally is not None:
         entry["examples"] += tally.examples
         entry["tokens"] += tally.tokens
+        entry["decoded"] = entry.get("decoded", 0) + tally.decoded  # (a record from before it was counted)
 
 
 @contextmanager
@@ -58,7 +62,7 @@ def phase_totals(records: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
     totals: dict[str, dict[str, float]] = {}
     for record in records:
         for name, entry in (record.get("phases") or {}).items():
-            total = totals.setdefault(name, {"seconds": 0.0, "count": 0, "examples": 0, "tokens": 0})
+            total = totals.setdefault(name, {"seconds": 0.0, "count": 0, "examples": 0, "tokens": 0, "decoded": 0})
             for key in total:
                 total[key] += entry.get(key, 0)
     return totals

@@ -41,7 +41,7 @@ class RunRecord(TypedDict, total=False):
     init: dict[str, Any]  # how a suite method started it (set by the method)
     reused_from: str  # the suite run whose identical training this one copied
     wall_time_s: float
-    phases: dict[str, dict[str, float]]  # per phase: seconds, count, examples, tokens (promptvec.training.phases)
+    phases: dict[str, dict[str, float]]  # per phase: seconds, count, examples, tokens, decoded (training.phases)
     peak_memory: dict[str, Any] | None
 
 
