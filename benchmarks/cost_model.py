@@ -7,8 +7,11 @@ copied an identical training (``reused_from``) cost nothing: its recorded time i
 
 The four prices (:class:`~promptvec.experiments.cost.Calibration`) are fitted by non-negative least
 squares on the relative error of every trained run of all studies (each method of a study weighing
-the same in total); the constants in the code are that
-fit (the target below fails when they drift from it). Because that is in-sample, each study is also
+the same in total). A run whose record has phase timings (:mod:`promptvec.training.phases`) is matched
+phase group by phase group — its training steps, its evaluations, making its start, the rest — so each
+price meets the time of the phase that pays it; an older run, by its wall time. The constants in the code
+are that fit (the target below fails when they drift from it), and each study with phase timings gets a
+line saying which phase its error lies in. Because that is in-sample, each study is also
 predicted with the prices fitted on the *other* studies alone (leave one study out): the honest error
 for a study nobody has measured. Target (issue 29): estimate / measured within 0.75–1.25 per method.
 
@@ -56,15 +59,43 @@ LOW, HIGH = 0.75, 1.25
 CONSTANTS_TOLERANCE = 0.10
 
 
+#: a run record's phases, grouped as the cost model splits a run's work (``CostModel.phase_work``); what the wall
+#: time holds beyond its phases (bookkeeping) counts with ``other``
+PHASE_GROUPS = {"start": "start", "steps": "steps", "validation": "evaluation", "test": "evaluation"}
+
+
 @dataclasses.dataclass
 class Sample:
     study: str
     label: str
-    work: RunWork
+    phases: dict[str, RunWork]  # the work the plan says each phase group does
     scale: float  # the model's size over the reference's
     measured_s: float  # what the run cost itself (own_cost): 0 for a copy, but an auto fall-back's choice
     recorded_copy: bool
     predicted_copy: bool
+    measured_phases: dict[str, float] | None  # seconds per phase group, where the record has phases
+
+    @property
+    def work(self) -> RunWork:
+        return sum(self.phases.values(), RunWork())
+
+    def equations(self) -> list[tuple[RunWork, float]]:
+        """What the fit matches: each phase group's work against its seconds where the record has phases,
+        else the whole run's work against its wall time."""
+        if self.measured_phases is None:
+            return [(self.work, self.measured_s)]
+        return [(self.phases.get(group, RunWork()), seconds) for group, seconds in self.measured_phases.items()]
+
+
+def measured_phase_groups(phases: dict[str, dict[str, float]], total: float) -> dict[str, float] | None:
+    """A record's phase seconds per group of :data:`PHASE_GROUPS`, the rest of its ``total`` as ``other``."""
+    if not phases:
+        return None
+    groups = dict.fromkeys(("start", "steps", "evaluation"), 0.0)
+    for name, entry in phases.items():
+        if name in PHASE_GROUPS:
+            groups[PHASE_GROUPS[name]] += entry["seconds"]
+    return groups | {"other": max(0.0, total - sum(groups.values()))}
 
 
 def study_samples(name: str, suite_file: str, data_dir: str | None) -> list[Sample]:
@@ -86,19 +117,27 @@ def study_samples(name: str, suite_file: str, data_dir: str | None) -> list[Samp
         estimator = model if cost.from_library else trained_here
         predicted_copy = estimator.from_library(run) or any(training.final and is_copy
                                                              for training, is_copy in estimator.trainings(run))
-        samples.append(Sample(name, row["label"], estimator.work(run), estimator.scale or 1.0, cost.seconds,
-                              cost.copy, predicted_copy))
+        samples.append(Sample(name, row["label"], estimator.phase_work(run), estimator.scale or 1.0, cost.seconds,
+                              cost.copy, predicted_copy, measured_phase_groups(cost.phases, cost.seconds)))
     return samples
 
 
 def fit(samples: list[Sample]) -> Calibration:
-    """The non-negative prices that minimise the squared relative error of the trained runs, each
-    method of each study weighing the same in total (a method with 39 runs does not outvote one with 3)."""
+    """The non-negative prices that minimise the squared error of the trained runs relative to each run's
+    time, each method of each study weighing the same in total (a method with 39 runs does not outvote one
+    with 3). A run whose record has phases is matched phase group by phase group (its training steps to
+    the training price, its evaluations to the rank and decoding prices, its setup and saving to the cost
+    per run); an older run by its wall time alone."""
     trained = [s for s in samples if s.measured_s > 0 and not s.recorded_copy]
     group_size = Counter((s.study, s.label) for s in trained)
-    weight = np.array([1 / np.sqrt(group_size[s.study, s.label]) / s.measured_s for s in trained])
-    a = np.array([s.work.features(s.scale) for s in trained]) * weight[:, None]
-    prices, _ = nnls(a, weight * np.array([s.measured_s for s in trained]))
+    rows, targets, weights = [], [], []
+    for s in trained:
+        for work, seconds in s.equations():
+            rows.append(work.features(s.scale))
+            targets.append(seconds)
+            weights.append(1 / np.sqrt(group_size[s.study, s.label]) / s.measured_s)
+    weight = np.array(weights)
+    prices, _ = nnls(np.array(rows) * weight[:, None], weight * np.array(targets))
     return Calibration(*map(float, prices))
 
 
@@ -128,6 +167,31 @@ def table_row(entry: dict, ratios: list[str]) -> list[str]:
             f"{entry['measured_s'] / 60:.1f}", *ratios]
 
 
+def per_phase(samples: list[Sample], calibration: Calibration) -> dict[str, dict[str, dict[str, float]]]:
+    """Per study, the estimate and measured seconds of each phase group, over its trained runs that
+    recorded phases: where a study's error lies (training steps, evaluation, making the start)."""
+    out: dict[str, dict[str, dict[str, float]]] = {}
+    for s in samples:
+        if s.measured_phases is None or s.recorded_copy or not s.measured_s:
+            continue
+        for group, seconds in s.measured_phases.items():
+            entry = out.setdefault(s.study, {}).setdefault(group, {"estimate_s": 0.0, "measured_s": 0.0})
+            entry["estimate_s"] += s.phases.get(group, RunWork()).seconds(calibration, s.scale)
+            entry["measured_s"] += seconds
+    return out
+
+
+def phase_line(groups: dict[str, dict[str, float]]) -> str:
+    """``steps 0.80 (120 / 150 min), …``: each phase group's estimate over measured time."""
+    parts = []
+    for group in ("start", "steps", "evaluation", "other"):
+        entry = groups.get(group)
+        if entry and entry["measured_s"] >= 60:  # a group of under a minute says little
+            parts.append(f"{group} {entry['estimate_s'] / entry['measured_s']:.2f} "
+                         f"({entry['estimate_s'] / 60:.0f} / {entry['measured_s'] / 60:.0f} min)")
+    return ", ".join(parts)
+
+
 def within(entry: dict) -> bool:
     return LOW <= entry["ratio"] <= HIGH
 
@@ -146,8 +210,9 @@ def run(quick: bool = False) -> Section:
         entry["held_out_ratio"] = loso["ratio"]
         ratios = [f"{entry['ratio']:.2f}", f"{loso['ratio']:.2f}"] if entry["measured_s"] else ["copies"] * 2
         table.append(table_row(entry, ratios))
-    held_out_now = per_method([s for name, suite_file in HELD_OUT.items()
-                               for s in study_samples(name, suite_file, data_dir)], CALIBRATION)
+    now_samples = [s for name, suite_file in HELD_OUT.items() for s in study_samples(name, suite_file, data_dir)]
+    held_out_now = per_method(now_samples, CALIBRATION)
+    by_phase = per_phase(samples + now_samples, CALIBRATION)
     table += [table_row(entry, [f"{entry['ratio']:.2f}" if entry["measured_s"] else "copies", "not fitted"])
               for entry in held_out_now]
     n_now = sum(map(within, held_out_now))
@@ -161,11 +226,14 @@ def run(quick: bool = False) -> Section:
         intro=("Every run of each committed study is estimated from its plan alone (the `CostModel` that "
                "`experiment run --dry-run` adds up: training, rank-evaluation and decoding tokens at fitted "
                "prices, plus a cost per run; a training another planned run does identically counts 0) and set "
-               "against its recorded `wall_time_s`, summed per method. *copies* = runs the model counts as "
-               "copies / runs recorded as copies (their record holds their twin's time, not their own: a method whose "
-               "runs are all copies reads *copies*, right when the model counts them so). *estimate / measured* "
-               "uses the code's constants (the fit on all studies, in-sample); *held out* predicts each study with the "
-               f"prices fitted on the other {len(STUDIES) - 1}. Fitted now: {constants}. Measured times are those of "
+               "against its recorded `wall_time_s`, summed per method; the fit matches a run that recorded its "
+               "phases phase group by phase group (steps; validation + test; start; the rest), older runs by wall "
+               "time, and the *by phase* lines below say where each such study's error lies. *copies* = runs the "
+               "model counts as copies / runs recorded as copies (their record holds their twin's time, not their "
+               "own: a method whose runs are all copies reads *copies*, right when the model counts them so). "
+               "*estimate / measured* uses the code's constants (the fit on all studies, in-sample); *held out* "
+               f"predicts each study with the prices fitted on the other {len(STUDIES) - 1}. Fitted now: "
+               f"{constants}. Measured times are those of "
                "the studies as they ran (the code of their day, some with two runs side by side on the two cores, "
                "some beside benchmarks and tests); a source copied from a library is a copy; an `auto` run's choice "
                "counts in its time (a fall-back's too, though its training is a copy); "
@@ -181,6 +249,8 @@ def run(quick: bool = False) -> Section:
                  ("a study re-run with later code, not fitted on, within ±25 % per method", n_now == len(held_out_now),
                   f"{n_now} of {len(held_out_now)} methods within 0.75–1.25"),
                  ("the code's cost constants are the current fit", drift <= CONSTANTS_TOLERANCE,
-                  f"largest difference {100 * drift:.0f} %")],
-        data={"rows": in_code, "held_out_now": held_out_now, "fitted": dataclasses.asdict(fitted),
+                  f"largest difference {100 * drift:.0f} %"),
+                 *[(f"{study}, by phase (estimate / measured, its trained runs that recorded phases)", "info",
+                    phase_line(groups)) for study, groups in by_phase.items()]],
+        data={"rows": in_code, "held_out_now": held_out_now, "by_phase": by_phase, "fitted": dataclasses.asdict(fitted),
               "in_code": dataclasses.asdict(CALIBRATION)})

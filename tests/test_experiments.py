@@ -451,6 +451,33 @@ def test_the_cost_estimate_counts_the_candidates_auto_scores_before_training(tmp
     assert model.work(runs["auto"], done_steps=1).rank_tokens == model.work(runs["pt"], done_steps=1).rank_tokens
 
 
+def test_the_cost_estimate_splits_a_run_as_its_record_splits_its_phases(tmp_path, tiny_models, toy_tasks):
+    """The work of a run, by the phases its record times (what the cost benchmark fits phase by phase): an
+    ``auto`` choice and a stage trained before the run's own training (DTVG's Stage I) are ``start``; the
+    run's own steps, its validations and test, and its fixed cost are apart; together they are the run."""
+    import dataclasses
+
+    from promptvec.experiments.cost import CostModel, RunWork
+
+    plain = {"select_initial": False, **PS}
+    suite = load_suite(tiny_transfer_suite(tmp_path, tiny_models, toy_tasks, "phase-cost", [
+        {"name": "pt", "settings": plain}, {"name": "auto", "settings": plain},
+        {"name": "dtvg", "settings": {**plain, "lr": 0.01}}]))  # another lr than pt's: its Stage I is its own
+    model = CostModel(suite)
+    runs = {(r.label or r.method): r for r in expand(suite) if not r.run_id.startswith("source/")}
+    for run in runs.values():
+        total = sum(model.phase_work(run).values(), RunWork())
+        assert dataclasses.astuple(total) == pytest.approx(dataclasses.astuple(model.work(run)))
+    pt, auto, dtvg = (model.phase_work(runs[name]) for name in ("pt", "auto", "dtvg"))
+    assert pt["start"] == RunWork() and pt["other"] == RunWork(runs=1.0)
+    assert pt["steps"] == RunWork(train_tokens=model.work(runs["pt"]).train_tokens)
+    assert pt["evaluation"] == RunWork(rank_tokens=model.work(runs["pt"]).rank_tokens)
+    assert auto["steps"] == pt["steps"] and auto["evaluation"] == pt["evaluation"]
+    assert auto["start"].rank_tokens > 0 and auto["start"].train_tokens == 0  # the candidates it scores
+    assert dtvg["start"].train_tokens > 0 and dtvg["start"].rank_tokens > 0  # Stage I and its validations
+    assert dtvg["steps"].train_tokens > 0 and dtvg["evaluation"].rank_tokens > 0
+
+
 @pytest.mark.slow
 def test_across_tasks_pools_each_comparison_over_tasks_with_a_forest_plot(tmp_path, tiny_models, toy_tasks):
     from promptvec.evaluation.stats import pool_effects, task_effect
@@ -547,8 +574,8 @@ def test_the_cost_model_benchmark_sets_estimates_against_the_committed_runs(shar
     from benchmarks.cost_model import PAUSED
 
     folder = Path(__file__).parents[1] / "docs/results/library/runs"
-    rows = {r["label"]: r for r in per_method(study_samples("library/runs", "library-loto.yaml", str(shared_data)),
-                                              fit(samples))}
+    library = study_samples("library/runs", "library-loto.yaml", str(shared_data))
+    rows = {r["label"]: r for r in per_method(library, fit(samples))}
     assert rows["source"]["runs"] == rows["source"]["recorded_copies"] == rows["source"]["predicted_copies"] == 22
     assert rows["source"]["measured_s"] == 0
     recorded = [json.loads(line) for line in (folder / "results.jsonl").read_text().splitlines()]
@@ -559,6 +586,21 @@ def test_the_cost_model_benchmark_sets_estimates_against_the_committed_runs(shar
                  for r in auto)
     assert rows["auto"]["measured_s"] == pytest.approx(sum(r["wall_time_s"] for r in auto if not r.get("reused_from"))
                                                       + chosen)
+    # its runs recorded phases: the fit matches them phase group by phase group (the transfer study's, older, by
+    # wall time); the groups hold the whole run, an auto choice as its start
+    from benchmarks.cost_model import per_phase
+
+    assert all(s.measured_phases is None and len(s.equations()) == 1 for s in samples)
+    timed = [s for s in library if s.label == "auto" and not s.recorded_copy]
+    assert timed and all(len(s.equations()) == 4 and s.measured_phases["start"] > 0 for s in timed)
+    trained_itself = [r for r in auto if not r.get("reused_from")]  # (a fall-back that copied pt is a copy)
+    assert sum(s.measured_phases["start"] for s in timed) == pytest.approx(sum(
+        json.loads((folder / "runs" / r["run_id"] / "run.json").read_text())["init"]["auto"]["seconds"]
+        for r in trained_itself))
+    assert all(sum(s.measured_phases.values()) == pytest.approx(s.measured_s) for s in timed)
+    by_phase = per_phase(library, fit(samples))["library/runs"]
+    assert sum(g["measured_s"] for g in by_phase.values()) == pytest.approx(
+        sum(s.measured_s for s in library if s.measured_phases is not None and not s.recorded_copy))
 
     # a study re-run with later code is predicted, never fitted on: it is not among the fitted studies
     from benchmarks.cost_model import HELD_OUT, STUDIES

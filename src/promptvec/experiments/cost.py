@@ -60,10 +60,11 @@ class Calibration:
     decode_token_s: float
 
 
-#: fitted 2026-12-05 on the six committed studies, the library study complete, each split counted at its size
-#: (BENCHMARKS.md, "Cost model"; the fit leaves no fixed cost per run); the studies ran the code of their day, before
-#: training packed its batches, so a study run with today's code may take less
-CALIBRATION = Calibration(per_run_s=0.0, train_token_s=8.73e-3, rank_token_s=2.51e-3, decode_token_s=1.80e-2)
+#: fitted 2026-12-05 on the six committed studies, the library study complete, each split counted at its size, a
+#: run that recorded its phases matched phase by phase (BENCHMARKS.md, "Cost model"; the fit leaves no fixed cost per
+#: run); the studies ran the code of their day, before training packed its batches, so a study run with today's code
+#: may take less
+CALIBRATION = Calibration(per_run_s=0.0, train_token_s=8.36e-3, rank_token_s=2.56e-3, decode_token_s=1.83e-2)
 
 
 @dataclass(frozen=True)
@@ -105,13 +106,12 @@ class RunWork:
     decode_tokens: float = 0.0
 
     def __add__(self, other: RunWork) -> RunWork:
-        return RunWork(self.runs + other.runs, self.train_tokens + other.train_tokens,
-                       self.rank_tokens + other.rank_tokens, self.decode_tokens + other.decode_tokens)
+        return RunWork(*(getattr(self, f.name) + getattr(other, f.name) for f in fields(RunWork)))
 
     def features(self, scale: float) -> list[float]:
         """The work as the row of a least-squares fit of :class:`Calibration` (its fields' order), for a
         model ``scale`` times the reference's size (tokens cost in proportion, a run's fixed cost does not)."""
-        return [self.runs, scale * self.train_tokens, scale * self.rank_tokens, scale * self.decode_tokens]
+        return [self.runs, *(scale * getattr(self, f.name) for f in fields(RunWork)[1:])]
 
     def seconds(self, calibration: Calibration, scale: float) -> float:
         prices = [getattr(calibration, f.name) for f in fields(Calibration)]
@@ -205,8 +205,20 @@ class CostModel:
 
     def work(self, run: RunSpec, done_steps: int = 0) -> RunWork:
         """The work left in ``run`` after ``done_steps`` of its training steps (all stages in order)."""
+        return sum(self.phase_work(run, done_steps).values(), RunWork())
+
+    def phase_work(self, run: RunSpec, done_steps: int = 0) -> dict[str, RunWork]:
+        """The work left in ``run``, split as its record's phases split its time
+        (:mod:`promptvec.training.phases`), so that each price can be fitted to the phase that pays it:
+
+        * ``start``: making the start prompt — the candidates an ``auto`` run scores, and every stage
+          trained before the run's own training (with its validations), such as DTVG's Stage I;
+        * ``steps``: the run's own training steps;
+        * ``evaluation``: its validations and its test (``validation`` + ``test``);
+        * ``other``: the run's fixed cost (``load``, ``setup``, ``saving``).
+        """
         if self.from_library(run):
-            return RunWork()
+            return {}
         method = METHODS[run.method]
         options = run.options(BaseModel)
         rows = method.prompt_rows(options)
@@ -222,24 +234,33 @@ class CostModel:
         val = sum(t.validated(b.val_examples) for t in tokens) / len(tokens)
         test = sum(t.scored(b.test_examples) for t in tokens)
         trainings = self.trainings(run)
-        total, untrained, trained, skip = RunWork(runs=1.0), 0.0, 0.0, done_steps
+
+        def evaluated(untrained: float, trained: float) -> RunWork:
+            """Scoring ``untrained`` examples with a prompt not yet trained and ``trained`` with one that is."""
+            return RunWork(rank_tokens=(untrained + trained) * scored,
+                           decode_tokens=untrained * untrained_decode + trained * trained_decode)
+
+        phases = {"other": RunWork(runs=1.0), "start": RunWork(), "steps": RunWork(), "evaluation": RunWork()}
+        skip = done_steps
         if not done_steps:  # choosing a start by scoring candidates (auto), before any training
-            total += RunWork(rank_tokens=method.planned_scoring(self.suite, run) * per_example)
+            phases["start"] += RunWork(rank_tokens=method.planned_scoring(self.suite, run) * per_example)
         for training, is_copy in trainings:
             left = max(0, training.steps - skip)
             skip = max(0, skip - training.steps)
             if is_copy or not left:
                 continue
             examples = left * b.batch_size * b.grad_accum
-            total += RunWork(train_tokens=examples * per_example + left * per_step_prompt)
-            trained += math.ceil(left / b.eval_every) * val
-            untrained += val if left == training.steps else 0  # the start's validation
+            # a stage before the run's own training is part of making its start, its validations too
+            phases["steps" if training.final else "start"] += RunWork(
+                train_tokens=examples * per_example + left * per_step_prompt)
+            # validations every eval_every steps, and the start's once when the training begins
+            phases["evaluation" if training.final else "start"] += evaluated(
+                val if left == training.steps else 0.0, math.ceil(left / b.eval_every) * val)
         if not trainings:
-            untrained += test
+            phases["evaluation"] += evaluated(test, 0.0)
         elif not any(training.final and is_copy for training, is_copy in trainings):
-            trained += test  # (a copied final training brings its test results along)
-        return total + RunWork(rank_tokens=(untrained + trained) * scored,
-                               decode_tokens=untrained * untrained_decode + trained * trained_decode)
+            phases["evaluation"] += evaluated(0.0, test)  # (a copied final training brings its test results along)
+        return phases
 
     def run_seconds(self, run: RunSpec, done_steps: int = 0) -> float:
         """What the rest of one run costs (0 when the model's size is unknown: see :attr:`scale`)."""
