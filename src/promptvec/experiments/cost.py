@@ -17,8 +17,8 @@ is trained by another run of the same cell with the same settings is copied at r
 that the suite's ``sources.library`` already holds is copied from it, so it costs nothing either. Token counts
 come from each task's local data (characters / 4, no tokenizer). Prices are per token of a model of
 :data:`REFERENCE_PARAMS` parameters on the calibration machine, scaled by parameter count for other
-models; ``benchmarks/cost_model.py`` fits them to the committed studies' measured times and states the
-error per method.
+models; ``benchmarks/cost_model.py`` fits them to the committed studies' measured times (phase by phase
+where a run recorded its phases: :meth:`CostModel.phase_work`) and states the error per method.
 """
 
 from __future__ import annotations
