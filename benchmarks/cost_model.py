@@ -31,7 +31,7 @@ import numpy as np
 from scipy.optimize import nnls
 
 from benchmarks.common import Section
-from promptvec.experiments.cost import CALIBRATION, Calibration, CostModel, RunWork
+from promptvec.experiments.cost import CALIBRATION, WORK_PHASES, Calibration, CostModel, RunWork
 from promptvec.experiments.time_report import own_cost
 from promptvec.suites.plan import expand
 from promptvec.suites.schema import load_suite
@@ -59,11 +59,6 @@ LOW, HIGH = 0.75, 1.25
 CONSTANTS_TOLERANCE = 0.10
 
 
-#: a run record's phases, grouped as the cost model splits a run's work (``CostModel.phase_work``); what the wall
-#: time holds beyond its phases (bookkeeping) counts with ``other``
-PHASE_GROUPS = {"start": "start", "steps": "steps", "validation": "evaluation", "test": "evaluation"}
-
-
 @dataclasses.dataclass
 class Sample:
     study: str
@@ -88,13 +83,12 @@ class Sample:
 
 
 def measured_phase_groups(phases: dict[str, dict[str, float]], total: float) -> dict[str, float] | None:
-    """A record's phase seconds per group of :data:`PHASE_GROUPS`, the rest of its ``total`` as ``other``."""
+    """A record's phase seconds per group of :data:`~promptvec.experiments.cost.WORK_PHASES`; ``other`` is the
+    rest of its ``total`` (its setup and saving, and the bookkeeping between phases; ``load`` is outside it)."""
     if not phases:
         return None
-    groups = dict.fromkeys(("start", "steps", "evaluation"), 0.0)
-    for name, entry in phases.items():
-        if name in PHASE_GROUPS:
-            groups[PHASE_GROUPS[name]] += entry["seconds"]
+    groups = {group: sum(phases[name]["seconds"] for name in names if name in phases)
+              for group, names in WORK_PHASES.items() if group != "other"}
     return groups | {"other": max(0.0, total - sum(groups.values()))}
 
 
@@ -184,7 +178,7 @@ def per_phase(samples: list[Sample], calibration: Calibration) -> dict[str, dict
 def phase_line(groups: dict[str, dict[str, float]]) -> str:
     """``steps 0.80 (120 / 150 min), …``: each phase group's estimate over measured time."""
     parts = []
-    for group in ("start", "steps", "evaluation", "other"):
+    for group in WORK_PHASES:
         entry = groups.get(group)
         if entry and entry["measured_s"] >= 60:  # a group of under a minute says little
             parts.append(f"{group} {entry['estimate_s'] / entry['measured_s']:.2f} "

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -155,6 +156,7 @@ def test_dry_run_of_a_paper_scale_suite_answers_offline(tmp_path):
     result = CliRunner().invoke(app, ["experiment", "run", str(path), "--out", str(tmp_path / "o"), "--dry-run"])
     assert result.exit_code == 0, result.output
     assert "28 runs, 0 done" in result.output and " h" in result.output  # 24 PT + 4 no-prompt, hours of CPU
+    assert re.search(r"\(steps [\d.]+ h, evaluation [\d.]+ (h|min)\)", " ".join(result.output.split()))  # by kind
     assert not (tmp_path / "o").exists()  # a dry run writes nothing
 
 
@@ -336,7 +338,7 @@ def test_the_cost_estimate_follows_the_input_length(tmp_path, toy_task):
     default length; a split smaller than the budget is scored whole, as the runs score it; the estimate adds
     the work up at the calibrated prices."""
     from promptvec.experiments.cost import CALIBRATION, DEFAULT_INPUT_TOKENS, UNKNOWN_SPLIT, CostModel, task_tokens
-    from promptvec.experiments.runner import estimate_seconds
+    from promptvec.experiments.runner import estimate_breakdown, estimate_seconds
 
     long_folder = tmp_path / "long"
     long_folder.mkdir()
@@ -370,6 +372,11 @@ def test_the_cost_estimate_follows_the_input_length(tmp_path, toy_task):
     expected = CALIBRATION.per_run_s + CALIBRATION.train_token_s * work.train_tokens \
         + CALIBRATION.rank_token_s * work.rank_tokens
     assert estimate_seconds(suite, [status_of(suite, tmp_path / "none", run)]) == pytest.approx(expected)
+    # by kind of work (what the dry run prints beside the total): the steps at the training price, the evaluations
+    # at the rank price, no start to make, no analysis
+    assert estimate_breakdown(suite, [status_of(suite, tmp_path / "none", run)]) == pytest.approx({
+        "start": 0.0, "steps": CALIBRATION.train_token_s * work.train_tokens,
+        "evaluation": CALIBRATION.rank_token_s * work.rank_tokens, "other": CALIBRATION.per_run_s, "analyses": 0.0})
     assert CostModel(suite).work(run, done_steps=5).train_tokens == pytest.approx(work.train_tokens / 2)
 
 

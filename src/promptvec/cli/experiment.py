@@ -36,7 +36,7 @@ def experiment_run_command(
     data_dir: DataDir = None,
 ) -> None:
     """Run a suite; completed runs are skipped and interrupted ones resume at their last step."""
-    from promptvec.experiments.runner import analysis_status, estimate_seconds, format_duration, run_suite, status_of
+    from promptvec.experiments.runner import analysis_status, estimate_breakdown, format_duration, run_suite, status_of
     from promptvec.suites.plan import expand
     from promptvec.suites.schema import load_suite
 
@@ -59,8 +59,12 @@ def experiment_run_command(
             table.add_row(f"analysis: {analysis.name}", "(after the sources)", "–", state)
         out_console.print(table)
         done = sum(st.state == "done" for st in statuses)
+        breakdown = estimate_breakdown(suite, statuses, out, data_dir)
+        total = None if breakdown is None else sum(breakdown.values())
+        parts = ", ".join(f"{kind} {format_duration(seconds)}" for kind, seconds in (breakdown or {}).items()
+                          if seconds >= 1)
         out_console.print(f"{len(statuses)} runs, {done} done; estimated CPU time for the rest: "
-                          f"{format_duration(estimate_seconds(suite, statuses, out, data_dir))}")
+                          f"{format_duration(total)}" + (f" ({parts})" if parts else ""))
         return
     outcome = run_suite(suite, out, jobs=jobs, max_minutes=max_minutes, data_dir=data_dir,
                         log=lambda m: console.print(m, highlight=False, markup=False))

@@ -44,6 +44,10 @@ CHARS_PER_TOKEN = 4.0  # English text in a BPE vocabulary: the estimate needs no
 DEFAULT_INPUT_TOKENS = 34.0
 #: what a split of unknown size (no local data) counts as where a budget scores all of it
 UNKNOWN_SPLIT = {"validation": 500, "test": 2000}
+#: the groups :meth:`CostModel.phase_work` splits a run's work into, each with the phases of a run record
+#: (:mod:`promptvec.training.phases`) whose time it is
+WORK_PHASES = {"start": ("start",), "steps": ("steps",), "evaluation": ("validation", "test"),
+               "other": ("load", "setup", "saving")}
 _NAMED_SIZES = {"default": 135e6, "minilm": 22e6, "t5-small": 60e6, "t5-base": 220e6, "t5-large": 770e6,
                 "gpt2": 124e6, "bert-base": 110e6}
 
@@ -240,7 +244,7 @@ class CostModel:
             return RunWork(rank_tokens=(untrained + trained) * scored,
                            decode_tokens=untrained * untrained_decode + trained * trained_decode)
 
-        phases = {"other": RunWork(runs=1.0), "start": RunWork(), "steps": RunWork(), "evaluation": RunWork()}
+        phases = dict.fromkeys(WORK_PHASES, RunWork()) | {"other": RunWork(runs=1.0)}
         skip = done_steps
         if not done_steps:  # choosing a start by scoring candidates (auto), before any training
             phases["start"] += RunWork(rank_tokens=method.planned_scoring(self.suite, run) * per_example)
@@ -264,9 +268,15 @@ class CostModel:
 
     def run_seconds(self, run: RunSpec, done_steps: int = 0) -> float:
         """What the rest of one run costs (0 when the model's size is unknown: see :attr:`scale`)."""
+        return sum(self.phase_seconds(run, done_steps).values())
+
+    def phase_seconds(self, run: RunSpec, done_steps: int = 0) -> dict[str, float]:
+        """What the rest of one run costs, per group of :data:`WORK_PHASES` (none when the model's size is
+        unknown)."""
         if self.scale is None:
-            return 0.0
-        return self.work(run, done_steps).seconds(self.calibration, self.scale)
+            return {}
+        work = self.phase_work(run, done_steps)
+        return {group: amount.seconds(self.calibration, self.scale) for group, amount in work.items()}
 
     def evaluation_seconds(self, examples: int) -> float:
         """``examples`` scored by rank classification at the unknown-length default (an analysis)."""

@@ -22,7 +22,7 @@ from typing import Any
 from promptvec.backbones import Backbone
 from promptvec.errors import ConfigError, PromptvecError
 from promptvec.experiments import source_library
-from promptvec.experiments.cost import CostModel
+from promptvec.experiments.cost import WORK_PHASES, CostModel
 from promptvec.faults import fault_point
 from promptvec.io import atomic_write_json, output_folder, read_json
 from promptvec.suites.context import RunContext
@@ -98,16 +98,28 @@ def estimate_seconds(suite: SuiteSpec, statuses: list[RunStatus], out: Path | No
                      data_dir: str | None = None) -> float | None:
     """Seconds the unfinished runs (and analyses) will take on the calibration machine, added over the
     runs (:mod:`promptvec.experiments.cost`); None: the model's size is unknown without loading it."""
+    breakdown = estimate_breakdown(suite, statuses, out, data_dir)
+    return None if breakdown is None else sum(breakdown.values())
+
+
+def estimate_breakdown(suite: SuiteSpec, statuses: list[RunStatus], out: Path | None = None,
+                       data_dir: str | None = None) -> dict[str, float] | None:
+    """:func:`estimate_seconds` by kind of work: the unfinished runs' phase groups
+    (:data:`~promptvec.experiments.cost.WORK_PHASES`: making starts, training steps, evaluations, the rest)
+    and the analyses; None: the model's size is unknown without loading it."""
     model = CostModel(suite, data_dir)
     if model.scale is None:
         return None
-    total = sum(model.run_seconds(st.run, 0 if st.state == "changed" else st.step)
-                for st in statuses if st.state != "done")
+    seconds = dict.fromkeys([*WORK_PHASES, "analyses"], 0.0)
+    for st in statuses:
+        if st.state != "done":
+            for group, cost in model.phase_seconds(st.run, 0 if st.state == "changed" else st.step).items():
+                seconds[group] += cost
     for analysis, settings, missing in analysis_status(suite, out):
         if missing:
             share = len(missing) / len(analysis.items(settings, suite))
-            total += share * model.evaluation_seconds(analysis.evaluations(settings, suite))
-    return total
+            seconds["analyses"] += share * model.evaluation_seconds(analysis.evaluations(settings, suite))
+    return seconds
 
 
 def analysis_status(suite: SuiteSpec, out: Path | None) -> list[tuple[Any, Any, list]]:
