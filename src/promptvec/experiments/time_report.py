@@ -14,7 +14,7 @@ from promptvec.io import read_json
 from promptvec.suites.document import Block, Paragraph, TableBlock
 from promptvec.suites.method import METHODS
 from promptvec.suites.plan import RUNS_DIR, SPECS_DIR
-from promptvec.training.phases import PHASES, phase_totals
+from promptvec.training.phases import PHASES, phase_entry, phase_totals
 
 
 @dataclass(frozen=True)
@@ -46,7 +46,7 @@ def own_cost(out: Path, row: dict[str, Any]) -> OwnCost:
         start = METHODS[row["method"]].unclocked_start_seconds(lambda: read_json(record, "run record"))
         if start:
             seconds += start
-            phases["start"] = {"seconds": start, "count": 1, "examples": 0, "tokens": 0}
+            phases["start"] = phase_entry(start, 1)
     return OwnCost(reused, from_library, seconds, phases)
 
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any
 
 from promptvec.training.record import RunRecord
@@ -36,16 +36,17 @@ class Tally:
     decoded: int = 0
 
 
+def phase_entry(seconds: float = 0.0, count: int = 0, tally: Tally | None = None) -> dict[str, float]:
+    """One phase as a record keeps it: its seconds, how many times it ran, and what it processed."""
+    return {"seconds": seconds, "count": count, **asdict(tally or Tally())}
+
+
 def add_phase(record: RunRecord, name: str, seconds: float, tally: Tally | None = None) -> None:
-    """Add one occurrence of phase ``name`` to ``record["phases"]``."""
-    entry = record.setdefault("phases", {}).setdefault(name, {"seconds": 0.0, "count": 0, "examples": 0,
-                                                                "tokens": 0, "decoded": 0})
-    entry["seconds"] += seconds
-    entry["count"] += 1
-    if tally is not None:
-        entry["examples"] += tally.examples
-        entry["tokens"] += tally.tokens
-        entry["decoded"] = entry.get("decoded", 0) + tally.decoded  # (a record from before it was counted)
+    """Add one occurrence of phase ``name`` to ``record["phases"]`` (a record written before a counter
+    existed, such as ``decoded``, gains it)."""
+    entry = record.setdefault("phases", {}).setdefault(name, phase_entry())
+    for key, value in phase_entry(seconds, 1, tally).items():
+        entry[key] = entry.get(key, 0) + value
 
 
 @contextmanager
@@ -62,7 +63,7 @@ def phase_totals(records: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
     totals: dict[str, dict[str, float]] = {}
     for record in records:
         for name, entry in (record.get("phases") or {}).items():
-            total = totals.setdefault(name, {"seconds": 0.0, "count": 0, "examples": 0, "tokens": 0, "decoded": 0})
+            total = totals.setdefault(name, phase_entry())
             for key in total:
                 total[key] += entry.get(key, 0)
     return totals
