@@ -76,11 +76,11 @@ def _ranking_margin(backbone, examples_per_task: int) -> dict[str, Any]:
                         "padded": lambda b=batch, lab=labels: backbone._padded_label_scores(b, prompt, lab),
                         "packed": lambda b=batch, lab=labels: backbone._packed_label_scores(b, prompt, len(lab))}, 2)
                 packed = batch.packed
-                padded_flops, packed_flops = packed.flops(PROMPT_ROWS, config)
+                padded_flops, packed_flops = packed.flops(PROMPT_ROWS, config, backbone.attends_by_block)
                 measured.append({
                     "task": name, "size": size, "length": packed.length, "width": packed.width,
                     "padded": min(times["padded"]), "packed": min(times["packed"]),
-                    "chosen": "packed" if packed.pays(PROMPT_ROWS, config) else "padded",
+                    "chosen": "packed" if backbone.runs_packed(batch, prompt) else "padded",
                     "padded flops": [padded_flops.linear, padded_flops.attention],
                     "packed flops": [packed_flops.linear, packed_flops.attention]})
     design = torch.tensor([row[f"{path} flops"]  # columns: linear FLOPs, attention FLOPs

@@ -81,7 +81,7 @@ def _flop_ratio(backbone: Backbone, batch, peft_ids: torch.Tensor, rows: int) ->
     config = backbone.model.config
     logit = 2 * backbone.dim * config.vocab_size  # the output projection, per position
     size, width = peft_ids.shape
-    padded, packed = batch.packed.flops(rows, config)
+    padded, packed = batch.packed.flops(rows, config, backbone.attends_by_block)
     prompt = torch.zeros(rows, backbone.dim)  # only its shape matters: which path the step takes
     body, logits = ((packed, batch.packed.keep.numel()) if backbone.runs_packed(batch, prompt)
                     else (padded, batch.training_targets.numel()))
@@ -112,8 +112,11 @@ def _measure(backbone: Backbone, batch_size: int, rows: int, input_tokens: int |
 
     task, batch, (peft_ids, peft_mask, labels) = _batches(backbone, batch_size, rows, input_tokens)
     task_type = "SEQ_2_SEQ_LM" if backbone.family == "seq2seq" else "CAUSAL_LM"
-    peft_model = get_peft_model(copy.deepcopy(backbone.model), PromptTuningConfig(
-        task_type=task_type, num_virtual_tokens=rows, token_dim=backbone.dim))
+    base = copy.deepcopy(backbone.model)
+    if backbone.family == "causal":  # transformers' own SDPA attention, as a user's model runs it
+        base.set_attn_implementation("sdpa")
+    peft_model = get_peft_model(base, PromptTuningConfig(task_type=task_type, num_virtual_tokens=rows,
+                                                         token_dim=backbone.dim))
     theirs = torch.optim.AdamW([p for p in peft_model.parameters() if p.requires_grad], lr=0.03)
 
     def peft_step() -> None:

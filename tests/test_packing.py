@@ -1,8 +1,9 @@
 """Packing (promptvec.backbones.packing): a batch with a shared prompt runs as one sequence without
 padding — training with the padded batch's loss and gradient, ranking with its label scores (labels of
 several tokens on their own branches) — on tiny Llama, Qwen2 and GPT-2, rows of mixed lengths, the prompt
-from its cache or inline in the packed pass; a model that cannot take the packed mask keeps the padded
-path, saying so once."""
+from its cache or inline in the packed pass, attention one example at a time
+(promptvec.backbones.block_attention) or under the whole sequence's mask; a model that cannot take the
+packed mask keeps the padded path, saying so once."""
 
 from __future__ import annotations
 
@@ -13,8 +14,9 @@ import pytest
 import torch
 
 from promptvec.backbones import load_backbone
+from promptvec.backbones.block_attention import block_attention
 from promptvec.backbones.causal import CausalLMBackbone
-from promptvec.backbones.packing import PackedRows
+from promptvec.backbones.packing import PackedRows, forward_flops
 from promptvec.tasks import get_task, load_task_data
 
 
@@ -32,9 +34,23 @@ def causal_models(tiny_models, tiny_tokenizer_dir):
             "qwen2": CausalLMBackbone(qwen.eval(), tokenizer, name="tiny-qwen2")}
 
 
+def under_whole_mask(backbone: CausalLMBackbone) -> CausalLMBackbone:
+    """The backbone on a copy of its model that runs transformers' SDPA attention: a packed pass then
+    attends under the whole sequence's mask (what a model on eager attention does too)."""
+    view = copy.copy(backbone)
+    view.model = copy.deepcopy(backbone.model)
+    view.model.set_attn_implementation("sdpa")
+    assert backbone.attends_by_block and not view.attends_by_block
+    return view
+
+
+ATTENTION = {"by block": lambda backbone: backbone, "whole mask": under_whole_mask}
+
+
+@pytest.mark.parametrize("attention", ATTENTION)
 @pytest.mark.parametrize("name", ["llama", "qwen2", "gpt2"])
-def test_a_packed_batch_has_the_padded_batch_s_loss_and_gradient(causal_models, toy_task, name):
-    backbone = causal_models[name]
+def test_a_packed_batch_has_the_padded_batch_s_loss_and_gradient(causal_models, toy_task, name, attention):
+    backbone = ATTENTION[attention](causal_models[name])
     task = get_task(str(toy_task))
     encoded = backbone.encode(task, load_task_data(task).train[:8], 5)
     encoded[0].input_ids = encoded[0].input_ids * 4  # one long row: packing saves work even at these tiny widths
@@ -84,9 +100,10 @@ def test_the_first_loss_under_no_grad_still_lets_training_pack(tiny_models, toy_
 
 
 def test_a_batch_is_packed_only_when_that_saves_work():
-    """Packing removes padding but makes attention quadratic in the whole batch: SmolLM2's shapes at
-    batch 8 of sst2 (251 of 408 positions real) pack; batch 16 of equal 64-token rows does not (no
-    padding to save, 16× the attention pairs) — measured 1.9× slower per step packed."""
+    """Under the whole packed mask, packing removes padding but makes attention quadratic in the whole batch:
+    SmolLM2's shapes at batch 8 of sst2 (251 of 408 positions real) pack; batch 16 of equal 64-token rows
+    does not (no padding to save, 16× the attention pairs) — measured 1.9× slower per step packed. With
+    attention by block, the padding alone decides."""
     from transformers import LlamaConfig
 
     smollm2 = LlamaConfig(hidden_size=576, intermediate_size=1536, num_attention_heads=9, num_key_value_heads=3)
@@ -106,6 +123,67 @@ def test_a_batch_is_packed_only_when_that_saves_work():
     assert (trec.length, trec.rows * trec.width) == (376, 448) and trec.pays(20, smollm2)
     agnews = PackedRows.for_ranking(rows(*[40] * 16, *[43] * 8, *[51] * 6, 20, 20), [[5]] * 4)
     assert (agnews.length, agnews.rows * agnews.width) == (1330, 1632) and not agnews.pays(20, smollm2)
+    # attention one example at a time costs what the padded batch's does: the padding the linear layers skip
+    # decides, and a tie packs (no padding: the training prompt runs inline in the packed pass)
+    assert agnews.pays(20, smollm2, blocked=True) and sst2.pays(20, smollm2, blocked=True)
+    assert PackedRows.for_training(rows(*[64] * 16), [1] * 16).pays(50, smollm2, blocked=True)
+    # a block holds its example's branches too: on equal rows, two-token labels make it the wider
+    assert not PackedRows.for_ranking(rows(*[40] * 8), [[5, 6], [7, 8]]).pays(20, smollm2, blocked=True)
+    _, blocked = sst2.flops(20, smollm2, blocked=True)
+    assert blocked.attention == forward_flops(smollm2, 8 * 51, 20 + 51).attention  # 8 blocks of the longest row fed
+
+
+LAYOUTS = {"training": PackedRows.for_training([[5, 6, 7, 8, 9], [1, 2], [3, 4, 5, 6, 7, 8, 9, 9]], [2, 1, 1]),
+           "ranking": PackedRows.for_ranking([[5, 6, 7, 8], [1, 2], [3, 4, 5, 6, 7, 8, 9]],
+                                             [[10, 11], [12], [13, 14, 15]])}
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+@pytest.mark.parametrize("prompt", ["inline", "cached", "none"])
+@pytest.mark.parametrize("kv_heads", [2, 4])
+def test_attention_one_example_at_a_time_is_attention_under_the_packed_mask(layout, prompt, kv_heads):
+    """Output and gradients (queries, keys, values) of block attention equal SDPA under the whole packed mask
+    — examples of different lengths, label branches, the prompt's keys cached, inline (its own rows attending
+    causally) or absent, grouped-query keys or one per head."""
+    packed = LAYOUTS[layout]
+    rows = 0 if prompt == "none" else 3
+    inline = prompt == "inline"
+    heads, dim, generator = 4, 8, torch.Generator().manual_seed(4)
+    query = torch.randn(1, heads, packed.length + (rows if inline else 0), dim, generator=generator)
+    key, value = (torch.randn(1, kv_heads, rows + packed.length, dim, generator=generator) for _ in range(2))
+    inputs = [t.requires_grad_(True) for t in (query, key, value)]
+    module = torch.nn.Module()
+    module.num_key_value_groups = heads // kv_heads
+    ours, _ = block_attention(module, *inputs, None, promptvec_blocks=packed.blocks)
+    groups = heads // kv_heads
+    whole = torch.nn.functional.scaled_dot_product_attention(
+        query, key.repeat_interleave(groups, 1), value.repeat_interleave(groups, 1),
+        attn_mask=packed.mask(rows, "sdpa", torch.float32, inline)).transpose(1, 2)
+    assert ours.shape == whole.shape and torch.allclose(ours, whole, atol=1e-6)
+    upstream = torch.randn(whole.shape, generator=generator)
+    for a, b in zip(torch.autograd.grad(ours, inputs, upstream), torch.autograd.grad(whole, inputs, upstream),
+                    strict=True):
+        assert torch.allclose(a, b, atol=1e-5)
+
+
+@pytest.mark.parametrize("name", ["llama", "qwen2", "gpt2"])
+def test_a_packed_pass_attends_one_example_at_a_time(causal_models, toy_task, name, monkeypatch):
+    """The backbone runs its model on block attention: a packed training step's attention sees blocks of one
+    example per row (never the whole sequence as one row), and the whole sequence's mask is never built."""
+    from torch.profiler import ProfilerActivity, profile
+
+    backbone = causal_models[name]
+    assert backbone.model.config._attn_implementation == "promptvec_sdpa"
+    task = get_task(str(toy_task))
+    batch = backbone.collate(task, backbone.encode(task, load_task_data(task).train[:6], 3), train=True)
+    monkeypatch.setattr(PackedRows, "mask", lambda *args, **kwargs: pytest.fail("the whole mask was built"))
+    with profile(activities=[ProfilerActivity.CPU], record_shapes=True) as prof:
+        backbone._packed_loss(batch, torch.zeros(3, backbone.dim, requires_grad=True)).backward()
+    attention = [event.input_shapes[0] for event in prof.events()
+                 if event.name == "aten::scaled_dot_product_attention"]
+    layers = backbone.model.config.num_hidden_layers
+    # per layer: the prompt's own rows (one sequence of 3), then the examples' blocks (6 rows)
+    assert sorted(shape[0] for shape in attention) == [1] * layers + [6] * layers, attention
 
 
 def test_packed_rows_put_each_label_on_its_own_branch_after_its_example():
@@ -155,12 +233,13 @@ def two_branch_task(toy_task) -> str:
     return str(path)
 
 
+@pytest.mark.parametrize("attention", ATTENTION)
 @pytest.mark.parametrize("name", ["llama", "qwen2", "gpt2"])
 @pytest.mark.parametrize("rows", [5, 0])
-def test_packed_ranking_gives_the_padded_label_scores(causal_models, toy_task, name, rows):
+def test_packed_ranking_gives_the_padded_label_scores(causal_models, toy_task, name, rows, attention):
     """Every label's log-likelihood from one packed pass (labels of different lengths on their branches)
     equals the padded pass with its cached continuations, with a shared prompt and with none."""
-    backbone = causal_models[name]
+    backbone = ATTENTION[attention](causal_models[name])
     task = get_task(two_branch_task(toy_task))
     labels = backbone.label_set(task).token_ids
     assert len({len(lab) for lab in labels}) == 2 and max(len(lab) for lab in labels) > 1

@@ -31,8 +31,9 @@ from promptvec.backbones.base import (
     per_example,
     register_backbone,
 )
-from promptvec.backbones.packing import PackedRows, packs_exactly
+from promptvec.backbones.packing import BLOCK_ATTENTION, LAYOUT_KWARG, PackedRows, packs_exactly
 from promptvec.backbones.prefix import PromptCache, SharedPrompt, cache_kwarg, returned_cache, shares_exactly
+from promptvec.encoding import DEFAULT_MAX_LENGTH
 from promptvec.modes import module_mode
 from promptvec.tasks.spec import TaskSpec
 
@@ -50,6 +51,13 @@ class CausalLMBackbone(Backbone):
     pipeline_tag = "text-generation"
     detect_order = 1
     serves_lm_eval = True
+
+    def __init__(self, model: Any, tokenizer, name: str, max_length: int = DEFAULT_MAX_LENGTH) -> None:
+        super().__init__(model, tokenizer, name, max_length)
+        # imported here: it registers with transformers, which a causal model has already loaded
+        from promptvec.backbones.block_attention import use_block_attention
+
+        use_block_attention(model)
 
     @classmethod
     def recognises(cls, config: Any) -> bool:
@@ -164,7 +172,13 @@ class CausalLMBackbone(Backbone):
                                         or (isinstance(prompt, torch.Tensor) and prompt.dim() == 2)):
             return False
         rows = prompt.rows if isinstance(prompt, SharedPrompt) else prompt.shape[0]
-        return self.packs_batches and batch.packed.pays(rows, self.model.config)
+        return self.packs_batches and batch.packed.pays(rows, self.model.config, self.attends_by_block)
+
+    @property
+    def attends_by_block(self) -> bool:
+        """Whether the model computes a packed sequence's attention one example at a time
+        (:mod:`promptvec.backbones.block_attention`), not over every pair of the sequence."""
+        return bool(self.model.config._attn_implementation == BLOCK_ATTENTION)
 
     def _packed_run(self, packed: PackedRows, prompt: torch.Tensor | SharedPrompt):
         """The model over the packed sequence after a shared prompt, logits at ``packed.keep`` only. A prepared
@@ -181,8 +195,12 @@ class CausalLMBackbone(Backbone):
             rows, inline, extra = prompt.shape[0], True, {}
             embeds = torch.cat([prompt.to(self.device, embeds.dtype)[None], embeds], dim=1)
         keep = packed.keep + rows if inline else packed.keep
-        return self.model(inputs_embeds=embeds, attention_mask=packed.mask(rows, implementation, embeds.dtype, inline),
-                          position_ids=packed.positions(rows, inline), use_cache=False, logits_to_keep=keep, **extra)
+        if self.attends_by_block:  # each example's attention apart: the whole sequence's mask is never needed
+            mask, extra = None, {**extra, LAYOUT_KWARG: packed.blocks}
+        else:
+            mask = packed.mask(rows, implementation, embeds.dtype, inline)
+        return self.model(inputs_embeds=embeds, attention_mask=mask, position_ids=packed.positions(rows, inline),
+                          use_cache=False, logits_to_keep=keep, **extra)
 
     def loss(self, task: TaskSpec, batch: Batch, prompt: torch.Tensor | SharedPrompt) -> torch.Tensor:
         """Mean cross-entropy of the label tokens: packed without padding when the prompt is shared and

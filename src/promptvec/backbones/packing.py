@@ -22,16 +22,18 @@ Every index is built on the host when the batch is collated (:class:`PackedRows`
 device with the batch, through pinned memory: packing reads nothing back from the device, so on a GPU
 it adds no synchronisation to a step.
 
-Packing is not always cheaper: attention with an explicit mask computes every (query, key) pair of
-the packed sequence, ``L × (R + L)``, where the padded batch computes ``B × T × (R + T)``. With little
-padding and many rows (batch 16 of 64-token inputs) the packed attention costs more than the padding
-it saves — measured 1.9× slower per step on SmolLM2 — so each batch is packed only when a FLOP count
-of both says packing is cheaper, by :data:`PACKING_MARGIN` for training (:meth:`PackedRows.pays`).
-
-The mask is passed to the model as a ready 4-D mask (``[1, 1, L, R + L]``, or ``[1, 1, R + L, R + L]``
-with the prompt inline: boolean for SDPA, additive for eager attention), which transformers uses as
-given. Exactness is checked once per model, as the shared prompt cache is (:func:`packs_exactly`); a
-model where packing differs keeps the padded path and says so once.
+Attention never meets a pair of tokens from two examples. On a model whose attention is
+:mod:`promptvec.backbones.block_attention` (what a causal backbone switches an SDPA model to), each
+example's tokens are gathered into a row of a ``[B, S]`` block for attention alone (:class:`BlockLayout`,
+``S`` the longest example), so attention costs what the padded batch's does and the linear layers skip
+the padding. Any other attention takes the packed mask as a ready 4-D mask (``[1, 1, L, R + L]``, or
+``[1, 1, R + L, R + L]`` with the prompt inline: boolean for SDPA, additive for eager attention), which
+transformers uses as given, and computes every (query, key) pair of the packed sequence, ``L × (R + L)``,
+against the padded batch's ``B × T × (R + T)``: with little padding and many rows (batch 16 of 64-token
+inputs) that costs more than the padding it saves (measured 1.9× slower per step on SmolLM2). So each
+batch is packed only when a FLOP count of both paths, with the attention the model runs, says so
+(:meth:`PackedRows.pays`). Exactness is checked once per model, as the shared prompt cache is
+(:func:`packs_exactly`); a model where packing differs keeps the padded path and says so once.
 """
 
 from __future__ import annotations
@@ -44,12 +46,19 @@ import torch
 
 from promptvec.backbones.exactness import NotSupported, exact_or_warn, tolerance
 
+#: the attention implementation that computes a packed sequence one example at a time, given its
+#: :class:`BlockLayout` (:mod:`promptvec.backbones.block_attention`, where it is registered with transformers)
+BLOCK_ATTENTION = "promptvec_sdpa"
+#: the keyword a packed pass gives that attention its layout under (transformers passes it on to the attention layers)
+LAYOUT_KWARG = "promptvec_blocks"
 #: attention implementations that take a custom 4-D mask as given
-MASKED_ATTENTION = ("sdpa", "eager")
+MASKED_ATTENTION = ("sdpa", "eager", BLOCK_ATTENTION)
 #: pack only when its FLOPs are below this share of the padded batch's. Training: the backward pass of attention
 #: under an explicit mask runs slower per FLOP than the padded batch's (measured on SmolLM2, CPU), so a near tie
 #: stays padded. Ranking (forward only) costs what its FLOPs say: a least-squares fit of 60 evaluation batches of
 #: five tasks put an attended key at 0.95× its FLOP share of a linear layer's cost, so the cheaper count wins.
+#: Both for attention under the whole packed mask; attention by block packs whenever its count is no higher
+#: (:meth:`PackedRows.pays`).
 PACKING_MARGIN = {"training": 0.85, "ranking": 1.0}
 PackingKind = Literal["training", "ranking"]
 
@@ -83,6 +92,61 @@ def forward_flops(config: Any, queries: int, keys: int) -> Flops:
 
 
 @dataclass(frozen=True)
+class BlockLayout:
+    """Where each packed token sits in the ``[B, S]`` blocks, built on the host with the packed rows.
+
+    ``gather`` ``[B·S]``: the packed token in each block slot (a padding slot points at token 0, whose output
+    is dropped); ``scatter`` ``[L]``: each packed token's slot ``b·S + s``; ``mask`` ``[B, 1, S, S]``: which
+    keys of its own block a slot attends to (the packed mask's diagonal block; a padding slot attends to
+    itself only, so that no row of the softmax is empty)."""
+
+    gather: torch.Tensor
+    scatter: torch.Tensor
+    mask: torch.Tensor
+
+    @property
+    def blocks(self) -> int:
+        return int(self.mask.shape[0])
+
+    @property
+    def width(self) -> int:
+        return int(self.mask.shape[-1])
+
+    @classmethod
+    def from_segments(cls, example: torch.Tensor, branch: torch.Tensor) -> BlockLayout:
+        """The layout of a packed sequence whose token ``i`` belongs to example ``example[i]`` (examples in
+        order, each contiguous) and to its branch ``branch[i]`` (0: the example's own tokens, ``j + 1``:
+        label ``j``'s continuation). A token attends to the earlier tokens of its example that are its own
+        or on its branch — the packed mask's rule, within one block."""
+        blocks = int(example[-1]) + 1
+        counts = torch.bincount(example, minlength=blocks)
+        width = int(counts.max())
+        starts = torch.cumsum(counts, 0) - counts
+        slot = torch.arange(example.numel()) - starts[example]
+        scatter = example * width + slot
+        gather = torch.zeros(blocks * width, dtype=torch.long)
+        gather[scatter] = torch.arange(example.numel())
+        real = torch.zeros(blocks * width, dtype=torch.bool)
+        real[scatter] = True
+        on_branch = torch.zeros(blocks * width, dtype=torch.long)
+        on_branch[scatter] = branch
+        real, on_branch = real.view(blocks, width), on_branch.view(blocks, width)
+        index = torch.arange(width)
+        earlier = index[None, :] <= index[:, None]
+        reachable = (on_branch[:, None, :] == 0) | (on_branch[:, None, :] == on_branch[:, :, None])
+        mask = real[:, None, :] & earlier[None] & reachable
+        mask |= ~real[:, :, None] & torch.eye(width, dtype=torch.bool)[None]
+        return cls(gather, scatter, mask[:, None])
+
+    def to(self, move: Callable[[torch.Tensor], torch.Tensor]) -> BlockLayout:
+        return replace(self, **{f.name: move(getattr(self, f.name)) for f in fields(self)})
+
+    def attended_pairs(self, prompt_rows: int) -> int:
+        """(query, key) pairs attention computes over the blocks: every slot against the prompt and its block."""
+        return self.blocks * self.width * (prompt_rows + self.width)
+
+
+@dataclass(frozen=True)
 class PackedRows:
     """A batch's rows as one sequence, every index built on the host at collation.
 
@@ -102,6 +166,7 @@ class PackedRows:
     read: torch.Tensor
     token: torch.Tensor
     pair: torch.Tensor
+    blocks: BlockLayout
     rows: int
     width: int
     kind: PackingKind
@@ -178,30 +243,42 @@ class PackedRows:
         def tensor(values: list[int]) -> torch.Tensor:
             return torch.tensor(values, dtype=torch.long)
 
-        return cls(tensor(ids)[None], tensor(offsets)[None], tensor(example), tensor(branch), tensor(keep),
-                   tensor(read), tensor(token), tensor(pair), len(rows), max(len(row) for row in rows), kind,
-                   continuations)
+        segments = tensor(example), tensor(branch)
+        return cls(tensor(ids)[None], tensor(offsets)[None], *segments, tensor(keep), tensor(read), tensor(token),
+                   tensor(pair), BlockLayout.from_segments(*segments), len(rows), max(len(row) for row in rows),
+                   kind, continuations)
 
-    def flops(self, prompt_rows: int, config: Any) -> tuple[Flops, Flops]:
+    def flops(self, prompt_rows: int, config: Any, blocked: bool = False) -> tuple[Flops, Flops]:
         """The padded batch's FLOPs and this packed sequence's, after a prompt of ``prompt_rows``: the padded
         count includes, when ranking multi-token labels, the continuation pass over every (example, label)
-        pair."""
+        pair; the packed count's attention is over the whole sequence, or (``blocked``: the model runs
+        :mod:`promptvec.backbones.block_attention`) over :attr:`blocks`."""
         pairs, steps = self.continuations
         padded = (forward_flops(config, self.rows * self.width, prompt_rows + self.width)
                   + forward_flops(config, pairs * steps, prompt_rows + self.width + steps))
-        return padded, forward_flops(config, self.length, prompt_rows + self.length)
+        packed = forward_flops(config, self.length, prompt_rows + self.length)
+        if blocked:
+            attention = forward_flops(config, 1, self.blocks.attended_pairs(prompt_rows)).attention
+            packed = Flops(packed.linear, attention)
+        return padded, packed
 
-    def pays(self, prompt_rows: int, config: Any) -> bool:
+    def pays(self, prompt_rows: int, config: Any, blocked: bool = False) -> bool:
         """Whether this packed sequence costs fewer FLOPs than the padded batch, by the kind's
-        :data:`PACKING_MARGIN`."""
-        padded, packed = self.flops(prompt_rows, config)
+        :data:`PACKING_MARGIN` under the whole mask. Attention by block (``blocked``) runs at the padded
+        batch's speed per FLOP, and the packed pass does less besides (a training prompt runs inline, in
+        matrix products of ``R + L`` rows rather than ``R``; an evaluation's cached prompt is not copied per
+        row), so a tie packs: batch 16 of 64-token rows, no padding at all, trained 5 % faster packed on
+        SmolLM2 (R 50 and 100)."""
+        padded, packed = self.flops(prompt_rows, config, blocked)
+        if blocked:
+            return packed.total <= padded.total
         return packed.total < PACKING_MARGIN[self.kind] * padded.total
 
     def to(self, move: Callable[[torch.Tensor], torch.Tensor]) -> PackedRows:
         """The indices moved by ``move`` (the batch's own move: pinned and non-blocking to a GPU)."""
         moved: dict[str, Any] = {f.name: move(getattr(self, f.name)) for f in fields(self)
                                  if isinstance(getattr(self, f.name), torch.Tensor)}
-        return replace(self, **moved)
+        return replace(self, **moved, blocks=self.blocks.to(move))
 
     def positions(self, prompt_rows: int, inline: bool = False) -> torch.Tensor:
         """``[1, L]`` position ids: every example numbered from the end of the prompt; ``inline``: ``[1, R + L]``,
