@@ -127,7 +127,9 @@ class Batch:
 
 
 class Backbone(ABC):
-    """A frozen Hugging Face model that accepts a soft prompt ``[B, R, d]`` before its input."""
+    """A frozen Hugging Face model that accepts a soft prompt ``[B, R, d]`` before its input. The backbone
+    takes the model it is given as its own: frozen, in eval mode, and (a family may) on an attention
+    implementation of promptvec's (:mod:`promptvec.backbones.block_attention`)."""
 
     #: the family's name (``--family``, ``family:`` in configs, recorded in every prompt folder)
     family: ClassVar[str]

@@ -73,7 +73,8 @@ def block_attention(module: torch.nn.Module, query: torch.Tensor, key: torch.Ten
 
     mask = torch.cat([layout.mask.new_ones(blocks, 1, width, rows), layout.mask], dim=-1)
     out = _sdpa(to_blocks(query[:, :, inline:]), with_prompt(key), with_prompt(value), mask, dropout, scaling)
-    out = out.transpose(1, 2).reshape(blocks * width, *out.shape[1:2], out.shape[-1]).index_select(0, layout.scatter)
+    heads, dim = out.shape[1], out.shape[-1]
+    out = out.transpose(1, 2).reshape(blocks * width, heads, dim).index_select(0, layout.scatter)
     if inline:
         own = _sdpa(query[:, :, :inline], key[:, :, :rows], value[:, :, :rows], None, dropout, scaling, causal=True)
         out = torch.cat([own[0].transpose(0, 1), out])
@@ -84,10 +85,10 @@ AttentionInterface.register(BLOCK_ATTENTION, block_attention)
 AttentionMaskInterface.register(BLOCK_ATTENTION, sdpa_mask)  # the masks transformers builds: SDPA's
 
 
-def use_block_attention(model: Any) -> bool:
+def use_block_attention(model: Any) -> None:
     """Switch a model that runs transformers' SDPA attention to :func:`block_attention` (the same attention
-    until a packed pass gives it a layout); whether the model now runs it. A model on another implementation
-    (eager, flash) or whose attention layers do not look theirs up by name is left as it is."""
+    until a packed pass gives it a layout). A model on another implementation (eager, flash), or whose
+    attention layers do not look theirs up by name, is left as it is: a packed pass then attends under the
+    whole mask."""
     if model.config._attn_implementation == "sdpa" and model._can_set_attn_implementation():
         model.set_attn_implementation(BLOCK_ATTENTION)
-    return bool(model.config._attn_implementation == BLOCK_ATTENTION)
