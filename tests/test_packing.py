@@ -154,7 +154,7 @@ def test_attention_one_example_at_a_time_is_attention_under_the_packed_mask(layo
     inputs = [t.requires_grad_(True) for t in (query, key, value)]
     module = torch.nn.Module()
     module.num_key_value_groups = heads // kv_heads
-    ours, _ = block_attention(module, *inputs, None, promptvec_blocks=packed.blocks)
+    ours, _ = block_attention(module, *inputs, None, promptvec_blocks=packed.blocks.after_prompt(rows))
     groups = heads // kv_heads
     whole = torch.nn.functional.scaled_dot_product_attention(
         query, key.repeat_interleave(groups, 1), value.repeat_interleave(groups, 1),

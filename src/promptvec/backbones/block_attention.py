@@ -49,16 +49,16 @@ def block_attention(module: torch.nn.Module, query: torch.Tensor, key: torch.Ten
                     **kwargs: Any) -> tuple[torch.Tensor, None]:
     """transformers' attention-function contract (``query`` ``[1, H, Q, D]``, keys/values ``[1, KV, K, D]``,
     the output ``[1, Q, H, D]``). With a :class:`~promptvec.backbones.packing.BlockLayout` under the keyword
-    ``promptvec_blocks``, the keys are the prompt's ``R`` then the ``L`` packed tokens', and the queries the
-    packed tokens' — after the prompt's own when the prompt runs inline (``Q = R + L``: its rows attend
-    causally among themselves). Without one: transformers' SDPA attention."""
+    ``promptvec_blocks`` (its prompt keys added: ``after_prompt(R)``), the keys are the prompt's ``R`` then the
+    ``L`` packed tokens', and the queries the packed tokens' — after the prompt's own when the prompt runs
+    inline (``Q = R + L``: its rows attend causally among themselves). Without one: transformers' SDPA
+    attention."""
     layout: BlockLayout | None = kwargs.pop(LAYOUT_KWARG, None)
     if layout is None:
         return sdpa_attention_forward(module, query, key, value, attention_mask, dropout=dropout, scaling=scaling,
                                       **kwargs)
-    tokens = layout.scatter.numel()
-    rows = key.shape[2] - tokens  # the prompt's keys
-    inline = query.shape[2] - tokens  # the prompt's own queries (0 when its keys come from a cache)
+    rows = layout.prompt_rows  # the prompt's keys
+    inline = query.shape[2] - layout.scatter.numel()  # the prompt's own queries (0 when its keys come from a cache)
     blocks, width = layout.blocks, layout.width
 
     def to_blocks(states: torch.Tensor) -> torch.Tensor:
@@ -71,8 +71,7 @@ def block_attention(module: torch.nn.Module, query: torch.Tensor, key: torch.Ten
         own = to_blocks(states[:, :, rows:])
         return torch.cat([states[:, :, :rows].expand(blocks, -1, -1, -1), own], dim=2)
 
-    mask = torch.cat([layout.mask.new_ones(blocks, 1, width, rows), layout.mask], dim=-1)
-    out = _sdpa(to_blocks(query[:, :, inline:]), with_prompt(key), with_prompt(value), mask, dropout, scaling)
+    out = _sdpa(to_blocks(query[:, :, inline:]), with_prompt(key), with_prompt(value), layout.mask, dropout, scaling)
     heads, dim = out.shape[1], out.shape[-1]
     out = out.transpose(1, 2).reshape(blocks * width, heads, dim).index_select(0, layout.scatter)
     if inline:

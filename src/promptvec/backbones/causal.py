@@ -196,7 +196,7 @@ class CausalLMBackbone(Backbone):
             embeds = torch.cat([prompt.to(self.device, embeds.dtype)[None], embeds], dim=1)
         keep = packed.keep + rows if inline else packed.keep
         if self.attends_by_block:  # each example's attention apart: the whole sequence's mask is never needed
-            mask, extra = None, {**extra, LAYOUT_KWARG: packed.blocks}
+            mask, extra = None, {**extra, LAYOUT_KWARG: packed.blocks.after_prompt(rows)}
         else:
             mask = packed.mask(rows, implementation, embeds.dtype, inline)
         return self.model(inputs_embeds=embeds, attention_mask=mask, position_ids=packed.positions(rows, inline),

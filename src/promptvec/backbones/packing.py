@@ -96,13 +96,16 @@ class BlockLayout:
     """Where each packed token sits in the ``[B, S]`` blocks, built on the host with the packed rows.
 
     ``gather`` ``[B·S]``: the packed token in each block slot (a padding slot points at token 0, whose output
-    is dropped); ``scatter`` ``[L]``: each packed token's slot ``b·S + s``; ``mask`` ``[B, 1, S, S]``: which
-    keys of its own block a slot attends to (the packed mask's diagonal block; a padding slot attends to
-    itself only, so that no row of the softmax is empty)."""
+    is dropped); ``scatter`` ``[L]``: each packed token's slot ``b·S + s``; ``mask`` ``[B, 1, S, P + S]``: which
+    keys a slot attends to — the ``prompt_rows`` (``P``) prompt keys, all of them, then those of its own block
+    (the packed mask's diagonal block; a padding slot attends to itself only, so that no row of the softmax is
+    empty). Collation builds it with no prompt keys; a pass adds its prompt's once (:meth:`after_prompt`),
+    not once per layer."""
 
     gather: torch.Tensor
     scatter: torch.Tensor
     mask: torch.Tensor
+    prompt_rows: int = 0
 
     @property
     def blocks(self) -> int:
@@ -110,7 +113,12 @@ class BlockLayout:
 
     @property
     def width(self) -> int:
-        return int(self.mask.shape[-1])
+        return int(self.mask.shape[-1]) - self.prompt_rows
+
+    def after_prompt(self, rows: int) -> BlockLayout:
+        """This layout with ``rows`` prompt keys before every block's own (attended by every slot)."""
+        mask = self.mask[..., self.prompt_rows:]
+        return replace(self, mask=torch.cat([mask.new_ones(*mask.shape[:-1], rows), mask], dim=-1), prompt_rows=rows)
 
     @classmethod
     def from_segments(cls, example: torch.Tensor, branch: torch.Tensor) -> BlockLayout:
@@ -139,7 +147,7 @@ class BlockLayout:
         return cls(gather, scatter, mask[:, None])
 
     def to(self, move: Callable[[torch.Tensor], torch.Tensor]) -> BlockLayout:
-        return replace(self, **{f.name: move(getattr(self, f.name)) for f in fields(self)})
+        return replace(self, gather=move(self.gather), scatter=move(self.scatter), mask=move(self.mask))
 
     def attended_pairs(self, prompt_rows: int) -> int:
         """(query, key) pairs attention computes over the blocks: every slot against the prompt and its block."""
