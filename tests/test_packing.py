@@ -16,7 +16,7 @@ import torch
 from promptvec.backbones import load_backbone
 from promptvec.backbones.block_attention import block_attention
 from promptvec.backbones.causal import CausalLMBackbone
-from promptvec.backbones.packing import PackedRows, forward_flops
+from promptvec.backbones.packing import PackedRows, attention_window, forward_flops
 from promptvec.tasks import get_task, load_task_data
 
 
@@ -131,6 +131,50 @@ def test_a_batch_is_packed_only_when_that_saves_work():
     assert not PackedRows.for_ranking(rows(*[40] * 8), [[5, 6], [7, 8]]).pays(20, smollm2, blocked=True)
     _, blocked = sst2.flops(20, smollm2, blocked=True)
     assert blocked.attention == forward_flops(smollm2, 8 * 51, 20 + 51).attention  # 8 blocks of the longest row fed
+
+
+def test_a_sliding_window_is_read_from_the_model_s_config():
+    """Mistral's window holds in every layer; Qwen2's only where a layer is marked sliding (none by default)."""
+    from transformers import MistralConfig, Qwen2Config
+
+    assert attention_window(MistralConfig(sliding_window=4096)) == 4096
+    assert attention_window(MistralConfig(sliding_window=None)) is None
+    assert attention_window(Qwen2Config()) is None
+    assert attention_window(Qwen2Config(use_sliding_window=True, sliding_window=64, max_window_layers=0)) == 64
+    # each row's last token is not fed: rows of 9 and 6 span 8 positions after the prompt
+    packed = PackedRows.for_training([[1] * 9, [1] * 6], [1, 1])
+    assert packed.span == 8 and PackedRows.for_ranking([[1] * 4], [[5, 6, 7]]).span == 6  # a branch numbers on
+    assert packed.within_window(2, MistralConfig(sliding_window=10))
+    assert not packed.within_window(3, MistralConfig(sliding_window=10))
+
+
+@pytest.mark.parametrize("window", [64, 8])
+def test_an_example_beyond_the_sliding_window_runs_padded(tiny_tokenizer_dir, toy_task, window):
+    """Packed attention knows no window. Within the window a packed batch has the padded batch's loss; once an
+    example and its prompt outgrow it, packing would change the loss, so the batch runs padded, under the
+    model's own masks (equal rows: the padded batch is each example computed alone)."""
+    from transformers import AutoTokenizer, MistralConfig, MistralForCausalLM
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_tokenizer_dir)
+    torch.manual_seed(0)
+    model = MistralForCausalLM(MistralConfig(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64,
+                                             num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
+                                             max_position_embeddings=256, pad_token_id=0, eos_token_id=1,
+                                             sliding_window=window, initializer_range=0.2))
+    backbone = CausalLMBackbone(model.eval(), tokenizer, name=f"tiny-mistral-{window}")
+    task = get_task(str(toy_task))
+    encoded = [e for e in backbone.encode(task, load_task_data(task).train[:16], 5) if e.label_index == 0][:4]
+    for example in encoded:
+        example.input_ids = (example.input_ids * 8)[:12]
+    batch = backbone.collate(task, encoded, train=True)
+    assert len(encoded) == 4 and bool(batch.attention_mask.all())
+    prompt = torch.randn(5, backbone.dim, generator=torch.Generator().manual_seed(1)) * 0.3
+    packed, padded = backbone._packed_loss(batch, prompt), backbone._padded_loss(batch, prompt)
+    fits = 5 + batch.packed.span <= window
+    assert fits == (window == 64) and backbone.packs_batches
+    assert torch.allclose(packed, padded, atol=1e-5) == fits  # beyond the window, packing is not exact
+    assert backbone.runs_packed(batch, prompt) == fits
+    assert torch.equal(backbone.loss(task, batch, prompt), packed if fits else padded)
 
 
 LAYOUTS = {"training": PackedRows.for_training([[5, 6, 7, 8, 9], [1, 2], [3, 4, 5, 6, 7, 8, 9, 9]], [2, 1, 1]),

@@ -167,12 +167,15 @@ class CausalLMBackbone(Backbone):
 
     def runs_packed(self, batch: Batch, prompt: torch.Tensor | PromptCache) -> bool:
         """Whether this batch runs packed: its prompt is shared by every row (``[R, d]`` or prepared; none
-        at all also packs), the model packs exactly, and packing saves work on this batch."""
+        at all also packs), the model packs exactly, every example fits the model's sliding attention window
+        (if it has one), and packing saves work on this batch."""
         if batch.packed is None or not (isinstance(prompt, SharedPrompt)
                                         or (isinstance(prompt, torch.Tensor) and prompt.dim() == 2)):
             return False
         rows = prompt.rows if isinstance(prompt, SharedPrompt) else prompt.shape[0]
-        return self.packs_batches and batch.packed.pays(rows, self.model.config, self.attends_by_block)
+        config = self.model.config
+        return (self.packs_batches and batch.packed.within_window(rows, config)
+                and batch.packed.pays(rows, config, self.attends_by_block))
 
     @property
     def attends_by_block(self) -> bool:

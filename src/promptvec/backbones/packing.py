@@ -33,7 +33,10 @@ against the padded batch's ``B × T × (R + T)``: with little padding and many r
 inputs) that costs more than the padding it saves (measured 1.9× slower per step on SmolLM2). So each
 batch is packed only when a FLOP count of both paths, with the attention the model runs, says so
 (:meth:`PackedRows.pays`). Exactness is checked once per model, as the shared prompt cache is
-(:func:`packs_exactly`); a model where packing differs keeps the padded path and says so once.
+(:func:`packs_exactly`); a model where packing differs keeps the padded path and says so once. A model with
+a sliding attention window (:func:`attention_window`) packs a batch only when every example, after the
+prompt, fits in the window: packed attention knows no window, so a longer example runs padded, through the
+model's own masks (:meth:`PackedRows.within_window`).
 """
 
 from __future__ import annotations
@@ -61,6 +64,17 @@ MASKED_ATTENTION = ("sdpa", "eager", BLOCK_ATTENTION)
 #: (:meth:`PackedRows.pays`).
 PACKING_MARGIN = {"training": 0.85, "ranking": 1.0}
 PackingKind = Literal["training", "ranking"]
+
+
+def attention_window(config: Any) -> int | None:
+    """The model's sliding attention window, where any of its layers has one: a query at position ``p`` attends
+    to keys at ``p - window + 1 … p`` only (Mistral's 4,096; Qwen2 or Gemma layers marked ``sliding_attention``).
+    None when every layer attends to all earlier keys."""
+    window = getattr(config, "sliding_window", None)
+    layer_types = getattr(config, "layer_types", None)
+    if window is None or (layer_types is not None and "sliding_attention" not in layer_types):
+        return None
+    return int(window)
 
 
 @dataclass(frozen=True)
@@ -159,7 +173,8 @@ class PackedRows:
     """A batch's rows as one sequence, every index built on the host at collation.
 
     ``ids``/``offsets`` ``[1, L]``: the tokens and each one's position within its example (the prompt's
-    rows come first: the model's position id is ``R + offset``); ``example``/``branch`` ``[L]``: the row a
+    rows come first: the model's position id is ``R + offset``; ``span``: the largest offset + 1, what the
+    longest example spans after the prompt); ``example``/``branch`` ``[L]``: the row a
     token belongs to, and 0 for the row's own tokens or ``j + 1`` for label ``j``'s continuation; ``keep``
     ``[K]``: the packed positions whose logits are computed; ``read``/``token``/``pair`` ``[E]``: each scored
     token — which kept position predicts it, the token, and (rank evaluation) its ``example · C + label``.
@@ -177,6 +192,7 @@ class PackedRows:
     blocks: BlockLayout
     rows: int
     width: int
+    span: int
     kind: PackingKind
     continuations: tuple[int, int] = (0, 0)
 
@@ -254,7 +270,7 @@ class PackedRows:
         segments = tensor(example), tensor(branch)
         return cls(tensor(ids)[None], tensor(offsets)[None], *segments, tensor(keep), tensor(read), tensor(token),
                    tensor(pair), BlockLayout.from_segments(*segments), len(rows), max(len(row) for row in rows),
-                   kind, continuations)
+                   max(offsets) + 1, kind, continuations)
 
     def flops(self, prompt_rows: int, config: Any, blocked: bool = False) -> tuple[Flops, Flops]:
         """The padded batch's FLOPs and this packed sequence's, after a prompt of ``prompt_rows``: the padded
@@ -281,6 +297,14 @@ class PackedRows:
         if blocked:
             return packed.total <= padded.total
         return packed.total < PACKING_MARGIN[self.kind] * padded.total
+
+    def within_window(self, prompt_rows: int, config: Any) -> bool:
+        """Whether every example, after a prompt of ``prompt_rows``, fits the model's sliding attention window
+        (:func:`attention_window`), so that no query's window ends before the prompt: packed attention (by block or
+        under the whole mask) attends to every earlier key of an example, and outside the window that is not
+        what the model computes."""
+        window = attention_window(config)
+        return window is None or prompt_rows + self.span <= window
 
     def to(self, move: Callable[[torch.Tensor], torch.Tensor]) -> PackedRows:
         """The indices moved by ``move`` (the batch's own move: pinned and non-blocking to a GPU)."""
