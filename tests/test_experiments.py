@@ -206,9 +206,15 @@ def test_example_suites_are_valid(path):
         assert len(suite.seeds) == 3 and any(not is_source(r) and r.task in ("rte", "mrpc") for r in runs)
 
 
-@pytest.mark.parametrize(("calibration_file", "study_file"), [("calibration-transfer.yaml", "transfer-smollm2.yaml"),
-                                                               ("calibration-generation.yaml", "generation.yaml")])
-def test_a_calibration_suite_is_its_study_on_fewer_tasks_seeds_and_methods(calibration_file, study_file):
+TPV_FEWSHOT = {"random origin", "TPV init", "single source", "multi-source", "no prompt"}
+
+
+@pytest.mark.parametrize(("calibration_file", "study_file", "required"), [
+    ("calibration-transfer.yaml", "transfer-smollm2.yaml", {"dtvg", "tpv-init", "pt"}),
+    ("calibration-generation.yaml", "generation.yaml", {"dtvg", "tpv-init", "pt"}),
+    ("calibration-tpv-fewshot.yaml", "tpv-fewshot.yaml", TPV_FEWSHOT),  # every method, on a smaller model
+])
+def test_a_calibration_suite_is_its_study_on_fewer_tasks_seeds_and_methods(calibration_file, study_file, required):
     """A calibration suite checks the cost model on today's code against its study's runs: it must do the same work
     per run — the same model, budget and source recipe, and per method the same settings — on a subset of the
     study's tasks, shots, seeds and methods."""
@@ -224,7 +230,7 @@ def test_a_calibration_suite_is_its_study_on_fewer_tasks_seeds_and_methods(calib
     assert calibration.sources.targets == {t: study.sources.targets[t] for t in calibration.tasks
                                            if t in study.sources.targets}
     studied = {method.label: method for method in study.methods}
-    assert {"dtvg", "tpv-init", "pt"} <= {method.label for method in calibration.methods}
+    assert required <= {method.label for method in calibration.methods}
     for method in calibration.methods:
         same = studied[method.label]
         assert method.model_copy(update={"tasks": None}) == same.model_copy(update={"tasks": None})
