@@ -45,7 +45,8 @@ STUDIES = {"quickstart": "quickstart.yaml", "tpv": "tpv.yaml", "tpv-fewshot": "t
 #: and never fitted on: how the model does on the code of today, which the committed studies (made by the code of
 #: their day) cannot say
 HELD_OUT = {"calibration/quickstart": "quickstart.yaml", "calibration/transfer": "calibration-transfer.yaml",
-            "calibration/generation": "calibration-generation.yaml"}
+            "calibration/generation": "calibration-generation.yaml",
+            "calibration/tpv-fewshot": "calibration-tpv-fewshot.yaml"}
 #: runs whose recorded time includes a pause of their whole study (SIGSTOP, to free the machine for a benchmark):
 #: left out of the fit and the comparison. Each is the only run of its method and task whose phase took over 3×
 #: the others' median, by the length of a recorded pause (docs/results/library/README.md, *Cost*)

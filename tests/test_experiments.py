@@ -156,7 +156,8 @@ def test_dry_run_of_a_paper_scale_suite_answers_offline(tmp_path):
     result = CliRunner().invoke(app, ["experiment", "run", str(path), "--out", str(tmp_path / "o"), "--dry-run"])
     assert result.exit_code == 0, result.output
     assert "28 runs, 0 done" in result.output and " h" in result.output  # 24 PT + 4 no-prompt, hours of CPU
-    assert re.search(r"\(steps [\d.]+ h, evaluation [\d.]+ (h|min)\)", " ".join(result.output.split()))  # by kind
+    by_kind = r"\(steps [\d.]+ h, evaluation [\d.]+ (h|min), other [\d.]+ (s|min)\)"  # each run's fixed cost too
+    assert re.search(by_kind, " ".join(result.output.split()))
     assert not (tmp_path / "o").exists()  # a dry run writes nothing
 
 
@@ -348,7 +349,7 @@ def test_the_cost_estimate_follows_the_input_length(tmp_path, toy_task):
 
     long_folder = tmp_path / "long"
     long_folder.mkdir()
-    for split, size in (("train", 2), ("validation", 10), ("test", 4)):
+    for split, size in (("train", 6), ("validation", 10), ("test", 4)):
         rows = [{"text": "word " * 100, "label": ["positive", "negative"][i % 2]} for i in range(size)]
         (long_folder / f"{split}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     long_task = long_folder / "long.yaml"
@@ -358,21 +359,33 @@ def test_the_cost_estimate_follows_the_input_length(tmp_path, toy_task):
     assert (long.answer, long.decoded) == (0, 0)  # a label task: scored by rank classification
     assert long.input > 4 * task_tokens(str(toy_task), 256, None).input
     assert task_tokens(str(long_task), 64, None).input == 64  # max_length
+    # each input is cut on its own: half of them 4× as long as the cut, half 1/4 of it, average 3/4 of it
+    mixed_folder = tmp_path / "mixed"
+    mixed_folder.mkdir()
+    rows = [{"text": "abcd" * (256 if i % 2 else 4), "label": "positive"} for i in range(10)]
+    for split in ("train", "validation", "test"):
+        (mixed_folder / f"{split}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    mixed_task = mixed_folder / "mixed.yaml"
+    mixed_task.write_text(toy_task.read_text().replace("toy_sentiment", "mixed_lengths"))
+    short = len("Review: " + "abcd" * 4 + "\nSentiment:") / 4
+    assert task_tokens(str(mixed_task), 64, None).input == pytest.approx((64 + short) / 2)
     assert task_tokens("scitail", 256, None).input == DEFAULT_INPUT_TOKENS  # a Hub-only task, no local data
     # the splits' sizes cap what a budget scores; no limit scores the whole split (unknown: the stated default)
     assert (long.validated(8), long.scored(6), long.validated(None), long.scored(None)) == (8, 4, 10, 4)
+    assert (long.trained(4), long.trained(None), task_tokens("scitail", 256, None).trained(4)) == (4, 6, None)
     assert task_tokens("scitail", 256, None).scored(None) == UNKNOWN_SPLIT["test"]
 
-    body = {"name": "e", "backbone": {"model": "default"}, "tasks": [str(long_task)], "shots": [8], "seeds": [0],
+    body = {"name": "e", "backbone": {"model": "default"}, "tasks": [str(long_task)], "shots": [6], "seeds": [0],
             "budget": {"steps": 10, "batch_size": 4, "eval_every": 5, "val_examples": 8, "test_examples": 6},
             "methods": [{"name": "pt", "settings": {"prompt_length": 20}}]}
     (tmp_path / "e.yaml").write_text(yaml.safe_dump(body))
     suite = load_suite(tmp_path / "e.yaml")
     (run,) = expand(suite)
     work = CostModel(suite).work(run)
-    # 10 steps of 4 examples, the shared prompt's 20 rows once per step; evaluations: the start and
-    # 2 during training on 8 validation examples, then the test split's 4 examples (the budget asks 6)
-    assert work.train_tokens == pytest.approx(10 * 4 * long.input + 10 * 20)
+    # 10 steps of 3 examples (6 examples at batch 4: batches of 4 and 2), the shared prompt's 20 rows once per step;
+    # evaluations: the start and 2 during training on 8 validation examples, then the test split's 4 (the budget
+    # asks 6)
+    assert work.train_tokens == pytest.approx(10 * 3 * long.input + 10 * 20)
     assert work.rank_tokens == pytest.approx((3 * 8 + 4) * long.input)
     assert work.decode_tokens == 0
     expected = CALIBRATION.per_run_s + CALIBRATION.train_token_s * work.train_tokens \
@@ -384,6 +397,50 @@ def test_the_cost_estimate_follows_the_input_length(tmp_path, toy_task):
         "start": 0.0, "steps": CALIBRATION.train_token_s * work.train_tokens,
         "evaluation": CALIBRATION.rank_token_s * work.rank_tokens, "other": CALIBRATION.per_run_s, "analyses": 0.0})
     assert CostModel(suite).work(run, done_steps=5).train_tokens == pytest.approx(work.train_tokens / 2)
+
+
+def test_the_cost_estimate_scales_a_model_by_its_compute_per_token(tmp_path):
+    """Another model's tokens cost the reference's prices times its compute per token: the weights of its layers
+    (attention at its key/value heads' size, a gated MLP's three matrices, a seq2seq decoder's cross-attention),
+    not its embedding tables — a larger vocabulary costs nothing, a deeper model proportionally more."""
+    from promptvec.experiments.cost import REFERENCE_COMPUTE, compute_parameters, model_compute
+
+    smollm2 = {"hidden_size": 576, "num_hidden_layers": 30, "intermediate_size": 1536, "num_attention_heads": 9,
+               "num_key_value_heads": 3, "hidden_act": "silu", "vocab_size": 49152}
+    per_layer = 2 * 576 * 576 + 2 * 576 * 192 + 3 * 576 * 1536
+    assert compute_parameters(smollm2) == 30 * per_layer == REFERENCE_COMPUTE
+    assert model_compute("default") == REFERENCE_COMPUTE
+    assert compute_parameters({**smollm2, "vocab_size": 10 * 49152}) == REFERENCE_COMPUTE
+    assert compute_parameters({**smollm2, "num_hidden_layers": 60}) == 2 * REFERENCE_COMPUTE
+    assert compute_parameters({**smollm2, "hidden_act": "gelu"}) == 30 * (per_layer - 576 * 1536)  # not gated
+    assert model_compute("minilm") == pytest.approx(0.1 * REFERENCE_COMPUTE)  # 6 layers of 384: 0.17× stored
+    t5 = {"d_model": 512, "num_layers": 6, "d_ff": 2048, "num_heads": 8, "d_kv": 64, "is_encoder_decoder": True}
+    layer = 4 * 512 * 512 + 2 * 512 * 2048
+    assert compute_parameters(t5) == 6 * layer + 6 * (layer + 4 * 512 * 512) == model_compute("t5-small")
+    folder = tmp_path / "local-model"
+    folder.mkdir()
+    (folder / "config.json").write_text(json.dumps({**smollm2, "num_hidden_layers": 15}))
+    assert model_compute(str(folder)) == REFERENCE_COMPUTE / 2
+    assert model_compute("HuggingFaceTB/SmolLM2-1.7B") == 1.7e9  # a size in the name: its stored count
+    assert model_compute("someone/unnamed-model") is None
+
+
+def test_the_cost_estimate_counts_the_steps_a_few_shot_run_fills(tmp_path, toy_task):
+    """A step trains on the batch the run's order cuts: 10 examples at batch 8 are batches of 8 and 2, so 30
+    steps train 150 examples, not 240; a run with every example at batch 8 of the toy task's 64 trains full ones."""
+    from promptvec.experiments.cost import CostModel, task_tokens
+
+    body = {"name": "f", "backbone": {"model": "default"}, "tasks": [str(toy_task)], "shots": [10, 16, None],
+            "seeds": [0], "budget": {"steps": 30, "batch_size": 8, "eval_every": 30, "val_examples": 8,
+                                     "test_examples": 8},
+            "methods": [{"name": "pt", "settings": {"prompt_length": 4}}]}
+    (tmp_path / "f.yaml").write_text(yaml.safe_dump(body))
+    suite = load_suite(tmp_path / "f.yaml")
+    model = CostModel(suite)
+    per_example = task_tokens(str(toy_task), suite.backbone.max_length, None).input
+    trained = {run.shots: model.work(run).train_tokens for run in expand(suite)}
+    assert trained[10] == pytest.approx(150 * per_example + 30 * 4)
+    assert trained[16] == pytest.approx(240 * per_example + 30 * 4) == trained[None]
 
 
 def test_the_cost_estimate_counts_answers_and_decoding_steps(tmp_path, toy_generation_tasks):

@@ -207,6 +207,27 @@ def test_selection_can_exclude_the_initial_prompt(backbones, tiny_models, toy_ta
     assert load_prompt(tmp_path / "r").metadata["step"] == record["best"]["step"]
 
 
+@pytest.mark.parametrize(("sizes", "batch_size"), [([10], 8), ([500], 8), ([1000], 8), ([16], 8), ([7, 30], 4),
+                                                  ([3, 5, 9], 2), ([250, 300], 8)])
+def test_the_mean_batch_is_what_an_epoch_of_the_order_holds(sizes, batch_size):
+    """What the cost estimate counts per step: a window's examples of one task end in a partial batch (10
+    examples at batch 8: batches of 8 and 2), exactly as the order cuts them — one task, or several within one
+    window; several tasks over many windows (250 + 300 at batch 8) within 2 %, and every epoch of that order
+    tried (the cut depends on how the shuffle spreads the tasks over the windows)."""
+    from promptvec.batching import BucketedBatches
+
+    groups = [g for g, size in enumerate(sizes) for _ in range(size)]
+    order = BucketedBatches(list(range(len(groups))), batch_size, seed=1,
+                            groups=groups if len(sizes) > 1 else None)
+    held = [len(groups) / len(order.epoch_batches(epoch)) for epoch in range(5)]
+    expected = BucketedBatches.mean_batch(sizes, batch_size)
+    if len(sizes) == 1 or len(groups) <= 50 * batch_size:
+        assert held == [pytest.approx(expected)] * 5
+    else:
+        assert all(value == pytest.approx(expected, rel=0.02) for value in held)
+    assert BucketedBatches.mean_batch([10], 8) == 5 and BucketedBatches.mean_batch([16], 8) == 8
+
+
 def test_multi_task_training_never_mixes_tasks_in_a_batch(backbones, tiny_models, toy_task, tmp_path):
     from promptvec.batching import BucketedBatches
 

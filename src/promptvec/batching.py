@@ -14,6 +14,8 @@ the order is the single-task one.
 
 from __future__ import annotations
 
+import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -65,6 +67,23 @@ class BucketedBatches:
     def group(self, index: int) -> int:
         return self.groups[index] if self.groups is not None else 0
 
+    @staticmethod
+    def mean_batch(sizes: Sequence[int], batch_size: int) -> float:
+        """Examples per batch, on average over an epoch of ``sizes[g]`` examples of each group: a window's
+        examples of one group end in a partial batch (10 examples at batch 8 make batches of 8 and 2, so a
+        step trains on 5 on average). Exact for one group, and for several within one window; beyond that,
+        each window is taken to hold the groups in proportion to their sizes. What the cost estimate
+        counts per step, without building an order."""
+        total = sum(sizes)
+        if not total:
+            return float(batch_size)
+        window = batch_size * WINDOW_BATCHES
+        batches = 0
+        for start in range(0, total, window):
+            held = min(window, total - start)
+            batches += sum(math.ceil(held * size / (total * batch_size)) for size in sizes if size)
+        return total / batches
+
     def next(self) -> list[int]:
         batches = self.epoch_batches(self.epoch)
         if self.position >= len(batches):
@@ -105,6 +124,11 @@ class MixedTaskBatches:
     seed: int
     mixing: TaskMixing = field(default_factory=TaskMixing)
     position: int = 0
+
+    @staticmethod
+    def mean_batch(sizes: Sequence[int], batch_size: int) -> float:
+        """Every batch is full: its examples are drawn with replacement."""
+        return float(batch_size)
 
     def __post_init__(self) -> None:
         self.members: dict[int, list[int]] = {}

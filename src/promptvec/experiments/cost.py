@@ -3,7 +3,8 @@
 A run's time is modelled as the work it does in three kinds of token, each at its own measured price,
 plus a fixed cost per run:
 
-* **training**: every example-step's tokens (input and, for a free-text task, its answer), plus the
+* **training**: every example-step's tokens (input and, for a free-text task, its answer; a step's batch
+  as the method's batch order fills it on average, so 10 examples at batch 8 make steps of 5), plus the
   prompt's rows once per step when the prompt is shared by the batch (its keys/values are computed
   once) or on every example when each input gets its own prompt (ATTEMPT, Fusion);
 * **rank evaluation**: the tokens of every scored example (validation during training, then test, and the
@@ -14,11 +15,12 @@ plus a fixed cost per run:
 Training that another planned run does identically is not counted: each method declares its trainings
 (:class:`~promptvec.suites.method.PlannedTraining`), and one whose start (or every start it may choose)
 is trained by another run of the same cell with the same settings is copied at run time. A source run
-that the suite's ``sources.library`` already holds is copied from it, so it costs nothing either. Token counts
-come from each task's local data (characters / 4, no tokenizer). Prices are per token of a model of
-:data:`REFERENCE_PARAMS` parameters on the calibration machine, scaled by parameter count for other
-models; ``benchmarks/cost_model.py`` fits them to the committed studies' measured times (phase by phase
-where a run recorded its phases: :meth:`CostModel.phase_work`) and states the error per method.
+that the suite's ``sources.library`` already holds is copied from it, so it costs nothing either. Token
+counts come from each task's local data (characters / 4, no tokenizer). Prices are per token of
+SmolLM2-135M on the calibration machine, scaled for other models by their compute per token
+(:func:`compute_parameters`: the weights a token's pass multiplies by, not the embedding tables);
+``benchmarks/cost_model.py`` fits them to the committed studies' measured times (phase by phase where a
+run recorded its phases: :meth:`CostModel.phase_work`) and states the error per method.
 """
 
 from __future__ import annotations
@@ -38,7 +40,6 @@ from promptvec.suites.method import METHODS, PlannedTraining
 from promptvec.suites.plan import RunSpec, expand, is_source
 from promptvec.suites.schema import SuiteSpec
 
-REFERENCE_PARAMS = 135e6
 CHARS_PER_TOKEN = 4.0  # English text in a BPE vocabulary: the estimate needs no tokenizer (nothing is loaded)
 #: what an example of unknown length (no local data) counts as: the quickstart's sst2 inputs
 DEFAULT_INPUT_TOKENS = 34.0
@@ -48,13 +49,11 @@ UNKNOWN_SPLIT = {"validation": 500, "test": 2000}
 #: (:mod:`promptvec.training.phases`) whose time it is
 WORK_PHASES = {"start": ("start",), "steps": ("steps",), "evaluation": ("validation", "test"),
                "other": ("load", "setup", "saving")}
-_NAMED_SIZES = {"default": 135e6, "minilm": 22e6, "t5-small": 60e6, "t5-base": 220e6, "t5-large": 770e6,
-                "gpt2": 124e6, "bert-base": 110e6}
 
 
 @dataclass(frozen=True)
 class Calibration:
-    """Seconds per unit of work for a model of :data:`REFERENCE_PARAMS` parameters, fitted by
+    """Seconds per unit of work for a model of :data:`REFERENCE_COMPUTE` compute parameters, fitted by
     ``benchmarks/cost_model.py`` to the committed studies (SmolLM2-135M, fp32, this project's 2-core
     CPU, one or two runs side by side)."""
 
@@ -65,24 +64,32 @@ class Calibration:
 
 
 #: fitted 2026-12-05 on the six committed studies, the library study complete, each split counted at its size, a
-#: run that recorded its phases matched phase by phase (BENCHMARKS.md, "Cost model"; the fit leaves no fixed cost per
-#: run); the studies ran the code of their day, before training packed its batches, so a study run with today's code
-#: may take less
-CALIBRATION = Calibration(per_run_s=0.0, train_token_s=8.36e-3, rank_token_s=2.56e-3, decode_token_s=1.83e-2)
+#: run that recorded its phases matched phase by phase, a model scaled by its compute per token, a step's batch as
+#: its order fills it (BENCHMARKS.md, "Cost model"); the studies ran the code of their day, before training packed
+#: its batches, so a study run with today's code may take less
+CALIBRATION = Calibration(per_run_s=3.34, train_token_s=9.65e-3, rank_token_s=2.52e-3, decode_token_s=1.55e-2)
 
 
 @dataclass(frozen=True)
 class TaskTokens:
     """One example of a task, in tokens: its input, its answer (free text: trained on), and the greedy
     steps its evaluation decodes (0 for a label task, scored by rank classification); and the sizes of its
-    validation and test splits, which cap what a budget's ``val_examples``/``test_examples`` score (None:
-    no local data to count)."""
+    training, validation and test splits, which cap what a run's shots and a budget's
+    ``val_examples``/``test_examples`` take (None: no local data to count)."""
 
     input: float
     answer: float = 0.0
     decoded: float = 0.0
+    train: int | None = None
     validation: int | None = None
     test: int | None = None
+
+    def trained(self, shots: int | None) -> int | None:
+        """The training examples a run of ``shots`` draws its batches from (None = all; unknown without
+        local data)."""
+        if self.train is None:
+            return None
+        return self.train if shots is None else min(shots, self.train)
 
     def scored(self, limit: int | None) -> int:
         """Test examples a budget of ``limit`` scores: a smaller split is scored whole, as is any split when
@@ -122,21 +129,59 @@ class RunWork:
         return sum(price * amount for price, amount in zip(prices, self.features(scale), strict=True))
 
 
-def model_parameters(model: str) -> float | None:
-    """A parameter count for the cost estimate, without loading (or downloading) the model."""
-    if model in _NAMED_SIZES:
-        return _NAMED_SIZES[model]
-    config_path = Path(model) / "config.json"
-    if config_path.is_file():
-        cfg = json.loads(config_path.read_text())
-        d = cfg.get("hidden_size") or cfg.get("d_model") or cfg.get("n_embd") or 0
-        layers = cfg.get("num_hidden_layers") or cfg.get("num_layers") or cfg.get("n_layer") or 0
-        vocab = cfg.get("vocab_size") or 0
-        return float(12 * layers * d * d + vocab * d) or None
+def compute_parameters(config: dict[str, Any]) -> float:
+    """The parameters a token's forward pass multiplies by, from a transformers config: every layer's
+    attention and feed-forward weights (a gated MLP's three matrices, grouped-query keys/values at their
+    size, a seq2seq decoder's cross-attention), not the embedding tables. An input embedding is a lookup,
+    and a causal LM projects onto its vocabulary only where logits are read; the compute per token scales
+    with this count, not with the stored one (Kaplan et al., 2020, count non-embedding parameters for
+    that reason): all-MiniLM-L6-v2 stores 0.17× SmolLM2-135M's parameters and cost 0.11× per training
+    token and 0.13× per ranked token in the calibration runs (quickstart and tpv-fewshot, docs/results/calibration),
+    against 0.10× by this count."""
+    d = config.get("hidden_size") or config.get("d_model") or config.get("n_embd") or 0
+    layers = config.get("num_hidden_layers") or config.get("num_layers") or config.get("n_layer") or 0
+    decoder_layers = (config.get("num_decoder_layers") or layers) if config.get("is_encoder_decoder") else 0
+    heads = config.get("num_attention_heads") or config.get("num_heads") or config.get("n_head") or 1
+    head_dim = config.get("head_dim") or config.get("d_kv") or d // heads
+    kv_heads = config.get("num_key_value_heads") or heads
+    feed_forward = config.get("intermediate_size") or config.get("d_ff") or config.get("n_inner") or 4 * d
+    gated = (config.get("hidden_act") in ("silu", "swish") or "hidden_activation" in config
+             or str(config.get("feed_forward_proj", "")).startswith("gated"))
+    attention = 2 * d * heads * head_dim + 2 * d * kv_heads * head_dim
+    mlp = (3 if gated else 2) * d * feed_forward
+    return float(layers * (attention + mlp) + decoder_layers * (2 * attention + mlp))
+
+
+#: the shapes of the models promptvec names (embedded or common), for their compute without a download
+_NAMED_SHAPES: dict[str, dict[str, Any]] = {
+    "default": {"hidden_size": 576, "num_hidden_layers": 30, "intermediate_size": 1536, "num_attention_heads": 9,
+                "num_key_value_heads": 3, "hidden_act": "silu"},  # SmolLM2-135M
+    "minilm": {"hidden_size": 384, "num_hidden_layers": 6, "intermediate_size": 1536, "num_attention_heads": 12},
+    "t5-small": {"d_model": 512, "num_layers": 6, "d_ff": 2048, "num_heads": 8, "d_kv": 64, "is_encoder_decoder": True},
+    "t5-base": {"d_model": 768, "num_layers": 12, "d_ff": 3072, "num_heads": 12, "d_kv": 64,
+                "is_encoder_decoder": True},
+    "t5-large": {"d_model": 1024, "num_layers": 24, "d_ff": 4096, "num_heads": 16, "d_kv": 64,
+                 "is_encoder_decoder": True},
+    "gpt2": {"n_embd": 768, "n_layer": 12, "n_head": 12},
+    "bert-base": {"hidden_size": 768, "num_hidden_layers": 12, "intermediate_size": 3072, "num_attention_heads": 12},
+}
+
+
+#: the compute parameters of the model the prices are for (SmolLM2-135M: 106 M of its 135 M)
+REFERENCE_COMPUTE = compute_parameters(_NAMED_SHAPES["default"])
+
+
+def model_compute(model: str) -> float | None:
+    """The model's :func:`compute_parameters`, without loading (or downloading) it: from the shapes of a model
+    promptvec names, a local ``config.json``, or else a size in the model's name (``*-1.7B``: its stored count,
+    which overstates a small model's compute by its embedding tables)."""
     name = model.lower().rsplit("/", 1)[-1]
-    for key, size in _NAMED_SIZES.items():
-        if name == key or name.startswith(key + "-") or name.endswith(key):
-            return size
+    config_path = Path(model) / "config.json"
+    if model not in _NAMED_SHAPES and config_path.is_file():
+        return compute_parameters(json.loads(config_path.read_text())) or None
+    for key, shape in _NAMED_SHAPES.items():
+        if model == key or name == key or name.startswith(key + "-") or name.endswith(key):
+            return compute_parameters(shape)
     match = re.search(r"(\d+(?:\.\d+)?)\s*([bm])\b", name)
     if match:
         return float(match.group(1)) * (1e9 if match.group(2) == "b" else 1e6)
@@ -144,8 +189,8 @@ def model_parameters(model: str) -> float | None:
 
 
 def task_tokens(task: str, max_length: int, data_dir: str | None) -> TaskTokens:
-    """An example of ``task`` in tokens (≈ the characters of up to 200 rendered training inputs / 4, cut
-    at ``max_length``; a free-text task's answers likewise, at most ``max_gen_toks``, plus EOS), and its
+    """An example of ``task`` in tokens (≈ the characters of up to 200 rendered training inputs / 4, each
+    cut at ``max_length``; a free-text task's answers likewise, at most ``max_gen_toks``, plus EOS), and its
     split sizes. Only data on this machine is read; a task whose data is not here counts as
     :data:`DEFAULT_INPUT_TOKENS`, its splits as large as any budget."""
     from promptvec.tasks import get_task, load_task_data
@@ -163,9 +208,10 @@ def task_tokens(task: str, max_length: int, data_dir: str | None) -> TaskTokens:
     sample = data.train[:200]
     if not sample:
         return unknown
-    chars = sum(len(spec.render(example.fields)) for example in sample) / len(sample)
-    tokens = min(float(max_length), chars / CHARS_PER_TOKEN)
-    splits = {"validation": len(data.validation), "test": len(data.test)}
+    # each input cut at max_length on its own: a mean of long and short inputs is not cut the way they are
+    tokens = sum(min(float(max_length), len(spec.render(example.fields)) / CHARS_PER_TOKEN)
+                 for example in sample) / len(sample)
+    splits = {"train": len(data.train), "validation": len(data.validation), "test": len(data.test)}
     if not spec.generates:
         return TaskTokens(tokens, **splits)
     limit = spec.generation_kwargs.max_gen_toks
@@ -182,8 +228,8 @@ class CostModel:
         self.suite = suite
         self.data_dir = data_dir or suite.data_dir
         self.calibration = calibration
-        params = model_parameters(suite.backbone.model)
-        self.scale = None if params is None else params / REFERENCE_PARAMS
+        compute = model_compute(suite.backbone.model)
+        self.scale = None if compute is None else compute / REFERENCE_COMPUTE
         self._tokens: dict[str, TaskTokens] = {}
         self._plan = planned_copies(suite, expand(suite))
         self.library = Path(suite.sources.library) if suite.sources.library else None
@@ -235,6 +281,9 @@ class CostModel:
         untrained_decode = sum(t.decoded for t in tokens) / len(tokens)
         trained_decode = sum(min(t.decoded, t.answer) for t in tokens) / len(tokens)
         b = self.suite.budget
+        sizes = [size for t in tokens if (size := t.trained(run.shots)) is not None]
+        # a step's batch: partial at the end of an epoch's windows (few shots: often), full without data to count
+        batch = method.prompt_module.mean_batch(sizes, b.batch_size) if len(sizes) == len(tokens) else b.batch_size
         val = sum(t.validated(b.val_examples) for t in tokens) / len(tokens)
         test = sum(t.scored(b.test_examples) for t in tokens)
         trainings = self.trainings(run)
@@ -253,7 +302,7 @@ class CostModel:
             skip = max(0, skip - training.steps)
             if is_copy or not left:
                 continue
-            examples = left * b.batch_size * b.grad_accum
+            examples = left * batch * b.grad_accum
             # a stage before the run's own training is part of making its start, its validations too
             phases["steps" if training.final else "start"] += RunWork(
                 train_tokens=examples * per_example + left * per_step_prompt)

@@ -6,7 +6,8 @@ Besides ``forward``, a module tells the trainer what it cannot guess:
 * :meth:`parameter_groups` — learning rates per parameter group (ATTEMPT's attention network and
   DTVG's scales train at their own rates);
 * :meth:`batches` and :attr:`evaluates_first_task_only` — how a multi-task run draws its examples
-  and which tasks it is selected on (Fusion mixes tasks within a batch and selects on the target);
+  (:meth:`mean_batch`: how many a step holds, for the cost estimate) and which tasks it is selected on
+  (Fusion mixes tasks within a batch and selects on the target);
 * :meth:`combine_losses` — how per-task losses of a mixed-task step add up (Fusion learns them);
 * :meth:`drain_log` — what it observed during training (DTVG's group per step, Fusion's weights),
   buffered as tensors and read only at log intervals so the step never waits on the device.
@@ -74,6 +75,12 @@ class PromptModule(nn.Module, ABC):
         default length-bucketed batches of one task each, tasks drawn in proportion to their size:
         little padding, and a multi-task prompt sees each task as often as its data allow."""
         return BucketedBatches(lengths, batch_size, seed, groups=groups if len(set(groups)) > 1 else None)
+
+    @classmethod
+    def mean_batch(cls, sizes: list[int], batch_size: int) -> float:
+        """Examples a batch of :meth:`batches` holds on average over an epoch (``sizes``: each task's training
+        examples): what the cost estimate counts per step, without data or an order."""
+        return BucketedBatches.mean_batch(sizes, batch_size)
 
     def combine_losses(self, losses: dict[str, torch.Tensor], counts: dict[str, int]) -> torch.Tensor:
         """One loss from the per-task losses of a step: the example-weighted mean (= the loss of the

@@ -84,6 +84,12 @@ class FusionPrompt(PromptModule):
             return MixedTaskBatches(groups, batch_size, seed, self.mixing)
         return super().batches(lengths, groups, batch_size, seed)
 
+    @classmethod
+    def mean_batch(cls, sizes: list[int], batch_size: int) -> float:
+        """Full batches: a Fusion run always mixes its sources in (the method needs them), and mixed
+        batches are drawn with replacement."""
+        return MixedTaskBatches.mean_batch(sizes, batch_size)
+
     def task_index(self, task: str | None) -> int:
         if task not in self.task_names:
             raise ConfigError(f"the fusion module was trained on tasks {self.task_names}, not on '{task}'",
