@@ -426,21 +426,26 @@ def test_the_cost_estimate_scales_a_model_by_its_compute_per_token(tmp_path):
 
 
 def test_the_cost_estimate_counts_the_steps_a_few_shot_run_fills(tmp_path, toy_task):
-    """A step trains on the batch the run's order cuts: 10 examples at batch 8 are batches of 8 and 2, so 30
-    steps train 150 examples, not 240; a run with every example at batch 8 of the toy task's 64 trains full ones."""
+    """A step trains on the batch the run's order cuts, at the batch size the run trains with: 10 examples at
+    batch 8 are batches of 8 and 2, so 30 steps train 150 examples, not 240; 16 or all 64 of the toy task's
+    examples fill every batch of 8; a method whose settings set batch 16 trains 16 per step on 64 examples,
+    and 10 on 10."""
     from promptvec.experiments.cost import CostModel, task_tokens
 
     body = {"name": "f", "backbone": {"model": "default"}, "tasks": [str(toy_task)], "shots": [10, 16, None],
             "seeds": [0], "budget": {"steps": 30, "batch_size": 8, "eval_every": 30, "val_examples": 8,
                                      "test_examples": 8},
-            "methods": [{"name": "pt", "settings": {"prompt_length": 4}}]}
+            "methods": [{"name": "pt", "settings": {"prompt_length": 4}},
+                        {"name": "pt", "label": "batch 16", "settings": {"prompt_length": 4, "batch_size": 16}}]}
     (tmp_path / "f.yaml").write_text(yaml.safe_dump(body))
     suite = load_suite(tmp_path / "f.yaml")
     model = CostModel(suite)
     per_example = task_tokens(str(toy_task), suite.backbone.max_length, None).input
-    trained = {run.shots: model.work(run).train_tokens for run in expand(suite)}
-    assert trained[10] == pytest.approx(150 * per_example + 30 * 4)
-    assert trained[16] == pytest.approx(240 * per_example + 30 * 4) == trained[None]
+    trained = {(run.label, run.shots): model.work(run).train_tokens for run in expand(suite)}
+    assert trained["pt", 10] == pytest.approx(150 * per_example + 30 * 4)
+    assert trained["pt", 16] == pytest.approx(240 * per_example + 30 * 4) == trained["pt", None]
+    assert trained["batch 16", 10] == pytest.approx(300 * per_example + 30 * 4)  # 10 examples: one batch of 10
+    assert trained["batch 16", None] == pytest.approx(480 * per_example + 30 * 4)
 
 
 def test_the_cost_estimate_counts_answers_and_decoding_steps(tmp_path, toy_generation_tasks):

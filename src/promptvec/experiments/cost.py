@@ -282,8 +282,11 @@ class CostModel:
         trained_decode = sum(min(t.decoded, t.answer) for t in tokens) / len(tokens)
         b = self.suite.budget
         sizes = [size for t in tokens if (size := t.trained(run.shots)) is not None]
-        # a step's batch: partial at the end of an epoch's windows (few shots: often), full without data to count
-        batch = method.prompt_module.mean_batch(sizes, b.batch_size) if len(sizes) == len(tokens) else b.batch_size
+
+        def filled(batch_size: int) -> float:
+            """A step's batch: partial at the end of an epoch's windows (few shots: often), full without data."""
+            return method.prompt_module.mean_batch(sizes, batch_size) if len(sizes) == len(tokens) else batch_size
+
         val = sum(t.validated(b.val_examples) for t in tokens) / len(tokens)
         test = sum(t.scored(b.test_examples) for t in tokens)
         trainings = self.trainings(run)
@@ -302,7 +305,7 @@ class CostModel:
             skip = max(0, skip - training.steps)
             if is_copy or not left:
                 continue
-            examples = left * batch * b.grad_accum
+            examples = left * filled(training.batch_size) * b.grad_accum
             # a stage before the run's own training is part of making its start, its validations too
             phases["steps" if training.final else "start"] += RunWork(
                 train_tokens=examples * per_example + left * per_step_prompt)

@@ -30,6 +30,8 @@ class PlannedTraining:
     from that start with the same settings, is copied at run time (``reused_from``), not trained."""
 
     steps: int
+    #: examples per batch: the run's settings' ``batch_size``, else the suite budget's (a stage trains at its run's)
+    batch_size: int
     #: where training starts when the plan knows it ("origin", "source:sst2"); several: chosen at run time
     #: among them (a copy only if each is trained elsewhere); empty: not a plain prompt training, never a copy
     starts: frozenset[str] = frozenset()

@@ -61,7 +61,7 @@ class DTVG(PromptTuning):
         if stage1_steps is None:
             stage1 = replace(cls.plain_training(suite, run, frozenset({"origin"}), select_initial=False), final=False)
         else:
-            stage1 = PlannedTraining(stage1_steps, final=False)
+            stage1 = PlannedTraining(stage1_steps, final.batch_size, final=False)
         return [stage1, final]
 
     @classmethod

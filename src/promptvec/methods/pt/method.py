@@ -59,11 +59,11 @@ class PromptTuning(Method):
         """A prompt training with the run's settings (``select_initial`` overridden for a stage), the
         settings that define it written with the suite's budget filled in."""
         s = settings_as(run.options(BaseModel), PTSettings)
-        steps = s.steps or suite.budget.steps
+        steps, batch_size = s.steps or suite.budget.steps, s.batch_size or suite.budget.batch_size
         settings = PTSettings(**{**s.model_dump(include=set(PTSettings.model_fields)), "steps": steps,
-                                 "batch_size": s.batch_size or suite.budget.batch_size,
+                                 "batch_size": batch_size,
                                  **({} if select_initial is None else {"select_initial": select_initial})})
-        return PlannedTraining(steps, starts, settings.model_dump_json() if starts else "")
+        return PlannedTraining(steps, batch_size, starts, settings.model_dump_json() if starts else "")
 
     @classmethod
     def planned_starts(cls, suite: SuiteSpec, run: RunSpec) -> frozenset[str]:

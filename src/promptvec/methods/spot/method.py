@@ -38,8 +38,9 @@ class SpotTargeted(PromptTuning):
     def planned_trainings(cls, suite: SuiteSpec, run: RunSpec) -> list[PlannedTraining]:
         """The early target prompt, then prompt tuning from the most similar source — one of the target's
         sources, so a copy of the plan's run from that source when it has one from each."""
-        early = PlannedTraining(settings_as(run.options(BaseModel), SpotSettings).early_steps, final=False)
-        return [early, *super().planned_trainings(suite, run)]
+        early_steps = settings_as(run.options(BaseModel), SpotSettings).early_steps
+        batch_size = cls.plain_training(suite, run, frozenset()).batch_size
+        return [PlannedTraining(early_steps, batch_size, final=False), *super().planned_trainings(suite, run)]
 
     @classmethod
     def planned_starts(cls, suite: SuiteSpec, run: RunSpec) -> frozenset[str]:
