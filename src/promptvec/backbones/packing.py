@@ -173,8 +173,7 @@ class PackedRows:
     """A batch's rows as one sequence, every index built on the host at collation.
 
     ``ids``/``offsets`` ``[1, L]``: the tokens and each one's position within its example (the prompt's
-    rows come first: the model's position id is ``R + offset``; ``span``: the largest offset + 1, what the
-    longest example spans after the prompt); ``example``/``branch`` ``[L]``: the row a
+    rows come first: the model's position id is ``R + offset``); ``example``/``branch`` ``[L]``: the row a
     token belongs to, and 0 for the row's own tokens or ``j + 1`` for label ``j``'s continuation; ``keep``
     ``[K]``: the packed positions whose logits are computed; ``read``/``token``/``pair`` ``[E]``: each scored
     token — which kept position predicts it, the token, and (rank evaluation) its ``example · C + label``.
@@ -192,13 +191,18 @@ class PackedRows:
     blocks: BlockLayout
     rows: int
     width: int
-    span: int
     kind: PackingKind
     continuations: tuple[int, int] = (0, 0)
 
     @property
     def length(self) -> int:
         return int(self.ids.shape[1])
+
+    @property
+    def span(self) -> int:
+        """Positions the longest example reaches after the prompt: its row, then (ranking) its longest label
+        branch — what the padded batch's continuation pass reaches too."""
+        return self.width + self.continuations[1]
 
     @classmethod
     def for_training(cls, rows: list[list[int]], label_lengths: list[int]) -> PackedRows:
@@ -270,7 +274,7 @@ class PackedRows:
         segments = tensor(example), tensor(branch)
         return cls(tensor(ids)[None], tensor(offsets)[None], *segments, tensor(keep), tensor(read), tensor(token),
                    tensor(pair), BlockLayout.from_segments(*segments), len(rows), max(len(row) for row in rows),
-                   max(offsets) + 1, kind, continuations)
+                   kind, continuations)
 
     def flops(self, prompt_rows: int, config: Any, blocked: bool = False) -> tuple[Flops, Flops]:
         """The padded batch's FLOPs and this packed sequence's, after a prompt of ``prompt_rows``: the padded
@@ -279,7 +283,7 @@ class PackedRows:
         :mod:`promptvec.backbones.block_attention`) over :attr:`blocks`."""
         pairs, steps = self.continuations
         padded = (forward_flops(config, self.rows * self.width, prompt_rows + self.width)
-                  + forward_flops(config, pairs * steps, prompt_rows + self.width + steps))
+                  + forward_flops(config, pairs * steps, prompt_rows + self.span))
         packed = forward_flops(config, self.length, prompt_rows + self.length)
         if blocked:
             attention = forward_flops(config, 1, self.blocks.attended_pairs(prompt_rows)).attention

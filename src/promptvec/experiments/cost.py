@@ -180,7 +180,7 @@ def model_compute(model: str) -> float | None:
     if model not in _NAMED_SHAPES and config_path.is_file():
         return compute_parameters(json.loads(config_path.read_text())) or None
     for key, shape in _NAMED_SHAPES.items():
-        if model == key or name == key or name.startswith(key + "-") or name.endswith(key):
+        if name == key or name.startswith(key + "-") or name.endswith(key):
             return compute_parameters(shape)
     match = re.search(r"(\d+(?:\.\d+)?)\s*([bm])\b", name)
     if match:
